@@ -1,0 +1,85 @@
+// What copying one key can come to, and the context every copy method works in.
+// Shared by the dump copy, the type copy and the run loop that counts the outcomes.
+import type { Arg, Connection, Reply } from './connections.js';
+import { describeError } from './connections.js';
+import type { Settings } from './settings.js';
+
+export type KeyOutcome =
+  | { key: Buffer; status: 'restored' | 'skipped' | 'vanished' }
+  | { key: Buffer; status: 'failed'; reason: string };
+
+export interface CopyContext {
+  source: Connection;
+  target: Connection;
+  settings: Settings;
+  /** Turned off for the rest of the run when a server refuses EVAL. */
+  sourceScripts: boolean;
+}
+
+/** Bytes one read call may gather before it returns, bounding memory in flight and server blocking. */
+export const READ_BUDGET_BYTES = 4 * 1024 * 1024;
+/** Strings longer than this are copied in windows of this size (GETRANGE, APPEND). */
+export const STRING_CHUNK_BYTES = 1024 * 1024;
+
+export const failed = (key: Buffer, err: unknown): KeyOutcome => ({ key, status: 'failed', reason: describeError(err) });
+
+/** The server refused to run scripts at all (ACL or a managed service), as opposed to a failure inside one. */
+export function isScriptingRefused(err: unknown): boolean {
+  return /NOPERM.*'eval'|unknown command .?eval|scripting is disabled/i.test(describeError(err));
+}
+
+export function flagsFor(connection: Connection, flags: string): string | undefined {
+  return connection.capabilities.scriptFlags ? flags : undefined;
+}
+
+export function asArray(reply: Reply): Reply[] {
+  if (!Array.isArray(reply)) throw new Error(`unexpected reply ${String(reply)}`);
+  return reply;
+}
+
+export function asNumber(reply: Reply | undefined): number {
+  return typeof reply === 'number' ? reply : Number(String(reply));
+}
+
+export function asText(reply: Reply | undefined): string {
+  return reply === null || reply === undefined ? '' : String(reply);
+}
+
+export function expireArgs(expireAt: number): Arg[] {
+  return [String(expireAt)];
+}
+
+/** Runs a batch-wide call; when the whole call fails (one forbidden key among many), retries key by key. */
+export async function isolateFailures<T>(
+  keys: readonly Buffer[],
+  whole: (keys: readonly Buffer[]) => Promise<T[]>,
+): Promise<(T | { error: unknown })[]> {
+  try {
+    return await whole(keys);
+  } catch (err) {
+    if (keys.length === 1 || isScriptingRefused(err)) throw err;
+    const results: (T | { error: unknown })[] = [];
+    for (const key of keys) {
+      try {
+        results.push(...(await whole([key])));
+      } catch (keyErr) {
+        results.push({ error: keyErr });
+      }
+    }
+    return results;
+  }
+}
+
+/** Runs tasks with at most `limit` at once, keeping results in order. */
+export async function mapLimited<T, R>(items: readonly T[], limit: number, task: (item: T) => Promise<R>): Promise<R[]> {
+  const results: R[] = new Array<R>(items.length);
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < items.length) {
+      const index = next++;
+      results[index] = await task(items[index] as T);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return results;
+}

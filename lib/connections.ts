@@ -1,0 +1,105 @@
+// Connections to the source and the target: connect fast or fail fast, binary-safe replies,
+// and what each server can do (version, scripting, PEXPIRETIME), found out once at start.
+import { createClient, RESP_TYPES } from 'redis';
+import type { Endpoint } from './settings.js';
+
+/** A reply with bulk strings as Buffers; errors reject the command's promise instead. */
+export type Reply = null | number | string | Buffer | Reply[];
+export type Arg = string | Buffer;
+
+const BUFFERS = { [RESP_TYPES.BLOB_STRING]: Buffer } as const;
+const CONNECT_TIMEOUT_MS = 5000;
+
+/** RESP2 keeps replies flat (XINFO as arrays, scores as strings); no reconnects: a lost server ends the run. */
+function makeClient(endpoint: Endpoint) {
+  return createClient({
+    RESP: 2,
+    socket: { host: endpoint.host, port: endpoint.port, connectTimeout: CONNECT_TIMEOUT_MS, reconnectStrategy: false },
+    username: endpoint.username,
+    password: endpoint.password,
+    database: endpoint.db,
+    disableOfflineQueue: true,
+  });
+}
+type Client = ReturnType<typeof makeClient>;
+
+export class ConnectionError extends Error {}
+
+export interface Capabilities {
+  version: number[];
+  /** PEXPIRETIME exists (Redis 7+): expiries copy as the same absolute millisecond. */
+  expireTime: boolean;
+  /** Lua shebang flags such as allow-cross-slot-keys are understood (Redis 7+). */
+  scriptFlags: boolean;
+}
+
+export class Connection {
+  capabilities: Capabilities = { version: [0], expireTime: false, scriptFlags: false };
+  private lastError: Error | undefined;
+
+  private constructor(
+    readonly endpoint: Endpoint,
+    private readonly client: Client,
+  ) {
+    // Without a listener node-redis would crash the process on a socket error.
+    client.on('error', (err: Error) => {
+      this.lastError = err;
+    });
+  }
+
+  get label(): string {
+    return `${this.endpoint.side} ${this.endpoint.host}:${this.endpoint.port}`;
+  }
+
+  static async open(endpoint: Endpoint): Promise<Connection> {
+    const client = makeClient(endpoint);
+    const connection = new Connection(endpoint, client);
+    try {
+      await client.connect();
+      await connection.send(['PING']);
+      connection.capabilities = await readCapabilities(connection);
+    } catch (err) {
+      client.destroy();
+      throw new ConnectionError(`${connection.label}: ${describeError(err)}`);
+    }
+    return connection;
+  }
+
+  send(args: readonly Arg[]): Promise<Reply> {
+    return this.client.sendCommand(args, { typeMapping: BUFFERS }) as Promise<Reply>;
+  }
+
+  /** Runs a Lua script; the script text travels each time, so a flushed script cache cannot break a run. */
+  evalScript(script: string, keys: readonly Buffer[], args: readonly Arg[]): Promise<Reply> {
+    return this.send(['EVAL', script, String(keys.length), ...keys, ...args]);
+  }
+
+  async close(): Promise<void> {
+    if (this.client.isOpen) {
+      try {
+        await this.client.close();
+      } catch {
+        this.client.destroy();
+      }
+    }
+  }
+
+  get brokenBy(): Error | undefined {
+    return this.client.isReady ? undefined : this.lastError;
+  }
+}
+
+async function readCapabilities(connection: Connection): Promise<Capabilities> {
+  const info = String(await connection.send(['INFO', 'server']));
+  const match = /redis_version:([0-9.]+)/.exec(info);
+  const version = (match?.[1] ?? '0').split('.').map(Number);
+  const atLeast7 = (version[0] ?? 0) >= 7;
+  return { version, expireTime: atLeast7, scriptFlags: atLeast7 };
+}
+
+/** A short reason without stack or secrets. node-redis wraps some causes in AggregateError. */
+export function describeError(err: unknown): string {
+  if (err instanceof AggregateError && err.errors.length > 0) return describeError(err.errors[0]);
+  if (err instanceof Error) return err.message || err.name;
+  return String(err);
+}

@@ -1,0 +1,50 @@
+// The per-key error log, in the Python script's record format, and how a binary key is shown to a person:
+// printable ASCII as is, every other byte escaped, so a log line is always one readable line.
+import { closeSync, openSync, writeSync } from 'node:fs';
+
+/** Shows a key for humans: printable ASCII kept, other bytes as \xNN, backslash and bar escaped. */
+export function displayKey(key: Buffer): string {
+  let out = '';
+  for (const byte of key) {
+    if (byte === 0x5c) out += '\\\\';
+    else if (byte === 0x7c) out += '\\x7c'; // the log brackets keys with bars
+    else if (byte >= 0x20 && byte < 0x7f) out += String.fromCharCode(byte);
+    else out += `\\x${byte.toString(16).padStart(2, '0')}`;
+  }
+  return out;
+}
+
+/** Python logging's default asctime: local time, "2024-05-01 12:00:00,123". */
+export function logTimestamp(date: Date): string {
+  const pad = (n: number, width = 2) => String(n).padStart(width, '0');
+  return (
+    `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())} ` +
+    `${pad(date.getHours())}:${pad(date.getMinutes())}:${pad(date.getSeconds())},${pad(date.getMilliseconds(), 3)}`
+  );
+}
+
+/** One line per reason, so a multi-line server error cannot break the one-record-per-line format. */
+function oneLine(text: string): string {
+  return text.replace(/[\r\n]+/g, ' ').trim();
+}
+
+export class ErrorLog {
+  private readonly fd: number;
+
+  /** Opens at start, as the script does: mode w truncates even when no error follows. */
+  constructor(readonly path: string, mode: 'w' | 'a') {
+    this.fd = openSync(path, mode);
+  }
+
+  keyFailed(key: Buffer, reason: string): void {
+    this.write(`Failed to migrate key |${displayKey(key)}|: ${oneLine(reason)}`);
+  }
+
+  write(message: string): void {
+    writeSync(this.fd, `[${logTimestamp(new Date())} - ERROR - ${message}]\n`);
+  }
+
+  close(): void {
+    closeSync(this.fd);
+  }
+}

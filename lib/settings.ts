@@ -1,0 +1,176 @@
+// Every setting the migrator reads: one table gives names, defaults, meanings and parsing,
+// so --help, .env.example and the README's table cannot drift apart. Parsing fails before any connection.
+
+export type SettingGroup = 'connection' | 'what to copy' | 'how to copy' | 'pacing' | 'errors';
+
+interface SettingSpec {
+  name: string;
+  group: SettingGroup;
+  default: string;
+  meaning: string;
+  secret?: boolean;
+}
+
+export const SETTINGS: readonly SettingSpec[] = [
+  { name: 'SOURCE_REDIS_HOST', group: 'connection', default: 'localhost', meaning: 'source host' },
+  { name: 'SOURCE_REDIS_PORT', group: 'connection', default: '6381', meaning: 'source port' },
+  { name: 'SOURCE_REDIS_DB_INDEX', group: 'connection', default: '0', meaning: 'source database number' },
+  { name: 'SOURCE_REDIS_USERNAME', group: 'connection', default: '', meaning: 'source ACL user (empty: default user)' },
+  { name: 'SOURCE_REDIS_PASSWORD', group: 'connection', default: '', meaning: 'source password or AUTH token', secret: true },
+  { name: 'SOURCE_REDIS_URL', group: 'connection', default: '', meaning: 'redis://user:pass@host:port/db; replaces host, port and db', secret: true },
+  { name: 'DESTINATION_REDIS_HOST', group: 'connection', default: 'localhost', meaning: 'target host' },
+  { name: 'DESTINATION_REDIS_PORT', group: 'connection', default: '6380', meaning: 'target port' },
+  { name: 'DESTINATION_REDIS_DB_INDEX', group: 'connection', default: '0', meaning: 'target database number' },
+  { name: 'DESTINATION_REDIS_USERNAME', group: 'connection', default: '', meaning: 'target ACL user (empty: default user)' },
+  { name: 'DESTINATION_REDIS_PASSWORD', group: 'connection', default: '', meaning: 'target password or AUTH token', secret: true },
+  { name: 'DESTINATION_REDIS_URL', group: 'connection', default: '', meaning: 'redis://user:pass@host:port/db; replaces host, port and db', secret: true },
+  { name: 'SCAN_MATCH_PATTERN', group: 'what to copy', default: '*', meaning: 'SCAN MATCH glob: which keys to migrate' },
+  { name: 'COPY_METHOD', group: 'how to copy', default: 'auto', meaning: 'auto (dump, switching to type when the target refuses RESTORE), dump or type' },
+  { name: 'OVERWRITE_EXISTING_KEYS', group: 'how to copy', default: 'false', meaning: 'true replaces keys that already exist on the target' },
+  { name: 'DUMP_MAX_BYTES', group: 'how to copy', default: '67108864', meaning: 'keys estimated larger than this are copied by type in chunks, not by one RESTORE' },
+  { name: 'COLLECTION_CHUNK_SIZE', group: 'how to copy', default: '1000', meaning: 'most elements one write carries for a big list, set, zset, hash or stream' },
+  { name: 'SCAN_BATCH_SIZE', group: 'pacing', default: '1000', meaning: 'SCAN COUNT hint: load on the source' },
+  { name: 'PIPELINE_BATCH_SIZE', group: 'pacing', default: '1000', meaning: 'keys per batch written to the target' },
+  { name: 'MAX_PROCESSED_EXISTING_KEYS_LIMIT', group: 'pacing', default: '1000', meaning: 'pause SLEEP_TIME after this many skipped keys' },
+  { name: 'SLEEP_TIME', group: 'pacing', default: '1', meaning: 'seconds (fractions allowed) to pause after each batch; 0 for full speed' },
+  { name: 'ERROR_LOG_FILENAME', group: 'errors', default: 'redis-keys-migrator-error.log', meaning: 'per-key error log, relative to the working directory' },
+  { name: 'FILEMOD', group: 'errors', default: 'w', meaning: 'w truncates the error log at start, a appends' },
+  { name: 'MAX_ERRORED_KEYS_LIMIT', group: 'errors', default: '1000', meaning: 'stop the run once this many keys have failed (0: never stop)' },
+];
+
+export type CopyMethod = 'auto' | 'dump' | 'type';
+
+export interface Endpoint {
+  side: 'source' | 'destination';
+  host: string;
+  port: number;
+  db: number;
+  username?: string;
+  password?: string;
+}
+
+export interface Settings {
+  source: Endpoint;
+  destination: Endpoint;
+  matchPattern: string;
+  copyMethod: CopyMethod;
+  overwrite: boolean;
+  dumpMaxBytes: number;
+  chunkSize: number;
+  scanBatchSize: number;
+  pipelineBatchSize: number;
+  existingKeysPauseEvery: number;
+  sleepSeconds: number;
+  errorLogFile: string;
+  errorLogMode: 'w' | 'a';
+  maxErroredKeys: number;
+}
+
+/** A bad setting: names the variable and what it expects, never the secret it may hold. */
+export class SettingsError extends Error {}
+
+type Env = Record<string, string | undefined>;
+
+function raw(env: Env, name: string): string {
+  const spec = SETTINGS.find((s) => s.name === name);
+  if (!spec) throw new Error(`unknown setting ${name}`);
+  const value = env[name];
+  return value === undefined || value === '' ? spec.default : value;
+}
+
+function shown(name: string, value: string): string {
+  return SETTINGS.find((s) => s.name === name)?.secret ? '(hidden)' : JSON.stringify(value);
+}
+
+export function parseInteger(env: Env, name: string, min: number, max = Number.MAX_SAFE_INTEGER): number {
+  const value = raw(env, name).trim();
+  const n = Number(value);
+  if (!/^[0-9]+$/.test(value) || n < min || n > max) {
+    const range = max === Number.MAX_SAFE_INTEGER ? `${min} or more` : `from ${min} to ${max}`;
+    throw new SettingsError(`${name} must be a whole number ${range}, got ${shown(name, value)}`);
+  }
+  return n;
+}
+
+export function parseSeconds(env: Env, name: string): number {
+  const value = raw(env, name).trim();
+  const n = Number(value);
+  if (value === '' || !Number.isFinite(n) || n < 0) {
+    throw new SettingsError(`${name} must be a number of seconds, 0 or more (fractions allowed), got ${shown(name, value)}`);
+  }
+  return n;
+}
+
+export function parseBoolean(env: Env, name: string): boolean {
+  const value = raw(env, name).trim().toLowerCase();
+  if (['true', '1', 'yes', 'on'].includes(value)) return true;
+  if (['false', '0', 'no', 'off'].includes(value)) return false;
+  throw new SettingsError(`${name} must be true or false, got ${shown(name, value)}`);
+}
+
+export function parseChoice<T extends string>(env: Env, name: string, choices: readonly T[]): T {
+  const value = raw(env, name).trim();
+  const choice = choices.find((c) => c === value.toLowerCase());
+  if (choice === undefined) {
+    throw new SettingsError(`${name} must be one of ${choices.join(', ')}, got ${shown(name, value)}`);
+  }
+  return choice;
+}
+
+function parseUrl(name: string, value: string, side: Endpoint['side']): Endpoint {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    throw new SettingsError(`${name} must be a URL such as redis://user:password@host:6379/0`);
+  }
+  if (url.protocol !== 'redis:') {
+    throw new SettingsError(`${name} must start with redis:// (got ${url.protocol}//)`);
+  }
+  const dbText = url.pathname.replace(/^\//, '') || '0';
+  if (!/^[0-9]+$/.test(dbText)) throw new SettingsError(`${name} must end in /<db number>, got /${dbText}`);
+  return {
+    side,
+    host: url.hostname.replace(/^\[(.*)\]$/, '$1') || 'localhost',
+    port: url.port === '' ? 6379 : Number(url.port),
+    db: Number(dbText),
+    username: url.username ? decodeURIComponent(url.username) : undefined,
+    password: url.password ? decodeURIComponent(url.password) : undefined,
+  };
+}
+
+function parseEndpoint(env: Env, side: Endpoint['side']): Endpoint {
+  const prefix = side === 'source' ? 'SOURCE_REDIS_' : 'DESTINATION_REDIS_';
+  const url = raw(env, `${prefix}URL`);
+  const endpoint: Endpoint = url
+    ? parseUrl(`${prefix}URL`, url, side)
+    : {
+        side,
+        host: raw(env, `${prefix}HOST`),
+        port: parseInteger(env, `${prefix}PORT`, 1, 65535),
+        db: parseInteger(env, `${prefix}DB_INDEX`, 0),
+      };
+  // Explicit user and password settings fill in what the URL leaves out.
+  endpoint.username ??= raw(env, `${prefix}USERNAME`) || undefined;
+  endpoint.password ??= raw(env, `${prefix}PASSWORD`) || undefined;
+  return endpoint;
+}
+
+export function parseSettings(env: Env): Settings {
+  return {
+    source: parseEndpoint(env, 'source'),
+    destination: parseEndpoint(env, 'destination'),
+    matchPattern: raw(env, 'SCAN_MATCH_PATTERN'),
+    copyMethod: parseChoice(env, 'COPY_METHOD', ['auto', 'dump', 'type'] as const),
+    overwrite: parseBoolean(env, 'OVERWRITE_EXISTING_KEYS'),
+    dumpMaxBytes: parseInteger(env, 'DUMP_MAX_BYTES', 1),
+    chunkSize: parseInteger(env, 'COLLECTION_CHUNK_SIZE', 1, 1_000_000),
+    scanBatchSize: parseInteger(env, 'SCAN_BATCH_SIZE', 1),
+    pipelineBatchSize: parseInteger(env, 'PIPELINE_BATCH_SIZE', 1, 100_000),
+    existingKeysPauseEvery: parseInteger(env, 'MAX_PROCESSED_EXISTING_KEYS_LIMIT', 1),
+    sleepSeconds: parseSeconds(env, 'SLEEP_TIME'),
+    errorLogFile: raw(env, 'ERROR_LOG_FILENAME'),
+    errorLogMode: parseChoice(env, 'FILEMOD', ['w', 'a'] as const),
+    maxErroredKeys: parseInteger(env, 'MAX_ERRORED_KEYS_LIMIT', 0),
+  };
+}
