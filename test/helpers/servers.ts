@@ -1,0 +1,141 @@
+// Throwaway redis-server processes on free loopback ports, for tests, the demo and the benchmark,
+// plus a helper that runs the real migrator script as a user would. Nothing is mocked.
+import { spawn, execFile, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { promisify } from 'node:util';
+import { createClient, RESP_TYPES } from 'redis';
+
+const execFileAsync = promisify(execFile);
+export const ROOT = resolve(import.meta.dirname, '..', '..');
+export const SCRIPT = join(ROOT, 'redis-keys-migrator.ts');
+const TSX = join(ROOT, 'node_modules', '.bin', 'tsx');
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolvePort, reject) => {
+    const server = createServer();
+    server.unref();
+    server.on('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      const port = typeof address === 'object' && address ? address.port : 0;
+      server.close(() => resolvePort(port));
+    });
+  });
+}
+
+function makeClient(port: number) {
+  return createClient({ RESP: 2, socket: { host: '127.0.0.1', port, reconnectStrategy: false } }).withTypeMapping({
+    [RESP_TYPES.BLOB_STRING]: Buffer,
+  });
+}
+export type TestClient = ReturnType<typeof makeClient>;
+
+export interface RedisServer {
+  port: number;
+  dir: string;
+  /** A connected client (RESP2, bulk strings as Buffers) on db 0. */
+  client: TestClient;
+  /** Sends one command and returns the reply, strings decoded. */
+  cmd(...args: (string | Buffer | number)[]): Promise<unknown>;
+  stop(): Promise<void>;
+}
+
+/** Starts redis-server with no persistence, DEBUG allowed from loopback, and any extra arguments. */
+export async function startRedis(extraArgs: string[] = []): Promise<RedisServer> {
+  const dir = mkdtempSync(join(tmpdir(), 'rkm-redis-'));
+  for (let attempt = 0; ; attempt++) {
+    const port = await freePort();
+    const child = spawn(
+      'redis-server',
+      ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir,
+        '--enable-debug-command', 'local', ...extraArgs],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    const ready = await waitForReady(child);
+    if (!ready.ok) {
+      if (attempt < 3 && /Address already in use/.test(ready.output)) continue;
+      rmSync(dir, { recursive: true, force: true });
+      throw new Error(`redis-server did not start: ${ready.output}`);
+    }
+    const client = makeClient(port);
+    await client.connect();
+    return {
+      port,
+      dir,
+      client,
+      cmd: async (...args) => {
+        const reply = await client.sendCommand(args.map((a) => (typeof a === 'number' ? String(a) : a)));
+        return decode(reply);
+      },
+      stop: async () => {
+        await client.close().catch(() => client.destroy());
+        await stopProcess(child);
+        rmSync(dir, { recursive: true, force: true });
+      },
+    };
+  }
+}
+
+function decode(reply: unknown): unknown {
+  if (Buffer.isBuffer(reply)) return reply.toString();
+  if (Array.isArray(reply)) return reply.map(decode);
+  return reply;
+}
+
+function waitForReady(child: ChildProcess): Promise<{ ok: boolean; output: string }> {
+  return new Promise((done) => {
+    let output = '';
+    const onData = (data: Buffer): void => {
+      output += data.toString();
+      if (output.includes('Ready to accept connections')) done({ ok: true, output });
+    };
+    child.stdout?.on('data', onData);
+    child.stderr?.on('data', onData);
+    child.on('exit', () => done({ ok: false, output }));
+  });
+}
+
+function stopProcess(child: ChildProcess): Promise<void> {
+  return new Promise((done) => {
+    if (child.exitCode !== null || child.signalCode !== null) return done();
+    child.once('exit', () => done());
+    child.kill('SIGKILL');
+  });
+}
+
+export interface RunResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs the real script with tsx in `cwd`, with only the given settings (plus PATH and HOME). */
+export async function runMigrator(env: Record<string, string | number>, cwd: string, timeoutMs = 60_000): Promise<RunResult> {
+  const childEnv: Record<string, string> = { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '' };
+  for (const [name, value] of Object.entries(env)) childEnv[name] = String(value);
+  try {
+    const { stdout, stderr } = await execFileAsync(TSX, [SCRIPT], { cwd, env: childEnv, timeout: timeoutMs });
+    return { code: 0, stdout, stderr };
+  } catch (err) {
+    const e = err as { code?: number; stdout?: string; stderr?: string };
+    return { code: typeof e.code === 'number' ? e.code : -1, stdout: e.stdout ?? '', stderr: e.stderr ?? '' };
+  }
+}
+
+/** Settings that point the migrator at two test servers, at full speed. */
+export function endpoints(source: RedisServer, target: RedisServer): Record<string, string | number> {
+  return {
+    SOURCE_REDIS_HOST: '127.0.0.1',
+    SOURCE_REDIS_PORT: source.port,
+    DESTINATION_REDIS_HOST: '127.0.0.1',
+    DESTINATION_REDIS_PORT: target.port,
+    SLEEP_TIME: 0,
+  };
+}
+
+export function tempDir(): string {
+  return mkdtempSync(join(tmpdir(), 'rkm-run-'));
+}
