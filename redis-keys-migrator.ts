@@ -4,7 +4,7 @@ import { config as loadDotenv } from 'dotenv';
 import { Connection, ConnectionError } from './lib/connections.js';
 import { ErrorLog } from './lib/error-log.js';
 import { Migration, type MigrationResult } from './lib/migration.js';
-import { parseSettings, SettingsError, type Settings } from './lib/settings.js';
+import { parseSettings, renderHelp, SettingsError, type Settings } from './lib/settings.js';
 
 export const EXIT = {
   ok: 0,
@@ -17,6 +17,10 @@ export const EXIT = {
 const say = (line: string): void => void process.stdout.write(`${line}\n`);
 
 async function main(): Promise<number> {
+  if (process.argv.includes('--help') || process.argv.includes('-h')) {
+    process.stdout.write(renderHelp());
+    return EXIT.ok;
+  }
   // 1. Settings: the environment wins over .env; a bad value stops us before any connection.
   loadDotenv({ quiet: true });
   let settings: Settings;
@@ -37,7 +41,7 @@ async function main(): Promise<number> {
     say('Connected to Redis instances successfully');
 
     // 3. Scan and copy, until done, the error limit or Ctrl-C.
-    const migration = new Migration({ source, target, settings, sourceScripts: true }, log, say);
+    const migration = new Migration({ source, target, settings, sourceScripts: true, targetScripts: true }, log, say);
     const stop = (): void => migration.interrupt();
     process.once('SIGINT', stop).once('SIGTERM', stop);
     const result = await migration.run();

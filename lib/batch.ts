@@ -1,6 +1,6 @@
 // What copying one key can come to, and the context every copy method works in.
 // Shared by the dump copy, the type copy and the run loop that counts the outcomes.
-import type { Arg, Connection, Reply } from './connections.js';
+import type { Connection, Reply } from './connections.js';
 import { describeError } from './connections.js';
 import type { Settings } from './settings.js';
 
@@ -12,8 +12,9 @@ export interface CopyContext {
   source: Connection;
   target: Connection;
   settings: Settings;
-  /** Turned off for the rest of the run when a server refuses EVAL. */
+  /** Each turned off for the rest of the run when that server refuses EVAL. */
   sourceScripts: boolean;
+  targetScripts: boolean;
 }
 
 /** Bytes one read call may gather before it returns, bounding memory in flight and server blocking. */
@@ -45,10 +46,6 @@ export function asText(reply: Reply | undefined): string {
   return reply === null || reply === undefined ? '' : String(reply);
 }
 
-export function expireArgs(expireAt: number): Arg[] {
-  return [String(expireAt)];
-}
-
 /** Runs a batch-wide call; when the whole call fails (one forbidden key among many), retries key by key. */
 export async function isolateFailures<T>(
   keys: readonly Buffer[],
@@ -69,6 +66,9 @@ export async function isolateFailures<T>(
     return results;
   }
 }
+
+/** Big keys copied in chunks at the same time, per batch: overlaps round trips, bounds memory. */
+export const CHUNKED_KEYS_AT_ONCE = 8;
 
 /** Runs tasks with at most `limit` at once, keeping results in order. */
 export async function mapLimited<T, R>(items: readonly T[], limit: number, task: (item: T) => Promise<R>): Promise<R[]> {

@@ -1,6 +1,7 @@
 // Connections to the source and the target: connect fast or fail fast, binary-safe replies,
 // and what each server can do (version, scripting, PEXPIRETIME), found out once at start.
 import { createClient, RESP_TYPES } from 'redis';
+import { packKeys } from './scripts.js';
 import type { Endpoint } from './settings.js';
 
 /** A reply with bulk strings as Buffers; errors reject the command's promise instead. */
@@ -69,9 +70,12 @@ export class Connection {
     return this.client.sendCommand(args, { typeMapping: BUFFERS }) as Promise<Reply>;
   }
 
-  /** Runs a Lua script; the script text travels each time, so a flushed script cache cannot break a run. */
+  /**
+   * Runs one of our Lua scripts (lib/scripts.ts), keys packed after the arguments. The script text travels
+   * each time, so a flushed script cache cannot break a run.
+   */
   evalScript(script: string, keys: readonly Buffer[], args: readonly Arg[]): Promise<Reply> {
-    return this.send(['EVAL', script, String(keys.length), ...keys, ...args]);
+    return this.send(['EVAL', script, '0', ...args, ...packKeys(keys)]);
   }
 
   async close(): Promise<void> {

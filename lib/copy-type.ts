@@ -2,7 +2,7 @@
 // key by key in bounded chunks, with stream consumer groups and pending entries recreated.
 import type { Arg, Connection, Reply } from './connections.js';
 import {
-  asArray, asNumber, asText, failed, flagsFor, isolateFailures, isScriptingRefused, mapLimited,
+  asArray, asNumber, asText, CHUNKED_KEYS_AT_ONCE, failed, flagsFor, isolateFailures, isScriptingRefused, mapLimited,
   READ_BUDGET_BYTES, STRING_CHUNK_BYTES, type CopyContext, type KeyOutcome,
 } from './batch.js';
 import { READ_FLAGS, TYPE_READ, TYPE_WRITE, WRITE_FLAGS, withFlags } from './scripts.js';
@@ -16,7 +16,6 @@ export interface TypedRecord {
 }
 
 type WriteMode = 'create' | 'replace' | 'append';
-const CHUNKED_KEYS_AT_ONCE = 8;
 
 export async function copyBatchByType(ctx: CopyContext, keys: readonly Buffer[]): Promise<KeyOutcome[]> {
   if (!ctx.sourceScripts) return mapLimited(keys, CHUNKED_KEYS_AT_ONCE, (key) => copyKeyInChunks(ctx, key));
@@ -158,7 +157,7 @@ export async function copyKeyInChunks(ctx: CopyContext, key: Buffer, known?: Omi
 export async function readExpireAt(source: Connection, key: Buffer): Promise<number> {
   if (source.capabilities.expireTime) return asNumber(await source.send(['PEXPIRETIME', key]));
   const ttl = asNumber(await source.send(['PTTL', key]));
-  return ttl >= 0 ? Date.now() + ttl : -1;
+  return ttl >= 0 ? Date.now() + ttl : ttl;
 }
 
 async function applyExpiry(target: Connection, key: Buffer, expireAt: number): Promise<KeyOutcome> {

@@ -28,7 +28,7 @@ export const SETTINGS: readonly SettingSpec[] = [
   { name: 'COPY_METHOD', group: 'how to copy', default: 'auto', meaning: 'auto (dump, switching to type when the target refuses RESTORE), dump or type' },
   { name: 'OVERWRITE_EXISTING_KEYS', group: 'how to copy', default: 'false', meaning: 'true replaces keys that already exist on the target' },
   { name: 'DUMP_MAX_BYTES', group: 'how to copy', default: '67108864', meaning: 'keys estimated larger than this are copied by type in chunks, not by one RESTORE' },
-  { name: 'COLLECTION_CHUNK_SIZE', group: 'how to copy', default: '1000', meaning: 'most elements one write carries for a big list, set, zset, hash or stream' },
+  { name: 'COLLECTION_CHUNK_SIZE', group: 'how to copy', default: '1000', meaning: 'most elements (1 to 3000) one write carries for a big list, set, zset, hash or stream' },
   { name: 'SCAN_BATCH_SIZE', group: 'pacing', default: '1000', meaning: 'SCAN COUNT hint: load on the source' },
   { name: 'PIPELINE_BATCH_SIZE', group: 'pacing', default: '1000', meaning: 'keys per batch written to the target' },
   { name: 'MAX_PROCESSED_EXISTING_KEYS_LIMIT', group: 'pacing', default: '1000', meaning: 'pause SLEEP_TIME after this many skipped keys' },
@@ -164,7 +164,7 @@ export function parseSettings(env: Env): Settings {
     copyMethod: parseChoice(env, 'COPY_METHOD', ['auto', 'dump', 'type'] as const),
     overwrite: parseBoolean(env, 'OVERWRITE_EXISTING_KEYS'),
     dumpMaxBytes: parseInteger(env, 'DUMP_MAX_BYTES', 1),
-    chunkSize: parseInteger(env, 'COLLECTION_CHUNK_SIZE', 1, 1_000_000),
+    chunkSize: parseInteger(env, 'COLLECTION_CHUNK_SIZE', 1, 3000),
     scanBatchSize: parseInteger(env, 'SCAN_BATCH_SIZE', 1),
     pipelineBatchSize: parseInteger(env, 'PIPELINE_BATCH_SIZE', 1, 100_000),
     existingKeysPauseEvery: parseInteger(env, 'MAX_PROCESSED_EXISTING_KEYS_LIMIT', 1),
@@ -173,4 +173,42 @@ export function parseSettings(env: Env): Settings {
     errorLogMode: parseChoice(env, 'FILEMOD', ['w', 'a'] as const),
     maxErroredKeys: parseInteger(env, 'MAX_ERRORED_KEYS_LIMIT', 0),
   };
+}
+
+const GROUPS: readonly SettingGroup[] = ['connection', 'what to copy', 'how to copy', 'pacing', 'errors'];
+
+function defaultShown(spec: SettingSpec): string {
+  return spec.default === '' ? '(empty)' : spec.default;
+}
+
+/** `--help`: every setting with its default and meaning, grouped. */
+export function renderHelp(): string {
+  const width = Math.max(...SETTINGS.map((s) => s.name.length));
+  const lines = [
+    'Usage: npx tsx redis-keys-migrator.ts',
+    'Copies keys from a source Redis to a target Redis. Settings come from the environment or .env.',
+  ];
+  for (const group of GROUPS) {
+    lines.push('', `${group[0]?.toUpperCase()}${group.slice(1)}:`);
+    for (const s of SETTINGS.filter((spec) => spec.group === group)) {
+      lines.push(`  ${s.name.padEnd(width)}  ${s.meaning} [default: ${defaultShown(s)}]`);
+    }
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+/** `.env.example`: every setting at its default, commented out, grouped. */
+export function renderEnvExample(): string {
+  const lines = ['# redis-keys-migrator settings. Uncomment what you change; the environment wins over this file.'];
+  for (const group of GROUPS) {
+    lines.push('', `# --- ${group} ---`);
+    for (const s of SETTINGS.filter((spec) => spec.group === group)) lines.push(`# ${s.meaning}`, `# ${s.name}=${s.default}`);
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+/** The README's settings table. */
+export function renderReadmeTable(): string {
+  const rows = SETTINGS.map((s) => `| \`${s.name}\` | ${s.group} | \`${defaultShown(s)}\` | ${s.meaning.replace(/\|/g, '\\|')} |`);
+  return ['| setting | group | default | meaning |', '| --- | --- | --- | --- |', ...rows].join('\n');
 }

@@ -1,0 +1,146 @@
+// Turns benchmark rows into the markdown of test/bench-results.md (also printed) and into the chart's bars.
+// Owns the targets the tool is held to and the pass/fail verdict on each.
+import type { ChartBar } from './bench-chart.js';
+import { formatCount } from './bench-chart.js';
+import { ROW_LABELS, type RowId, type RowResult } from './bench-rows.js';
+
+export const TARGETS = { dumpVsMigrate: 1.0, typeVsMigrate: 0.35, peakRssMb: 150, scalingRatio: 1.1 } as const;
+
+const LETTER: Record<RowId, string> = { dump: '(a)', type: '(b)', migrate: '(c)', replicaof: '(d)' };
+
+export interface RunInfo {
+  date: string;
+  redisVersion: string;
+  nodeVersion: string;
+  keys: number;
+  datasetBytes: number;
+  seedSeconds: number;
+  machine: string;
+  /** The tool run on an empty database: its wall time, CPU and RSS before any key. */
+  toolFloor?: RowResult;
+}
+
+export interface ScalingPoint {
+  keys: number;
+  row: RowResult;
+}
+
+const MB = 1024 * 1024;
+
+export function keysPerSecond(row: RowResult): number | undefined {
+  return row.wallSeconds ? row.keys / row.wallSeconds : undefined;
+}
+
+/** How many times faster row `a` is than row `b` (keys/s over keys/s). */
+function speedRatio(a: RowResult | undefined, b: RowResult | undefined): number | undefined {
+  const x = a && keysPerSecond(a);
+  const y = b && keysPerSecond(b);
+  return x && y ? x / y : undefined;
+}
+
+const fixed = (value: number | undefined, digits: number): string => (value === undefined ? '—' : value.toFixed(digits));
+const times = (value: number | undefined): string => (value === undefined ? '—' : `${value.toFixed(2)}×`);
+const atLeast = (value: number | undefined, floor: number): boolean | undefined => (value === undefined ? undefined : value >= floor);
+const verdict = (ok: boolean | undefined): string => (ok === undefined ? 'not measured' : ok ? 'met' : '**NOT met**');
+
+function rowLine(row: RowResult, info: RunInfo, migrate: RowResult | undefined): string {
+  const speed = keysPerSecond(row);
+  const mbPerSecond = row.wallSeconds ? info.datasetBytes / MB / row.wallSeconds : undefined;
+  const digestText = row.digestMatches === undefined ? '—' : row.digestMatches ? 'equal' : '**DIFFERS**';
+  const notes = row.problems.length > 0 ? row.problems.join('; ') : '';
+  return `| ${LETTER[row.id]} ${ROW_LABELS[row.id]} | ${fixed(row.wallSeconds, 2)} | ${speed ? formatCount(speed) : '—'} | ${fixed(mbPerSecond, 1)} | ${fixed(row.cpuSeconds, 2)} | ${fixed(row.peakRssMb, 1)} | ${digestText} | ${times(speedRatio(row, migrate))} | ${notes} |`;
+}
+
+function targetLines(rows: RowResult[], keys: number): string[] {
+  const find = (id: RowId): RowResult | undefined => rows.find((r) => r.id === id);
+  const dumpRatio = speedRatio(find('dump'), find('migrate'));
+  const typeRatio = speedRatio(find('type'), find('migrate'));
+  const rssRows = rows.filter((r) => r.peakRssMb !== undefined);
+  const worstRss = rssRows.length > 0 ? Math.max(...rssRows.map((r) => r.peakRssMb ?? 0)) : undefined;
+  const rssNote = keys === 1_000_000 ? '' : ` (the target is set for 1,000,000 keys; this run had ${formatCount(keys)})`;
+  return [
+    '| target | measured | verdict |',
+    '|---|---|---|',
+    `| (a) ≥ ${TARGETS.dumpVsMigrate.toFixed(2)}× (c) keys/s | ${times(dumpRatio)} | ${verdict(atLeast(dumpRatio, TARGETS.dumpVsMigrate))} |`,
+    `| (b) ≥ ${TARGETS.typeVsMigrate.toFixed(2)}× (c) keys/s | ${times(typeRatio)} | ${verdict(atLeast(typeRatio, TARGETS.typeVsMigrate))} |`,
+    `| peak RSS of (a) and (b) ≤ ${TARGETS.peakRssMb} MB${rssNote} | ${fixed(worstRss, 1)} MB | ${verdict(worstRss === undefined ? undefined : worstRss <= TARGETS.peakRssMb)} |`,
+  ];
+}
+
+function scalingLines(points: ScalingPoint[] | undefined): string[] {
+  if (!points) {
+    return ['Not run: it is slow (two more seedings and tool runs, up to 2,000,000 keys). Run `npm run bench -- --scaling` to add it.'];
+  }
+  const sorted = [...points].sort((a, b) => a.keys - b.keys);
+  const lines = ['| keys | wall s | keys/s | peak RSS MB | digest | notes |', '|---|---|---|---|---|---|'];
+  for (const { keys, row } of sorted) {
+    const speed = keysPerSecond(row);
+    const digestText = row.digestMatches === undefined ? '—' : row.digestMatches ? 'equal' : '**DIFFERS**';
+    lines.push(`| ${formatCount(keys)} | ${fixed(row.wallSeconds, 2)} | ${speed ? formatCount(speed) : '—'} | ${fixed(row.peakRssMb, 1)} | ${digestText} | ${row.problems.join('; ')} |`);
+  }
+  const smallest = sorted.find((p) => p.keys === 200_000)?.row.peakRssMb;
+  const largest = sorted.find((p) => p.keys === 2_000_000)?.row.peakRssMb;
+  const ratio = smallest && largest ? largest / smallest : undefined;
+  const atMillion = sorted.find((p) => p.keys === 1_000_000)?.row.peakRssMb;
+  lines.push(
+    '',
+    '| target | measured | verdict |',
+    '|---|---|---|',
+    `| peak RSS at 1,000,000 keys ≤ ${TARGETS.peakRssMb} MB | ${fixed(atMillion, 1)} MB | ${verdict(atMillion === undefined ? undefined : atMillion <= TARGETS.peakRssMb)} |`,
+    `| peak RSS 2,000,000 / 200,000 keys ≤ ${TARGETS.scalingRatio.toFixed(2)} | ${fixed(ratio, 2)} | ${verdict(ratio === undefined ? undefined : ratio <= TARGETS.scalingRatio)} |`,
+  );
+  return lines;
+}
+
+function floorLine(floor: RowResult | undefined): string {
+  if (!floor) return 'Tool startup floor: not measured.';
+  const problems = floor.problems.length > 0 ? ` Problems: ${floor.problems.join('; ')}.` : '';
+  return `Tool startup floor (the same command on an empty database, 0 keys): ${fixed(floor.wallSeconds, 2)} s wall, ` +
+    `${fixed(floor.cpuSeconds, 2)} s CPU, ${fixed(floor.peakRssMb, 1)} MB peak RSS; this part of (a) and (b) does not grow with the key count.${problems}`;
+}
+
+export function renderReport(info: RunInfo, rows: RowResult[], scaling: ScalingPoint[] | undefined): string {
+  const find = (id: RowId): RowResult | undefined => rows.find((r) => r.id === id);
+  const migrate = find('migrate');
+  return [
+    '# Benchmark results',
+    '',
+    'Written by `npm run bench` (test/bench.ts); rerun it rather than editing this file.',
+    '',
+    '| | |',
+    '|---|---|',
+    `| date | ${info.date} |`,
+    `| redis | ${info.redisVersion} |`,
+    `| node | ${info.nodeVersion} |`,
+    `| keys | ${formatCount(info.keys)}: 85% strings of 20-100 bytes, 4% hashes, 4% lists, 3% sets, 3.5% zsets (5 elements each), 0.5% streams (3 entries, half with a consumer group); 10% with a TTL |`,
+    `| dataset | ${(info.datasetBytes / MB).toFixed(1)} MB (source INFO memory used_memory_dataset), seeded in ${info.seedSeconds.toFixed(1)} s |`,
+    `| machine | ${info.machine} |`,
+    '',
+    '| row | wall s | keys/s | MB/s | CPU s | peak RSS MB | target digest | vs (c) | notes |',
+    '|---|---|---|---|---|---|---|---|---|',
+    ...rows.map((row) => rowLine(row, info, migrate)),
+    '',
+    'MB/s is the source\'s used_memory_dataset divided by wall time: the in-memory size moved per second, not bytes on the wire',
+    '(summing DUMP sizes would cost a pass of its own). MB = 2^20 bytes. CPU s (user + sys) and peak RSS are of the tool process',
+    '(tsx and the node process it starts), from /usr/bin/time; rows (c) and (d) run inside redis-server, so they have none.',
+    'Wall time of (a) and (b) includes starting node and tsx. Each row copies into a target emptied by FLUSHALL, with its config reset;',
+    'the target digest is DEBUG DIGEST compared with the source\'s.',
+    '',
+    floorLine(info.toolFloor),
+    '',
+    `Ratios (keys/s): (a)/(c) = ${times(speedRatio(find('dump'), migrate))}, (b)/(c) = ${times(speedRatio(find('type'), migrate))}, (a)/(d) = ${times(speedRatio(find('dump'), find('replicaof')))}.`,
+    '',
+    '## Targets',
+    '',
+    ...targetLines(rows, info.keys),
+    '',
+    '## Memory scaling (row (a) at 200,000 and 2,000,000 keys)',
+    '',
+    ...scalingLines(scaling),
+    '',
+  ].join('\n');
+}
+
+export function chartBars(rows: RowResult[]): ChartBar[] {
+  return rows.map((row) => ({ label: ROW_LABELS[row.id], value: keysPerSecond(row), reference: row.id === 'migrate' || row.id === 'replicaof' }));
+}

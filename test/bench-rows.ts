@@ -1,0 +1,239 @@
+// The four benchmark rows, each a copy of the seeded source into an emptied target: the tool by DUMP,
+// the tool by type, the source's own MIGRATE COPY, and a full replication sync (the physical limit).
+import { spawn } from 'node:child_process';
+import { rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { ROOT, SCRIPT, tempDir, type RedisServer } from './helpers/servers.js';
+
+export type RowId = 'dump' | 'type' | 'migrate' | 'replicaof';
+
+export const ROW_LABELS: Record<RowId, string> = {
+  dump: 'this tool (dump, default)',
+  type: 'this tool (COPY_METHOD=type)',
+  migrate: 'MIGRATE COPY (server-side)',
+  replicaof: 'REPLICAOF full sync (physical limit)',
+};
+
+export interface RowResult {
+  id: RowId;
+  keys: number;
+  /** Undefined when the row failed before it could be timed. */
+  wallSeconds?: number;
+  /** Tool rows only: user + sys CPU of tsx and the node process it starts. */
+  cpuSeconds?: number;
+  peakRssMb?: number;
+  digestMatches?: boolean;
+  /** Empty when all went well; otherwise what went wrong, for the report. */
+  problems: string[];
+}
+
+const TSX = join(ROOT, 'node_modules', '.bin', 'tsx');
+/** A tool run taking longer than this is stuck, not slow. */
+const TOOL_TIMEOUT_MS = 30 * 60_000;
+const POLL_MS = 10;
+
+/** Child process groups still running, so an interrupted benchmark can kill them. */
+const runningGroups = new Set<number>();
+
+export function killRunningTools(): void {
+  for (const pid of runningGroups) killGroup(pid);
+}
+
+function killGroup(pid: number): void {
+  try {
+    process.kill(-pid, 'SIGKILL');
+  } catch {
+    // Already gone.
+  }
+}
+
+interface TimedRun {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+  timedOut: boolean;
+}
+
+/** Runs a command in its own process group (so it can be killed whole), collecting its output. */
+function runTimed(command: string, args: string[], env: Record<string, string>, cwd: string): Promise<TimedRun> {
+  return new Promise((done, fail) => {
+    const child = spawn(command, args, { cwd, env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+    const pid = child.pid;
+    if (pid === undefined) return fail(new Error(`could not start ${command}`));
+    runningGroups.add(pid);
+    let stdout = '';
+    let stderr = '';
+    let timedOut = false;
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const timer = setTimeout(() => {
+      timedOut = true;
+      killGroup(pid);
+    }, TOOL_TIMEOUT_MS);
+    child.on('error', fail);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      runningGroups.delete(pid);
+      done({ code, stdout, stderr, timedOut });
+    });
+  });
+}
+
+/** /usr/bin/time -f '%e %U %S %M' prints its figures as the last line of stderr. */
+export function parseTimeLine(stderr: string): { wall: number; cpu: number; rssMb: number } | undefined {
+  const last = stderr.trimEnd().split('\n').at(-1) ?? '';
+  const match = /^([\d.]+) ([\d.]+) ([\d.]+) (\d+)$/.exec(last.trim());
+  if (!match) return undefined;
+  const [, wall, user, sys, rssKb] = match.map(Number);
+  if (wall === undefined || user === undefined || sys === undefined || rssKb === undefined) return undefined;
+  return { wall, cpu: user + sys, rssMb: rssKb / 1024 };
+}
+
+/** Rows (a) and (b): the real script under /usr/bin/time, at full speed, otherwise default settings. */
+export async function measureTool(id: 'dump' | 'type', source: RedisServer, target: RedisServer, keys: number): Promise<RowResult> {
+  return runToolTimed(id, source.port, target.port, keys);
+}
+
+/** The tool copying an empty database onto itself: what its wall time and RSS are before any key. */
+export async function measureToolFloor(emptyServer: RedisServer): Promise<RowResult> {
+  return runToolTimed('dump', emptyServer.port, emptyServer.port, 0);
+}
+
+async function runToolTimed(id: 'dump' | 'type', sourcePort: number, targetPort: number, keys: number): Promise<RowResult> {
+  const cwd = tempDir();
+  const env: Record<string, string> = {
+    PATH: process.env.PATH ?? '',
+    HOME: process.env.HOME ?? '',
+    SOURCE_REDIS_HOST: '127.0.0.1',
+    SOURCE_REDIS_PORT: String(sourcePort),
+    DESTINATION_REDIS_HOST: '127.0.0.1',
+    DESTINATION_REDIS_PORT: String(targetPort),
+    SLEEP_TIME: '0',
+    ERROR_LOG_FILENAME: join(cwd, 'errors.log'),
+    ...(id === 'type' ? { COPY_METHOD: 'type' } : {}),
+  };
+  try {
+    const run = await runTimed('/usr/bin/time', ['-f', '%e %U %S %M', TSX, SCRIPT], env, cwd);
+    const result: RowResult = { id, keys, problems: [] };
+    const timing = parseTimeLine(run.stderr);
+    if (timing) Object.assign(result, { wallSeconds: timing.wall, cpuSeconds: timing.cpu, peakRssMb: timing.rssMb });
+    else result.problems.push('no /usr/bin/time line in stderr');
+    if (run.timedOut) result.problems.push(`killed after ${TOOL_TIMEOUT_MS / 60_000} min`);
+    if (run.code !== 0) result.problems.push(`exit code ${run.code}: ${lastLines(run.stdout + run.stderr, 4)}`);
+    if (!run.stdout.includes(`Number of restored keys: ${keys}\n`)) {
+      const restored = /Number of restored keys: (\d+)/.exec(run.stdout)?.[1] ?? 'none reported';
+      result.problems.push(`restored keys: ${restored}, expected ${keys}`);
+    }
+    return result;
+  } finally {
+    rmSync(cwd, { recursive: true, force: true });
+  }
+}
+
+function lastLines(text: string, count: number): string {
+  return text.trim().split('\n').slice(-count).join(' | ');
+}
+
+/** Row (c): the source pushes each SCAN batch of 1,000 keys with one MIGRATE ... COPY KEYS; timed whole. */
+export async function measureMigrate(source: RedisServer, target: RedisServer, keys: number): Promise<RowResult> {
+  const result: RowResult = { id: 'migrate', keys, problems: [] };
+  const started = performance.now();
+  let cursor = '0';
+  let batch: Buffer[] = [];
+  const flush = async (): Promise<void> => {
+    const reply = await source.client.sendCommand(['MIGRATE', '127.0.0.1', String(target.port), '', '0', '5000', 'COPY', 'KEYS', ...batch]);
+    const text = Buffer.isBuffer(reply) ? reply.toString() : String(reply);
+    if (text !== 'OK') result.problems.push(`MIGRATE replied ${text}`);
+    batch = [];
+  };
+  do {
+    const reply = (await source.client.sendCommand(['SCAN', cursor, 'COUNT', '1000'])) as [Buffer, Buffer[]];
+    cursor = reply[0].toString();
+    for (const key of reply[1]) {
+      batch.push(key);
+      if (batch.length === 1000) await flush();
+    }
+  } while (cursor !== '0');
+  if (batch.length > 0) await flush();
+  result.wallSeconds = (performance.now() - started) / 1000;
+  return result;
+}
+
+function infoField(info: string, field: string): string | undefined {
+  return new RegExp(`^${field}:(.*)$`, 'm').exec(info)?.[1]?.trim();
+}
+
+export async function info(server: RedisServer, section: string): Promise<string> {
+  return String(await server.cmd('INFO', section));
+}
+
+export async function infoValue(server: RedisServer, section: string, field: string): Promise<string> {
+  const value = infoField(await info(server, section), field);
+  if (value === undefined) throw new Error(`INFO ${section} has no ${field}`);
+  return value;
+}
+
+/** Row (d): the target becomes a replica; timed from REPLICAOF until the diskless full sync is loaded. */
+export async function measureReplication(source: RedisServer, target: RedisServer, keys: number): Promise<RowResult> {
+  const result: RowResult = { id: 'replicaof', keys, problems: [] };
+  const restoreSource = await setConfig(source, { 'repl-diskless-sync': 'yes', 'repl-diskless-sync-delay': '0' });
+  const restoreTarget = await setConfig(target, { 'repl-diskless-load': 'swapdb' });
+  try {
+    const started = performance.now();
+    await target.cmd('REPLICAOF', '127.0.0.1', source.port);
+    for (;;) {
+      const replication = await info(target, 'replication');
+      if (infoField(replication, 'master_link_status') === 'up' && infoField(replication, 'master_sync_in_progress') === '0') break;
+      if (performance.now() - started > TOOL_TIMEOUT_MS) throw new Error('replication never came up');
+      await new Promise((r) => setTimeout(r, POLL_MS));
+    }
+    result.wallSeconds = (performance.now() - started) / 1000;
+  } finally {
+    await target.cmd('REPLICAOF', 'NO', 'ONE');
+    await restoreTarget();
+    await restoreSource();
+  }
+  return result;
+}
+
+/** Sets config values; returns a function that puts the previous ones back. */
+async function setConfig(server: RedisServer, values: Record<string, string>): Promise<() => Promise<void>> {
+  const previous: Record<string, string> = {};
+  for (const [name, value] of Object.entries(values)) {
+    const [, old] = (await server.cmd('CONFIG', 'GET', name)) as string[];
+    if (old === undefined) throw new Error(`CONFIG GET ${name} returned nothing`);
+    previous[name] = old;
+    await server.cmd('CONFIG', 'SET', name, value);
+  }
+  return async () => {
+    for (const [name, old] of Object.entries(previous)) await server.cmd('CONFIG', 'SET', name, old);
+  };
+}
+
+/** Every config value, to check that each row starts from the same target. */
+export async function configSnapshot(server: RedisServer): Promise<Map<string, string>> {
+  const flat = (await server.cmd('CONFIG', 'GET', '*')) as string[];
+  const config = new Map<string, string>();
+  for (let i = 0; i + 1 < flat.length; i += 2) config.set(flat[i] ?? '', flat[i + 1] ?? '');
+  return config;
+}
+
+/** Empties the target and puts back any config a previous row changed; returns what it had to fix. */
+export async function resetTarget(target: RedisServer, baseline: Map<string, string>): Promise<string[]> {
+  const fixed: string[] = [];
+  await target.cmd('FLUSHALL', 'SYNC');
+  const now = await configSnapshot(target);
+  for (const [name, value] of baseline) {
+    if (now.get(name) === value) continue;
+    await target.cmd('CONFIG', 'SET', name, value);
+    fixed.push(`${name}: ${JSON.stringify(now.get(name))} -> ${JSON.stringify(value)}`);
+  }
+  const size = Number(await target.cmd('DBSIZE'));
+  if (size !== 0) throw new Error(`target still has ${size} keys after FLUSHALL`);
+  return fixed;
+}
+
+/** DEBUG DIGEST of db 0: equal digests mean the same keys, types, values and expiry presence. */
+export async function digest(server: RedisServer): Promise<string> {
+  return String(await server.cmd('DEBUG', 'DIGEST'));
+}

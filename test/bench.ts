@@ -1,0 +1,184 @@
+// Benchmark entry point: seeds a throwaway source, copies it four ways into a throwaway target, compares them,
+// and writes test/bench-results.md and media/benchmark.svg. Options: --keys N (or BENCH_KEYS), --scaling.
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg } from 'node:os';
+import { join } from 'node:path';
+import { drawChart, formatCount } from './bench-chart.js';
+import { chartBars, keysPerSecond, renderReport, type RunInfo, type ScalingPoint } from './bench-report.js';
+import {
+  configSnapshot, digest, infoValue, killRunningTools, measureMigrate, measureReplication, measureTool, measureToolFloor, resetTarget,
+  ROW_LABELS, type RowId, type RowResult,
+} from './bench-rows.js';
+import { seedSource } from './bench-seed.js';
+import { ROOT, startRedis, type RedisServer } from './helpers/servers.js';
+
+const DEFAULT_KEYS = 1_000_000;
+const SCALING_SIZES = [200_000, 2_000_000];
+const ROW_ORDER: RowId[] = ['dump', 'type', 'migrate', 'replicaof'];
+const RESULTS_FILE = join(ROOT, 'test', 'bench-results.md');
+const CHART_FILE = join(ROOT, 'media', 'benchmark.svg');
+
+interface Options {
+  keys: number;
+  scaling: boolean;
+}
+
+const say = (line: string): void => void process.stdout.write(`${line}\n`);
+
+function parseOptions(argv: string[], env: NodeJS.ProcessEnv): Options {
+  let keysText = env.BENCH_KEYS;
+  let scaling = false;
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i];
+    if (arg === '--scaling') scaling = true;
+    else if (arg === '--keys') keysText = argv[++i];
+    else if (arg?.startsWith('--keys=')) keysText = arg.slice('--keys='.length);
+    else throw new Error(`unknown argument ${arg}; use --keys N and/or --scaling`);
+  }
+  const keys = keysText === undefined || keysText === '' ? DEFAULT_KEYS : Number(keysText.replace(/_/g, ''));
+  if (!Number.isInteger(keys) || keys < 1) throw new Error(`key count must be a whole number above 0, got ${keysText}`);
+  return { keys, scaling };
+}
+
+/** Stoppers for servers still running, so an error or Ctrl-C leaves no redis-server behind. */
+const cleanups = new Set<() => Promise<void>>();
+
+async function withServers<T>(work: (source: RedisServer, target: RedisServer) => Promise<T>): Promise<T> {
+  const started = await Promise.allSettled([startRedis(), startRedis()]);
+  const servers = started.flatMap((s) => (s.status === 'fulfilled' ? [s.value] : []));
+  const stop = async (): Promise<void> => void (await Promise.all(servers.map((s) => s.stop())));
+  cleanups.add(stop);
+  try {
+    const [source, target] = started;
+    if (source?.status !== 'fulfilled') throw source?.reason;
+    if (target?.status !== 'fulfilled') throw target?.reason;
+    return await work(source.value, target.value);
+  } finally {
+    cleanups.delete(stop);
+    await stop();
+  }
+}
+
+function stopOnSignal(signal: NodeJS.Signals): void {
+  process.once(signal, () => {
+    say(`\n${signal}: stopping the tool and the servers`);
+    killRunningTools();
+    void Promise.allSettled([...cleanups].map((stop) => stop())).then(() => process.exit(130));
+  });
+}
+
+async function describeRun(source: RedisServer, keys: number, seedSeconds: number): Promise<RunInfo> {
+  const cores = cpus();
+  return {
+    date: new Date().toISOString().replace('T', ' ').slice(0, 16) + ' UTC',
+    redisVersion: await infoValue(source, 'server', 'redis_version'),
+    nodeVersion: process.version,
+    keys,
+    datasetBytes: Number(await infoValue(source, 'memory', 'used_memory_dataset')),
+    seedSeconds,
+    machine: `${cores.length} cores (${cores[0]?.model.trim() ?? 'unknown'}), load average ${loadavg()[0]?.toFixed(2)} at start; other work may share it`,
+  };
+}
+
+function measureRow(id: RowId, source: RedisServer, target: RedisServer, keys: number): Promise<RowResult> {
+  switch (id) {
+    case 'dump':
+    case 'type':
+      return measureTool(id, source, target, keys);
+    case 'migrate':
+      return measureMigrate(source, target, keys);
+    case 'replicaof':
+      return measureReplication(source, target, keys);
+  }
+}
+
+/** Runs one row and, whatever happened, compares the target's digest with the source's. */
+async function runRow(id: RowId, source: RedisServer, target: RedisServer, keys: number, sourceDigest: string): Promise<RowResult> {
+  say(`  ${ROW_LABELS[id]} ...`);
+  let row: RowResult;
+  try {
+    row = await measureRow(id, source, target, keys);
+  } catch (err) {
+    row = { id, keys, problems: [err instanceof Error ? err.message : String(err)] };
+  }
+  row.digestMatches = (await digest(target)) === sourceDigest;
+  if (!row.digestMatches) {
+    row.problems.push('target DEBUG DIGEST differs from the source');
+    process.stderr.write(`\n!!! DIGEST MISMATCH after "${ROW_LABELS[id]}": the target is not a copy of the source !!!\n\n`);
+  }
+  const speed = keysPerSecond(row);
+  say(`    ${row.wallSeconds?.toFixed(2) ?? '—'} s, ${speed ? formatCount(speed) : '—'} keys/s${row.peakRssMb ? `, peak RSS ${row.peakRssMb.toFixed(1)} MB` : ''}${row.problems.length ? `; PROBLEMS: ${row.problems.join('; ')}` : ''}`);
+  return row;
+}
+
+async function runMainRows(source: RedisServer, target: RedisServer, keys: number): Promise<{ info: RunInfo; rows: RowResult[] }> {
+  say(`Seeding ${formatCount(keys)} keys ...`);
+  const seedSeconds = await seedSource(source, keys);
+  const info = await describeRun(source, keys, seedSeconds);
+  say(`  done in ${seedSeconds.toFixed(1)} s; source digest ...`);
+  const sourceDigest = await digest(source);
+  const baseline = await configSnapshot(target);
+  await resetTarget(target, baseline);
+  say('  the tool on an empty database, for its startup floor ...');
+  info.toolFloor = await measureToolFloor(target);
+  const rows: RowResult[] = [];
+  for (const id of ROW_ORDER) {
+    const fixed = await resetTarget(target, baseline);
+    if (fixed.length > 0) say(`  target config put back: ${fixed.join(', ')}`);
+    rows.push(await runRow(id, source, target, keys, sourceDigest));
+  }
+  return { info, rows };
+}
+
+/** Row (a) again at other sizes, each on fresh servers, for how peak RSS grows with the key count. */
+async function runScaling(mainRows: RowResult[], mainKeys: number): Promise<ScalingPoint[]> {
+  const points: ScalingPoint[] = [];
+  const mainDump = mainRows.find((r) => r.id === 'dump');
+  if (mainDump && !SCALING_SIZES.includes(mainKeys)) points.push({ keys: mainKeys, row: mainDump });
+  for (const keys of SCALING_SIZES) {
+    say(`Scaling: ${formatCount(keys)} keys, fresh servers; seeding ...`);
+    const row = await withServers(async (source, target) => {
+      await seedSource(source, keys);
+      return runRow('dump', source, target, keys, await digest(source));
+    });
+    points.push({ keys, row });
+  }
+  return points;
+}
+
+function writeOutputs(info: RunInfo, rows: RowResult[], scaling: ScalingPoint[] | undefined): string {
+  const report = renderReport(info, rows, scaling);
+  writeFileSync(RESULTS_FILE, report);
+  mkdirSync(join(ROOT, 'media'), { recursive: true });
+  const title = `Copying ${formatCount(info.keys)} keys between two local Redis servers: keys/s (higher is better)`;
+  const footnote = `redis ${info.redisVersion}, node ${info.nodeVersion}, ${info.date}; grey rows run inside redis-server`;
+  writeFileSync(CHART_FILE, drawChart(title, footnote, chartBars(rows)));
+  return report;
+}
+
+async function main(): Promise<number> {
+  const options = parseOptions(process.argv.slice(2), process.env);
+  stopOnSignal('SIGINT');
+  stopOnSignal('SIGTERM');
+  say(`Benchmark: ${formatCount(options.keys)} keys; memory scaling ${options.scaling ? 'on' : 'off (slow; npm run bench -- --scaling adds row (a) at 200,000 and 2,000,000 keys)'}`);
+  const { info, rows } = await withServers((source, target) => runMainRows(source, target, options.keys));
+  let report = writeOutputs(info, rows, undefined);
+  let scaling: ScalingPoint[] | undefined;
+  if (options.scaling) {
+    scaling = await runScaling(rows, options.keys);
+    report = writeOutputs(info, rows, scaling);
+  }
+  say(`\n${report}`);
+  say(`Written: ${RESULTS_FILE}, ${CHART_FILE}`);
+  const failed = [...rows, ...(scaling ?? []).map((p) => p.row)].filter((r) => r.problems.length > 0);
+  if (failed.length > 0) process.stderr.write(`${failed.length} row(s) had problems (see notes above); exit code 1\n`);
+  return failed.length > 0 ? 1 : 0;
+}
+
+try {
+  process.exitCode = await main();
+} catch (err) {
+  killRunningTools();
+  process.stderr.write(`Benchmark failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  process.exitCode = 1;
+}

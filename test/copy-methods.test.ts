@@ -1,0 +1,397 @@
+// How each copy method behaves beyond "copies the sample data": the auto fallback when the target refuses
+// RESTORE, exact absolute expiry, stream consumer groups, overwriting, keys over the dump bound, and keys
+// that expire while the run is under way. Real redis-server processes and the real script; nothing mocked.
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { calls, commandStats, streamState, summary, asList } from './helpers/inspect.js';
+import { digest, seedEveryType } from './helpers/sample-data.js';
+import { endpoints, runMigrator, startRedis, tempDir, type RedisServer, type RunResult } from './helpers/servers.js';
+
+interface Pair {
+  source: RedisServer;
+  target: RedisServer;
+}
+
+/** A source and a target for one describe block, stopped in its afterAll. */
+function serverPair(): Pair {
+  const pair = {} as Pair;
+  beforeAll(async () => {
+    pair.source = await startRedis();
+    pair.target = await startRedis();
+  });
+  afterAll(async () => {
+    await Promise.all([pair.source?.stop(), pair.target?.stop()]);
+  });
+  return pair;
+}
+
+/** Runs the migrator against the pair and returns the run with the cwd it ran in (for the error log). */
+async function migrate(pair: Pair, settings: Record<string, string | number>): Promise<RunResult & { cwd: string; output: string }> {
+  const cwd = tempDir();
+  const run = await runMigrator({ ...endpoints(pair.source, pair.target), ...settings }, cwd);
+  return { ...run, cwd, output: `exit ${run.code}\n${run.stdout}\n${run.stderr}` };
+}
+
+/** Empties the target and zeroes its command statistics, so each test sees only its own run. */
+async function freshTarget(target: RedisServer): Promise<void> {
+  await target.cmd('FLUSHALL');
+  await target.cmd('CONFIG', 'RESETSTAT');
+}
+
+async function dbsize(server: RedisServer): Promise<number> {
+  return Number(await server.cmd('DBSIZE'));
+}
+
+/** Builds a big collection on the server side, 1000 elements per command. */
+const SEED_BIG = `
+local k, kind, n = KEYS[1], ARGV[1], tonumber(ARGV[2])
+local command = ({ list = 'RPUSH', set = 'SADD', hash = 'HSET', zset = 'ZADD' })[kind]
+for first = 1, n, 1000 do
+  local args = {}
+  for i = first, math.min(first + 999, n) do
+    if kind == 'list' then args[#args + 1] = 'element-' .. i
+    elseif kind == 'set' then args[#args + 1] = 'member-' .. i
+    elseif kind == 'hash' then args[#args + 1] = 'field-' .. i; args[#args + 1] = 'value-' .. i
+    else args[#args + 1] = tostring((i % 977) / 8); args[#args + 1] = 'member-' .. i end
+  end
+  redis.call(command, k, unpack(args))
+end
+return redis.call('TYPE', k)['ok']
+`;
+
+async function seedBig(server: RedisServer, key: string, kind: 'list' | 'set' | 'hash' | 'zset', n: number): Promise<void> {
+  expect(await server.cmd('EVAL', SEED_BIG, 1, key, kind, n)).toBe(kind);
+}
+
+/** 2100-01-01T00:00:00.123Z: far enough that nothing expires, with a millisecond part that must survive. */
+const FAR_AT = 4_102_444_800_123;
+
+describe('auto fallback when the target refuses RESTORE', () => {
+  const pair = serverPair();
+  const EXTRA = 3000;
+  let sampleKeys = 0;
+
+  beforeAll(async () => {
+    sampleKeys = await seedEveryType(pair.source);
+    const made = await pair.source.cmd(
+      'EVAL',
+      "for i = 1, tonumber(ARGV[1]) do redis.call('SET', 'extra:' .. i, 'value-' .. i) end return tonumber(ARGV[1])",
+      0,
+      EXTRA,
+    );
+    expect(made).toBe(EXTRA);
+    expect(await pair.target.cmd('ACL', 'SETUSER', 'norestore', 'on', '>pw', '~*', '+@all', '-restore')).toBe('OK');
+  });
+  beforeEach(async () => freshTarget(pair.target));
+
+  const asNoRestoreUser = { DESTINATION_REDIS_USERNAME: 'norestore', DESTINATION_REDIS_PASSWORD: 'pw', PIPELINE_BATCH_SIZE: 500 };
+
+  it('COPY_METHOD=auto switches to type at the first refusal and copies every key exactly once', async () => {
+    const total = await dbsize(pair.source);
+    expect(total).toBe(sampleKeys + EXTRA);
+    const run = await migrate(pair, { ...asNoRestoreUser, COPY_METHOD: 'auto' });
+    expect(run.code, run.output).toBe(0);
+    expect(summary(run.stdout), run.output).toEqual({ restored: total, skipped: 0, failed: 0, vanished: 0 });
+    const fallbackLines = run.stdout.split('\n').filter((line) => line.startsWith('The target refused RESTORE ('));
+    expect(fallbackLines, run.output).toHaveLength(1);
+    expect(fallbackLines[0]).toMatch(/^The target refused RESTORE \(.+\); copying by type from now on$/);
+    expect(await dbsize(pair.target)).toBe(total);
+    expect(await digest(pair.target)).toBe(await digest(pair.source));
+    const stats = await commandStats(pair.target);
+    expect(calls(stats, 'restore')).toBe(0);
+    expect(stats.get('restore')?.rejected ?? 0).toBeGreaterThan(0);
+  });
+
+  it('COPY_METHOD=dump fails every key (exit 2) and writes nothing', async () => {
+    const total = await dbsize(pair.source);
+    // No error limit, so the run reaches its end and reports every key instead of stopping at 1000.
+    const run = await migrate(pair, { ...asNoRestoreUser, COPY_METHOD: 'dump', MAX_ERRORED_KEYS_LIMIT: 0 });
+    expect(run.code, run.output).toBe(2);
+    expect(summary(run.stdout), run.output).toEqual({ restored: 0, skipped: 0, failed: total, vanished: 0 });
+    expect(run.stdout).not.toContain('copying by type');
+    expect(await dbsize(pair.target)).toBe(0);
+    expect(calls(await commandStats(pair.target), 'restore')).toBe(0);
+    const log = readFileSync(join(run.cwd, 'redis-keys-migrator-error.log'), 'utf8');
+    expect(log.split('\n').filter((line) => line.startsWith('[') && line.includes(' - ERROR - Failed to migrate key |'))).toHaveLength(total);
+  });
+});
+
+describe('expiry is copied as the same absolute millisecond', () => {
+  const pair = serverPair();
+  const volatile: [key: string, at: number][] = [];
+  const persistent = ['keep:string', 'keep:hash', 'keep:stream', 'keep:big-list'];
+
+  beforeAll(async () => {
+    const c = pair.source.cmd;
+    await c('SET', 'exp:string', 'text');
+    await c('SET', 'exp:int', '42');
+    await c('RPUSH', 'exp:list', 'a', 'b');
+    await c('SADD', 'exp:set', 'a', 'b');
+    await c('ZADD', 'exp:zset', 1, 'a', 2, 'b');
+    await c('HSET', 'exp:hash', 'f', 'v');
+    await c('XADD', 'exp:stream', '1-1', 'f', 'v');
+    await c('XGROUP', 'CREATE', 'exp:stream', 'g', '0');
+    await seedBig(pair.source, 'exp:big-list', 'list', 2500);
+    await seedBig(pair.source, 'exp:big-hash', 'hash', 2500);
+    const keys = ['exp:string', 'exp:int', 'exp:list', 'exp:set', 'exp:zset', 'exp:hash', 'exp:stream', 'exp:big-list', 'exp:big-hash'];
+    for (const [i, key] of keys.entries()) {
+      const at = FAR_AT + i * 1001;
+      expect(await c('PEXPIREAT', key, at)).toBe(1);
+      volatile.push([key, at]);
+    }
+    await c('SET', 'keep:string', 'forever');
+    await c('HSET', 'keep:hash', 'f', 'v');
+    await c('XADD', 'keep:stream', '1-1', 'f', 'v');
+    await seedBig(pair.source, 'keep:big-list', 'list', 2500);
+  });
+  beforeEach(async () => freshTarget(pair.target));
+
+  // DUMP_MAX_BYTES makes the big lists go in chunks in dump mode too; by type they are over COLLECTION_CHUNK_SIZE.
+  it.each(['dump', 'type', 'auto'])('COPY_METHOD=%s: PEXPIRETIME equal to the millisecond, persistent keys stay persistent', async (method) => {
+    const run = await migrate(pair, { COPY_METHOD: method, DUMP_MAX_BYTES: 20_000 });
+    expect(run.code, run.output).toBe(0);
+    expect(summary(run.stdout), run.output).toEqual({ restored: volatile.length + persistent.length, skipped: 0, failed: 0, vanished: 0 });
+    for (const [key, at] of volatile) {
+      expect(await pair.source.cmd('PEXPIRETIME', key), key).toBe(at);
+      expect(await pair.target.cmd('PEXPIRETIME', key), key).toBe(at);
+    }
+    for (const key of persistent) expect(await pair.target.cmd('PTTL', key), key).toBe(-1);
+    expect(await digest(pair.target)).toBe(await digest(pair.source));
+  });
+});
+
+/** A stream with three groups: consumers with and without pending entries, delivery counts above 1, entries-read set and unset. */
+async function seedStreamWithGroups(server: RedisServer, key: string): Promise<void> {
+  const c = server.cmd;
+  for (let i = 1; i <= 12; i++) await c('XADD', key, `${i}-0`, 'n', i, 'payload', `entry ${i}`);
+  await c('XGROUP', 'CREATE', key, 'g1', '0');
+  await c('XGROUP', 'CREATE', key, 'g2', '5-0', 'ENTRIESREAD', 5);
+  await c('XGROUP', 'CREATE', key, 'g3', '0');
+  await c('XREADGROUP', 'GROUP', 'g1', 'alice', 'COUNT', 4, 'STREAMS', key, '>');
+  await c('XREADGROUP', 'GROUP', 'g1', 'bob', 'COUNT', 3, 'STREAMS', key, '>');
+  // Reading one's own history again, and claiming, count as deliveries.
+  await c('XREADGROUP', 'GROUP', 'g1', 'alice', 'STREAMS', key, '0');
+  await c('XREADGROUP', 'GROUP', 'g1', 'alice', 'STREAMS', key, '0');
+  await c('XCLAIM', key, 'g1', 'carol', 0, '5-0', '6-0');
+  await c('XCLAIM', key, 'g1', 'carol', 0, '5-0');
+  await c('XACK', key, 'g1', '2-0');
+  await c('XGROUP', 'CREATECONSUMER', key, 'g1', 'dave');
+  await c('XREADGROUP', 'GROUP', 'g2', 'erin', 'COUNT', 2, 'STREAMS', key, '>');
+  await c('XREADGROUP', 'GROUP', 'g2', 'erin', 'STREAMS', key, '0');
+  // A deleted entry nobody has pending: max-deleted-entry-id moves, the lag stays computable.
+  await c('XDEL', key, '11-0');
+}
+
+describe('stream consumer groups', () => {
+  const pair = serverPair();
+  const STREAMS = ['groups:stream', 'groups:emptied', 'groups:never-written'];
+
+  beforeAll(async () => {
+    const c = pair.source.cmd;
+    await seedStreamWithGroups(pair.source, 'groups:stream');
+    // Every entry delivered, acknowledged and deleted: an empty stream whose counters and group remain.
+    for (let i = 1; i <= 3; i++) await c('XADD', 'groups:emptied', `${i}-5`, 'f', i);
+    await c('XGROUP', 'CREATE', 'groups:emptied', 'g', '0');
+    await c('XREADGROUP', 'GROUP', 'g', 'zed', 'STREAMS', 'groups:emptied', '>');
+    await c('XACK', 'groups:emptied', 'g', '1-5', '2-5', '3-5');
+    await c('XDEL', 'groups:emptied', '1-5', '2-5', '3-5');
+    // Created by XGROUP ... MKSTREAM, never given an entry.
+    await c('XGROUP', 'CREATE', 'groups:never-written', 'g', '$', 'MKSTREAM');
+    await c('XGROUP', 'CREATECONSUMER', 'groups:never-written', 'g', 'idle-one');
+    // Pending entries whose stream entries are gone (XDEL, XTRIM): the PEL still lists them.
+    for (let i = 1; i <= 5; i++) await c('XADD', 'trimmed:stream', `${i}-0`, 'f', i);
+    await c('XGROUP', 'CREATE', 'trimmed:stream', 'g', '0');
+    await c('XREADGROUP', 'GROUP', 'g', 'alice', 'STREAMS', 'trimmed:stream', '>');
+    await c('XREADGROUP', 'GROUP', 'g', 'alice', 'STREAMS', 'trimmed:stream', '0');
+    await c('XDEL', 'trimmed:stream', '2-0');
+    await c('XTRIM', 'trimmed:stream', 'MAXLEN', 2);
+  });
+  beforeEach(async () => freshTarget(pair.target));
+
+  it('the seeded source has what the tests claim to cover', async () => {
+    const state = await streamState(pair.source, 'groups:stream');
+    expect(state.groups.map((g) => g.info.name)).toEqual(['g1', 'g2', 'g3']);
+    const g1 = state.groups[0];
+    expect(g1?.info['entries-read']).toBe(7);
+    expect(g1?.consumers.map((c) => c.name)).toEqual(['alice', 'bob', 'carol', 'dave']);
+    expect(g1?.pending.some((p) => Number(p[2]) >= 3)).toBe(true);
+    expect(state.stream['max-deleted-entry-id']).toBe('11-0');
+    expect((await streamState(pair.source, 'groups:emptied')).stream.length).toBe(0);
+    const trimmed = await streamState(pair.source, 'trimmed:stream');
+    expect(trimmed.stream.length).toBe(2);
+    expect(trimmed.groups[0]?.pending.map((p) => p[0])).toEqual(['1-0', '2-0', '3-0', '4-0', '5-0']);
+  });
+
+  it.each(['dump', 'type'])('COPY_METHOD=%s keeps groups, consumers, pending entries and delivery counts', async (method) => {
+    const run = await migrate(pair, { COPY_METHOD: method, SCAN_MATCH_PATTERN: 'groups:*' });
+    expect(run.code, run.output).toBe(0);
+    expect(summary(run.stdout), run.output).toEqual({ restored: STREAMS.length, skipped: 0, failed: 0, vanished: 0 });
+    for (const key of STREAMS) {
+      expect(await streamState(pair.target, key), key).toEqual(await streamState(pair.source, key));
+      expect(await pair.target.cmd('DEBUG', 'DIGEST-VALUE', key), key).toEqual(await pair.source.cmd('DEBUG', 'DIGEST-VALUE', key));
+    }
+  });
+
+  it.each(['dump', 'type'])('COPY_METHOD=%s keeps pending entries whose stream entry was deleted or trimmed', async (method) => {
+    const run = await migrate(pair, { COPY_METHOD: method, SCAN_MATCH_PATTERN: 'trimmed:*' });
+    expect(run.code, run.output).toBe(0);
+    expect(summary(run.stdout), run.output).toEqual({ restored: 1, skipped: 0, failed: 0, vanished: 0 });
+    expect(await streamState(pair.target, 'trimmed:stream')).toEqual(await streamState(pair.source, 'trimmed:stream'));
+  });
+});
+
+describe('OVERWRITE_EXISTING_KEYS', () => {
+  const pair = serverPair();
+  let sourceKeys = 0;
+
+  /** Stale target keys: other types, other values, a TTL where the source has none and the reverse. */
+  async function seedStale(target: RedisServer): Promise<void> {
+    const c = target.cmd;
+    await c('SET', 'list', 'stale string where the source has a list');
+    await c('RPUSH', 'string', 'stale', 'list');
+    await c('PEXPIRE', 'string', 3_600_000);
+    await c('HSET', 'hash', 'f1', 'old', 'f9', 'extra');
+    await c('SADD', 'stream', 'a set where the source has a stream');
+    await c('ZADD', 'zset', 1, 'old');
+    await c('HSET', 'big-list', 'a', 'b');
+    await c('SET', 'ttl-string', 'stale, persistent');
+  }
+  const STALE = 7;
+
+  beforeAll(async () => {
+    sourceKeys = (await seedEveryType(pair.source)) + 1;
+    // Over COLLECTION_CHUNK_SIZE: by type it goes in chunks, the first of which must replace.
+    await seedBig(pair.source, 'big-list', 'list', 2500);
+  });
+  beforeEach(async () => {
+    await freshTarget(pair.target);
+    await seedStale(pair.target);
+  });
+
+  it.each(['dump', 'type'])('COPY_METHOD=%s by default leaves existing keys as they are and counts them skipped', async (method) => {
+    const run = await migrate(pair, { COPY_METHOD: method });
+    expect(run.code, run.output).toBe(0);
+    expect(summary(run.stdout), run.output).toEqual({ restored: sourceKeys - STALE, skipped: STALE, failed: 0, vanished: 0 });
+    expect(await pair.target.cmd('GET', 'list')).toBe('stale string where the source has a list');
+    expect(await pair.target.cmd('TYPE', 'stream')).toBe('set');
+    expect(await pair.target.cmd('HGETALL', 'big-list')).toEqual(['a', 'b']);
+    expect(await pair.target.cmd('PTTL', 'ttl-string')).toBe(-1);
+    expect(Number(await pair.target.cmd('PTTL', 'string'))).toBeGreaterThan(0);
+    expect(await pair.target.cmd('GET', 'int')).toBe('12345');
+    expect(await digest(pair.target)).not.toBe(await digest(pair.source));
+  });
+
+  it.each(['dump', 'type'])('COPY_METHOD=%s with OVERWRITE_EXISTING_KEYS=true replaces them', async (method) => {
+    const run = await migrate(pair, { COPY_METHOD: method, OVERWRITE_EXISTING_KEYS: 'true' });
+    expect(run.code, run.output).toBe(0);
+    expect(summary(run.stdout), run.output).toEqual({ restored: sourceKeys, skipped: 0, failed: 0, vanished: 0 });
+    expect(await digest(pair.target)).toBe(await digest(pair.source));
+    expect(await pair.target.cmd('PTTL', 'string')).toBe(-1);
+    expect(await pair.target.cmd('PEXPIRETIME', 'ttl-string')).toBe(await pair.source.cmd('PEXPIRETIME', 'ttl-string'));
+    expect(await streamState(pair.target, 'stream')).toEqual(await streamState(pair.source, 'stream'));
+  });
+});
+
+describe('keys over DUMP_MAX_BYTES go by type in chunks', () => {
+  const pair = serverPair();
+  const DUMP_MAX_BYTES = 100_000;
+  const BIG = ['big:list', 'big:hash', 'big:zset', 'big:set', 'big:string', 'big:stream'];
+  let smallKeys = 0;
+
+  beforeAll(async () => {
+    const c = pair.source.cmd;
+    smallKeys = await seedEveryType(pair.source);
+    await seedBig(pair.source, 'big:list', 'list', 200_000);
+    await seedBig(pair.source, 'big:hash', 'hash', 200_000);
+    await seedBig(pair.source, 'big:zset', 'zset', 200_000);
+    await seedBig(pair.source, 'big:set', 'set', 50_000);
+    await c('SET', 'big:string', Buffer.alloc(3_000_000, 'abcdefghij\x00\xff'));
+    await c('SETRANGE', 'big:string', 2_999_990, 'the end...');
+    expect(
+      await c('EVAL', "for i = 1, 20000 do redis.call('XADD', KEYS[1], i .. '-1', 'n', i, 'text', 'entry number ' .. i) end return 1", 1, 'big:stream'),
+    ).toBe(1);
+    await c('XGROUP', 'CREATE', 'big:stream', 'g', '0');
+    await c('XGROUP', 'CREATE', 'big:stream', 'late', '19000-1');
+    // 1500 pending for one consumer: more than one page of COLLECTION_CHUNK_SIZE when the PEL is copied.
+    await c('XREADGROUP', 'GROUP', 'g', 'reader', 'COUNT', 1500, 'STREAMS', 'big:stream', '>');
+    await c('XCLAIM', 'big:stream', 'g', 'thief', 0, '10-1', '11-1', '1400-1');
+    await c('XDEL', 'big:stream', '5000-1');
+    await c('PEXPIREAT', 'big:hash', FAR_AT);
+    for (const key of BIG) expect(Number(await c('MEMORY', 'USAGE', key)), key).toBeGreaterThan(DUMP_MAX_BYTES);
+  });
+  beforeEach(async () => freshTarget(pair.target));
+
+  it('COPY_METHOD=dump copies big keys exactly in chunks and restores the small ones', async () => {
+    const run = await migrate(pair, { COPY_METHOD: 'dump', DUMP_MAX_BYTES });
+    expect(run.code, run.output).toBe(0);
+    expect(summary(run.stdout), run.output).toEqual({ restored: smallKeys + BIG.length, skipped: 0, failed: 0, vanished: 0 });
+    for (const key of BIG) {
+      const [value] = asList(await pair.source.cmd('DEBUG', 'DIGEST-VALUE', key));
+      expect(value, key).not.toMatch(/^0+$/);
+      expect(asList(await pair.target.cmd('DEBUG', 'DIGEST-VALUE', key)), key).toEqual([value]);
+    }
+    expect(await digest(pair.target)).toBe(await digest(pair.source));
+    expect(await pair.target.cmd('PEXPIRETIME', 'big:hash')).toBe(FAR_AT);
+    expect(await pair.target.cmd('PTTL', 'big:list')).toBe(-1);
+    expect(await streamState(pair.target, 'big:stream')).toEqual(await streamState(pair.source, 'big:stream'));
+    const stats = await commandStats(pair.target);
+    // Every small key by one RESTORE; no big key by RESTORE, each in many writes.
+    expect(calls(stats, 'restore')).toBe(smallKeys);
+    for (const command of ['rpush', 'hset', 'zadd', 'sadd', 'xadd']) expect(calls(stats, command), command).toBeGreaterThan(1);
+    expect(calls(stats, 'append'), 'append').toBeGreaterThanOrEqual(2);
+  });
+});
+
+/**
+ * Keys that expire while the run is under way. Each key's name carries its absolute expiry (`exp:<ms>:<i>`),
+ * so whatever is left on the target can be checked against it: a key with no TTL, or another TTL, came back wrong.
+ */
+const SEED_EXPIRING = `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local n, lo, span = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+for i = 1, n do
+  local at = string.format('%.0f', now + lo + (i * 7919) % span)
+  redis.call('SET', 'exp:' .. at .. ':' .. i, 'value ' .. i, 'PXAT', at)
+end
+return n
+`;
+
+/** Target keys whose expiry is not the one in their name, as `key=pexpiretime`; run as one script so nothing expires meanwhile. */
+const WRONG_EXPIRY = `
+local bad = {}
+for _, k in ipairs(redis.call('KEYS', '*')) do
+  local at = redis.call('PEXPIRETIME', k)
+  local want = string.match(k, '^exp:(%d+):')
+  if want == nil or string.format('%.0f', at) ~= want then bad[#bad + 1] = k .. '=' .. at end
+end
+return bad
+`;
+
+describe('keys that expire during the copy', () => {
+  const pair = serverPair();
+  const KEYS = 30_000;
+
+  beforeEach(async () => {
+    await pair.source.cmd('FLUSHALL');
+    await freshTarget(pair.target);
+  });
+
+  it.each(['dump', 'type'])('COPY_METHOD=%s counts them vanished, fails none and resurrects none', async (method) => {
+    // Expiries spread over 1.2 s to 3.7 s from now: the script needs about a second to start, then copies
+    // slowly (a 50 ms pause per 200 keys), so keys expire before, during and after being read.
+    expect(await pair.source.cmd('EVAL', SEED_EXPIRING, 0, KEYS, 1200, 2500)).toBe(KEYS);
+    const started = Date.now();
+    const run = await migrate(pair, { COPY_METHOD: method, PIPELINE_BATCH_SIZE: 200, SLEEP_TIME: 0.05 });
+    const elapsed = Date.now() - started;
+    expect(run.code, run.output).toBe(0);
+    const counts = summary(run.stdout);
+    expect(counts.failed, run.output).toBe(0);
+    expect(counts.skipped, run.output).toBe(0);
+    expect(counts.restored, run.output).toBeGreaterThan(0);
+    expect(counts.vanished, run.output).toBeGreaterThan(0);
+    expect(elapsed).toBeGreaterThan(1000);
+    expect(await pair.target.cmd('EVAL', WRONG_EXPIRY, 0)).toEqual([]);
+  });
+});

@@ -1,0 +1,107 @@
+// Reading what a run did: the console summary, a server's command statistics, and a stream's whole
+// observable state (counters, groups, consumers, pending entries) in a form two servers can be compared by.
+import type { RedisServer } from './servers.js';
+
+export interface Summary {
+  restored: number;
+  skipped: number;
+  failed: number;
+  vanished: number;
+}
+
+/** The four `Number of ... keys: N` lines; throws when one is missing, so a crashed run cannot pass. */
+export function summary(stdout: string): Summary {
+  const count = (name: keyof Summary): number => {
+    const match = new RegExp(`^Number of ${name} keys: (\\d+)$`, 'm').exec(stdout);
+    if (!match) throw new Error(`no "Number of ${name} keys" line in the output:\n${stdout}`);
+    return Number(match[1]);
+  };
+  return { restored: count('restored'), skipped: count('skipped'), failed: count('failed'), vanished: count('vanished') };
+}
+
+export interface CommandStat {
+  calls: number;
+  rejected: number;
+  failed: number;
+}
+
+/** INFO commandstats as a map from command name (lower case, `xgroup|create` for subcommands). */
+export async function commandStats(server: RedisServer): Promise<Map<string, CommandStat>> {
+  const text = String(await server.cmd('INFO', 'commandstats'));
+  const stats = new Map<string, CommandStat>();
+  for (const line of text.split(/\r?\n/)) {
+    const match = /^cmdstat_([^:]+):(.*)$/.exec(line);
+    if (!match) continue;
+    const fields = new Map<string, number>();
+    for (const pair of (match[2] ?? '').split(',')) {
+      const [name, value] = pair.split('=');
+      if (name !== undefined && value !== undefined) fields.set(name, Number(value));
+    }
+    stats.set(match[1] ?? '', { calls: fields.get('calls') ?? 0, rejected: fields.get('rejected_calls') ?? 0, failed: fields.get('failed_calls') ?? 0 });
+  }
+  return stats;
+}
+
+/** Successful calls of one command since the last CONFIG RESETSTAT (0 when never called). */
+export function calls(stats: Map<string, CommandStat>, command: string): number {
+  return stats.get(command)?.calls ?? 0;
+}
+
+export function asList(reply: unknown): unknown[] {
+  if (!Array.isArray(reply)) throw new Error(`expected an array reply, got ${JSON.stringify(reply)}`);
+  return reply;
+}
+
+/** A flat name, value, name, value... reply as a plain object. */
+export function pairs(reply: unknown): Record<string, unknown> {
+  const items = asList(reply);
+  const out: Record<string, unknown> = {};
+  for (let i = 0; i + 1 < items.length; i += 2) out[String(items[i])] = items[i + 1];
+  return out;
+}
+
+function pick(record: Record<string, unknown>, names: readonly string[]): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const name of names) out[name] = record[name];
+  return out;
+}
+
+/** XINFO STREAM fields that must survive a copy (the radix tree layout may differ, so it is left out). */
+const STREAM_FIELDS = [
+  'length', 'last-generated-id', 'max-deleted-entry-id', 'entries-added', 'recorded-first-entry-id', 'groups', 'first-entry', 'last-entry',
+] as const;
+
+export interface StreamState {
+  stream: Record<string, unknown>;
+  entries: unknown;
+  groups: {
+    info: Record<string, unknown>;
+    /** XPENDING summary form: count, smallest id, greatest id, per-consumer counts. */
+    pendingSummary: unknown;
+    consumers: { name: unknown; pending: unknown }[];
+    /** XPENDING extended form without the idle time: id, consumer, delivery count. */
+    pending: unknown[][];
+  }[];
+}
+
+/** Everything about a stream that a copy must keep, idle times excepted (they tick while we look). */
+export async function streamState(server: RedisServer, key: string): Promise<StreamState> {
+  const c = server.cmd;
+  const stream = pick(pairs(await c('XINFO', 'STREAM', key)), STREAM_FIELDS);
+  const entries = await c('XRANGE', key, '-', '+');
+  const groups: StreamState['groups'] = [];
+  for (const groupReply of asList(await c('XINFO', 'GROUPS', key))) {
+    const info = pairs(groupReply);
+    const name = String(info.name);
+    const consumers = asList(await c('XINFO', 'CONSUMERS', key, name)).map((reply) => {
+      const consumer = pairs(reply);
+      return { name: consumer.name, pending: consumer.pending };
+    });
+    const pending = asList(await c('XPENDING', key, name, '-', '+', 1_000_000)).map((item) => {
+      const [id, consumer, , deliveries] = asList(item);
+      return [id, consumer, deliveries];
+    });
+    groups.push({ info, pendingSummary: await c('XPENDING', key, name), consumers, pending });
+  }
+  return { stream, entries, groups };
+}
