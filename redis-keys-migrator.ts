@@ -1,16 +1,18 @@
 // redis-keys-migrator: copies keys from a source Redis to a target Redis, skipping keys the target already has.
-// The story of one run: settings, connect, scan and copy, report. Exit codes are listed in EXIT.
+// The story of one run: settings, connect, scan and copy (or compare), verify, report. Exit codes are in EXIT.
 import { config as loadDotenv } from 'dotenv';
-import { Connection, ConnectionError } from './lib/connections.js';
+import { Connection, ConnectionError, describeError } from './lib/connections.js';
 import { ErrorLog } from './lib/error-log.js';
-import { Migration, type MigrationResult } from './lib/migration.js';
+import { Migration, scanBatches, type MigrationResult } from './lib/migration.js';
 import { parseSettings, renderHelp, SettingsError, type Settings } from './lib/settings.js';
+import { differing, KeyJournal, tallyLine, verifyAll, verifyJournal, type Tally, type VerificationSetup } from './lib/verification.js';
 
 export const EXIT = {
   ok: 0,
   settingsOrConnection: 1,
   keysFailed: 2,
   errorLimitReached: 3,
+  differencesFound: 4,
   interrupted: 130,
 } as const;
 
@@ -21,6 +23,7 @@ async function main(): Promise<number> {
     process.stdout.write(renderHelp());
     return EXIT.ok;
   }
+
   // 1. Settings: the environment wins over .env; a bad value stops us before any connection.
   loadDotenv({ quiet: true });
   let settings: Settings;
@@ -34,28 +37,62 @@ async function main(): Promise<number> {
 
   // 2. The error log opens first, as the Python script's does; then both servers, which must answer PING.
   const log = new ErrorLog(settings.errorLogFile, settings.errorLogMode);
-  let source: Connection | undefined;
-  let target: Connection | undefined;
+  let connections: [Connection, Connection] | undefined;
   try {
-    [source, target] = await connectBoth(settings);
+    connections = await connectBoth(settings);
     say('Connected to Redis instances successfully');
+    const [source, target] = connections;
+    let interrupted = false;
+    const verification: VerificationSetup = {
+      source,
+      target,
+      options: { ttlToleranceMs: settings.ttlToleranceMs, chunkSize: settings.chunkSize, dumpMaxBytes: settings.dumpMaxBytes },
+      batchSize: settings.pipelineBatchSize,
+      output: { showDiffs: settings.showDiffs, reportFile: settings.diffReportFile, say },
+      shouldStop: () => interrupted,
+    };
 
-    // 3. Scan and copy, until done, the error limit or Ctrl-C.
-    const migration = new Migration({ source, target, settings, sourceScripts: true, targetScripts: true }, log, say);
-    const stop = (): void => migration.interrupt();
-    process.once('SIGINT', stop).once('SIGTERM', stop);
-    const result = await migration.run();
+    // 3a. Compare mode: nothing is written; every source key is checked against the target.
+    if (settings.mode === 'compare') {
+      process.once('SIGINT', () => (interrupted = true)).once('SIGTERM', () => (interrupted = true));
+      const batches = scanBatches(source, settings.matchPattern, settings.scanBatchSize, settings.pipelineBatchSize);
+      const tally = await verifyAll(verification, batches);
+      say(tallyLine(tally));
+      return interrupted ? EXIT.interrupted : differing(tally) > 0 ? EXIT.differencesFound : EXIT.ok;
+    }
 
-    // 4. Report.
-    report(result, settings);
-    return exitCode(result);
+    // 3b. Scan and copy, until done, the error limit or Ctrl-C.
+    const journal = settings.verify ? new KeyJournal() : undefined;
+    try {
+      const migration = new Migration({ source, target, settings, sourceScripts: true, targetScripts: true }, log, say, journal);
+      const stop = (): void => {
+        interrupted = true;
+        migration.interrupt();
+      };
+      process.once('SIGINT', stop).once('SIGTERM', stop);
+      const result = await migration.run();
+      journal?.finishWriting();
+
+      // 4. Report, then verify what the copy covered.
+      report(result, settings);
+      let differences = 0;
+      if (journal && !result.fatal && !interrupted) differences = await verifyCopy(verification, journal);
+      return exitCode(result, differences);
+    } finally {
+      journal?.remove();
+    }
   } catch (err) {
-    if (!(err instanceof ConnectionError)) throw err;
-    say(`Error connecting to Redis : ${err.message}`);
+    if (err instanceof ConnectionError) {
+      say(`Error connecting to Redis : ${err.message}`);
+      return EXIT.settingsOrConnection;
+    }
+    const lost = connections?.find((c) => c.lostBecause !== undefined);
+    if (!lost) throw err;
+    say(`Stopped early: lost the connection to ${lost.label} (${lost.lostBecause ?? describeError(err)})`);
     return EXIT.settingsOrConnection;
   } finally {
     log.close();
-    await Promise.all([source?.close(), target?.close()]);
+    await Promise.all(connections?.map((c) => c.close()) ?? []);
   }
 }
 
@@ -78,11 +115,20 @@ function report(result: MigrationResult, settings: Settings): void {
   if (counts.failed > 0) say(`Errors occurred during the execution. Check |${settings.errorLogFile}| for details`);
 }
 
-function exitCode(result: MigrationResult): number {
+/** Prints the verification of copied keys, and of skipped ones under their own heading; returns differences among copied keys. */
+async function verifyCopy(setup: VerificationSetup, journal: KeyJournal): Promise<number> {
+  const { copied, skipped }: { copied: Tally; skipped: Tally } = await verifyJournal(setup, journal);
+  say(`Verification of copied keys: ${tallyLine(copied)}`);
+  if (skipped.checked + skipped.vanished > 0) say(`Verification of skipped keys (already on the target): ${tallyLine(skipped)}`);
+  return differing(copied);
+}
+
+function exitCode(result: MigrationResult, differences: number): number {
   if (result.interrupted) return EXIT.interrupted;
   if (result.fatal) return EXIT.settingsOrConnection;
   if (result.errorLimitReached) return EXIT.errorLimitReached;
   if (result.counts.failed > 0) return EXIT.keysFailed;
+  if (differences > 0) return EXIT.differencesFound;
   return EXIT.ok;
 }
 

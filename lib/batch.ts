@@ -1,5 +1,6 @@
 // What copying one key can come to, and the context every copy method works in.
 // Shared by the dump copy, the type copy and the run loop that counts the outcomes.
+import { ErrorReply } from 'redis';
 import type { Connection, Reply } from './connections.js';
 import { describeError } from './connections.js';
 import type { Settings } from './settings.js';
@@ -22,7 +23,17 @@ export const READ_BUDGET_BYTES = 4 * 1024 * 1024;
 /** Strings longer than this are copied in windows of this size (GETRANGE, APPEND). */
 export const STRING_CHUNK_BYTES = 1024 * 1024;
 
-export const failed = (key: Buffer, err: unknown): KeyOutcome => ({ key, status: 'failed', reason: describeError(err) });
+/** A key that cannot be copied for a reason of its own, such as a module type the type copy cannot write. */
+export class KeyProblem extends Error {}
+
+/**
+ * A key failed because a server answered with an error. Anything else (a lost socket, a bug) is not the
+ * key's fault: it is rethrown and ends the run instead of failing every key after it.
+ */
+export function failed(key: Buffer, err: unknown): KeyOutcome {
+  if (!(err instanceof ErrorReply || err instanceof KeyProblem)) throw err;
+  return { key, status: 'failed', reason: describeError(err) };
+}
 
 /** The server refused to run scripts at all (ACL or a managed service), as opposed to a failure inside one. */
 export function isScriptingRefused(err: unknown): boolean {
@@ -54,7 +65,7 @@ export async function isolateFailures<T>(
   try {
     return await whole(keys);
   } catch (err) {
-    if (keys.length === 1 || isScriptingRefused(err)) throw err;
+    if (keys.length === 1 || !(err instanceof ErrorReply) || isScriptingRefused(err)) throw err;
     const results: (T | { error: unknown })[] = [];
     for (const key of keys) {
       try {

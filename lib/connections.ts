@@ -88,8 +88,10 @@ export class Connection {
     }
   }
 
-  get brokenBy(): Error | undefined {
-    return this.client.isReady ? undefined : this.lastError;
+  /** Why the connection is gone, or undefined while it is up. */
+  get lostBecause(): string | undefined {
+    if (this.client.isReady) return undefined;
+    return this.lastError ? describeError(this.lastError) : 'connection closed';
   }
 }
 

@@ -2,7 +2,7 @@
 // key by key in bounded chunks, with stream consumer groups and pending entries recreated.
 import type { Arg, Connection, Reply } from './connections.js';
 import {
-  asArray, asNumber, asText, CHUNKED_KEYS_AT_ONCE, failed, flagsFor, isolateFailures, isScriptingRefused, mapLimited,
+  asArray, asNumber, asText, CHUNKED_KEYS_AT_ONCE, failed, flagsFor, isolateFailures, isScriptingRefused, KeyProblem, mapLimited,
   READ_BUDGET_BYTES, STRING_CHUNK_BYTES, type CopyContext, type KeyOutcome,
 } from './batch.js';
 import { READ_FLAGS, TYPE_READ, TYPE_WRITE, WRITE_FLAGS, withFlags } from './scripts.js';
@@ -192,7 +192,7 @@ async function* readChunks(source: Connection, key: Buffer, kind: string, size: 
       yield* streamChunks(source, key, size);
       return;
     default:
-      throw new Error(`cannot copy type ${kind} by type`);
+      throw new KeyProblem(`cannot copy type ${kind} by type`);
   }
 }
 

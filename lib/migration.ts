@@ -6,6 +6,7 @@ import { asArray, asText, type CopyContext, type KeyOutcome } from './batch.js';
 import { copyBatchAuto, copyBatchByDump, RestoreRefused } from './copy-dump.js';
 import { copyBatchByType } from './copy-type.js';
 import type { ErrorLog } from './error-log.js';
+import type { KeyJournal } from './verification.js';
 
 export interface Counts {
   restored: number;
@@ -62,6 +63,7 @@ export class Migration {
     private readonly ctx: CopyContext,
     private readonly log: ErrorLog,
     private readonly say: (line: string) => void,
+    private readonly journal?: KeyJournal,
   ) {
     this.method = ctx.settings.copyMethod;
   }
@@ -121,6 +123,7 @@ export class Migration {
   }
 
   private record(outcomes: KeyOutcome[]): void {
+    this.journal?.add(outcomes);
     for (const outcome of outcomes) {
       this.counts[outcome.status] += 1;
       if (outcome.status === 'failed') this.log.keyFailed(outcome.key, outcome.reason);
@@ -149,7 +152,8 @@ export class Migration {
   }
 
   private abort(err: unknown): void {
-    this.fatal ??= describeError(err);
+    const lost = [this.ctx.source, this.ctx.target].find((c) => c.lostBecause !== undefined);
+    this.fatal ??= lost ? `lost the connection to ${lost.label} (${lost.lostBecause})` : describeError(err);
     this.stopping = true;
   }
 

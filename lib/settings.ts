@@ -1,7 +1,7 @@
 // Every setting the migrator reads: one table gives names, defaults, meanings and parsing,
 // so --help, .env.example and the README's table cannot drift apart. Parsing fails before any connection.
 
-export type SettingGroup = 'connection' | 'what to copy' | 'how to copy' | 'pacing' | 'errors';
+export type SettingGroup = 'connection' | 'what to copy' | 'how to copy' | 'verification' | 'pacing' | 'errors' | 'output';
 
 interface SettingSpec {
   name: string;
@@ -29,6 +29,11 @@ export const SETTINGS: readonly SettingSpec[] = [
   { name: 'OVERWRITE_EXISTING_KEYS', group: 'how to copy', default: 'false', meaning: 'true replaces keys that already exist on the target' },
   { name: 'DUMP_MAX_BYTES', group: 'how to copy', default: '67108864', meaning: 'keys estimated larger than this are copied by type in chunks, not by one RESTORE' },
   { name: 'COLLECTION_CHUNK_SIZE', group: 'how to copy', default: '1000', meaning: 'most elements (1 to 3000) one write carries for a big list, set, zset, hash or stream' },
+  { name: 'MIGRATION_MODE', group: 'verification', default: 'copy', meaning: 'copy, or compare: write nothing, check every source key against the target' },
+  { name: 'VERIFY', group: 'verification', default: 'false', meaning: 'true: after a copy, compare every key it restored or skipped' },
+  { name: 'TTL_TOLERANCE', group: 'verification', default: '100', meaning: 'milliseconds two expiries may differ and still count as equal' },
+  { name: 'SHOW_DIFFS', group: 'output', default: 'false', meaning: 'true prints each differing key with its category and a hint' },
+  { name: 'DIFF_REPORT_FILE', group: 'output', default: '', meaning: 'path: write every difference as one JSON object per line' },
   { name: 'SCAN_BATCH_SIZE', group: 'pacing', default: '1000', meaning: 'SCAN COUNT hint: load on the source' },
   { name: 'PIPELINE_BATCH_SIZE', group: 'pacing', default: '1000', meaning: 'keys per batch written to the target' },
   { name: 'MAX_PROCESSED_EXISTING_KEYS_LIMIT', group: 'pacing', default: '1000', meaning: 'pause SLEEP_TIME after this many skipped keys' },
@@ -64,6 +69,11 @@ export interface Settings {
   errorLogFile: string;
   errorLogMode: 'w' | 'a';
   maxErroredKeys: number;
+  mode: 'copy' | 'compare';
+  verify: boolean;
+  ttlToleranceMs: number;
+  showDiffs: boolean;
+  diffReportFile: string;
 }
 
 /** A bad setting: names the variable and what it expects, never the secret it may hold. */
@@ -172,10 +182,15 @@ export function parseSettings(env: Env): Settings {
     errorLogFile: raw(env, 'ERROR_LOG_FILENAME'),
     errorLogMode: parseChoice(env, 'FILEMOD', ['w', 'a'] as const),
     maxErroredKeys: parseInteger(env, 'MAX_ERRORED_KEYS_LIMIT', 0),
+    mode: parseChoice(env, 'MIGRATION_MODE', ['copy', 'compare'] as const),
+    verify: parseBoolean(env, 'VERIFY'),
+    ttlToleranceMs: parseInteger(env, 'TTL_TOLERANCE', 0),
+    showDiffs: parseBoolean(env, 'SHOW_DIFFS'),
+    diffReportFile: raw(env, 'DIFF_REPORT_FILE'),
   };
 }
 
-const GROUPS: readonly SettingGroup[] = ['connection', 'what to copy', 'how to copy', 'pacing', 'errors'];
+const GROUPS: readonly SettingGroup[] = ['connection', 'what to copy', 'how to copy', 'verification', 'pacing', 'errors', 'output'];
 
 function defaultShown(spec: SettingSpec): string {
   return spec.default === '' ? '(empty)' : spec.default;

@@ -113,11 +113,16 @@ export interface RunResult {
 }
 
 /** Runs the real script with tsx in `cwd`, with only the given settings (plus PATH and HOME). */
-export async function runMigrator(env: Record<string, string | number>, cwd: string, timeoutMs = 60_000): Promise<RunResult> {
+export async function runMigrator(
+  env: Record<string, string | number>,
+  cwd: string,
+  timeoutMs = 60_000,
+  args: string[] = [],
+): Promise<RunResult> {
   const childEnv: Record<string, string> = { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '' };
   for (const [name, value] of Object.entries(env)) childEnv[name] = String(value);
   try {
-    const { stdout, stderr } = await execFileAsync(TSX, [SCRIPT], { cwd, env: childEnv, timeout: timeoutMs });
+    const { stdout, stderr } = await execFileAsync(TSX, [SCRIPT, ...args], { cwd, env: childEnv, timeout: timeoutMs });
     return { code: 0, stdout, stderr };
   } catch (err) {
     const e = err as { code?: number; stdout?: string; stderr?: string };
