@@ -57,25 +57,30 @@ export function asText(reply: Reply | undefined): string {
   return reply === null || reply === undefined ? '' : String(reply);
 }
 
-/** Runs a batch-wide call; when the whole call fails (one forbidden key among many), retries key by key. */
-export async function isolateFailures<T>(
-  keys: readonly Buffer[],
-  whole: (keys: readonly Buffer[]) => Promise<T[]>,
-): Promise<(T | { error: unknown })[]> {
-  try {
-    return await whole(keys);
-  } catch (err) {
-    if (keys.length === 1 || !(err instanceof ErrorReply) || isScriptingRefused(err)) throw err;
-    const results: (T | { error: unknown })[] = [];
-    for (const key of keys) {
-      try {
-        results.push(...(await whole([key])));
-      } catch (keyErr) {
-        results.push({ error: keyErr });
-      }
-    }
-    return results;
+/** A write script's answer for one key; `chunked` means the key is too big for the batch and goes alone. */
+export type WriteAnswer = KeyOutcome | { key: Buffer; status: 'chunked' };
+
+/** Reads a write script's per-key answer: 1 written, 0 skipped, 2 gone, 3 to copy in chunks, or an error text. */
+export function answerOf(key: Buffer, reply: Reply | undefined): WriteAnswer {
+  switch (reply) {
+    case 1:
+      return { key, status: 'restored' };
+    case 0:
+      return { key, status: 'skipped' };
+    case 2:
+      return { key, status: 'vanished' };
+    case 3:
+      return { key, status: 'chunked' };
+    default:
+      return { key, status: 'failed', reason: asText(reply) };
   }
+}
+
+/** How many records a batch header holds: one ';' ends each. */
+export function recordCount(header: string): number {
+  let n = 0;
+  for (let i = header.indexOf(';'); i >= 0; i = header.indexOf(';', i + 1)) n++;
+  return n;
 }
 
 /** Big keys copied in chunks at the same time, per batch: overlaps round trips, bounds memory. */

@@ -1,20 +1,19 @@
-// Copy by DUMP and RESTORE: one read script per batch on the source, pipelined RESTOREs on the target.
-// RESTORE without REPLACE makes skip-existing atomic (BUSYKEY); keys over DUMP_MAX_BYTES go by type in chunks.
+// Copy by DUMP and RESTORE: one read script per batch on the source, one RESTORE script on the target,
+// the payloads passed through untouched. Keys over DUMP_MAX_BYTES go by type in chunks.
 import type { Arg, Connection } from './connections.js';
 import { describeError } from './connections.js';
 import {
-  asArray, asNumber, asText, CHUNKED_KEYS_AT_ONCE, failed, flagsFor, isolateFailures, isScriptingRefused, mapLimited,
-  READ_BUDGET_BYTES, type CopyContext, type KeyOutcome,
+  answerOf, asArray, asNumber, asText, CHUNKED_KEYS_AT_ONCE, failed, flagsFor, isScriptingRefused, mapLimited,
+  READ_BUDGET_BYTES, recordCount, type CopyContext, type KeyOutcome, type WriteAnswer,
 } from './batch.js';
 import { copyBatchByType, copyKeyInChunks, readExpireAt } from './copy-type.js';
 import { DUMP_READ, DUMP_WRITE, READ_FLAGS, WRITE_FLAGS, withFlags } from './scripts.js';
 
-interface DumpRecord {
-  key: Buffer;
-  /** -2: the key is gone. */
-  expireAt: number;
-  /** Empty when the key is over the size limit and must be copied in chunks. */
-  payload: Buffer;
+/** What a DUMP read returns for the first keys of a batch, in the layout DUMP_WRITE takes (lib/scripts.ts). */
+export interface DumpBatch {
+  keys: Buffer[];
+  header: string;
+  payloads: Buffer;
 }
 
 /** The target cannot take DUMP payloads at all: no RESTORE, or a newer RDB format than it reads. */
@@ -33,11 +32,10 @@ export async function copyBatchByDump(ctx: CopyContext, keys: readonly Buffer[])
   const outcomes: KeyOutcome[] = [];
   let rest = keys;
   while (rest.length > 0) {
-    const read = await readDumps(ctx, rest);
-    const covered = rest.slice(0, read.length);
-    rest = rest.slice(read.length);
+    const batch = await readDumps(ctx, rest);
+    rest = rest.slice(batch.keys.length);
     try {
-      outcomes.push(...(await restoreRecords(ctx, covered, read)));
+      outcomes.push(...(await restoreBatch(ctx, batch)));
     } catch (err) {
       if (err instanceof RestoreRefused) throw new RestoreRefused(err.reason, [...outcomes, ...err.settled], [...err.unsettled, ...rest]);
       throw err;
@@ -46,120 +44,104 @@ export async function copyBatchByDump(ctx: CopyContext, keys: readonly Buffer[])
   return outcomes;
 }
 
-async function readDumps(ctx: CopyContext, keys: readonly Buffer[]): Promise<(DumpRecord | { error: unknown })[]> {
+export async function readDumps(ctx: CopyContext, keys: readonly Buffer[]): Promise<DumpBatch> {
   if (ctx.sourceScripts) {
     try {
-      return await isolateFailures(keys, (some) => readDumpsByScript(ctx.source, some, ctx.settings.dumpMaxBytes));
+      return await readDumpsByScript(ctx.source, keys, ctx.settings.dumpMaxBytes);
     } catch (err) {
       if (!isScriptingRefused(err)) throw err;
       ctx.sourceScripts = false;
     }
   }
-  return mapLimited(keys.slice(0, 100), 100, (key) =>
-    readDumpPlain(ctx.source, key, ctx.settings.dumpMaxBytes).catch((error: unknown) => ({ error })),
-  );
+  return readDumpsPlain(ctx.source, keys.slice(0, 100), ctx.settings.dumpMaxBytes);
 }
 
-async function readDumpsByScript(source: Connection, keys: readonly Buffer[], maxBytes: number): Promise<DumpRecord[]> {
+async function readDumpsByScript(source: Connection, keys: readonly Buffer[], maxBytes: number): Promise<DumpBatch> {
   const script = withFlags(DUMP_READ, flagsFor(source, READ_FLAGS));
   const args = [String(READ_BUDGET_BYTES), String(maxBytes), source.capabilities.expireTime ? '1' : '0'];
-  const flat = asArray(await source.evalScript(script, keys, args));
-  const records: DumpRecord[] = [];
-  for (let p = 0; p < flat.length; p += 2) {
-    records.push({ key: keys[p / 2] as Buffer, expireAt: asNumber(flat[p]), payload: flat[p + 1] as Buffer });
-  }
-  return records;
+  const [header, payloads] = asArray(await source.evalScript(script, keys, args));
+  const text = asText(header);
+  return { keys: keys.slice(0, recordCount(text)), header: text, payloads: payloads as Buffer };
 }
 
-/** The same read without scripting, for servers that refuse EVAL. */
-async function readDumpPlain(source: Connection, key: Buffer, maxBytes: number): Promise<DumpRecord> {
-  const expireAt = await readExpireAt(source, key);
-  const usage = expireAt === -2 ? 0 : asNumber(await source.send(['MEMORY', 'USAGE', key]));
-  const payload = expireAt === -2 || usage > maxBytes ? null : ((await source.send(['DUMP', key])) as Buffer | null);
-  return { key, expireAt: payload === null && usage <= maxBytes ? -2 : expireAt, payload: payload ?? Buffer.alloc(0) };
-}
-
-async function restoreRecords(
-  ctx: CopyContext,
-  keys: readonly Buffer[],
-  read: readonly (DumpRecord | { error: unknown })[],
-): Promise<KeyOutcome[]> {
-  const now = Date.now();
-  const outcomes: KeyOutcome[] = new Array<KeyOutcome>(read.length);
-  const restorable: DumpRecord[] = [];
-  const restorableAt: number[] = [];
-  const chunked: number[] = [];
-  read.forEach((record, i) => {
-    const key = keys[i] as Buffer;
-    if ('error' in record) outcomes[i] = failed(key, record.error);
-    else if (record.expireAt === -2) outcomes[i] = { key, status: 'vanished' };
-    // Expired on the way: RESTORE would answer OK and create nothing.
-    else if (record.expireAt > 0 && record.expireAt <= now) outcomes[i] = { key, status: 'vanished' };
-    else if (record.payload.length === 0) chunked.push(i);
-    else {
-      restorable.push(record);
-      restorableAt.push(i);
+/** The same read with plain commands, for servers that refuse EVAL; same layout. */
+async function readDumpsPlain(source: Connection, keys: readonly Buffer[], maxBytes: number): Promise<DumpBatch> {
+  const records = await mapLimited(keys, keys.length, async (key): Promise<[number, Buffer]> => {
+    try {
+      const expireAt = await readExpireAt(source, key);
+      if (expireAt === -2) return [-2, Buffer.alloc(0)];
+      if (asNumber(await source.send(['MEMORY', 'USAGE', key])) > maxBytes) return [expireAt, Buffer.alloc(0)];
+      const payload = (await source.send(['DUMP', key])) as Buffer | null;
+      return payload === null ? [-2, Buffer.alloc(0)] : [expireAt, payload];
+    } catch (err) {
+      const outcome = failed(key, err);
+      return [-3, Buffer.from(outcome.status === 'failed' ? outcome.reason : '')];
     }
   });
-  const restored = await restore(ctx, restorable);
-  restored.forEach((outcome, j) => (outcomes[restorableAt[j] as number] = outcome));
-  const big = await mapLimited(chunked, CHUNKED_KEYS_AT_ONCE, (i) => copyKeyInChunks(ctx, keys[i] as Buffer));
-  big.forEach((outcome, j) => (outcomes[chunked[j] as number] = outcome));
+  return {
+    keys: [...keys],
+    header: records.map(([at, payload]) => `${at},${payload.length};`).join(''),
+    payloads: Buffer.concat(records.map(([, payload]) => payload)),
+  };
+}
+
+/** Restores a read batch, then copies its big keys in chunks; throws RestoreRefused if the target cannot RESTORE. */
+async function restoreBatch(ctx: CopyContext, batch: DumpBatch): Promise<KeyOutcome[]> {
+  const answers = await restore(ctx, batch);
+  const outcomes = await mapLimited(answers, CHUNKED_KEYS_AT_ONCE, (answer) =>
+    answer.status === 'chunked' ? copyKeyInChunks(ctx, answer.key) : Promise.resolve(answer),
+  );
   const refused = outcomes.filter((o) => o.status === 'failed' && isRestoreRefused(o.reason));
   if (refused.length > 0) {
-    const settled = outcomes.filter((o) => !refused.includes(o));
-    throw new RestoreRefused((refused[0] as { reason: string }).reason, settled, refused.map((o) => o.key));
+    const reason = refused[0]?.status === 'failed' ? refused[0].reason : '';
+    throw new RestoreRefused(reason, outcomes.filter((o) => !refused.includes(o)), refused.map((o) => o.key));
   }
   return outcomes;
 }
 
-/** One script call per batch; plain pipelined RESTOREs where the target refuses scripts. */
-async function restore(ctx: CopyContext, records: readonly DumpRecord[]): Promise<KeyOutcome[]> {
-  if (records.length === 0) return [];
+/** One script call per batch; plain RESTOREs where the target refuses scripts. */
+async function restore(ctx: CopyContext, batch: DumpBatch): Promise<WriteAnswer[]> {
   if (ctx.targetScripts) {
     try {
-      return await restoreByScript(ctx.target, records, ctx.settings.overwrite);
+      const script = withFlags(DUMP_WRITE, flagsFor(ctx.target, WRITE_FLAGS));
+      const replies = asArray(await ctx.target.evalScript(script, batch.keys, [ctx.settings.overwrite ? '1' : '0', batch.header, batch.payloads]));
+      return batch.keys.map((key, i) => answerOf(key, replies[i]));
     } catch (err) {
-      if (!isScriptingRefused(err)) throw err;
+      if (!isScriptingRefused(err)) return batch.keys.map((key) => failed(key, err));
       ctx.targetScripts = false;
     }
   }
-  return Promise.all(records.map((record) => restoreOne(ctx.target, record, ctx.settings.overwrite)));
+  return restorePlain(ctx.target, batch, ctx.settings.overwrite);
 }
 
-async function restoreByScript(target: Connection, records: readonly DumpRecord[], overwrite: boolean): Promise<KeyOutcome[]> {
-  const script = withFlags(DUMP_WRITE, flagsFor(target, WRITE_FLAGS));
-  const byKey = new Map(records.map((r) => [r.key, r]));
-  const results = await isolateFailures(
-    records.map((r) => r.key),
-    async (keys) => {
-      const chosen = keys.map((key) => byKey.get(key) as DumpRecord);
-      const layout = chosen.map((r) => `${Math.max(r.expireAt, 0)},${r.payload.length};`).join('');
-      const payloads = Buffer.concat(chosen.map((r) => r.payload));
-      return asArray(await target.evalScript(script, keys, [overwrite ? '1' : '0', layout, payloads]));
-    },
-  );
-  return results.map((result, i): KeyOutcome => {
-    const key = (records[i] as DumpRecord).key;
-    if (result !== null && typeof result === 'object' && 'error' in result) return failed(key, result.error);
-    if (result === 1) return { key, status: 'restored' };
-    if (result === 0) return { key, status: 'skipped' };
-    return { key, status: 'failed', reason: asText(result) };
+/** DUMP_WRITE's decisions, made here, for targets that refuse EVAL. */
+async function restorePlain(target: Connection, batch: DumpBatch, overwrite: boolean): Promise<WriteAnswer[]> {
+  const now = Date.now();
+  let offset = 0;
+  const records = batch.header.split(';').slice(0, batch.keys.length).map((record) => {
+    const [at = 0, length = 0] = record.split(',').map(Number);
+    const payload = batch.payloads.subarray(offset, offset + length);
+    offset += length;
+    return { at, payload };
   });
-}
-
-async function restoreOne(target: Connection, record: DumpRecord, overwrite: boolean): Promise<KeyOutcome> {
-  const { key } = record;
-  const args: Arg[] = ['RESTORE', key, String(Math.max(record.expireAt, 0)), record.payload];
-  if (overwrite) args.push('REPLACE');
-  args.push('ABSTTL');
-  try {
-    await target.send(args);
-    return { key, status: 'restored' };
-  } catch (err) {
-    if (/^BUSYKEY/.test(describeError(err))) return { key, status: 'skipped' };
-    return failed(key, err);
-  }
+  return Promise.all(
+    batch.keys.map(async (key, i): Promise<WriteAnswer> => {
+      const { at, payload } = records[i] as { at: number; payload: Buffer };
+      if (at === -3) return { key, status: 'failed', reason: payload.toString() };
+      if (at === -2 || (at > 0 && at <= now)) return { key, status: 'vanished' };
+      if (payload.length === 0) return { key, status: 'chunked' };
+      const args: Arg[] = ['RESTORE', key, String(Math.max(at, 0)), payload];
+      if (overwrite) args.push('REPLACE');
+      args.push('ABSTTL');
+      try {
+        await target.send(args);
+        return { key, status: 'restored' };
+      } catch (err) {
+        if (/^BUSYKEY/.test(describeError(err))) return { key, status: 'skipped' };
+        return failed(key, err);
+      }
+    }),
+  );
 }
 
 /** `auto`: dump until the target refuses RESTORE, then type for the refused keys and the rest of the run. */

@@ -2,86 +2,85 @@
 // key by key in bounded chunks, with stream consumer groups and pending entries recreated.
 import type { Arg, Connection, Reply } from './connections.js';
 import {
-  asArray, asNumber, asText, CHUNKED_KEYS_AT_ONCE, failed, flagsFor, isolateFailures, isScriptingRefused, KeyProblem, mapLimited,
-  READ_BUDGET_BYTES, STRING_CHUNK_BYTES, type CopyContext, type KeyOutcome,
+  answerOf, asArray, asNumber, asText, CHUNKED_KEYS_AT_ONCE, failed, flagsFor, isScriptingRefused, KeyProblem, mapLimited,
+  READ_BUDGET_BYTES, recordCount, STRING_CHUNK_BYTES, type CopyContext, type KeyOutcome, type WriteAnswer,
 } from './batch.js';
 import { READ_FLAGS, TYPE_READ, TYPE_WRITE, WRITE_FLAGS, withFlags } from './scripts.js';
 
-/** A key as read for writing: values already in write order; null values mean "copy in chunks". */
+/** A key as read for writing: values already in write order. */
 export interface TypedRecord {
   key: Buffer;
   kind: string;
   expireAt: number;
-  values: Buffer[] | null;
+  values: Buffer[];
+}
+
+/** What a type read returns for the first keys of a batch, in the layout TYPE_WRITE takes (lib/scripts.ts). */
+interface TypedBatch {
+  keys: readonly Buffer[];
+  header: string;
+  lengths: string;
+  values: Buffer;
 }
 
 type WriteMode = 'create' | 'replace' | 'append';
 
 export async function copyBatchByType(ctx: CopyContext, keys: readonly Buffer[]): Promise<KeyOutcome[]> {
-  if (!ctx.sourceScripts) return mapLimited(keys, CHUNKED_KEYS_AT_ONCE, (key) => copyKeyInChunks(ctx, key));
   const outcomes: KeyOutcome[] = [];
   let rest = keys;
-  while (rest.length > 0) {
-    let read: (TypedRecord | { error: unknown })[];
+  while (rest.length > 0 && ctx.sourceScripts) {
+    let batch: TypedBatch;
     try {
-      read = await isolateFailures(rest, (some) => readTyped(ctx.source, some, ctx.settings.chunkSize));
+      batch = await readTyped(ctx.source, rest, ctx.settings.chunkSize);
     } catch (err) {
       if (!isScriptingRefused(err)) throw err;
       ctx.sourceScripts = false;
-      return [...outcomes, ...(await copyBatchByType(ctx, rest))];
+      break;
     }
-    outcomes.push(...(await writeRecords(ctx, rest.slice(0, read.length), read)));
-    rest = rest.slice(read.length);
+    rest = rest.slice(batch.keys.length);
+    const answers = await writeBatch(ctx.target, ctx.settings.overwrite ? 'replace' : 'create', batch);
+    outcomes.push(...(await settleChunked(ctx, answers)));
   }
-  return outcomes;
+  // Without scripting on the source, every key is read with plain commands, in chunks.
+  return [...outcomes, ...(await mapLimited(rest, CHUNKED_KEYS_AT_ONCE, (key) => copyKeyInChunks(ctx, key)))];
 }
 
-/** Writes what one read call returned: whole keys in one script call, the others in chunks. */
-async function writeRecords(
-  ctx: CopyContext,
-  keys: readonly Buffer[],
-  read: readonly (TypedRecord | { error: unknown })[],
-): Promise<KeyOutcome[]> {
-  const outcomes: KeyOutcome[] = new Array<KeyOutcome>(read.length);
-  const whole: TypedRecord[] = [];
-  const wholeAt: number[] = [];
-  const chunked: number[] = [];
-  read.forEach((record, i) => {
-    const key = keys[i] as Buffer;
-    if ('error' in record) outcomes[i] = failed(key, record.error);
-    else if (record.kind === 'none') outcomes[i] = { key, status: 'vanished' };
-    else if (record.values === null) chunked.push(i);
-    else {
-      whole.push(record);
-      wholeAt.push(i);
-    }
-  });
-  const mode: WriteMode = ctx.settings.overwrite ? 'replace' : 'create';
-  const written = await writeTyped(ctx.target, mode, whole);
-  written.forEach((outcome, j) => (outcomes[wholeAt[j] as number] = outcome));
-  const big = await mapLimited(chunked, CHUNKED_KEYS_AT_ONCE, (i) => {
-    const record = read[i] as TypedRecord;
-    return copyKeyInChunks(ctx, record.key, record);
-  });
-  big.forEach((outcome, j) => (outcomes[chunked[j] as number] = outcome));
-  return outcomes;
+/** Copies, key by key in chunks, what a batch write left for that. */
+function settleChunked(ctx: CopyContext, answers: readonly WriteAnswer[]): Promise<KeyOutcome[]> {
+  return mapLimited(answers, CHUNKED_KEYS_AT_ONCE, (answer) =>
+    answer.status === 'chunked' ? copyKeyInChunks(ctx, answer.key) : Promise.resolve(answer),
+  );
 }
 
-export async function readTyped(source: Connection, keys: readonly Buffer[], chunkSize: number): Promise<TypedRecord[]> {
+async function readTyped(source: Connection, keys: readonly Buffer[], chunkSize: number): Promise<TypedBatch> {
   const script = withFlags(TYPE_READ, flagsFor(source, READ_FLAGS));
   const args = [String(READ_BUDGET_BYTES), String(chunkSize), source.capabilities.expireTime ? '1' : '0', String(STRING_CHUNK_BYTES)];
-  const flat = asArray(await source.evalScript(script, keys, args));
-  const records: TypedRecord[] = [];
-  for (let p = 0, i = 0; p < flat.length; i++) {
-    const kind = asText(flat[p]);
-    const expireAt = asNumber(flat[p + 1]);
-    const count = asNumber(flat[p + 2]);
-    p += 3;
-    const values = count < 0 ? null : inWriteOrder(kind, flat.slice(p, p + count) as Buffer[]);
-    p += Math.max(count, 0);
-    records.push({ key: keys[i] as Buffer, kind, expireAt, values });
+  const [header, lengths, values] = asArray(await source.evalScript(script, keys, args));
+  const text = asText(header);
+  return { keys: keys.slice(0, recordCount(text)), header: text, lengths: asText(lengths), values: values as Buffer };
+}
+
+/** One TYPE_WRITE call; a refusal of the whole call fails each of its keys with the reason. */
+async function writeBatch(target: Connection, mode: WriteMode, batch: TypedBatch): Promise<WriteAnswer[]> {
+  if (batch.keys.length === 0) return [];
+  const script = withFlags(TYPE_WRITE, flagsFor(target, WRITE_FLAGS));
+  try {
+    const replies = asArray(await target.evalScript(script, batch.keys, [mode, batch.header, batch.lengths, batch.values]));
+    return batch.keys.map((key, i) => answerOf(key, replies[i]));
+  } catch (err) {
+    return batch.keys.map((key) => failed(key, err));
   }
-  return records;
+}
+
+/** Writes records read with plain commands (chunks of big keys), in TYPE_WRITE's layout. */
+export async function writeTyped(target: Connection, mode: WriteMode, records: readonly TypedRecord[]): Promise<WriteAnswer[]> {
+  const values = records.flatMap((r) => r.values);
+  return writeBatch(target, mode, {
+    keys: records.map((r) => r.key),
+    header: records.map((r) => `${r.kind},${r.expireAt},${r.values.length};`).join(''),
+    lengths: values.map((v) => v.length).join(','),
+    values: Buffer.concat(values),
+  });
 }
 
 /** ZRANGE WITHSCORES gives member, score; ZADD takes score, member. */
@@ -95,63 +94,50 @@ function inWriteOrder(kind: string, values: Buffer[]): Buffer[] {
   return out;
 }
 
-/** Writes records with the type-write script; one forbidden key fails alone, not its whole batch. */
-export async function writeTyped(target: Connection, mode: WriteMode, records: readonly TypedRecord[]): Promise<KeyOutcome[]> {
-  if (records.length === 0) return [];
-  const script = withFlags(TYPE_WRITE, flagsFor(target, WRITE_FLAGS));
-  const byKey = new Map(records.map((r) => [r.key, r]));
-  const results = await isolateFailures(
-    records.map((r) => r.key),
-    async (keys) => {
-      const chosen = keys.map((k) => byKey.get(k) as TypedRecord);
-      const args: Arg[] = [mode];
-      for (const r of chosen) args.push(r.kind, String(r.expireAt), String((r.values as Buffer[]).length), ...(r.values as Buffer[]));
-      return asArray(await target.evalScript(script, keys, args));
-    },
-  ).catch((err: unknown) => records.map(() => ({ error: err })));
-  return results.map((result, i) => outcomeOfWrite((records[i] as TypedRecord).key, result));
-}
-
-function outcomeOfWrite(key: Buffer, result: Reply | { error: unknown }): KeyOutcome {
-  if (result !== null && typeof result === 'object' && 'error' in result) return failed(key, result.error);
-  if (result === 1) return { key, status: 'restored' };
-  if (result === 0) return { key, status: 'skipped' };
-  if (result === 2) return { key, status: 'vanished' };
-  return { key, status: 'failed', reason: asText(result) };
-}
-
 /**
  * Copies one key in bounded chunks. The first chunk decides: skipped when the key exists (create mode),
- * so nothing more is read. A failure after the first chunk removes the partial key.
+ * so nothing more is read. A partial copy is never left behind: when a later step fails, or the source
+ * key vanishes meanwhile, the target key is removed.
  */
-export async function copyKeyInChunks(ctx: CopyContext, key: Buffer, known?: Omit<TypedRecord, 'values'>): Promise<KeyOutcome> {
+export async function copyKeyInChunks(ctx: CopyContext, key: Buffer): Promise<KeyOutcome> {
   const { source, target, settings } = ctx;
   let written = false;
   try {
-    const kind = known?.kind ?? asText(await source.send(['TYPE', key]));
-    if (kind === 'none') return { key, status: 'vanished' };
-    const expireAt = known?.expireAt ?? (await readExpireAt(source, key));
+    const kind = asText(await source.send(['TYPE', key]));
+    const expireAt = kind === 'none' ? -2 : await readExpireAt(source, key);
+    if (expireAt === -2) return { key, status: 'vanished' };
     let mode: WriteMode = settings.overwrite ? 'replace' : 'create';
-    for await (const values of readChunks(source, key, kind, settings.chunkSize)) {
-      const [outcome] = await writeTyped(target, mode, [{ key, kind, expireAt: -1, values }]);
-      if (outcome?.status !== 'restored') return outcome as KeyOutcome;
+    const dangling = kind === 'stream' ? await danglingPendingIds(source, key, settings.chunkSize) : [];
+    for await (const values of readChunks(source, key, kind, settings.chunkSize, dangling)) {
+      const [answer] = await writeTyped(target, mode, [{ key, kind, expireAt: -1, values }]);
+      if (answer?.status !== 'restored') return chunkOutcome(key, answer);
       written = true;
       mode = 'append';
     }
-    if (!written && kind !== 'stream') return { key, status: 'vanished' };
-    if (kind === 'stream') {
-      if (!written) {
-        const [outcome] = await writeTyped(target, mode, [{ key, kind, expireAt: -1, values: [] }]);
-        if (outcome?.status !== 'restored') return outcome as KeyOutcome;
-        written = true;
-      }
-      await copyStreamState(source, target, key, settings.chunkSize);
-    }
+    if (!written || !(await sourceHas(source, key))) return await dropPartial(target, key, written);
+    if (kind === 'stream') await copyStreamState(source, target, key, settings.chunkSize, dangling);
     return await applyExpiry(target, key, expireAt);
   } catch (err) {
-    if (written && !settings.overwrite) await target.send(['DEL', key]).catch(() => undefined);
+    if (written && !(await sourceHas(source, key))) return dropPartial(target, key, written);
+    if (written) await target.send(['DEL', key]);
     return failed(key, err);
   }
+}
+
+/** A chunk write answers like a whole key; it never asks for chunking itself. */
+function chunkOutcome(key: Buffer, answer: WriteAnswer | undefined): KeyOutcome {
+  if (answer === undefined || answer.status === 'chunked') throw new KeyProblem('the target gave no answer for a chunk');
+  return answer;
+}
+
+async function sourceHas(source: Connection, key: Buffer): Promise<boolean> {
+  return asNumber(await source.send(['EXISTS', key])) === 1;
+}
+
+/** The source key is gone (deleted or expired mid-copy): the target must not keep a partial copy of it. */
+async function dropPartial(target: Connection, key: Buffer, written: boolean): Promise<KeyOutcome> {
+  if (written) await target.send(['DEL', key]);
+  return { key, status: 'vanished' };
 }
 
 export async function readExpireAt(source: Connection, key: Buffer): Promise<number> {
@@ -168,7 +154,7 @@ async function applyExpiry(target: Connection, key: Buffer, expireAt: number): P
 }
 
 /** Yields the key's content in write order, at most `size` elements (or one string window) at a time. */
-async function* readChunks(source: Connection, key: Buffer, kind: string, size: number): AsyncGenerator<Buffer[]> {
+async function* readChunks(source: Connection, key: Buffer, kind: string, size: number, dangling: readonly string[]): AsyncGenerator<Buffer[]> {
   switch (kind) {
     case 'string':
       for (let offset = 0; ; offset += STRING_CHUNK_BYTES) {
@@ -189,7 +175,7 @@ async function* readChunks(source: Connection, key: Buffer, kind: string, size: 
       yield* scanChunks(source, key, kind === 'set' ? 'SSCAN' : 'HSCAN', size);
       return;
     case 'stream':
-      yield* streamChunks(source, key, size);
+      yield* streamChunks(source, key, size, dangling);
       return;
     default:
       throw new KeyProblem(`cannot copy type ${kind} by type`);
@@ -208,20 +194,69 @@ async function* scanChunks(source: Connection, key: Buffer, command: 'SSCAN' | '
   } while (cursor !== '0');
 }
 
-/** Entries as id, field count, fields and values, a page of `size` entries at a time. */
-async function* streamChunks(source: Connection, key: Buffer, size: number): AsyncGenerator<Buffer[]> {
+/**
+ * Entries as id, field count, fields and values, a page of `size` entries at a time. The first page is
+ * yielded even when empty: a stream with no entries (but perhaps groups) must still be created.
+ * Placeholder entries go in at `dangling` IDs, in order, so their pending entries can be claimed.
+ */
+async function* streamChunks(source: Connection, key: Buffer, size: number, dangling: readonly string[]): AsyncGenerator<Buffer[]> {
   let start = '-';
-  for (;;) {
+  let next = 0;
+  const placeholdersBefore = (id: string | undefined, flat: Buffer[]): void => {
+    while (next < dangling.length && (id === undefined || compareStreamIds(dangling[next] as string, id) < 0)) {
+      flat.push(Buffer.from(dangling[next++] as string), Buffer.from('2'), PLACEHOLDER, PLACEHOLDER);
+    }
+  };
+  for (let page = 0; ; page++) {
     const entries = asArray(await source.send(['XRANGE', key, start, '+', 'COUNT', String(size)]));
     const flat: Buffer[] = [];
     for (const entry of entries) {
       const [id, fields] = asArray(entry) as [Buffer, Reply];
+      placeholdersBefore(id.toString(), flat);
       const fieldValues = asArray(fields) as Buffer[];
       flat.push(id, Buffer.from(String(fieldValues.length)), ...fieldValues);
       start = `(${id.toString()}`;
     }
-    if (flat.length > 0) yield flat;
-    if (entries.length < size) return;
+    const last = entries.length < size;
+    if (last) placeholdersBefore(undefined, flat);
+    if (flat.length > 0 || page === 0) yield flat;
+    if (last) return;
+  }
+}
+
+const PLACEHOLDER = Buffer.from('redis-keys-migrator-placeholder');
+
+/** Orders stream IDs ("ms-seq") numerically. */
+export function compareStreamIds(a: string, b: string): number {
+  const [am = 0n, as = 0n] = a.split('-').map(BigInt);
+  const [bm = 0n, bs = 0n] = b.split('-').map(BigInt);
+  return am !== bm ? (am < bm ? -1 : 1) : as === bs ? 0 : as < bs ? -1 : 1;
+}
+
+/**
+ * Pending IDs whose entries were deleted or trimmed away. XCLAIM ... FORCE ignores IDs that are not in the
+ * stream, so these get placeholder entries while copying, are claimed, then deleted again.
+ */
+async function danglingPendingIds(source: Connection, key: Buffer, size: number): Promise<string[]> {
+  const dangling = new Set<string>();
+  for (const group of asArray(await source.send(['XINFO', 'GROUPS', key]))) {
+    const name = toMap(group).get('name') as Buffer;
+    await forEachPendingPage(source, key, name, size, async (page) => {
+      const ids = page.map((item) => asText(asArray(item)[0]));
+      const found = await Promise.all(ids.map((id) => source.send(['XRANGE', key, id, id])));
+      ids.forEach((id, i) => asArray(found[i] as Reply).length === 0 && dangling.add(id));
+    });
+  }
+  return [...dangling].sort(compareStreamIds);
+}
+
+async function forEachPendingPage(source: Connection, key: Buffer, group: Buffer, size: number, visit: (page: Reply[]) => Promise<void>): Promise<void> {
+  let start = '-';
+  for (;;) {
+    const page = asArray(await source.send(['XPENDING', key, group, start, '+', String(size)]));
+    if (page.length > 0) await visit(page);
+    if (page.length < size) return;
+    start = `(${asText(asArray(page[page.length - 1] as Reply)[0])}`;
   }
 }
 
@@ -232,13 +267,13 @@ function toMap(reply: Reply): Map<string, Reply> {
   return map;
 }
 
-/** Last ID and counters, then each group with its consumers and pending entries (delivery count and idle time). */
-async function copyStreamState(source: Connection, target: Connection, key: Buffer, size: number): Promise<void> {
+/**
+ * Each group with its consumers and pending entries (delivery count and idle time); then the placeholders
+ * go, and XSETID sets the last ID and counters as the source has them.
+ */
+async function copyStreamState(source: Connection, target: Connection, key: Buffer, size: number, dangling: readonly string[]): Promise<void> {
   const info = toMap(await source.send(['XINFO', 'STREAM', key]));
-  const modern = target.capabilities.version[0]! >= 7 && info.has('entries-added');
-  const setId: Arg[] = ['XSETID', key, asText(info.get('last-generated-id'))];
-  if (modern) setId.push('ENTRIESADDED', asText(info.get('entries-added')), 'MAXDELETEDID', asText(info.get('max-deleted-entry-id')));
-  await target.send(setId);
+  const modern = (target.capabilities.version[0] ?? 0) >= 7 && info.has('entries-added');
   for (const groupReply of asArray(await source.send(['XINFO', 'GROUPS', key]))) {
     const group = toMap(groupReply);
     const name = group.get('name') as Buffer;
@@ -249,21 +284,17 @@ async function copyStreamState(source: Connection, target: Connection, key: Buff
     for (const consumerReply of asArray(await source.send(['XINFO', 'CONSUMERS', key, name]))) {
       await target.send(['XGROUP', 'CREATECONSUMER', key, name, toMap(consumerReply).get('name') as Buffer]);
     }
-    await copyPending(source, target, key, name, size);
+    await forEachPendingPage(source, key, name, size, async (page) => {
+      await Promise.all(
+        page.map((item) => {
+          const [id, consumer, idle, deliveries] = asArray(item);
+          return target.send(['XCLAIM', key, name, consumer as Buffer, '0', id as Buffer, 'IDLE', asText(idle), 'RETRYCOUNT', asText(deliveries), 'FORCE', 'JUSTID']);
+        }),
+      );
+    });
   }
-}
-
-async function copyPending(source: Connection, target: Connection, key: Buffer, group: Buffer, size: number): Promise<void> {
-  let start = '-';
-  for (;;) {
-    const page = asArray(await source.send(['XPENDING', key, group, start, '+', String(size)]));
-    await Promise.all(
-      page.map((item) => {
-        const [id, consumer, idle, deliveries] = asArray(item);
-        return target.send(['XCLAIM', key, group, consumer as Buffer, '0', id as Buffer, 'IDLE', asText(idle), 'RETRYCOUNT', asText(deliveries), 'FORCE', 'JUSTID']);
-      }),
-    );
-    if (page.length < size) return;
-    start = `(${asText(asArray(page[page.length - 1] as Reply)[0])}`;
-  }
+  for (let i = 0; i < dangling.length; i += size) await target.send(['XDEL', key, ...dangling.slice(i, i + size)]);
+  const setId: Arg[] = ['XSETID', key, asText(info.get('last-generated-id'))];
+  if (modern) setId.push('ENTRIESADDED', asText(info.get('entries-added')), 'MAXDELETEDID', asText(info.get('max-deleted-entry-id')));
+  await target.send(setId);
 }

@@ -1,5 +1,5 @@
-// The Lua scripts that read and write whole batches in one round trip each, and their argument layout.
-// Reads take a byte budget so no call blocks a server or fills memory for long; writes skip existing keys atomically.
+// The Lua scripts that read and write whole batches in one round trip each, and their packed layout.
+// A read's reply is the next write's input as it stands: node passes the bytes through without unpacking them.
 
 /**
  * Keys travel packed in the last two arguments (lengths, then bytes end to end), not as KEYS: node-redis
@@ -29,171 +29,231 @@ export function withFlags(body: string, flags: string | undefined): string {
 export const READ_FLAGS = 'no-writes,allow-cross-slot-keys';
 export const WRITE_FLAGS = 'allow-cross-slot-keys';
 
+/**
+ * Batch layout, the same out of a read script and into a write script:
+ *   header: one record per key, ';'-terminated, fields ','-separated;
+ *   values: the values end to end in one string, with their lengths in a ','-separated list (type batches).
+ * Per-key errors are caught (redis.pcall) and travel in the header, so one bad key never aborts a script
+ * halfway through its batch. Write scripts answer per key: 1 written, 0 skipped (exists), 2 gone (deleted
+ * or expired on the way), 3 to be copied in chunks, or the error text.
+ */
+const COMMON = `
+local function failed(r) return type(r) == 'table' and r.err end
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+`;
+
+/** Expire-at in ms (-1: none, -2: gone), from PEXPIRETIME (ARGV[3] = '1') or TIME + PTTL. */
 const EXPIRE_AT = `
 local exptime = ARGV[3] == '1'
 local now = 0
-if not exptime then
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
+if not exptime then now = now_ms() end
 local function expire_at(k)
-  if exptime then return redis.call('PEXPIRETIME', k) end
-  local ttl = redis.call('PTTL', k)
-  if ttl >= 0 then return now + ttl end
-  return ttl
+  if exptime then return redis.pcall('PEXPIRETIME', k) end
+  local ttl = redis.pcall('PTTL', k)
+  if failed(ttl) or ttl < 0 then return ttl end
+  return now + ttl
 end
 `;
 
 /**
- * DUMP read. KEYS: keys. ARGV: byte budget, dump size limit, '1' if PEXPIRETIME exists.
- * Returns per key: expire-at ms (-1 none, -2 gone), payload; payload '' for a key over the size limit.
+ * DUMP read. ARGV: byte budget, dump size limit, '1' if PEXPIRETIME exists.
+ * Returns { header, payloads }. Header per key: "expire-at,length;" with expire-at -2 for a key that is gone,
+ * -3 for an error (the payload is then the message), and length 0 for a key over the size limit.
  * No TYPE call: it would cost a fifth of the script's time, and only big keys need it.
- * Stops early once the budget is used; the caller asks again for the rest.
+ * Stops once the budget is used; the header tells how many keys it covered.
  */
-export const DUMP_READ = `${EXPIRE_AT}
+export const DUMP_READ = `${COMMON}${EXPIRE_AT}
 local budget, limit = tonumber(ARGV[1]), tonumber(ARGV[2])
-local out, used = {}, 0
+local header, parts, used = {}, {}, 0
 for i = 1, #KEYS do
   if used >= budget then break end
   local k = KEYS[i]
   local at, payload = expire_at(k), ''
-  if at ~= -2 and (redis.call('MEMORY', 'USAGE', k) or 0) <= limit then
-    payload = redis.call('DUMP', k) or ''
-    used = used + #payload
+  if failed(at) then
+    at, payload = -3, at.err
+  elseif at ~= -2 then
+    local size = redis.pcall('MEMORY', 'USAGE', k)
+    if failed(size) then
+      at, payload = -3, size.err
+    elseif (size or 0) <= limit then
+      local dumped = redis.pcall('DUMP', k)
+      if failed(dumped) then at, payload = -3, dumped.err
+      elseif dumped then payload = dumped
+      else at = -2 end
+    end
   end
-  out[#out + 1] = at
-  out[#out + 1] = payload
-  used = used + #k
+  header[i] = at .. ',' .. #payload .. ';'
+  parts[i] = payload
+  used = used + #payload + #k
+end
+return { table.concat(header), table.concat(parts) }
+`;
+
+/**
+ * RESTORE of a batch. ARGV: '1' to replace existing keys, then a DUMP read's header and payloads.
+ * RESTORE without REPLACE answers BUSYKEY for an existing key: skip-existing is atomic.
+ */
+export const DUMP_WRITE = `${COMMON}
+local replace, blob, now = ARGV[1] == '1', ARGV[3], now_ms()
+local out, i, pos = {}, 0, 1
+for at_text, len in string.gmatch(ARGV[2], '(-?%d+),(%d+);') do
+  i = i + 1
+  local at = tonumber(at_text)
+  local payload = string.sub(blob, pos, pos + len - 1)
+  pos = pos + len
+  if at == -3 then
+    out[i] = payload
+  elseif at == -2 or (at > 0 and at <= now) then
+    out[i] = 2
+  elseif payload == '' then
+    out[i] = 3
+  else
+    local ttl = at > 0 and at_text or '0'
+    local r
+    if replace then r = redis.pcall('RESTORE', KEYS[i], ttl, payload, 'REPLACE', 'ABSTTL')
+    else r = redis.pcall('RESTORE', KEYS[i], ttl, payload, 'ABSTTL') end
+    if not failed(r) then out[i] = 1
+    elseif string.sub(r.err, 1, 7) == 'BUSYKEY' then out[i] = 0
+    else out[i] = 'RESTORE: ' .. r.err end
+  end
 end
 return out
 `;
 
 /**
- * Type read of small keys. KEYS: keys. ARGV: byte budget, element limit, '1' if PEXPIRETIME exists, string limit.
- * Returns per key: type, expire-at ms (-1 none), count, then count values; count -1 means
- * too big for one write (or a stream), to be copied in chunks.
+ * Type read of small keys. ARGV: byte budget, element limit, '1' if PEXPIRETIME exists, string limit.
+ * Returns { header, lengths, values }. Header per key: "type,expire-at,count;"; count -1 for a key to copy
+ * in chunks (too big, or a stream); type 'none' for a key that is gone; type 'error' with one value, the
+ * message. Values come in write order: zset as score, member.
  */
-export const TYPE_READ = `${EXPIRE_AT}
+export const TYPE_READ = `${COMMON}${EXPIRE_AT}
 local budget, limit, strlimit = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[4])
 local LEN = { list = 'LLEN', set = 'SCARD', zset = 'ZCARD', hash = 'HLEN' }
-local out, used = {}, 0
+local READ = { list = { 'LRANGE', 0, -1 }, set = { 'SMEMBERS' }, hash = { 'HGETALL' }, zset = { 'ZRANGE', 0, -1, 'WITHSCORES' } }
+local header, lens, parts, used = {}, {}, {}, 0
+local function add(v)
+  parts[#parts + 1] = v
+  lens[#lens + 1] = #v
+  used = used + #v
+end
+-- The key's values, nil for a key to copy in chunks, or nil and an error text.
 local function values_of(k, kind)
   if kind == 'string' then
-    if redis.call('STRLEN', k) > strlimit then return nil end
-    return { redis.call('GET', k) }
+    local n = redis.pcall('STRLEN', k)
+    if failed(n) then return nil, n.err end
+    if n > strlimit then return nil end
+    local v = redis.pcall('GET', k)
+    if failed(v) then return nil, v.err end
+    return { v }
   end
-  local len = LEN[kind]
-  if len == nil or redis.call(len, k) > limit then return nil end
-  if kind == 'list' then return redis.call('LRANGE', k, 0, -1) end
-  if kind == 'set' then return redis.call('SMEMBERS', k) end
-  if kind == 'hash' then return redis.call('HGETALL', k) end
-  return redis.call('ZRANGE', k, 0, -1, 'WITHSCORES')
+  if LEN[kind] == nil then return nil end
+  local n = redis.pcall(LEN[kind], k)
+  if failed(n) then return nil, n.err end
+  if n > limit then return nil end
+  local read = READ[kind]
+  local v = redis.pcall(read[1], k, unpack(read, 2))
+  if failed(v) then return nil, v.err end
+  return v
 end
 for i = 1, #KEYS do
   if used >= budget then break end
   local k = KEYS[i]
-  local kind = redis.call('TYPE', k)['ok']
-  out[#out + 1] = kind
-  if kind == 'none' then
-    out[#out + 1] = -1
-    out[#out + 1] = 0
+  local kind = redis.pcall('TYPE', k)
+  local at, values, err = -2, nil, nil
+  if failed(kind) then err = kind.err else kind = kind.ok end
+  if not err and kind ~= 'none' then
+    at = expire_at(k)
+    if failed(at) then err = at.err else values, err = values_of(k, kind) end
+  end
+  if err then
+    header[i] = 'error,-3,1;'
+    add(err)
+  elseif kind == 'none' then
+    header[i] = 'none,-2,0;'
+  elseif values == nil then
+    header[i] = kind .. ',' .. at .. ',-1;'
   else
-    out[#out + 1] = expire_at(k)
-    local values = values_of(k, kind)
-    if values == nil then
-      out[#out + 1] = -1
+    header[i] = kind .. ',' .. at .. ',' .. #values .. ';'
+    if kind == 'zset' then
+      for j = 1, #values, 2 do add(values[j + 1]); add(values[j]) end
     else
-      out[#out + 1] = #values
-      for j = 1, #values do
-        out[#out + 1] = values[j]
-        used = used + #values[j]
-      end
+      for j = 1, #values do add(values[j]) end
     end
   end
   used = used + #k
 end
-return out
+return { table.concat(header), table.concat(lens, ','), table.concat(parts) }
 `;
 
 /**
- * Type write. KEYS: keys. ARGV[1]: create (skip a key that exists), replace (delete it first) or append.
- * Then per key: type, expire-at ms (-1: none), count, values in write order (zset: score, member;
- * stream: id, field count, fields and values, per entry).
- * Returns per key: 1 written, 0 skipped as existing, 2 gone at once because its expiry passed, or an error text.
+ * Type write. ARGV: mode, then a type read's header, lengths and values. Mode create skips a key that
+ * exists, replace deletes it first, append adds to it (later chunks of a big key). Stream values per
+ * entry: id, field count, fields and values. A key that fails half-written is removed (not in append mode).
  */
-export const TYPE_WRITE = `
-local mode = ARGV[1]
+export const TYPE_WRITE = `${COMMON}
+local mode, blob = ARGV[1], ARGV[4]
 local WRITE = { string = 'SET', list = 'RPUSH', set = 'SADD', zset = 'ZADD', hash = 'HSET' }
-local function write_stream(k, first, last)
-  if first > last then
+local lens, next_value, pos = {}, 1, 1
+for len in string.gmatch(ARGV[3], '%d+') do lens[#lens + 1] = tonumber(len) end
+local function take(n)
+  local values = {}
+  for j = 1, n do
+    local len = lens[next_value]
+    values[j] = string.sub(blob, pos, pos + len - 1)
+    pos = pos + len
+    next_value = next_value + 1
+  end
+  return values
+end
+local function write_stream(k, values)
+  if #values == 0 then
     local r = redis.pcall('XGROUP', 'CREATE', k, 'redis-keys-migrator-tmp', '0', 'MKSTREAM')
-    if type(r) == 'table' and r.err then return r end
+    if failed(r) then return r end
     return redis.pcall('XGROUP', 'DESTROY', k, 'redis-keys-migrator-tmp')
   end
-  local p = first
-  while p <= last do
-    local nf = tonumber(ARGV[p + 1])
-    local r = redis.pcall('XADD', k, ARGV[p], unpack(ARGV, p + 2, p + 1 + nf))
-    if type(r) == 'table' and r.err then return r end
+  local p = 1
+  while p <= #values do
+    local nf = tonumber(values[p + 1])
+    local r = redis.pcall('XADD', k, values[p], unpack(values, p + 2, p + 1 + nf))
+    if failed(r) then return r end
     p = p + 2 + nf
   end
   return 1
 end
-local function write_values(k, kind, first, last)
-  if kind == 'stream' then return write_stream(k, first, last) end
+local function write_values(k, kind, values)
+  if kind == 'stream' then return write_stream(k, values) end
   local command = WRITE[kind]
   if command == nil then return { err = 'cannot copy type ' .. kind .. ' by type' } end
   if kind == 'string' and mode == 'append' then command = 'APPEND' end
-  return redis.pcall(command, k, unpack(ARGV, first, last))
+  return redis.pcall(command, k, unpack(values))
 end
-local out, pos = {}, 2
-for i = 1, #KEYS do
-  local k, kind, at, n = KEYS[i], ARGV[pos], tonumber(ARGV[pos + 1]), tonumber(ARGV[pos + 2])
-  local first = pos + 3
-  pos = first + n
-  if mode == 'create' and redis.call('EXISTS', k) == 1 then
-    out[i] = 0
-  else
-    if mode == 'replace' then redis.call('DEL', k) end
-    local r = write_values(k, kind, first, pos - 1)
-    if type(r) == 'table' and r.err then
-      if mode ~= 'append' then redis.call('DEL', k) end
-      out[i] = r.err
-    elseif at > 0 then
-      redis.call('PEXPIREAT', k, at)
-      out[i] = redis.call('EXISTS', k) == 1 and 1 or 2
-    else
-      out[i] = 1
-    end
+local function write_key(k, kind, at_text, values)
+  local exists = redis.pcall('EXISTS', k)
+  if failed(exists) then return exists.err end
+  if mode == 'create' and exists == 1 then return 0 end
+  local r = 1
+  if mode == 'replace' then r = redis.pcall('DEL', k) end
+  if not failed(r) then r = write_values(k, kind, values) end
+  if not failed(r) and tonumber(at_text) > 0 then r = redis.pcall('PEXPIREAT', k, at_text) end
+  if failed(r) then
+    if mode ~= 'append' then redis.pcall('DEL', k) end
+    return r.err
   end
+  if tonumber(at_text) > 0 and redis.call('EXISTS', k) == 0 then return 2 end
+  return 1
 end
-return out
-`;
-
-/**
- * RESTORE of a batch. KEYS: keys. ARGV[1]: '1' to replace existing keys; ARGV[2]: per key "expire-at,length;"
- * (expire-at 0: none); ARGV[3]: the payloads end to end. One packed argument instead of thousands keeps
- * the client's write path cheap. Returns per key: 1 restored, 0 skipped as existing (BUSYKEY), or the error text.
- */
-export const DUMP_WRITE = `
-local replace = ARGV[1] == '1'
-local blob = ARGV[3]
-local out, i, pos = {}, 0, 1
-for at, len in string.gmatch(ARGV[2], '(%d+),(%d+);') do
+local out, i = {}, 0
+for kind, at_text, n in string.gmatch(ARGV[2], '([^,;]+),(-?%d+),(-?%d+);') do
   i = i + 1
-  local payload = string.sub(blob, pos, pos + len - 1)
-  pos = pos + len
-  local r
-  if replace then
-    r = redis.pcall('RESTORE', KEYS[i], at, payload, 'REPLACE', 'ABSTTL')
-  else
-    r = redis.pcall('RESTORE', KEYS[i], at, payload, 'ABSTTL')
-  end
-  if type(r) == 'table' and r.err then
-    if string.sub(r.err, 1, 7) == 'BUSYKEY' then out[i] = 0 else out[i] = r.err end
-  else
-    out[i] = 1
-  end
+  n = tonumber(n)
+  local values = take(math.max(n, 0))
+  if kind == 'error' then out[i] = values[1]
+  elseif kind == 'none' then out[i] = 2
+  elseif n < 0 then out[i] = 3
+  else out[i] = write_key(KEYS[i], kind, at_text, values) end
 end
 return out
 `;

@@ -144,9 +144,17 @@ function parseUrl(name: string, value: string, side: Endpoint['side']): Endpoint
     host: url.hostname.replace(/^\[(.*)\]$/, '$1') || 'localhost',
     port: url.port === '' ? 6379 : Number(url.port),
     db: Number(dbText),
-    username: url.username ? decodeURIComponent(url.username) : undefined,
-    password: url.password ? decodeURIComponent(url.password) : undefined,
+    username: url.username ? decodePart(name, url.username) : undefined,
+    password: url.password ? decodePart(name, url.password) : undefined,
   };
+}
+
+function decodePart(name: string, text: string): string {
+  try {
+    return decodeURIComponent(text);
+  } catch {
+    throw new SettingsError(`${name} has a user name or password with a broken %-escape; write % as %25`);
+  }
 }
 
 function parseEndpoint(env: Env, side: Endpoint['side']): Endpoint {

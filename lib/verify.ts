@@ -1,7 +1,8 @@
 // Verification: is each source key on the target, of the same type, with the same content and expiry?
 // Identical DUMP payloads settle most keys at once; the rest are compared logically, in chunks.
 import type { Connection, Reply } from './connections.js';
-import { asArray, asNumber, asText, flagsFor, isolateFailures, mapLimited, READ_BUDGET_BYTES, STRING_CHUNK_BYTES } from './batch.js';
+import { asArray, asText, flagsFor, mapLimited, READ_BUDGET_BYTES, STRING_CHUNK_BYTES } from './batch.js';
+import { displayKey } from './error-log.js';
 import { DUMP_READ, READ_FLAGS, withFlags } from './scripts.js';
 
 export type DiffCategory = 'missing' | 'type' | 'value' | 'ttl';
@@ -62,15 +63,15 @@ export async function compareKey(source: Connection, target: Connection, key: Bu
 async function snapshots(server: Connection, keys: readonly Buffer[], maxBytes: number): Promise<Snapshot[]> {
   const script = withFlags(DUMP_READ, flagsFor(server, READ_FLAGS));
   const args = [String(READ_BUDGET_BYTES), String(maxBytes), server.capabilities.expireTime ? '1' : '0'];
-  const results = await isolateFailures(keys, async (some) => {
-    const flat = asArray(await server.evalScript(script, some, args));
-    const out: Snapshot[] = [];
-    for (let p = 0; p < flat.length; p += 2) out.push({ expireAt: asNumber(flat[p]), payload: flat[p + 1] as Buffer });
-    return out;
-  });
-  return results.map((r) => {
-    if ('error' in r) throw r.error;
-    return r;
+  const [header, payloads] = asArray(await server.evalScript(script, keys, args));
+  const blob = payloads as Buffer;
+  let offset = 0;
+  return asText(header).split(';').slice(0, -1).map((record, i) => {
+    const [expireAt = 0, length = 0] = record.split(',').map(Number);
+    const payload = blob.subarray(offset, offset + length);
+    offset += length;
+    if (expireAt === -3) throw new Error(`${server.label} could not read ${displayKey(keys[i] as Buffer)}: ${payload.toString()}`);
+    return { expireAt, payload };
   });
 }
 

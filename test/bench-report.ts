@@ -48,7 +48,7 @@ function rowLine(row: RowResult, info: RunInfo, migrate: RowResult | undefined):
   const mbPerSecond = row.wallSeconds ? info.datasetBytes / MB / row.wallSeconds : undefined;
   const digestText = row.digestMatches === undefined ? '—' : row.digestMatches ? 'equal' : '**DIFFERS**';
   const notes = row.problems.length > 0 ? row.problems.join('; ') : '';
-  return `| ${LETTER[row.id]} ${ROW_LABELS[row.id]} | ${fixed(row.wallSeconds, 2)} | ${speed ? formatCount(speed) : '—'} | ${fixed(mbPerSecond, 1)} | ${fixed(row.cpuSeconds, 2)} | ${fixed(row.peakRssMb, 1)} | ${digestText} | ${times(speedRatio(row, migrate))} | ${notes} |`;
+  return `| ${LETTER[row.id]} ${ROW_LABELS[row.id]} | ${fixed(row.wallSeconds, 2)} | ${speed ? formatCount(speed) : '—'} | ${fixed(mbPerSecond, 1)} | ${fixed(row.cpuSeconds, 2)} | ${fixed(row.peakRssMb, 1)} | ${fixed(row.sourceCpuSeconds, 1)} / ${fixed(row.targetCpuSeconds, 1)} | ${fixed(row.loadAfter, 1)} | ${digestText} | ${times(speedRatio(row, migrate))} | ${notes} |`;
 }
 
 function targetLines(rows: RowResult[], keys: number): string[] {
@@ -116,13 +116,16 @@ export function renderReport(info: RunInfo, rows: RowResult[], scaling: ScalingP
     `| dataset | ${(info.datasetBytes / MB).toFixed(1)} MB (source INFO memory used_memory_dataset), seeded in ${info.seedSeconds.toFixed(1)} s |`,
     `| machine | ${info.machine} |`,
     '',
-    '| row | wall s | keys/s | MB/s | CPU s | peak RSS MB | target digest | vs (c) | notes |',
-    '|---|---|---|---|---|---|---|---|---|',
+    '| row | wall s | keys/s | MB/s | tool CPU s | tool peak RSS MB | server CPU s (source / target) | load | target digest | vs (c) | notes |',
+    '|---|---|---|---|---|---|---|---|---|---|---|',
     ...rows.map((row) => rowLine(row, info, migrate)),
     '',
     'MB/s is the source\'s used_memory_dataset divided by wall time: the in-memory size moved per second, not bytes on the wire',
     '(summing DUMP sizes would cost a pass of its own). MB = 2^20 bytes. CPU s (user + sys) and peak RSS are of the tool process',
     '(tsx and the node process it starts), from /usr/bin/time; rows (c) and (d) run inside redis-server, so they have none.',
+    'Server CPU s is the change in INFO cpu (user + sys, fork children included once reaped) of each redis-server over the row.',
+    'Load is the 1-minute load average as the row ended; the row itself adds about 2 (tool and two servers), so well above 2 on',
+    'this 2-core machine means other work was competing and the figures are pessimistic.',
     'Wall time of (a) and (b) includes starting node and tsx. Each row copies into a target emptied by FLUSHALL, with its config reset;',
     'the target digest is DEBUG DIGEST compared with the source\'s.',
     '',

@@ -22,6 +22,11 @@ export interface RowResult {
   /** Tool rows only: user + sys CPU of tsx and the node process it starts. */
   cpuSeconds?: number;
   peakRssMb?: number;
+  /** CPU the two redis-servers spent during the row (main thread plus reaped fork children). */
+  sourceCpuSeconds?: number;
+  targetCpuSeconds?: number;
+  /** The machine's 1-minute load average when the row ended: how much else was competing for the 2 cores. */
+  loadAfter?: number;
   digestMatches?: boolean;
   /** Empty when all went well; otherwise what went wrong, for the report. */
   problems: string[];
@@ -143,7 +148,9 @@ export async function measureMigrate(source: RedisServer, target: RedisServer, k
   const flush = async (): Promise<void> => {
     const reply = await source.client.sendCommand(['MIGRATE', '127.0.0.1', String(target.port), '', '0', '5000', 'COPY', 'KEYS', ...batch]);
     const text = Buffer.isBuffer(reply) ? reply.toString() : String(reply);
-    if (text !== 'OK') result.problems.push(`MIGRATE replied ${text}`);
+    // One note per distinct reply, not one per batch.
+    const note = `MIGRATE replied ${text}`;
+    if (text !== 'OK' && !result.problems.includes(note)) result.problems.push(note);
     batch = [];
   };
   do {
@@ -171,6 +178,13 @@ export async function infoValue(server: RedisServer, section: string, field: str
   const value = infoField(await info(server, section), field);
   if (value === undefined) throw new Error(`INFO ${section} has no ${field}`);
   return value;
+}
+
+/** CPU seconds a redis-server has used so far, its fork children (RDB for a sync) included once reaped. */
+export async function serverCpuSeconds(server: RedisServer): Promise<number> {
+  const cpu = await info(server, 'cpu');
+  const fields = ['used_cpu_user', 'used_cpu_sys', 'used_cpu_user_children', 'used_cpu_sys_children'];
+  return fields.reduce((sum, field) => sum + Number(infoField(cpu, field) ?? 0), 0);
 }
 
 /** Row (d): the target becomes a replica; timed from REPLICAOF until the diskless full sync is loaded. */

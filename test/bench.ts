@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { drawChart, formatCount } from './bench-chart.js';
 import { chartBars, keysPerSecond, renderReport, type RunInfo, type ScalingPoint } from './bench-report.js';
 import {
-  configSnapshot, digest, infoValue, killRunningTools, measureMigrate, measureReplication, measureTool, measureToolFloor, resetTarget,
+  configSnapshot, digest, infoValue, killRunningTools, measureMigrate, measureReplication, measureTool, measureToolFloor, resetTarget, serverCpuSeconds,
   ROW_LABELS, type RowId, type RowResult,
 } from './bench-rows.js';
 import { seedSource } from './bench-seed.js';
@@ -95,12 +95,17 @@ function measureRow(id: RowId, source: RedisServer, target: RedisServer, keys: n
 /** Runs one row and, whatever happened, compares the target's digest with the source's. */
 async function runRow(id: RowId, source: RedisServer, target: RedisServer, keys: number, sourceDigest: string): Promise<RowResult> {
   say(`  ${ROW_LABELS[id]} ...`);
+  const cpuBefore = await Promise.all([serverCpuSeconds(source), serverCpuSeconds(target)]);
   let row: RowResult;
   try {
     row = await measureRow(id, source, target, keys);
   } catch (err) {
     row = { id, keys, problems: [err instanceof Error ? err.message : String(err)] };
   }
+  const cpuAfter = await Promise.all([serverCpuSeconds(source), serverCpuSeconds(target)]);
+  row.sourceCpuSeconds = cpuAfter[0] - cpuBefore[0];
+  row.targetCpuSeconds = cpuAfter[1] - cpuBefore[1];
+  row.loadAfter = loadavg()[0];
   row.digestMatches = (await digest(target)) === sourceDigest;
   if (!row.digestMatches) {
     row.problems.push('target DEBUG DIGEST differs from the source');
@@ -150,7 +155,7 @@ function writeOutputs(info: RunInfo, rows: RowResult[], scaling: ScalingPoint[] 
   const report = renderReport(info, rows, scaling);
   writeFileSync(RESULTS_FILE, report);
   mkdirSync(join(ROOT, 'media'), { recursive: true });
-  const title = `Copying ${formatCount(info.keys)} keys between two local Redis servers: keys/s (higher is better)`;
+  const title = `Keys per second copying ${formatCount(info.keys)} keys between local Redis servers`;
   const footnote = `redis ${info.redisVersion}, node ${info.nodeVersion}, ${info.date}; grey rows run inside redis-server`;
   writeFileSync(CHART_FILE, drawChart(title, footnote, chartBars(rows)));
   return report;
