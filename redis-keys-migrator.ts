@@ -4,6 +4,7 @@ import { config as loadDotenv } from 'dotenv';
 import { Connection, ConnectionError, describeError } from './lib/connections.js';
 import { ErrorLog } from './lib/error-log.js';
 import { Migration, scanBatches, type MigrationResult } from './lib/migration.js';
+import { onInterrupt, runWithSizedHeap } from './lib/runtime.js';
 import { parseSettings, renderHelp, SettingsError, type Settings } from './lib/settings.js';
 import { differing, KeyJournal, tallyLine, verifyAll, verifyJournal, type Tally, type VerificationSetup } from './lib/verification.js';
 
@@ -23,6 +24,7 @@ async function main(): Promise<number> {
     process.stdout.write(renderHelp());
     return EXIT.ok;
   }
+  await runWithSizedHeap();
 
   // 1. Settings: the environment wins over .env; a bad value stops us before any connection.
   loadDotenv({ quiet: true });
@@ -54,7 +56,7 @@ async function main(): Promise<number> {
 
     // 3a. Compare mode: nothing is written; every source key is checked against the target.
     if (settings.mode === 'compare') {
-      process.once('SIGINT', () => (interrupted = true)).once('SIGTERM', () => (interrupted = true));
+      onInterrupt(() => (interrupted = true));
       const batches = scanBatches(source, settings.matchPattern, settings.scanBatchSize, settings.pipelineBatchSize);
       const tally = await verifyAll(verification, batches);
       say(tallyLine(tally));
@@ -65,11 +67,10 @@ async function main(): Promise<number> {
     const journal = settings.verify ? new KeyJournal() : undefined;
     try {
       const migration = new Migration({ source, target, settings, sourceScripts: true, targetScripts: true }, log, say, journal);
-      const stop = (): void => {
+      onInterrupt(() => {
         interrupted = true;
         migration.interrupt();
-      };
-      process.once('SIGINT', stop).once('SIGTERM', stop);
+      });
       const result = await migration.run();
       journal?.finishWriting();
 

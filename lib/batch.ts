@@ -1,6 +1,6 @@
 // What copying one key can come to, and the context every copy method works in.
 // Shared by the dump copy, the type copy and the run loop that counts the outcomes.
-import { ErrorReply } from 'redis';
+import { ErrorReply } from '@redis/client';
 import type { Connection, Reply } from './connections.js';
 import { describeError } from './connections.js';
 import type { Settings } from './settings.js';
@@ -85,6 +85,15 @@ export function recordCount(header: string): number {
 
 /** Big keys copied in chunks at the same time, per batch: overlaps round trips, bounds memory. */
 export const CHUNKED_KEYS_AT_ONCE = 8;
+
+/** Copies, key by key in chunks, what a batch write left for that; the rest are settled already. */
+export async function settleChunked(answers: readonly WriteAnswer[], copyAlone: (key: Buffer) => Promise<KeyOutcome>): Promise<KeyOutcome[]> {
+  const outcomes = answers.slice() as KeyOutcome[];
+  const chunked = answers.flatMap((a, i) => (a.status === 'chunked' ? [i] : []));
+  const copied = await mapLimited(chunked, CHUNKED_KEYS_AT_ONCE, (i) => copyAlone((answers[i] as WriteAnswer).key));
+  chunked.forEach((index, j) => (outcomes[index] = copied[j] as KeyOutcome));
+  return outcomes;
+}
 
 /** Runs tasks with at most `limit` at once, keeping results in order. */
 export async function mapLimited<T, R>(items: readonly T[], limit: number, task: (item: T) => Promise<R>): Promise<R[]> {

@@ -1,6 +1,6 @@
 // Connections to the source and the target: connect fast or fail fast, binary-safe replies,
 // and what each server can do (version, scripting, PEXPIRETIME), found out once at start.
-import { createClient, RESP_TYPES } from 'redis';
+import { createClient, RESP_TYPES } from '@redis/client';
 import { packKeys } from './scripts.js';
 import type { Endpoint } from './settings.js';
 

@@ -3,8 +3,8 @@
 import type { Arg, Connection } from './connections.js';
 import { describeError } from './connections.js';
 import {
-  answerOf, asArray, asNumber, asText, CHUNKED_KEYS_AT_ONCE, failed, flagsFor, isScriptingRefused, mapLimited,
-  READ_BUDGET_BYTES, recordCount, type CopyContext, type KeyOutcome, type WriteAnswer,
+  answerOf, asArray, asNumber, asText, failed, flagsFor, isScriptingRefused, mapLimited,
+  READ_BUDGET_BYTES, recordCount, settleChunked, type CopyContext, type KeyOutcome, type WriteAnswer,
 } from './batch.js';
 import { copyBatchByType, copyKeyInChunks, readExpireAt } from './copy-type.js';
 import { DUMP_READ, DUMP_WRITE, READ_FLAGS, WRITE_FLAGS, withFlags } from './scripts.js';
@@ -88,9 +88,7 @@ async function readDumpsPlain(source: Connection, keys: readonly Buffer[], maxBy
 /** Restores a read batch, then copies its big keys in chunks; throws RestoreRefused if the target cannot RESTORE. */
 async function restoreBatch(ctx: CopyContext, batch: DumpBatch): Promise<KeyOutcome[]> {
   const answers = await restore(ctx, batch);
-  const outcomes = await mapLimited(answers, CHUNKED_KEYS_AT_ONCE, (answer) =>
-    answer.status === 'chunked' ? copyKeyInChunks(ctx, answer.key) : Promise.resolve(answer),
-  );
+  const outcomes = await settleChunked(answers, (key) => copyKeyInChunks(ctx, key));
   const refused = outcomes.filter((o) => o.status === 'failed' && isRestoreRefused(o.reason));
   if (refused.length > 0) {
     const reason = refused[0]?.status === 'failed' ? refused[0].reason : '';

@@ -3,7 +3,7 @@
 import type { Arg, Connection, Reply } from './connections.js';
 import {
   answerOf, asArray, asNumber, asText, CHUNKED_KEYS_AT_ONCE, failed, flagsFor, isScriptingRefused, KeyProblem, mapLimited,
-  READ_BUDGET_BYTES, recordCount, STRING_CHUNK_BYTES, type CopyContext, type KeyOutcome, type WriteAnswer,
+  READ_BUDGET_BYTES, recordCount, settleChunked, STRING_CHUNK_BYTES, type CopyContext, type KeyOutcome, type WriteAnswer,
 } from './batch.js';
 import { READ_FLAGS, TYPE_READ, TYPE_WRITE, WRITE_FLAGS, withFlags } from './scripts.js';
 
@@ -39,17 +39,10 @@ export async function copyBatchByType(ctx: CopyContext, keys: readonly Buffer[])
     }
     rest = rest.slice(batch.keys.length);
     const answers = await writeBatch(ctx.target, ctx.settings.overwrite ? 'replace' : 'create', batch);
-    outcomes.push(...(await settleChunked(ctx, answers)));
+    outcomes.push(...(await settleChunked(answers, (key) => copyKeyInChunks(ctx, key))));
   }
   // Without scripting on the source, every key is read with plain commands, in chunks.
   return [...outcomes, ...(await mapLimited(rest, CHUNKED_KEYS_AT_ONCE, (key) => copyKeyInChunks(ctx, key)))];
-}
-
-/** Copies, key by key in chunks, what a batch write left for that. */
-function settleChunked(ctx: CopyContext, answers: readonly WriteAnswer[]): Promise<KeyOutcome[]> {
-  return mapLimited(answers, CHUNKED_KEYS_AT_ONCE, (answer) =>
-    answer.status === 'chunked' ? copyKeyInChunks(ctx, answer.key) : Promise.resolve(answer),
-  );
 }
 
 async function readTyped(source: Connection, keys: readonly Buffer[], chunkSize: number): Promise<TypedBatch> {
