@@ -1,11 +1,15 @@
 // redis-keys-migrator: copies keys from a source Redis to a target Redis, skipping keys the target already has.
-// The story of one run: settings, connect, scan and copy (or compare), verify, report. Exit codes are in EXIT.
+// The story of one run: settings, connect, select keys, copy (or compare, or dry run), verify, report.
 import { config as loadDotenv } from 'dotenv';
 import { Connection, ConnectionError, describeError } from './lib/connections.js';
+import { DryRun, dryRunBatches } from './lib/dry-run.js';
 import { ErrorLog } from './lib/error-log.js';
-import { Migration, scanBatches, type MigrationResult } from './lib/migration.js';
+import { selectedKeys, type SelectionCounts } from './lib/filters.js';
+import { Migration, type MigrationResult } from './lib/migration.js';
+import { Progress } from './lib/progress.js';
+import { summaryLines, timingLine, writeJsonSummary, type JsonSummary } from './lib/report.js';
 import { onInterrupt, runWithSizedHeap } from './lib/runtime.js';
-import { parseSettings, renderHelp, SettingsError, type Settings } from './lib/settings.js';
+import { parseSettings, renderHelp, SettingsError, unknownSettingWarnings, type Settings } from './lib/settings.js';
 import { differing, KeyJournal, tallyLine, verifyAll, verifyJournal, type Tally, type VerificationSetup } from './lib/verification.js';
 
 export const EXIT = {
@@ -19,6 +23,17 @@ export const EXIT = {
 
 const say = (line: string): void => void process.stdout.write(`${line}\n`);
 
+/** What every kind of run shares once both servers answer. */
+interface Session {
+  settings: Settings;
+  source: Connection;
+  target: Connection;
+  selection: SelectionCounts;
+  keys: AsyncIterable<Buffer[]>;
+  startedAt: Date;
+  interrupted: boolean;
+}
+
 async function main(): Promise<number> {
   if (process.argv.includes('--help') || process.argv.includes('-h')) {
     process.stdout.write(renderHelp());
@@ -28,6 +43,7 @@ async function main(): Promise<number> {
 
   // 1. Settings: the environment wins over .env; a bad value stops us before any connection.
   loadDotenv({ quiet: true });
+  for (const warning of unknownSettingWarnings(process.env)) process.stderr.write(`Warning: ${warning}\n`);
   let settings: Settings;
   try {
     settings = parseSettings(process.env);
@@ -43,45 +59,19 @@ async function main(): Promise<number> {
   try {
     connections = await connectBoth(settings);
     say('Connected to Redis instances successfully');
+
+    // 3. The keys: SCAN with MATCH and TYPE, less KEY_EXCLUDE_PATTERN, in batches.
     const [source, target] = connections;
-    let interrupted = false;
-    const verification: VerificationSetup = {
-      source,
-      target,
-      options: { ttlToleranceMs: settings.ttlToleranceMs, chunkSize: settings.chunkSize, dumpMaxBytes: settings.dumpMaxBytes },
-      batchSize: settings.pipelineBatchSize,
-      output: { showDiffs: settings.showDiffs, reportFile: settings.diffReportFile, say },
-      shouldStop: () => interrupted,
-    };
+    const selection: SelectionCounts = { scanned: 0, excluded: 0 };
+    const keys = selectedKeys(source, {
+      match: settings.matchPattern, type: settings.scanType, exclude: settings.excludePattern, scanCount: settings.scanBatchSize,
+    }, settings.pipelineBatchSize, selection);
+    const session: Session = { settings, source, target, selection, keys, startedAt: new Date(), interrupted: false };
 
-    // 3a. Compare mode: nothing is written; every source key is checked against the target.
-    if (settings.mode === 'compare') {
-      onInterrupt(() => (interrupted = true));
-      const batches = scanBatches(source, settings.matchPattern, settings.scanBatchSize, settings.pipelineBatchSize);
-      const tally = await verifyAll(verification, batches);
-      say(tallyLine(tally));
-      return interrupted ? EXIT.interrupted : differing(tally) > 0 ? EXIT.differencesFound : EXIT.ok;
-    }
-
-    // 3b. Scan and copy, until done, the error limit or Ctrl-C.
-    const journal = settings.verify ? new KeyJournal() : undefined;
-    try {
-      const migration = new Migration({ source, target, settings, sourceScripts: true, targetScripts: true }, log, say, journal);
-      onInterrupt(() => {
-        interrupted = true;
-        migration.interrupt();
-      });
-      const result = await migration.run();
-      journal?.finishWriting();
-
-      // 4. Report, then verify what the copy covered.
-      report(result, settings);
-      let differences = 0;
-      if (journal && !result.fatal && !interrupted) differences = await verifyCopy(verification, journal);
-      return exitCode(result, differences);
-    } finally {
-      journal?.remove();
-    }
+    // 4. Then one of three runs, each ending in its report.
+    if (settings.dryRun) return await dryRun(session);
+    if (settings.mode === 'compare') return await compare(session);
+    return await copy(session, log);
   } catch (err) {
     if (err instanceof ConnectionError) {
       say(`Error connecting to Redis : ${err.message}`);
@@ -105,26 +95,97 @@ async function connectBoth(settings: Settings): Promise<[Connection, Connection]
   throw source.status === 'rejected' ? source.reason : (target as PromiseRejectedResult).reason;
 }
 
-function report(result: MigrationResult, settings: Settings): void {
-  const { counts } = result;
-  if (result.fatal) say(`Stopped early: ${result.fatal}`);
-  if (result.interrupted) say('Interrupted: the batches in flight were finished, nothing more was read');
-  say(`Number of restored keys: ${counts.restored}`);
-  say(`Number of skipped keys: ${counts.skipped}`);
-  say(`Number of failed keys: ${counts.failed}`);
-  say(`Number of vanished keys: ${counts.vanished}`);
-  if (counts.failed > 0) say(`Errors occurred during the execution. Check |${settings.errorLogFile}| for details`);
+/** The copy: batches in flight, pacing, the error limit; then the summary and, with VERIFY=true, the check. */
+async function copy(session: Session, log: ErrorLog): Promise<number> {
+  const { settings, source, target } = session;
+  const journal = settings.verify ? new KeyJournal() : undefined;
+  try {
+    const ctx = { source, target, settings, sourceScripts: true, targetScripts: true, bytesMoved: 0 };
+    const migration = new Migration(ctx, log, say, journal);
+    onInterrupt(() => {
+      session.interrupted = true;
+      migration.interrupt();
+    });
+    const progress = await startProgress(session, () => ({ ...migration.counts, bytes: ctx.bytesMoved }));
+    const result = await migration.run(session.keys);
+    progress.stop();
+    journal?.finishWriting();
+
+    for (const line of summaryLines(result, settings.errorLogFile, session.selection.excluded, settings.excludePattern !== '', settings.scanType)) say(line);
+    const timing = timingOf(session, ctx.bytesMoved);
+    say(timingLine(timing));
+    const verification = journal && !result.fatal && !session.interrupted ? await verifyCopy(session, journal) : undefined;
+    const status = copyExitStatus(result, verification ? differing(verification.copied) : 0);
+    writeSummary(settings, {
+      mode: 'copy',
+      counts: { ...result.counts, excluded: session.selection.excluded },
+      method: { requested: settings.copyMethod, used: migration.methodUsed, fallbackReason: result.fallbackReason ?? null },
+      verification,
+      timing,
+      exitStatus: status,
+    });
+    return status;
+  } finally {
+    journal?.remove();
+  }
 }
 
-/** Prints the verification of copied keys, and of skipped ones under their own heading; returns differences among copied keys. */
-async function verifyCopy(setup: VerificationSetup, journal: KeyJournal): Promise<number> {
-  const { copied, skipped }: { copied: Tally; skipped: Tally } = await verifyJournal(setup, journal);
+/** Compare mode: nothing is written; every selected source key is checked against the target. */
+async function compare(session: Session): Promise<number> {
+  onInterrupt(() => (session.interrupted = true));
+  const tally = await verifyAll(verificationSetup(session), session.keys);
+  say(tallyLine(tally));
+  const status = session.interrupted ? EXIT.interrupted : differing(tally) > 0 ? EXIT.differencesFound : EXIT.ok;
+  writeSummary(session.settings, { mode: 'compare', verification: { compare: tally }, timing: timingOf(session, 0), exitStatus: status });
+  return status;
+}
+
+/** DRY_RUN: what a copy would do, from reads only. */
+async function dryRun(session: Session): Promise<number> {
+  onInterrupt(() => (session.interrupted = true));
+  const report = new DryRun(session.source, session.target);
+  await dryRunBatches(report, session.keys, () => session.interrupted);
+  for (const line of report.report(session.settings.overwrite)) say(line);
+  const status = session.interrupted ? EXIT.interrupted : EXIT.ok;
+  writeSummary(session.settings, { mode: 'dry-run', timing: timingOf(session, 0), exitStatus: status });
+  return status;
+}
+
+/** With VERIFY=true: the keys the copy restored, then those it skipped, each with its own line. */
+async function verifyCopy(session: Session, journal: KeyJournal): Promise<{ copied: Tally; skipped: Tally }> {
+  const { copied, skipped } = await verifyJournal(verificationSetup(session), journal);
   say(`Verification of copied keys: ${tallyLine(copied)}`);
   if (skipped.checked + skipped.vanished > 0) say(`Verification of skipped keys (already on the target): ${tallyLine(skipped)}`);
-  return differing(copied);
+  return { copied, skipped };
 }
 
-function exitCode(result: MigrationResult, differences: number): number {
+function verificationSetup(session: Session): VerificationSetup {
+  const { settings } = session;
+  return {
+    source: session.source,
+    target: session.target,
+    options: { ttlToleranceMs: settings.ttlToleranceMs, chunkSize: settings.chunkSize, dumpMaxBytes: settings.dumpMaxBytes },
+    batchSize: settings.pipelineBatchSize,
+    output: { showDiffs: settings.showDiffs, reportFile: settings.diffReportFile, say },
+    shouldStop: () => session.interrupted,
+  };
+}
+
+/** Progress counts keys against the source's DBSIZE, the best estimate SCAN allows. */
+async function startProgress(session: Session, counts: () => MigrationResult['counts'] & { bytes: number }): Promise<Progress> {
+  const total = Number(await session.source.send(['DBSIZE']));
+  return new Progress(session.settings.progress, () => ({ ...counts(), scanned: session.selection.scanned, total }));
+}
+
+function timingOf(session: Session, bytes: number): JsonSummary['timing'] {
+  return { startedAt: session.startedAt, finishedAt: new Date(), keys: session.selection.scanned, bytes };
+}
+
+function writeSummary(settings: Settings, summary: JsonSummary): void {
+  if (settings.summaryJsonFile) writeJsonSummary(settings.summaryJsonFile, summary);
+}
+
+function copyExitStatus(result: MigrationResult, differences: number): number {
   if (result.interrupted) return EXIT.interrupted;
   if (result.fatal) return EXIT.settingsOrConnection;
   if (result.errorLimitReached) return EXIT.errorLimitReached;

@@ -16,6 +16,8 @@ export interface CopyContext {
   /** Each turned off for the rest of the run when that server refuses EVAL. */
   sourceScripts: boolean;
   targetScripts: boolean;
+  /** Value bytes sent to the target so far, for the progress line's MB/s. */
+  bytesMoved: number;
 }
 
 /** Bytes one read call may gather before it returns, bounding memory in flight and server blocking. */

@@ -88,6 +88,7 @@ async function readDumpsPlain(source: Connection, keys: readonly Buffer[], maxBy
 /** Restores a read batch, then copies its big keys in chunks; throws RestoreRefused if the target cannot RESTORE. */
 async function restoreBatch(ctx: CopyContext, batch: DumpBatch): Promise<KeyOutcome[]> {
   const answers = await restore(ctx, batch);
+  ctx.bytesMoved += batch.payloads.length;
   const outcomes = await settleChunked(answers, (key) => copyKeyInChunks(ctx, key));
   const refused = outcomes.filter((o) => o.status === 'failed' && isRestoreRefused(o.reason));
   if (refused.length > 0) {

@@ -1,8 +1,7 @@
-// The run loop: SCAN the source in batches, copy each batch with a fixed number in flight,
+// The run loop: take the source's keys in batches, copy each batch with a fixed number in flight,
 // count what happened to every key, pace as the Python script does, and stop on the error limit or a signal.
-import type { Connection } from './connections.js';
 import { describeError } from './connections.js';
-import { asArray, asText, type CopyContext, type KeyOutcome } from './batch.js';
+import type { CopyContext, KeyOutcome } from './batch.js';
 import { copyBatchAuto, copyBatchByDump, RestoreRefused } from './copy-dump.js';
 import { copyBatchByType } from './copy-type.js';
 import type { ErrorLog } from './error-log.js';
@@ -27,24 +26,6 @@ export interface MigrationResult {
 
 /** Batches in flight at full speed: enough to keep both servers busy at once, small enough to bound memory. */
 const BATCHES_IN_FLIGHT = 4;
-
-/** Yields the source's keys in batches of `size`, from SCAN with the given MATCH and COUNT. */
-export async function* scanBatches(source: Connection, match: string, count: number, size: number): AsyncGenerator<Buffer[]> {
-  let cursor = '0';
-  let batch: Buffer[] = [];
-  do {
-    const [next, keys] = asArray(await source.send(['SCAN', cursor, 'MATCH', match, 'COUNT', String(count)]));
-    cursor = asText(next);
-    for (const key of asArray(keys ?? null) as Buffer[]) {
-      batch.push(key);
-      if (batch.length === size) {
-        yield batch;
-        batch = [];
-      }
-    }
-  } while (cursor !== '0');
-  if (batch.length > 0) yield batch;
-}
 
 export class Migration {
   readonly counts: Counts = { restored: 0, skipped: 0, failed: 0, vanished: 0 };
@@ -75,12 +56,17 @@ export class Migration {
     this.wakeUp?.();
   }
 
-  async run(): Promise<MigrationResult> {
-    const { source, settings } = this.ctx;
+  /** The method in use now: `auto` until a fallback, then the method it fell back to. */
+  get methodUsed(): string {
+    return this.method === 'auto' ? 'dump' : this.method;
+  }
+
+  async run(batches: AsyncIterable<Buffer[]>): Promise<MigrationResult> {
+    const { settings } = this.ctx;
     const inFlight = new Set<Promise<void>>();
     const limit = settings.sleepSeconds > 0 ? 1 : BATCHES_IN_FLIGHT;
     try {
-      for await (const batch of scanBatches(source, settings.matchPattern, settings.scanBatchSize, settings.pipelineBatchSize)) {
+      for await (const batch of batches) {
         while (inFlight.size >= limit) await Promise.race(inFlight);
         await this.pauseIfOwed();
         if (this.stopping) break;

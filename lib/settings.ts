@@ -25,6 +25,9 @@ export const SETTINGS: readonly SettingSpec[] = [
   { name: 'DESTINATION_REDIS_PASSWORD', group: 'connection', default: '', meaning: 'target password or AUTH token', secret: true },
   { name: 'DESTINATION_REDIS_URL', group: 'connection', default: '', meaning: 'redis://user:pass@host:port/db; replaces host, port and db', secret: true },
   { name: 'SCAN_MATCH_PATTERN', group: 'what to copy', default: '*', meaning: 'SCAN MATCH glob: which keys to migrate' },
+  { name: 'SCAN_TYPE', group: 'what to copy', default: '', meaning: 'only keys of this type (SCAN TYPE: string, list, set, zset, hash, stream); empty for all' },
+  { name: 'KEY_EXCLUDE_PATTERN', group: 'what to copy', default: '', meaning: 'glob of keys to leave out, matched byte for byte; empty for none' },
+  { name: 'DRY_RUN', group: 'how to copy', default: 'false', meaning: 'true reads what a copy would copy and reports it; writes nothing' },
   { name: 'COPY_METHOD', group: 'how to copy', default: 'auto', meaning: 'auto (dump, switching to type when the target refuses RESTORE), dump or type' },
   { name: 'OVERWRITE_EXISTING_KEYS', group: 'how to copy', default: 'false', meaning: 'true replaces keys that already exist on the target' },
   { name: 'DUMP_MAX_BYTES', group: 'how to copy', default: '67108864', meaning: 'keys estimated larger than this are copied by type in chunks, not by one RESTORE' },
@@ -32,6 +35,8 @@ export const SETTINGS: readonly SettingSpec[] = [
   { name: 'MIGRATION_MODE', group: 'verification', default: 'copy', meaning: 'copy, or compare: write nothing, check every source key against the target' },
   { name: 'VERIFY', group: 'verification', default: 'false', meaning: 'true: after a copy, compare every key it restored or skipped' },
   { name: 'TTL_TOLERANCE', group: 'verification', default: '100', meaning: 'milliseconds two expiries may differ and still count as equal' },
+  { name: 'PROGRESS', group: 'output', default: 'auto', meaning: 'auto (a line redrawn on a terminal, else a line every 5 s), plain or off; on stderr' },
+  { name: 'SUMMARY_JSON_FILE', group: 'output', default: '', meaning: 'path: write the final counts, timings, method and exit status as JSON' },
   { name: 'SHOW_DIFFS', group: 'output', default: 'false', meaning: 'true prints each differing key with its category and a hint' },
   { name: 'DIFF_REPORT_FILE', group: 'output', default: '', meaning: 'path: write every difference as one JSON object per line' },
   { name: 'SCAN_BATCH_SIZE', group: 'pacing', default: '1000', meaning: 'SCAN COUNT hint: load on the source' },
@@ -58,6 +63,11 @@ export interface Settings {
   source: Endpoint;
   destination: Endpoint;
   matchPattern: string;
+  scanType: string;
+  excludePattern: string;
+  dryRun: boolean;
+  progress: 'auto' | 'plain' | 'off';
+  summaryJsonFile: string;
   copyMethod: CopyMethod;
   overwrite: boolean;
   dumpMaxBytes: number;
@@ -174,11 +184,25 @@ function parseEndpoint(env: Env, side: Endpoint['side']): Endpoint {
   return endpoint;
 }
 
+/** A Redis type name; module types (e.g. ReJSON-RL) are allowed too. */
+function parseScanType(env: Env): string {
+  const value = raw(env, 'SCAN_TYPE').trim();
+  if (value !== '' && !/^[A-Za-z0-9_-]+$/.test(value)) {
+    throw new SettingsError(`SCAN_TYPE must be a type name such as string, list, set, zset, hash or stream, got ${JSON.stringify(value)}`);
+  }
+  return value;
+}
+
 export function parseSettings(env: Env): Settings {
   return {
     source: parseEndpoint(env, 'source'),
     destination: parseEndpoint(env, 'destination'),
     matchPattern: raw(env, 'SCAN_MATCH_PATTERN'),
+    scanType: parseScanType(env),
+    excludePattern: raw(env, 'KEY_EXCLUDE_PATTERN'),
+    dryRun: parseBoolean(env, 'DRY_RUN'),
+    progress: parseChoice(env, 'PROGRESS', ['auto', 'plain', 'off'] as const),
+    summaryJsonFile: raw(env, 'SUMMARY_JSON_FILE'),
     copyMethod: parseChoice(env, 'COPY_METHOD', ['auto', 'dump', 'type'] as const),
     overwrite: parseBoolean(env, 'OVERWRITE_EXISTING_KEYS'),
     dumpMaxBytes: parseInteger(env, 'DUMP_MAX_BYTES', 1),
@@ -196,6 +220,35 @@ export function parseSettings(env: Env): Settings {
     showDiffs: parseBoolean(env, 'SHOW_DIFFS'),
     diffReportFile: raw(env, 'DIFF_REPORT_FILE'),
   };
+}
+
+/** Edit distance, for "did you mean". */
+function distance(a: string, b: string): number {
+  let previous = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const current = [i];
+    for (let j = 1; j <= b.length; j++) {
+      current[j] = Math.min((previous[j] ?? 0) + 1, (current[j - 1] ?? 0) + 1, (previous[j - 1] ?? 0) + (a[i - 1] === b[j - 1] ? 0 : 1));
+    }
+    previous = current;
+  }
+  return previous[b.length] ?? 0;
+}
+
+/**
+ * Variables that look like a misspelt setting (SOURCE_REDIS_PROT): within three edits of a real one and
+ * sharing its first word. Each comes with the closest real name.
+ */
+export function unknownSettingWarnings(env: Env): string[] {
+  const names = new Set(SETTINGS.map((s) => s.name));
+  const firstWords = new Set(SETTINGS.map((s) => s.name.split('_')[0]));
+  const warnings: string[] = [];
+  for (const name of Object.keys(env)) {
+    if (names.has(name) || !firstWords.has(name.split('_')[0])) continue;
+    const [closest, edits] = SETTINGS.map((s): [string, number] => [s.name, distance(name, s.name)]).sort((a, b) => a[1] - b[1])[0] ?? ['', 99];
+    if (edits <= 3) warnings.push(`Unknown setting ${name} is ignored; did you mean ${closest}?`);
+  }
+  return warnings;
 }
 
 const GROUPS: readonly SettingGroup[] = ['connection', 'what to copy', 'how to copy', 'verification', 'pacing', 'errors', 'output'];

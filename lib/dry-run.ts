@@ -1,0 +1,104 @@
+// DRY_RUN: reads what a copy would copy (type, memory, expiry of each key, and whether the target has it)
+// and reports it, writing nothing. One read-only script call per batch on each side.
+import type { Connection } from './connections.js';
+import { asText, flagsFor } from './batch.js';
+import { displayKey } from './error-log.js';
+import { formatBytes } from './report.js';
+import { READ_FLAGS, withFlags } from './scripts.js';
+
+/** Per key: "type,memory-bytes,expire-at;" (type 'none' for a key gone meanwhile). */
+const DESCRIBE = `
+local out = {}
+for i = 1, #KEYS do
+  local k = KEYS[i]
+  local kind = redis.call('TYPE', k)['ok']
+  local size, at = 0, -2
+  if kind ~= 'none' then
+    size = redis.call('MEMORY', 'USAGE', k) or 0
+    at = redis.call('PTTL', k)
+  end
+  out[i] = kind .. ',' .. size .. ',' .. at .. ';'
+end
+return table.concat(out)
+`;
+
+/** Per key on the target: '1' when it exists, '0' when not, one character each. */
+const EXISTS_EACH = `
+local out = {}
+for i = 1, #KEYS do out[i] = tostring(redis.call('EXISTS', KEYS[i])) end
+return table.concat(out)
+`;
+
+const LARGEST_SHOWN = 10;
+
+interface TypeTally {
+  keys: number;
+  bytes: number;
+}
+
+export class DryRun {
+  private readonly byType = new Map<string, TypeTally>();
+  private readonly largest: { key: Buffer; kind: string; bytes: number }[] = [];
+  keys = 0;
+  bytes = 0;
+  present = 0;
+  withTtl = 0;
+  vanished = 0;
+
+  constructor(private readonly source: Connection, private readonly target: Connection) {}
+
+  async add(keys: readonly Buffer[]): Promise<void> {
+    const [described, exists] = await Promise.all([
+      this.source.evalScript(withFlags(DESCRIBE, flagsFor(this.source, READ_FLAGS)), keys, []),
+      this.target.evalScript(withFlags(EXISTS_EACH, flagsFor(this.target, READ_FLAGS)), keys, []),
+    ]);
+    const flags = asText(exists);
+    asText(described).split(';').slice(0, keys.length).forEach((record, i) => {
+      const [kind = 'none', size = '0', ttl = '-2'] = record.split(',');
+      if (kind === 'none') {
+        this.vanished += 1;
+        return;
+      }
+      this.count(keys[i] as Buffer, kind, Number(size), Number(ttl) >= 0, flags[i] === '1');
+    });
+  }
+
+  private count(key: Buffer, kind: string, bytes: number, hasTtl: boolean, present: boolean): void {
+    this.keys += 1;
+    this.bytes += bytes;
+    if (hasTtl) this.withTtl += 1;
+    if (present) this.present += 1;
+    const tally = this.byType.get(kind) ?? { keys: 0, bytes: 0 };
+    tally.keys += 1;
+    tally.bytes += bytes;
+    this.byType.set(kind, tally);
+    // Keep only the largest few: memory stays flat however many keys there are.
+    if (this.largest.length < LARGEST_SHOWN || bytes > (this.largest.at(-1)?.bytes ?? 0)) {
+      this.largest.push({ key, kind, bytes });
+      this.largest.sort((a, b) => b.bytes - a.bytes);
+      this.largest.length = Math.min(this.largest.length, LARGEST_SHOWN);
+    }
+  }
+
+  report(overwrite: boolean): string[] {
+    const lines = [
+      'Dry run: nothing was written.',
+      `Would copy ${this.keys - (overwrite ? 0 : this.present)} keys; ${this.present} already on the target would be ` +
+        `${overwrite ? 'replaced' : 'skipped'}; ${this.withTtl} have an expiry; ${formatBytes(this.bytes)} in memory on the source (MEMORY USAGE).`,
+    ];
+    for (const [kind, t] of [...this.byType.entries()].sort((a, b) => b[1].keys - a[1].keys)) {
+      lines.push(`  ${kind.padEnd(8)} ${String(t.keys).padStart(10)} keys  ${formatBytes(t.bytes).padStart(10)}`);
+    }
+    if (this.vanished > 0) lines.push(`  ${this.vanished} keys vanished from the source while being read`);
+    if (this.largest.length > 0) lines.push('Largest keys:');
+    for (const k of this.largest) lines.push(`  ${formatBytes(k.bytes).padStart(10)}  ${k.kind.padEnd(8)} |${displayKey(k.key)}|`);
+    return lines;
+  }
+}
+
+export async function dryRunBatches(dryRun: DryRun, batches: AsyncIterable<Buffer[]>, shouldStop: () => boolean): Promise<void> {
+  for await (const keys of batches) {
+    if (shouldStop()) break;
+    await dryRun.add(keys);
+  }
+}

@@ -1,0 +1,72 @@
+// Progress on stderr while a run goes: one line redrawn in place on a terminal, a plain line every few
+// seconds elsewhere (CI, nohup, a log file). The parity summary stays on stdout, untouched.
+
+export type ProgressMode = 'auto' | 'plain' | 'off';
+
+export interface ProgressSnapshot {
+  scanned: number;
+  /** Keys the source holds (DBSIZE), an estimate of what SCAN will yield. */
+  total: number;
+  bytes: number;
+  restored: number;
+  skipped: number;
+  failed: number;
+  vanished: number;
+}
+
+const TTY_EVERY_MS = 250;
+const PLAIN_EVERY_MS = 5000;
+
+const count = (n: number): string => Math.round(n).toLocaleString('en-US');
+
+export function formatDuration(seconds: number): string {
+  if (!Number.isFinite(seconds)) return '?';
+  if (seconds < 60) return `${seconds.toFixed(seconds < 10 ? 1 : 0)} s`;
+  const m = Math.floor(seconds / 60);
+  return m < 60 ? `${m} min ${Math.round(seconds % 60)} s` : `${Math.floor(m / 60)} h ${m % 60} min`;
+}
+
+/** One progress line: scanned of total, percentage, rates, ETA and the counts. */
+export function progressLine(s: ProgressSnapshot, elapsedSeconds: number): string {
+  const total = Math.max(s.total, s.scanned);
+  const percent = total > 0 ? (100 * s.scanned) / total : 100;
+  const rate = elapsedSeconds > 0 ? s.scanned / elapsedSeconds : 0;
+  const mbps = elapsedSeconds > 0 ? s.bytes / 1e6 / elapsedSeconds : 0;
+  const eta = rate > 0 ? (total - s.scanned) / rate : Infinity;
+  return (
+    `${count(s.scanned)}/${count(total)} keys (${percent.toFixed(1)}%), ${count(rate)} keys/s, ${mbps.toFixed(1)} MB/s, ` +
+    `ETA ${formatDuration(eta)}; restored ${count(s.restored)}, skipped ${count(s.skipped)}, ` +
+    `failed ${count(s.failed)}, vanished ${count(s.vanished)}`
+  );
+}
+
+export class Progress {
+  private timer: NodeJS.Timeout | undefined;
+  private readonly started = Date.now();
+  private readonly inPlace: boolean;
+
+  constructor(
+    mode: ProgressMode,
+    private readonly read: () => ProgressSnapshot,
+    private readonly out: NodeJS.WriteStream = process.stderr,
+  ) {
+    this.inPlace = mode === 'auto' && out.isTTY === true;
+    if (mode === 'off') return;
+    this.timer = setInterval(() => this.draw(), this.inPlace ? TTY_EVERY_MS : PLAIN_EVERY_MS);
+    this.timer.unref();
+  }
+
+  private draw(): void {
+    const line = `Progress: ${progressLine(this.read(), (Date.now() - this.started) / 1000)}`;
+    if (this.inPlace) this.out.write(`\r\x1b[2K${line.slice(0, (this.out.columns ?? 200) - 1)}`);
+    else this.out.write(`${line}\n`);
+  }
+
+  /** Clears the in-place line so the summary starts on a clean line. */
+  stop(): void {
+    if (this.timer === undefined) return;
+    clearInterval(this.timer);
+    this.timer = undefined;
+    if (this.inPlace) this.out.write('\r\x1b[2K');
+  }
+}

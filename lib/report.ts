@@ -1,0 +1,78 @@
+// What a run tells at the end: the Python script's summary lines (unchanged), then the elapsed time and
+// throughput, and, for machines, the same as one JSON document (SUMMARY_JSON_FILE).
+import { writeFileSync } from 'node:fs';
+import type { Counts, MigrationResult } from './migration.js';
+import { formatDuration } from './progress.js';
+import type { Tally } from './verification.js';
+
+export function formatBytes(bytes: number): string {
+  const units = ['B', 'KB', 'MB', 'GB', 'TB'];
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1000 && unit < units.length - 1) {
+    value /= 1000;
+    unit += 1;
+  }
+  return `${value.toFixed(unit === 0 ? 0 : 1)} ${units[unit]}`;
+}
+
+/** The parity lines, exactly as the Python script prints them, plus the vanished count on its own line. */
+export function summaryLines(result: MigrationResult, errorLogFile: string, excluded: number, excludeActive: boolean, scanType: string): string[] {
+  const { counts } = result;
+  const lines: string[] = [];
+  if (result.fatal) lines.push(`Stopped early: ${result.fatal}`);
+  if (result.interrupted) lines.push('Interrupted: the batches in flight were finished, nothing more was read');
+  lines.push(
+    `Number of restored keys: ${counts.restored}`,
+    `Number of skipped keys: ${counts.skipped}`,
+    `Number of failed keys: ${counts.failed}`,
+    `Number of vanished keys: ${counts.vanished}`,
+  );
+  if (excludeActive) lines.push(`Number of excluded keys: ${excluded}`);
+  // SCAN's TYPE filter runs on the server, which does not say how many keys it passed over.
+  if (scanType) lines.push(`Keys of other types than ${scanType} were not scanned (SCAN_TYPE)`);
+  if (counts.failed > 0) lines.push(`Errors occurred during the execution. Check |${errorLogFile}| for details`);
+  return lines;
+}
+
+export interface Timing {
+  startedAt: Date;
+  finishedAt: Date;
+  keys: number;
+  bytes: number;
+}
+
+const seconds = (t: Timing): number => (t.finishedAt.getTime() - t.startedAt.getTime()) / 1000;
+const perSecond = (n: number, t: Timing): number => (seconds(t) > 0 ? n / seconds(t) : 0);
+
+export function timingLine(t: Timing): string {
+  return `Elapsed time: ${formatDuration(seconds(t))}, ${Math.round(perSecond(t.keys, t)).toLocaleString('en-US')} keys/s, ${(perSecond(t.bytes, t) / 1e6).toFixed(1)} MB/s`;
+}
+
+export interface JsonSummary {
+  mode: 'copy' | 'compare' | 'dry-run';
+  counts?: Counts & { excluded: number };
+  method?: { requested: string; used: string; fallbackReason: string | null };
+  verification?: Record<string, Tally>;
+  timing: Timing;
+  exitStatus: number;
+}
+
+/** One JSON document for scripts and dashboards; keys in snake_case like most tools' JSON. */
+export function writeJsonSummary(path: string, summary: JsonSummary): void {
+  const { timing } = summary;
+  const doc = {
+    mode: summary.mode,
+    exit_status: summary.exitStatus,
+    started_at: timing.startedAt.toISOString(),
+    finished_at: timing.finishedAt.toISOString(),
+    elapsed_seconds: seconds(timing),
+    keys_per_second: perSecond(timing.keys, timing),
+    megabytes_per_second: perSecond(timing.bytes, timing) / 1e6,
+    bytes_moved: timing.bytes,
+    counts: summary.counts ?? null,
+    method: summary.method ? { requested: summary.method.requested, used: summary.method.used, fallback_reason: summary.method.fallbackReason } : null,
+    verification: summary.verification ?? null,
+  };
+  writeFileSync(path, `${JSON.stringify(doc, null, 2)}\n`);
+}
