@@ -1,5 +1,6 @@
 // redis-keys-migrator: copies keys from a source Redis to a target Redis, skipping keys the target already has.
-// The story of one run: settings, connect, select keys, copy (or compare, or dry run), verify, report.
+// The story of one run: settings, source (a server or an .rdb file), connect, select keys, copy (or compare,
+// or dry run), verify, report. Exit codes are in EXIT.
 import { config as loadDotenv } from 'dotenv';
 import { Connection, ConnectionError, describeError } from './lib/connections.js';
 import { DryRun, dryRunBatches } from './lib/dry-run.js';
@@ -8,8 +9,9 @@ import { selectedKeys, type SelectionCounts } from './lib/filters.js';
 import { Migration, type MigrationResult } from './lib/migration.js';
 import { Progress } from './lib/progress.js';
 import { summaryLines, timingLine, writeJsonSummary, type JsonSummary } from './lib/report.js';
-import { onInterrupt, runWithSizedHeap } from './lib/runtime.js';
-import { parseSettings, renderHelp, SettingsError, unknownSettingWarnings, type Settings } from './lib/settings.js';
+import { Interruption, runWithSizedHeap } from './lib/runtime.js';
+import { RdbError, startRdbServer, type RdbServer } from './lib/rdb-source.js';
+import { parseSettings, renderHelp, SettingsError, unknownSettingWarnings, type Endpoint, type Settings } from './lib/settings.js';
 import { differing, KeyJournal, tallyLine, verifyAll, verifyJournal, type Tally, type VerificationSetup } from './lib/verification.js';
 
 export const EXIT = {
@@ -31,7 +33,7 @@ interface Session {
   selection: SelectionCounts;
   keys: AsyncIterable<Buffer[]>;
   startedAt: Date;
-  interrupted: boolean;
+  interruption: Interruption;
 }
 
 async function main(): Promise<number> {
@@ -52,23 +54,69 @@ async function main(): Promise<number> {
     say(`Error in settings : ${err.message}`);
     return EXIT.settingsOrConnection;
   }
+  const interruption = new Interruption();
 
-  // 2. The error log opens first, as the Python script's does; then both servers, which must answer PING.
+  // 2. The error log opens first, as the Python script's does; then, for an .rdb file, its private server.
   const log = new ErrorLog(settings.errorLogFile, settings.errorLogMode);
+  let rdb: RdbServer | undefined;
+  try {
+    if (settings.rdbFile) rdb = await loadRdbFile(settings, interruption);
+
+    // 3. Each database to copy (one, unless an .rdb file holds several): connect, select keys, run, report.
+    const pairs = databasePairs(settings, rdb);
+    let status: number = EXIT.ok;
+    for (const pair of pairs) {
+      if (interruption.requested) break;
+      if (pairs.length > 1) say(`Database ${pair.source.db} -> ${pair.destination.db}`);
+      status = worse(status, await runDatabase({ ...settings, ...pair }, log, interruption));
+    }
+    if (rdb) say(`Private redis-server for SOURCE_RDB_FILE: used_memory_human ${rdb.usedMemoryHuman}`);
+    return interruption.requested ? EXIT.interrupted : status;
+  } catch (err) {
+    if (!(err instanceof RdbError)) throw err;
+    say(`Error loading SOURCE_RDB_FILE : ${err.message}`);
+    return interruption.requested ? EXIT.interrupted : EXIT.settingsOrConnection;
+  } finally {
+    log.close();
+    await rdb?.stop();
+  }
+}
+
+async function loadRdbFile(settings: Settings, interruption: Interruption): Promise<RdbServer> {
+  const progress = (line: string): void => void process.stderr.write(`${line}\n`);
+  const rdb = await startRdbServer(settings.rdbFile, settings.redisServerPath, progress, () => interruption.requested);
+  say(`Loaded ${settings.rdbFile} into a private redis-server (used_memory_human ${rdb.usedMemoryHuman}; databases with keys: ${rdb.databases.join(', ') || 'none'})`);
+  return rdb;
+}
+
+/** The source and target of each database to copy: with an .rdb file and no db chosen, every db to the same number. */
+function databasePairs(settings: Settings, rdb: RdbServer | undefined): { source: Endpoint; destination: Endpoint }[] {
+  if (!rdb) return [{ source: settings.source, destination: settings.destination }];
+  if (settings.sourceDbChosen) return [{ source: rdb.endpoint(settings.source.db), destination: settings.destination }];
+  const dbs = rdb.databases.length > 0 ? rdb.databases : [0];
+  return dbs.map((db) => ({ source: rdb.endpoint(db), destination: { ...settings.destination, db } }));
+}
+
+/** Exit statuses from several databases: the most serious wins. */
+function worse(a: number, b: number): number {
+  const rank: number[] = [EXIT.ok, EXIT.differencesFound, EXIT.keysFailed, EXIT.errorLimitReached, EXIT.settingsOrConnection, EXIT.interrupted];
+  return rank.indexOf(b) > rank.indexOf(a) ? b : a;
+}
+
+async function runDatabase(settings: Settings, log: ErrorLog, interruption: Interruption): Promise<number> {
   let connections: [Connection, Connection] | undefined;
   try {
     connections = await connectBoth(settings);
     say('Connected to Redis instances successfully');
 
-    // 3. The keys: SCAN with MATCH and TYPE, less KEY_EXCLUDE_PATTERN, in batches.
+    // The keys: SCAN with MATCH and TYPE, less KEY_EXCLUDE_PATTERN, in batches.
     const [source, target] = connections;
     const selection: SelectionCounts = { scanned: 0, excluded: 0 };
     const keys = selectedKeys(source, {
       match: settings.matchPattern, type: settings.scanType, exclude: settings.excludePattern, scanCount: settings.scanBatchSize,
     }, settings.pipelineBatchSize, selection);
-    const session: Session = { settings, source, target, selection, keys, startedAt: new Date(), interrupted: false };
+    const session: Session = { settings, source, target, selection, keys, startedAt: new Date(), interruption };
 
-    // 4. Then one of three runs, each ending in its report.
     if (settings.dryRun) return await dryRun(session);
     if (settings.mode === 'compare') return await compare(session);
     return await copy(session, log);
@@ -82,7 +130,6 @@ async function main(): Promise<number> {
     say(`Stopped early: lost the connection to ${lost.label} (${lost.lostBecause ?? describeError(err)})`);
     return EXIT.settingsOrConnection;
   } finally {
-    log.close();
     await Promise.all(connections?.map((c) => c.close()) ?? []);
   }
 }
@@ -102,10 +149,7 @@ async function copy(session: Session, log: ErrorLog): Promise<number> {
   try {
     const ctx = { source, target, settings, sourceScripts: true, targetScripts: true, bytesMoved: 0 };
     const migration = new Migration(ctx, log, say, journal);
-    onInterrupt(() => {
-      session.interrupted = true;
-      migration.interrupt();
-    });
+    session.interruption.onRequest(() => migration.interrupt());
     const progress = await startProgress(session, () => ({ ...migration.counts, bytes: ctx.bytesMoved }));
     const result = await migration.run(session.keys);
     progress.stop();
@@ -114,7 +158,7 @@ async function copy(session: Session, log: ErrorLog): Promise<number> {
     for (const line of summaryLines(result, settings.errorLogFile, session.selection.excluded, settings.excludePattern !== '', settings.scanType)) say(line);
     const timing = timingOf(session, ctx.bytesMoved);
     say(timingLine(timing));
-    const verification = journal && !result.fatal && !session.interrupted ? await verifyCopy(session, journal) : undefined;
+    const verification = journal && !result.fatal && !result.interrupted ? await verifyCopy(session, journal) : undefined;
     const status = copyExitStatus(result, verification ? differing(verification.copied) : 0);
     writeSummary(settings, {
       mode: 'copy',
@@ -132,21 +176,19 @@ async function copy(session: Session, log: ErrorLog): Promise<number> {
 
 /** Compare mode: nothing is written; every selected source key is checked against the target. */
 async function compare(session: Session): Promise<number> {
-  onInterrupt(() => (session.interrupted = true));
   const tally = await verifyAll(verificationSetup(session), session.keys);
   say(tallyLine(tally));
-  const status = session.interrupted ? EXIT.interrupted : differing(tally) > 0 ? EXIT.differencesFound : EXIT.ok;
+  const status = session.interruption.requested ? EXIT.interrupted : differing(tally) > 0 ? EXIT.differencesFound : EXIT.ok;
   writeSummary(session.settings, { mode: 'compare', verification: { compare: tally }, timing: timingOf(session, 0), exitStatus: status });
   return status;
 }
 
 /** DRY_RUN: what a copy would do, from reads only. */
 async function dryRun(session: Session): Promise<number> {
-  onInterrupt(() => (session.interrupted = true));
   const report = new DryRun(session.source, session.target);
-  await dryRunBatches(report, session.keys, () => session.interrupted);
+  await dryRunBatches(report, session.keys, () => session.interruption.requested);
   for (const line of report.report(session.settings.overwrite)) say(line);
-  const status = session.interrupted ? EXIT.interrupted : EXIT.ok;
+  const status = session.interruption.requested ? EXIT.interrupted : EXIT.ok;
   writeSummary(session.settings, { mode: 'dry-run', timing: timingOf(session, 0), exitStatus: status });
   return status;
 }
@@ -167,7 +209,7 @@ function verificationSetup(session: Session): VerificationSetup {
     options: { ttlToleranceMs: settings.ttlToleranceMs, chunkSize: settings.chunkSize, dumpMaxBytes: settings.dumpMaxBytes },
     batchSize: settings.pipelineBatchSize,
     output: { showDiffs: settings.showDiffs, reportFile: settings.diffReportFile, say },
-    shouldStop: () => session.interrupted,
+    shouldStop: () => session.interruption.requested,
   };
 }
 

@@ -15,7 +15,9 @@ const CONNECT_TIMEOUT_MS = 5000;
 function makeClient(endpoint: Endpoint) {
   return createClient({
     RESP: 2,
-    socket: { host: endpoint.host, port: endpoint.port, connectTimeout: CONNECT_TIMEOUT_MS, reconnectStrategy: false },
+    socket: endpoint.socketPath
+      ? { path: endpoint.socketPath, connectTimeout: CONNECT_TIMEOUT_MS, reconnectStrategy: false }
+      : { host: endpoint.host, port: endpoint.port, connectTimeout: CONNECT_TIMEOUT_MS, reconnectStrategy: false },
     username: endpoint.username,
     password: endpoint.password,
     database: endpoint.db,
@@ -49,7 +51,8 @@ export class Connection {
   }
 
   get label(): string {
-    return `${this.endpoint.side} ${this.endpoint.host}:${this.endpoint.port}`;
+    const where = this.endpoint.socketPath ? 'private redis-server for SOURCE_RDB_FILE' : `${this.endpoint.host}:${this.endpoint.port}`;
+    return `${this.endpoint.side} ${where}`;
   }
 
   static async open(endpoint: Endpoint): Promise<Connection> {

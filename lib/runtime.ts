@@ -28,12 +28,30 @@ export async function runWithSizedHeap(): Promise<void> {
   process.exit(status);
 }
 
+/** Ctrl-C for the whole run: whatever stage is running (loading, copying, verifying) asks `requested`. */
+export class Interruption {
+  requested = false;
+  private readonly listeners: (() => void)[] = [];
+
+  constructor() {
+    onInterrupt(() => {
+      this.requested = true;
+      for (const listener of this.listeners) listener();
+    });
+  }
+
+  /** Also call `listener` on Ctrl-C, for work that must be told rather than asked. */
+  onRequest(listener: () => void): void {
+    this.listeners.push(listener);
+  }
+}
+
 /**
  * The first SIGINT or SIGTERM calls `stop` (finish the work in flight, then report). A repeat within a
  * second is the same Ctrl-C arriving twice (from the terminal and relayed by the parent); a later one
  * exits at once.
  */
-export function onInterrupt(stop: () => void): void {
+function onInterrupt(stop: () => void): void {
   let first = 0;
   const handle = (signal: NodeJS.Signals): void => {
     if (first === 0) {

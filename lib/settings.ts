@@ -18,6 +18,8 @@ export const SETTINGS: readonly SettingSpec[] = [
   { name: 'SOURCE_REDIS_USERNAME', group: 'connection', default: '', meaning: 'source ACL user (empty: default user)' },
   { name: 'SOURCE_REDIS_PASSWORD', group: 'connection', default: '', meaning: 'source password or AUTH token', secret: true },
   { name: 'SOURCE_REDIS_URL', group: 'connection', default: '', meaning: 'redis://user:pass@host:port/db; replaces host, port and db', secret: true },
+  { name: 'SOURCE_RDB_FILE', group: 'connection', default: '', meaning: 'an .rdb backup to copy from: loaded into a private redis-server, removed after' },
+  { name: 'REDIS_SERVER_PATH', group: 'connection', default: 'redis-server', meaning: 'the redis-server binary that loads SOURCE_RDB_FILE' },
   { name: 'DESTINATION_REDIS_HOST', group: 'connection', default: 'localhost', meaning: 'target host' },
   { name: 'DESTINATION_REDIS_PORT', group: 'connection', default: '6380', meaning: 'target port' },
   { name: 'DESTINATION_REDIS_DB_INDEX', group: 'connection', default: '0', meaning: 'target database number' },
@@ -57,10 +59,16 @@ export interface Endpoint {
   db: number;
   username?: string;
   password?: string;
+  /** A unix socket instead of host and port (the private server for SOURCE_RDB_FILE). */
+  socketPath?: string;
 }
 
 export interface Settings {
   source: Endpoint;
+  /** SOURCE_REDIS_DB_INDEX (or a URL's db) was given: with SOURCE_RDB_FILE, only that database is copied. */
+  sourceDbChosen: boolean;
+  rdbFile: string;
+  redisServerPath: string;
   destination: Endpoint;
   matchPattern: string;
   scanType: string;
@@ -196,6 +204,9 @@ function parseScanType(env: Env): string {
 export function parseSettings(env: Env): Settings {
   return {
     source: parseEndpoint(env, 'source'),
+    sourceDbChosen: (env.SOURCE_REDIS_DB_INDEX ?? '') !== '' || /\/[0-9]+$/.test(raw(env, 'SOURCE_REDIS_URL')),
+    rdbFile: raw(env, 'SOURCE_RDB_FILE'),
+    redisServerPath: raw(env, 'REDIS_SERVER_PATH'),
     destination: parseEndpoint(env, 'destination'),
     matchPattern: raw(env, 'SCAN_MATCH_PATTERN'),
     scanType: parseScanType(env),
