@@ -1,5 +1,6 @@
 // Connections to the source and the target: connect fast or fail fast, binary-safe replies,
 // and what each server can do (version, scripting, PEXPIRETIME), found out once at start.
+import { isIP } from 'node:net';
 import { createClient, RESP_TYPES } from '@redis/client';
 import { packKeys } from './scripts.js';
 import type { Endpoint } from './settings.js';
@@ -11,13 +12,32 @@ export type Arg = string | Buffer;
 const BUFFERS = { [RESP_TYPES.BLOB_STRING]: Buffer } as const;
 const CONNECT_TIMEOUT_MS = 5000;
 
+/** Where to connect: a unix socket, plain TCP, or TLS with the verification asked for. */
+function socketOptions(endpoint: Endpoint) {
+  const common = { connectTimeout: CONNECT_TIMEOUT_MS, reconnectStrategy: false as const };
+  if (endpoint.socketPath) return { ...common, path: endpoint.socketPath };
+  const { tls } = endpoint;
+  if (!tls) return { ...common, host: endpoint.host, port: endpoint.port };
+  return {
+    ...common,
+    host: endpoint.host,
+    port: endpoint.port,
+    tls: true as const,
+    ca: tls.ca,
+    cert: tls.cert,
+    key: tls.key,
+    servername: tls.servername ?? (isIP(endpoint.host) ? undefined : endpoint.host),
+    rejectUnauthorized: tls.verify !== 'none',
+    // 'ca': the chain must lead to a trusted CA, but any host name is accepted.
+    ...(tls.verify === 'full' ? {} : { checkServerIdentity: () => undefined }),
+  };
+}
+
 /** RESP2 keeps replies flat (XINFO as arrays, scores as strings); no reconnects: a lost server ends the run. */
 function makeClient(endpoint: Endpoint) {
   return createClient({
     RESP: 2,
-    socket: endpoint.socketPath
-      ? { path: endpoint.socketPath, connectTimeout: CONNECT_TIMEOUT_MS, reconnectStrategy: false }
-      : { host: endpoint.host, port: endpoint.port, connectTimeout: CONNECT_TIMEOUT_MS, reconnectStrategy: false },
+    socket: socketOptions(endpoint),
     username: endpoint.username,
     password: endpoint.password,
     database: endpoint.db,
@@ -52,10 +72,13 @@ export class Connection {
 
   get label(): string {
     const where = this.endpoint.socketPath ? 'private redis-server for SOURCE_RDB_FILE' : `${this.endpoint.host}:${this.endpoint.port}`;
-    return `${this.endpoint.side} ${where}`;
+    return `${this.endpoint.side} ${where}${this.endpoint.tls ? ' (TLS)' : ''}`;
   }
 
   static async open(endpoint: Endpoint): Promise<Connection> {
+    if (endpoint.tls?.verify === 'none') {
+      process.stderr.write(`Warning: TLS to the ${endpoint.side} checks no certificate (TLS_VERIFY=none): anyone in between can read the data\n`);
+    }
     const client = makeClient(endpoint);
     const connection = new Connection(endpoint, client);
     try {
@@ -64,7 +87,7 @@ export class Connection {
       connection.capabilities = await readCapabilities(connection);
     } catch (err) {
       client.destroy();
-      throw new ConnectionError(`${connection.label}: ${describeError(err)}`);
+      throw new ConnectionError(`${connection.label}: ${describeError(err)}${tlsHint(endpoint, describeError(err))}`);
     }
     return connection;
   }
@@ -96,6 +119,14 @@ export class Connection {
     if (this.client.isReady) return undefined;
     return this.lastError ? describeError(this.lastError) : 'connection closed';
   }
+}
+
+/** The usual TLS mix-ups, named: TLS off for a TLS-only server, or on for a plain-text one. */
+function tlsHint(endpoint: Endpoint, reason: string): string {
+  const prefix = endpoint.side === 'source' ? 'SOURCE_REDIS' : 'DESTINATION_REDIS';
+  if (!endpoint.tls && /ECONNRESET|socket closed/i.test(reason)) return ` (if the server only speaks TLS, set ${prefix}_TLS=true)`;
+  if (endpoint.tls && /wrong version number|packet length|before secure TLS connection/i.test(reason)) return ` (the server may not speak TLS; ${prefix}_TLS is on)`;
+  return '';
 }
 
 async function readCapabilities(connection: Connection): Promise<Capabilities> {

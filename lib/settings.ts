@@ -1,6 +1,8 @@
 // Every setting the migrator reads: one table gives names, defaults, meanings and parsing,
 // so --help, .env.example and the README's table cannot drift apart. Parsing fails before any connection.
 
+import { readFileSync } from 'node:fs';
+
 export type SettingGroup = 'connection' | 'what to copy' | 'how to copy' | 'verification' | 'pacing' | 'errors' | 'output';
 
 interface SettingSpec {
@@ -11,6 +13,18 @@ interface SettingSpec {
   secret?: boolean;
 }
 
+/** TLS settings, the same for each side. */
+function tlsSettings(prefix: string, side: string): SettingSpec[] {
+  return [
+    { name: `${prefix}_TLS`, group: 'connection', default: 'false', meaning: `true: TLS to the ${side} (a rediss:// URL turns it on too)` },
+    { name: `${prefix}_TLS_CA_FILE`, group: 'connection', default: '', meaning: `PEM CA bundle to verify the ${side}'s certificate (empty: the system's)` },
+    { name: `${prefix}_TLS_CERT_FILE`, group: 'connection', default: '', meaning: `PEM client certificate for mutual TLS with the ${side}` },
+    { name: `${prefix}_TLS_KEY_FILE`, group: 'connection', default: '', meaning: `PEM private key of that client certificate` },
+    { name: `${prefix}_TLS_VERIFY`, group: 'connection', default: 'full', meaning: 'full (chain and host name), ca (chain only) or none (nothing; warns)' },
+    { name: `${prefix}_TLS_SERVERNAME`, group: 'connection', default: '', meaning: 'SNI and certificate name to expect, for tunnels and IP addresses' },
+  ];
+}
+
 export const SETTINGS: readonly SettingSpec[] = [
   { name: 'SOURCE_REDIS_HOST', group: 'connection', default: 'localhost', meaning: 'source host' },
   { name: 'SOURCE_REDIS_PORT', group: 'connection', default: '6381', meaning: 'source port' },
@@ -18,6 +32,7 @@ export const SETTINGS: readonly SettingSpec[] = [
   { name: 'SOURCE_REDIS_USERNAME', group: 'connection', default: '', meaning: 'source ACL user (empty: default user)' },
   { name: 'SOURCE_REDIS_PASSWORD', group: 'connection', default: '', meaning: 'source password or AUTH token', secret: true },
   { name: 'SOURCE_REDIS_URL', group: 'connection', default: '', meaning: 'redis://user:pass@host:port/db; replaces host, port and db', secret: true },
+  ...tlsSettings('SOURCE_REDIS', 'source'),
   { name: 'SOURCE_RDB_FILE', group: 'connection', default: '', meaning: 'an .rdb backup to copy from: loaded into a private redis-server, removed after' },
   { name: 'REDIS_SERVER_PATH', group: 'connection', default: 'redis-server', meaning: 'the redis-server binary that loads SOURCE_RDB_FILE' },
   { name: 'DESTINATION_REDIS_HOST', group: 'connection', default: 'localhost', meaning: 'target host' },
@@ -26,6 +41,7 @@ export const SETTINGS: readonly SettingSpec[] = [
   { name: 'DESTINATION_REDIS_USERNAME', group: 'connection', default: '', meaning: 'target ACL user (empty: default user)' },
   { name: 'DESTINATION_REDIS_PASSWORD', group: 'connection', default: '', meaning: 'target password or AUTH token', secret: true },
   { name: 'DESTINATION_REDIS_URL', group: 'connection', default: '', meaning: 'redis://user:pass@host:port/db; replaces host, port and db', secret: true },
+  ...tlsSettings('DESTINATION_REDIS', 'target'),
   { name: 'SCAN_MATCH_PATTERN', group: 'what to copy', default: '*', meaning: 'SCAN MATCH glob: which keys to migrate' },
   { name: 'SCAN_TYPE', group: 'what to copy', default: '', meaning: 'only keys of this type (SCAN TYPE: string, list, set, zset, hash, stream); empty for all' },
   { name: 'KEY_EXCLUDE_PATTERN', group: 'what to copy', default: '', meaning: 'glob of keys to leave out, matched byte for byte; empty for none' },
@@ -61,6 +77,15 @@ export interface Endpoint {
   password?: string;
   /** A unix socket instead of host and port (the private server for SOURCE_RDB_FILE). */
   socketPath?: string;
+  tls?: TlsOptions;
+}
+
+export interface TlsOptions {
+  verify: 'full' | 'ca' | 'none';
+  ca?: Buffer;
+  cert?: Buffer;
+  key?: Buffer;
+  servername?: string;
 }
 
 export interface Settings {
@@ -152,8 +177,8 @@ function parseUrl(name: string, value: string, side: Endpoint['side']): Endpoint
   } catch {
     throw new SettingsError(`${name} must be a URL such as redis://user:password@host:6379/0`);
   }
-  if (url.protocol !== 'redis:') {
-    throw new SettingsError(`${name} must start with redis:// (got ${url.protocol}//)`);
+  if (url.protocol !== 'redis:' && url.protocol !== 'rediss:') {
+    throw new SettingsError(`${name} must start with redis:// or rediss:// (got ${url.protocol}//)`);
   }
   const dbText = url.pathname.replace(/^\//, '') || '0';
   if (!/^[0-9]+$/.test(dbText)) throw new SettingsError(`${name} must end in /<db number>, got /${dbText}`);
@@ -189,7 +214,32 @@ function parseEndpoint(env: Env, side: Endpoint['side']): Endpoint {
   // Explicit user and password settings fill in what the URL leaves out.
   endpoint.username ??= raw(env, `${prefix}USERNAME`) || undefined;
   endpoint.password ??= raw(env, `${prefix}PASSWORD`) || undefined;
+  if (parseBoolean(env, `${prefix}TLS`) || url.startsWith('rediss://')) endpoint.tls = parseTls(env, prefix);
   return endpoint;
+}
+
+function readPem(env: Env, name: string): Buffer | undefined {
+  const path = raw(env, name);
+  if (!path) return undefined;
+  try {
+    return readFileSync(path);
+  } catch {
+    throw new SettingsError(`${name} must name a readable PEM file, got ${JSON.stringify(path)}`);
+  }
+}
+
+function parseTls(env: Env, prefix: string): TlsOptions {
+  const tls: TlsOptions = {
+    verify: parseChoice(env, `${prefix}TLS_VERIFY`, ['full', 'ca', 'none'] as const),
+    ca: readPem(env, `${prefix}TLS_CA_FILE`),
+    cert: readPem(env, `${prefix}TLS_CERT_FILE`),
+    key: readPem(env, `${prefix}TLS_KEY_FILE`),
+    servername: raw(env, `${prefix}TLS_SERVERNAME`) || undefined,
+  };
+  if ((tls.cert === undefined) !== (tls.key === undefined)) {
+    throw new SettingsError(`${prefix}TLS_CERT_FILE and ${prefix}TLS_KEY_FILE go together: set both for mutual TLS, or neither`);
+  }
+  return tls;
 }
 
 /** A Redis type name; module types (e.g. ReJSON-RL) are allowed too. */
