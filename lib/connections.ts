@@ -125,7 +125,7 @@ export class Connection {
 function tlsHint(endpoint: Endpoint, reason: string): string {
   const prefix = endpoint.side === 'source' ? 'SOURCE_REDIS' : 'DESTINATION_REDIS';
   if (!endpoint.tls && /ECONNRESET|socket closed/i.test(reason)) return ` (if the server only speaks TLS, set ${prefix}_TLS=true)`;
-  if (endpoint.tls && /wrong version number|packet length|before secure TLS connection/i.test(reason)) return ` (the server may not speak TLS; ${prefix}_TLS is on)`;
+  if (endpoint.tls && /wrong version number|packet length|before secure TLS connection|timeout/i.test(reason)) return ` (no TLS handshake: the server may not speak TLS, or may be unreachable; ${prefix}_TLS is on)`;
   return '';
 }
 
