@@ -7,7 +7,7 @@ import {
   READ_BUDGET_BYTES, recordCount, settleChunked, type CopyContext, type KeyOutcome, type WriteAnswer,
 } from './batch.js';
 import { copyBatchByType, copyKeyInChunks, readExpireAt } from './copy-type.js';
-import { DUMP_READ, DUMP_WRITE, READ_FLAGS, WRITE_FLAGS, withFlags } from './scripts.js';
+import { DUMP_READ, DUMP_WRITE, parseDumpHeader, READ_FLAGS, WRITE_FLAGS, withFlags, type DumpRecord } from './scripts.js';
 
 /** What a DUMP read returns for the first keys of a batch, in the layout DUMP_WRITE takes (lib/scripts.ts). */
 export interface DumpBatch {
@@ -116,16 +116,10 @@ async function restore(ctx: CopyContext, batch: DumpBatch): Promise<WriteAnswer[
 /** DUMP_WRITE's decisions, made here, for targets that refuse EVAL. */
 async function restorePlain(target: Connection, batch: DumpBatch, overwrite: boolean): Promise<WriteAnswer[]> {
   const now = Date.now();
-  let offset = 0;
-  const records = batch.header.split(';').slice(0, batch.keys.length).map((record) => {
-    const [at = 0, length = 0] = record.split(',').map(Number);
-    const payload = batch.payloads.subarray(offset, offset + length);
-    offset += length;
-    return { at, payload };
-  });
+  const records = parseDumpHeader(batch.header, batch.payloads);
   return Promise.all(
     batch.keys.map(async (key, i): Promise<WriteAnswer> => {
-      const { at, payload } = records[i] as { at: number; payload: Buffer };
+      const { expireAt: at, payload } = records[i] as DumpRecord;
       if (at === -3) return { key, status: 'failed', reason: payload.toString() };
       if (at === -2 || (at > 0 && at <= now)) return { key, status: 'vanished' };
       if (payload.length === 0) return { key, status: 'chunked' };

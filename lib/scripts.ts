@@ -17,6 +17,27 @@ do
 end
 `;
 
+/** One key of a DUMP read: expire-at (-1 none, -2 gone, -3 error: the payload is the message) and payload. */
+export interface DumpRecord {
+  expireAt: number;
+  payload: Buffer;
+}
+
+/** Splits a DUMP read's header ("expire-at,length;" per key) and payloads; one pass, no intermediate arrays. */
+export function parseDumpHeader(header: string, payloads: Buffer): DumpRecord[] {
+  const records: DumpRecord[] = [];
+  let offset = 0;
+  for (let start = 0; start < header.length; ) {
+    const comma = header.indexOf(',', start);
+    const end = header.indexOf(';', comma);
+    const length = Number(header.slice(comma + 1, end));
+    records.push({ expireAt: Number(header.slice(start, comma)), payload: payloads.subarray(offset, offset + length) });
+    offset += length;
+    start = end + 1;
+  }
+  return records;
+}
+
 export function packKeys(keys: readonly Buffer[]): [string, Buffer] {
   return [keys.map((k) => `${k.length},`).join(''), Buffer.concat(keys)];
 }

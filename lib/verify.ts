@@ -3,7 +3,7 @@
 import type { Connection, Reply } from './connections.js';
 import { asArray, asText, flagsFor, mapLimited, READ_BUDGET_BYTES, STRING_CHUNK_BYTES } from './batch.js';
 import { displayKey } from './error-log.js';
-import { DUMP_READ, READ_FLAGS, withFlags } from './scripts.js';
+import { DUMP_READ, parseDumpHeader, READ_FLAGS, withFlags, type DumpRecord } from './scripts.js';
 
 export type DiffCategory = 'missing' | 'type' | 'value' | 'ttl';
 export const CATEGORIES: readonly DiffCategory[] = ['missing', 'type', 'value', 'ttl'];
@@ -26,62 +26,69 @@ export type KeyVerdict =
   | { key: Buffer; verdict: 'vanished' }
   | ({ verdict: 'different' } & Difference);
 
-interface Snapshot {
-  expireAt: number;
-  payload: Buffer;
-}
-
 const KEYS_COMPARED_AT_ONCE = 8;
 
-/** Compares a batch of keys; a key found different is compared once more before it is reported. */
+/**
+ * Compares a batch of keys. Most keys are settled at once from the two DUMP reads (identical payloads, or
+ * missing); only the rest are compared logically, and a key found different is compared once more.
+ */
 export async function compareBatch(source: Connection, target: Connection, keys: readonly Buffer[], options: CompareOptions): Promise<KeyVerdict[]> {
   const verdicts: KeyVerdict[] = [];
   let rest = keys;
   while (rest.length > 0) {
-    const src = await snapshots(source, rest, options.dumpMaxBytes);
-    const covered = rest.slice(0, src.length);
-    rest = rest.slice(src.length);
-    const tgt = await snapshotsOfAll(target, covered, options.dumpMaxBytes);
-    const first = await mapLimited([...covered.keys()], KEYS_COMPARED_AT_ONCE, (i) =>
-      judge(source, target, covered[i] as Buffer, src[i] as Snapshot, tgt[i] as Snapshot, options),
-    );
-    const rechecked = await mapLimited(first, KEYS_COMPARED_AT_ONCE, async (v): Promise<KeyVerdict> =>
-      v.verdict === 'different' ? compareKey(source, target, v.key, options) : v,
-    );
-    verdicts.push(...rechecked);
+    // Both sides at once; each read may stop early at its byte budget, so take what both covered.
+    const [src, tgt] = await Promise.all([snapshots(source, rest, options.dumpMaxBytes), snapshots(target, rest, options.dumpMaxBytes)]);
+    const covered = rest.slice(0, Math.min(src.length, tgt.length));
+    rest = rest.slice(covered.length);
+    const quick = covered.map((key, i) => quickVerdict(key, src[i] as DumpRecord, tgt[i] as DumpRecord, options.ttlToleranceMs));
+    const open = quick.flatMap((v, i) => (v === undefined || v.verdict === 'different' ? [i] : []));
+    // A difference seen in the DUMP reads is checked again from fresh reads; one found only by the logical
+    // comparison gets its second look here too, so a source that moved on is not reported as a difference.
+    const settled = await mapLimited(open, KEYS_COMPARED_AT_ONCE, async (i) => {
+      const again = await compareKey(source, target, covered[i] as Buffer, options);
+      return quick[i] === undefined && again.verdict === 'different' ? compareKey(source, target, again.key, options) : again;
+    });
+    open.forEach((index, j) => (quick[index] = settled[j]));
+    verdicts.push(...(quick as KeyVerdict[]));
   }
   return verdicts;
+}
+
+/** A verdict from the DUMP reads alone, or undefined when the values must be compared logically. */
+function quickVerdict(key: Buffer, src: DumpRecord, tgt: DumpRecord, toleranceMs: number): KeyVerdict | undefined {
+  if (src.expireAt === -2) return { key, verdict: 'vanished' };
+  if (tgt.expireAt === -2) return { key, verdict: 'different', category: 'missing', detail: 'not on the target' };
+  if (src.payload.length === 0 || !src.payload.equals(tgt.payload)) return undefined;
+  const ttl = ttlDifference(src.expireAt, tgt.expireAt, toleranceMs);
+  return ttl === null ? { key, verdict: 'identical' } : { key, verdict: 'different', category: 'ttl', detail: ttl };
 }
 
 /** Compares one key from fresh reads. */
 export async function compareKey(source: Connection, target: Connection, key: Buffer, options: CompareOptions): Promise<KeyVerdict> {
   const [[src], [tgt]] = await Promise.all([snapshotsOfAll(source, [key], options.dumpMaxBytes), snapshotsOfAll(target, [key], options.dumpMaxBytes)]);
-  return judge(source, target, key, src as Snapshot, tgt as Snapshot, options);
+  return judge(source, target, key, src as DumpRecord, tgt as DumpRecord, options);
 }
 
 /** The DUMP read script, as in the dump copy: expire-at and payload ('' for keys over the size limit). */
-async function snapshots(server: Connection, keys: readonly Buffer[], maxBytes: number): Promise<Snapshot[]> {
+async function snapshots(server: Connection, keys: readonly Buffer[], maxBytes: number): Promise<DumpRecord[]> {
   const script = withFlags(DUMP_READ, flagsFor(server, READ_FLAGS));
   const args = [String(READ_BUDGET_BYTES), String(maxBytes), server.capabilities.expireTime ? '1' : '0'];
   const [header, payloads] = asArray(await server.evalScript(script, keys, args));
-  const blob = payloads as Buffer;
-  let offset = 0;
-  return asText(header).split(';').slice(0, -1).map((record, i) => {
-    const [expireAt = 0, length = 0] = record.split(',').map(Number);
-    const payload = blob.subarray(offset, offset + length);
-    offset += length;
-    if (expireAt === -3) throw new Error(`${server.label} could not read ${displayKey(keys[i] as Buffer)}: ${payload.toString()}`);
-    return { expireAt, payload };
-  });
+  const records = parseDumpHeader(asText(header), payloads as Buffer);
+  const failure = records.findIndex((r) => r.expireAt === -3);
+  if (failure >= 0) {
+    throw new Error(`${server.label} could not read ${displayKey(keys[failure] as Buffer)}: ${records[failure]?.payload.toString()}`);
+  }
+  return records;
 }
 
-async function snapshotsOfAll(server: Connection, keys: readonly Buffer[], maxBytes: number): Promise<Snapshot[]> {
-  const all: Snapshot[] = [];
+async function snapshotsOfAll(server: Connection, keys: readonly Buffer[], maxBytes: number): Promise<DumpRecord[]> {
+  const all: DumpRecord[] = [];
   while (all.length < keys.length) all.push(...(await snapshots(server, keys.slice(all.length), maxBytes)));
   return all;
 }
 
-async function judge(source: Connection, target: Connection, key: Buffer, src: Snapshot, tgt: Snapshot, options: CompareOptions): Promise<KeyVerdict> {
+async function judge(source: Connection, target: Connection, key: Buffer, src: DumpRecord, tgt: DumpRecord, options: CompareOptions): Promise<KeyVerdict> {
   if (src.expireAt === -2) return { key, verdict: 'vanished' };
   if (tgt.expireAt === -2) return { key, verdict: 'different', category: 'missing', detail: 'not on the target' };
   const samePayload = src.payload.length > 0 && src.payload.equals(tgt.payload);
