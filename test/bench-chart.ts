@@ -5,18 +5,22 @@ export interface ChartBar {
   label: string;
   /** Undefined when the row failed: drawn as an empty bar marked "failed". */
   value?: number;
+  /** Printed after the value: what is counted per second. */
+  unit: string;
   /** Reference rows (not this tool) are drawn in grey. */
   reference: boolean;
 }
 
 const WIDTH = 720;
-const HEIGHT = 260;
-const LABEL_RIGHT = 250;
-const BAR_LEFT = 260;
+/** Room for the longest label, "this tool (MIGRATION_MODE=compare)", in fonts wider than Helvetica too. */
+const LABEL_RIGHT = 270;
+const BAR_LEFT = 280;
 const BAR_MAX = WIDTH - BAR_LEFT - 30;
 const BAR_TOP = 52;
 const BAR_HEIGHT = 34;
 const BAR_GAP = 14;
+/** Room under the last bar for the footnote. */
+const FOOTER = 44;
 const TOOL_COLOUR = '#2563eb';
 const REFERENCE_COLOUR = '#6b7280';
 
@@ -37,7 +41,7 @@ function drawBar(bar: ChartBar, index: number, largest: number): string {
   }
   const width = Math.max(2, Math.round((bar.value / largest) * BAR_MAX));
   const colour = bar.reference ? REFERENCE_COLOUR : TOOL_COLOUR;
-  const text = `${formatCount(bar.value)} keys/s`;
+  const text = `${formatCount(bar.value)} ${bar.unit}`;
   // The value sits inside the bar in white when it fits, else just past its end in dark grey.
   const fitsInside = width > text.length * 7.5 + 16;
   const valueText = fitsInside
@@ -48,12 +52,14 @@ function drawBar(bar: ChartBar, index: number, largest: number): string {
 
 export function drawChart(title: string, footnote: string, bars: ChartBar[]): string {
   const largest = Math.max(1, ...bars.map((b) => b.value ?? 0));
+  // Grows with the rows, so adding one never pushes a bar into the footnote.
+  const height = BAR_TOP + bars.length * (BAR_HEIGHT + BAR_GAP) - BAR_GAP + FOOTER;
   return [
-    `<svg xmlns="http://www.w3.org/2000/svg" width="${WIDTH}" height="${HEIGHT}" viewBox="0 0 ${WIDTH} ${HEIGHT}" font-family="Helvetica, Arial, sans-serif" font-size="13">`,
-    `  <rect width="${WIDTH}" height="${HEIGHT}" fill="#ffffff"/>`,
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${WIDTH}" height="${height}" viewBox="0 0 ${WIDTH} ${height}" font-family="Helvetica, Arial, sans-serif" font-size="13">`,
+    `  <rect width="${WIDTH}" height="${height}" fill="#ffffff"/>`,
     `  <text x="${WIDTH / 2}" y="28" text-anchor="middle" font-size="16" font-weight="bold" fill="#111827">${escapeXml(title)}</text>`,
     ...bars.map((bar, i) => `  ${drawBar(bar, i, largest)}`),
-    `  <text x="${WIDTH / 2}" y="${HEIGHT - 12}" text-anchor="middle" font-size="11" fill="#4b5563">${escapeXml(footnote)}</text>`,
+    `  <text x="${WIDTH / 2}" y="${height - 12}" text-anchor="middle" font-size="11" fill="#4b5563">${escapeXml(footnote)}</text>`,
     '</svg>',
     '',
   ].join('\n');

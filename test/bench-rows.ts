@@ -1,14 +1,18 @@
-// The four benchmark rows, each a copy of the seeded source into an emptied target: the tool by DUMP,
-// the tool by type, the source's own MIGRATE COPY, and a full replication sync (the physical limit).
+// The benchmark rows: four copies of the seeded source into an emptied target (the tool by DUMP, the tool by
+// type, the source's own MIGRATE COPY, a full replication sync) and the tool's compare mode checking a copy.
 import { spawn } from 'node:child_process';
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
+import type { ScriptCalls } from './bench-scripts.js';
 import { ROOT, SCRIPT, tempDir, type RedisServer } from './helpers/servers.js';
 
-export type RowId = 'dump' | 'type' | 'migrate' | 'replicaof';
+export type RowId = 'dump' | 'compare' | 'type' | 'migrate' | 'replicaof';
+/** The rows that run the tool itself, under /usr/bin/time. */
+export type ToolRowId = 'dump' | 'compare' | 'type';
 
 export const ROW_LABELS: Record<RowId, string> = {
   dump: 'this tool (dump, default)',
+  compare: 'this tool (MIGRATION_MODE=compare)',
   type: 'this tool (COPY_METHOD=type)',
   migrate: 'MIGRATE COPY (server-side)',
   replicaof: 'REPLICAOF full sync (physical limit)',
@@ -25,6 +29,8 @@ export interface RowResult {
   /** CPU the two redis-servers spent during the row (main thread plus reaped fork children). */
   sourceCpuSeconds?: number;
   targetCpuSeconds?: number;
+  /** Tool rows only: the tool's EVAL calls as each redis-server timed them. */
+  scripts?: { source: ScriptCalls; target: ScriptCalls };
   /** The machine's 1-minute load average when the row ended: how much else was competing for the 2 cores. */
   loadAfter?: number;
   digestMatches?: boolean;
@@ -94,8 +100,10 @@ export function parseTimeLine(stderr: string): { wall: number; cpu: number; rssM
   return { wall, cpu: user + sys, rssMb: rssKb / 1024 };
 }
 
-/** Rows (a) and (b): the real script under /usr/bin/time, at full speed, otherwise default settings. */
-export async function measureTool(id: 'dump' | 'type', source: RedisServer, target: RedisServer, keys: number): Promise<RowResult> {
+export const isToolRow = (id: RowId): id is ToolRowId => id === 'dump' || id === 'compare' || id === 'type';
+
+/** Rows (a), (a′) and (b): the real script under /usr/bin/time, at full speed, otherwise default settings. */
+export async function measureTool(id: ToolRowId, source: RedisServer, target: RedisServer, keys: number): Promise<RowResult> {
   return runToolTimed(id, source.port, target.port, keys);
 }
 
@@ -104,7 +112,27 @@ export async function measureToolFloor(emptyServer: RedisServer): Promise<RowRes
   return runToolTimed('dump', emptyServer.port, emptyServer.port, 0);
 }
 
-async function runToolTimed(id: 'dump' | 'type', sourcePort: number, targetPort: number, keys: number): Promise<RowResult> {
+/** The settings that make each tool row what it is; (a) is the tool as shipped. */
+function modeSettings(id: ToolRowId): Record<string, string> {
+  if (id === 'type') return { COPY_METHOD: 'type' };
+  if (id === 'compare') return { MIGRATION_MODE: 'compare' };
+  return {};
+}
+
+/** What the tool must print for `keys` keys: every key restored, or, for a check, every key identical. */
+function outputProblem(id: ToolRowId, stdout: string, keys: number): string | undefined {
+  if (id === 'compare') {
+    const expected = `0 missing, 0 type, 0 value, 0 ttl (${keys} keys checked, ${keys} identical)`;
+    if (stdout.includes(`${expected}\n`)) return undefined;
+    const got = /^\d+ missing, .*$/m.exec(stdout)?.[0] ?? 'no verification line';
+    return `compare printed: ${got}; expected ${expected}`;
+  }
+  if (stdout.includes(`Number of restored keys: ${keys}\n`)) return undefined;
+  const restored = /Number of restored keys: (\d+)/.exec(stdout)?.[1] ?? 'none reported';
+  return `restored keys: ${restored}, expected ${keys}`;
+}
+
+async function runToolTimed(id: ToolRowId, sourcePort: number, targetPort: number, keys: number): Promise<RowResult> {
   const cwd = tempDir();
   const env: Record<string, string> = {
     PATH: process.env.PATH ?? '',
@@ -115,7 +143,7 @@ async function runToolTimed(id: 'dump' | 'type', sourcePort: number, targetPort:
     DESTINATION_REDIS_PORT: String(targetPort),
     SLEEP_TIME: '0',
     ERROR_LOG_FILENAME: join(cwd, 'errors.log'),
-    ...(id === 'type' ? { COPY_METHOD: 'type' } : {}),
+    ...modeSettings(id),
   };
   try {
     const run = await runTimed('/usr/bin/time', ['-f', '%e %U %S %M', TSX, SCRIPT], env, cwd);
@@ -125,10 +153,8 @@ async function runToolTimed(id: 'dump' | 'type', sourcePort: number, targetPort:
     else result.problems.push('no /usr/bin/time line in stderr');
     if (run.timedOut) result.problems.push(`killed after ${TOOL_TIMEOUT_MS / 60_000} min`);
     if (run.code !== 0) result.problems.push(`exit code ${run.code}: ${lastLines(run.stdout + run.stderr, 4)}`);
-    if (!run.stdout.includes(`Number of restored keys: ${keys}\n`)) {
-      const restored = /Number of restored keys: (\d+)/.exec(run.stdout)?.[1] ?? 'none reported';
-      result.problems.push(`restored keys: ${restored}, expected ${keys}`);
-    }
+    const wrongOutput = outputProblem(id, run.stdout, keys);
+    if (wrongOutput) result.problems.push(wrongOutput);
     return result;
   } finally {
     rmSync(cwd, { recursive: true, force: true });

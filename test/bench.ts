@@ -1,20 +1,23 @@
-// Benchmark entry point: seeds a throwaway source, copies it four ways into a throwaway target, compares them,
-// and writes test/bench-results.md and media/benchmark.svg. Options: --keys N (or BENCH_KEYS), --scaling.
+// Benchmark entry point: seeds a throwaway source, copies it four ways into a throwaway target, checks the first
+// copy with the tool's compare mode; writes test/bench-results.md, media/benchmark.svg. Options: --keys N (or BENCH_KEYS), --scaling.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { drawChart, formatCount } from './bench-chart.js';
 import { chartBars, keysPerSecond, renderReport, type RunInfo, type ScalingPoint } from './bench-report.js';
 import {
-  configSnapshot, digest, infoValue, killRunningTools, measureMigrate, measureReplication, measureTool, measureToolFloor, resetTarget, serverCpuSeconds,
-  ROW_LABELS, type RowId, type RowResult,
+  configSnapshot, digest, infoValue, isToolRow, killRunningTools, measureMigrate, measureReplication, measureTool, measureToolFloor, resetTarget,
+  serverCpuSeconds, ROW_LABELS, type RowId, type RowResult,
 } from './bench-rows.js';
+import { logSlowCalls, watchScriptCalls } from './bench-scripts.js';
 import { seedSource } from './bench-seed.js';
 import { ROOT, startRedis, type RedisServer } from './helpers/servers.js';
 
 const DEFAULT_KEYS = 1_000_000;
 const SCALING_SIZES = [200_000, 2_000_000];
-const ROW_ORDER: RowId[] = ['dump', 'type', 'migrate', 'replicaof'];
+const ROW_ORDER: RowId[] = ['dump', 'compare', 'type', 'migrate', 'replicaof'];
+/** Rows that run on the target the row before left, not an emptied one: compare checks the copy (a) just made. */
+const KEEPS_TARGET: ReadonlySet<RowId> = new Set<RowId>(['compare']);
 const RESULTS_FILE = join(ROOT, 'test', 'bench-results.md');
 const CHART_FILE = join(ROOT, 'media', 'benchmark.svg');
 
@@ -83,6 +86,7 @@ async function describeRun(source: RedisServer, keys: number, seedSeconds: numbe
 function measureRow(id: RowId, source: RedisServer, target: RedisServer, keys: number): Promise<RowResult> {
   switch (id) {
     case 'dump':
+    case 'compare':
     case 'type':
       return measureTool(id, source, target, keys);
     case 'migrate':
@@ -96,12 +100,15 @@ function measureRow(id: RowId, source: RedisServer, target: RedisServer, keys: n
 async function runRow(id: RowId, source: RedisServer, target: RedisServer, keys: number, sourceDigest: string): Promise<RowResult> {
   say(`  ${ROW_LABELS[id]} ...`);
   const cpuBefore = await Promise.all([serverCpuSeconds(source), serverCpuSeconds(target)]);
+  const scriptWatch = isToolRow(id) ? await Promise.all([watchScriptCalls(source), watchScriptCalls(target)]) : undefined;
   let row: RowResult;
   try {
     row = await measureRow(id, source, target, keys);
   } catch (err) {
     row = { id, keys, problems: [err instanceof Error ? err.message : String(err)] };
   }
+  // Read before DEBUG DIGEST and the CPU figures, so only the tool's own calls are in the slowlog window.
+  if (scriptWatch) row.scripts = { source: await scriptWatch[0](), target: await scriptWatch[1]() };
   const cpuAfter = await Promise.all([serverCpuSeconds(source), serverCpuSeconds(target)]);
   row.sourceCpuSeconds = cpuAfter[0] - cpuBefore[0];
   row.targetCpuSeconds = cpuAfter[1] - cpuBefore[1];
@@ -122,14 +129,17 @@ async function runMainRows(source: RedisServer, target: RedisServer, keys: numbe
   const info = await describeRun(source, keys, seedSeconds);
   say(`  done in ${seedSeconds.toFixed(1)} s; source digest ...`);
   const sourceDigest = await digest(source);
+  await Promise.all([logSlowCalls(source), logSlowCalls(target)]);
   const baseline = await configSnapshot(target);
   await resetTarget(target, baseline);
   say('  the tool on an empty database, for its startup floor ...');
   info.toolFloor = await measureToolFloor(target);
   const rows: RowResult[] = [];
   for (const id of ROW_ORDER) {
-    const fixed = await resetTarget(target, baseline);
-    if (fixed.length > 0) say(`  target config put back: ${fixed.join(', ')}`);
+    if (!KEEPS_TARGET.has(id)) {
+      const fixed = await resetTarget(target, baseline);
+      if (fixed.length > 0) say(`  target config put back: ${fixed.join(', ')}`);
+    }
     rows.push(await runRow(id, source, target, keys, sourceDigest));
   }
   return { info, rows };
@@ -144,6 +154,7 @@ async function runScaling(mainRows: RowResult[], mainKeys: number): Promise<Scal
     say(`Scaling: ${formatCount(keys)} keys, fresh servers; seeding ...`);
     const row = await withServers(async (source, target) => {
       await seedSource(source, keys);
+      await Promise.all([logSlowCalls(source), logSlowCalls(target)]);
       return runRow('dump', source, target, keys, await digest(source));
     });
     points.push({ keys, row });
