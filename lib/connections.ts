@@ -87,7 +87,8 @@ export class Connection {
       connection.capabilities = await readCapabilities(connection);
     } catch (err) {
       client.destroy();
-      throw new ConnectionError(`${connection.label}: ${describeError(err)}${tlsHint(endpoint, describeError(err))}`);
+      const reason = readableTlsError(describeError(err));
+      throw new ConnectionError(`${connection.label}: ${reason}${tlsHint(endpoint, reason)}`);
     }
     return connection;
   }
@@ -121,9 +122,17 @@ export class Connection {
   }
 }
 
-/** The usual TLS mix-ups, named: TLS off for a TLS-only server, or on for a plain-text one. */
+/** OpenSSL's raw lines ("80FC...:error:0A00045C:SSL routines:ssl3_read_bytes:tlsv13 alert ...:file:line:...") cut to the reason. */
+function readableTlsError(reason: string): string {
+  const match = /SSL routines:[^:]*:([^:]+)/.exec(reason);
+  return match?.[1] ?? reason;
+}
+
+/** The usual TLS mix-ups, named: TLS off for a TLS-only server or on for a plain one, a missing CA or client certificate. */
 function tlsHint(endpoint: Endpoint, reason: string): string {
   const prefix = endpoint.side === 'source' ? 'SOURCE_REDIS' : 'DESTINATION_REDIS';
+  if (endpoint.tls && /certificate required/i.test(reason)) return ` (the server wants a client certificate: set ${prefix}_TLS_CERT_FILE and ${prefix}_TLS_KEY_FILE)`;
+  if (endpoint.tls && /self.signed|unable to (verify|get local issuer)|certificate chain/i.test(reason)) return ` (is ${prefix}_TLS_CA_FILE the CA that signed the server's certificate?)`;
   if (!endpoint.tls && /ECONNRESET|socket closed/i.test(reason)) return ` (if the server only speaks TLS, set ${prefix}_TLS=true)`;
   if (endpoint.tls && /wrong version number|packet length|before secure TLS connection|timeout/i.test(reason)) return ` (no TLS handshake: the server may not speak TLS, or may be unreachable; ${prefix}_TLS is on)`;
   return '';
