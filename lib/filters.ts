@@ -1,5 +1,5 @@
 // Which keys a run covers: SCAN with MATCH, COUNT and TYPE on the server, then KEY_EXCLUDE_PATTERN here,
-// matched byte for byte with Redis's glob rules (* ? [abc] [^a] [a-z] and \ escapes).
+// matched byte for byte by a port of Redis's own glob matcher.
 import type { Connection } from './connections.js';
 import { asArray, asText } from './batch.js';
 
@@ -12,33 +12,83 @@ export interface KeySelection {
   scanCount: number;
 }
 
-/** Redis glob to a RegExp over latin1 text, so every byte is one character and binary keys match exactly. */
-export function globToRegExp(glob: string): RegExp {
-  const bytes = Buffer.from(glob).toString('latin1');
-  let out = '';
-  for (let i = 0; i < bytes.length; i++) {
-    const c = bytes[i] as string;
-    if (c === '*') out += '[\\s\\S]*';
-    else if (c === '?') out += '[\\s\\S]';
-    else if (c === '\\' && i + 1 < bytes.length) out += escapeChar(bytes[++i] as string);
-    else if (c === '[') {
-      const end = bytes.indexOf(']', i + 2);
-      if (end < 0) {
-        out += escapeChar(c);
-        continue;
-      }
-      let body = bytes.slice(i + 1, end);
-      const negate = body.startsWith('^');
-      if (negate) body = body.slice(1);
-      out += `[${negate ? '^' : ''}${[...body].map((b) => (b === '-' ? '-' : escapeChar(b))).join('')}]`;
-      i = end;
-    } else out += escapeChar(c);
-  }
-  return new RegExp(`^${out}$`);
+const STAR = 0x2a;
+const QUESTION = 0x3f;
+const OPEN = 0x5b;
+const CLOSE = 0x5d;
+const BACKSLASH = 0x5c;
+const CARET = 0x5e;
+const DASH = 0x2d;
+
+/** Redis compares range ends as C `char`, which is signed: bytes from 0x80 sort below 'a'. */
+const signed = (byte: number): number => (byte > 127 ? byte - 256 : byte);
+
+/**
+ * Redis's own glob matcher (stringmatchlen in util.c), ported byte for byte so KEY_EXCLUDE_PATTERN means
+ * exactly what SCAN MATCH would: escapes inside classes, reversed ranges, unclosed classes and all.
+ */
+export function globMatches(pattern: Uint8Array, key: Uint8Array): boolean {
+  return matchFrom(pattern, 0, key, 0, { giveUp: false });
 }
 
-function escapeChar(c: string): string {
-  return `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`;
+function matchFrom(p: Uint8Array, pi: number, s: Uint8Array, si: number, state: { giveUp: boolean }): boolean {
+  while (pi < p.length && si < s.length) {
+    const c = p[pi];
+    if (c === STAR) {
+      while (pi + 1 < p.length && p[pi + 1] === STAR) pi++;
+      if (pi === p.length - 1) return true;
+      for (; si < s.length; si++) {
+        if (matchFrom(p, pi + 1, s, si, state)) return true;
+        if (state.giveUp) return false;
+      }
+      // No match for the rest from anywhere: longer matches for earlier stars cannot help either.
+      state.giveUp = true;
+      return false;
+    } else if (c === QUESTION) {
+      si++;
+    } else if (c === OPEN) {
+      const [matched, end] = matchClass(p, pi + 1, s[si] as number);
+      if (!matched) return false;
+      pi = end;
+      si++;
+    } else {
+      if (c === BACKSLASH && p.length - pi >= 2) pi++;
+      if (p[pi] !== s[si]) return false;
+      si++;
+    }
+    pi++;
+    if (si === s.length) {
+      while (pi < p.length && p[pi] === STAR) pi++;
+      break;
+    }
+  }
+  return pi === p.length && si === s.length;
+}
+
+/** A [...] class from just after '['; returns whether `byte` is in it, and where the class ends. */
+function matchClass(p: Uint8Array, start: number, byte: number): [boolean, number] {
+  let pi = start;
+  const negate = p[pi] === CARET;
+  if (negate) pi++;
+  let match = false;
+  for (;; pi++) {
+    if (p[pi] === BACKSLASH && p.length - pi >= 2) {
+      pi++;
+      if (p[pi] === byte) match = true;
+    } else if (p[pi] === CLOSE) {
+      break;
+    } else if (pi >= p.length) {
+      pi--; // an unclosed class takes the rest of the pattern
+      break;
+    } else if (p.length - pi >= 3 && p[pi + 1] === DASH) {
+      const [low, high] = [signed(p[pi] as number), signed(p[pi + 2] as number)].sort((a, b) => a - b) as [number, number];
+      if (signed(byte) >= low && signed(byte) <= high) match = true;
+      pi += 2;
+    } else if (p[pi] === byte) {
+      match = true;
+    }
+  }
+  return [negate ? !match : match, pi];
 }
 
 /** Counts what the selection left out on this side of SCAN. */
@@ -54,7 +104,7 @@ export async function* selectedKeys(
   size: number,
   counts: SelectionCounts = { scanned: 0, excluded: 0 },
 ): AsyncGenerator<Buffer[]> {
-  const excluded = selection.exclude ? globToRegExp(selection.exclude) : undefined;
+  const excluded = selection.exclude ? Buffer.from(selection.exclude) : undefined;
   const scan = ['SCAN', '0', 'MATCH', selection.match, 'COUNT', String(selection.scanCount)];
   if (selection.type) scan.push('TYPE', selection.type);
   let batch: Buffer[] = [];
@@ -62,7 +112,7 @@ export async function* selectedKeys(
     const [next, keys] = asArray(await source.send(scan));
     scan[1] = asText(next);
     for (const key of asArray(keys ?? null) as Buffer[]) {
-      if (excluded?.test(key.toString('latin1'))) {
+      if (excluded && globMatches(excluded, key)) {
         counts.excluded += 1;
         continue;
       }

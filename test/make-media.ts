@@ -5,7 +5,8 @@ import { join } from 'node:path';
 import { seedEveryType } from './helpers/sample-data.js';
 import { endpoints, ROOT, runMigrator, startRedis, tempDir, type RedisServer } from './helpers/servers.js';
 
-const MEDIA = join(ROOT, 'media');
+/** Where the pictures go: media/ for the README, or MEDIA_DIR (the test draws them into a temporary folder). */
+const MEDIA = process.env.MEDIA_DIR ?? join(ROOT, 'media');
 const BULK_KEYS = 100_000;
 
 /** Draws lines of terminal text as an SVG window: dark background, monospace, the command in green. */
@@ -38,7 +39,7 @@ function shownCommand(env: Record<string, string | number>): string {
 async function capture(name: string, title: string, env: Record<string, string | number>, cwd: string): Promise<string> {
   const run = await runMigrator({ ...env, PROGRESS: 'off' }, cwd);
   writeFileSync(join(MEDIA, `${name}.svg`), terminalSvg(title, shownCommand(env), run.stdout));
-  console.log(`media/${name}.svg (exit ${run.code})`);
+  console.log(`${join(MEDIA, name)}.svg (exit ${run.code})`);
   return run.stdout;
 }
 
@@ -67,7 +68,7 @@ async function main(): Promise<void> {
     writeFileSync(join(MEDIA, 'failure.svg'), terminalSvg('A run where keys fail', shownCommand(failing), run.stdout));
     const log = readFileSync(join(cwd, 'redis-keys-migrator-error.log'), 'utf8');
     writeFileSync(join(MEDIA, 'failure-error-log.svg'), terminalSvg('Its error log', 'cat redis-keys-migrator-error.log', log));
-    console.log(`media/failure.svg (exit ${run.code}), media/failure-error-log.svg`);
+    console.log(`${join(MEDIA, 'failure')}.svg (exit ${run.code}), ${join(MEDIA, 'failure-error-log')}.svg`);
   } finally {
     await Promise.all([source.stop(), target.stop()]);
     rmSync(cwd, { recursive: true, force: true });

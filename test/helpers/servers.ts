@@ -95,6 +95,8 @@ function waitForReady(child: ChildProcess): Promise<{ ok: boolean; output: strin
     child.stdout?.on('data', onData);
     child.stderr?.on('data', onData);
     child.on('exit', () => done({ ok: false, output }));
+    // A missing binary emits 'error' and never 'exit': fail at once instead of hanging the suite.
+    child.on('error', (err) => done({ ok: false, output: `${output}${err.message} (is redis-server installed and on PATH?)` }));
   });
 }
 
