@@ -2,7 +2,8 @@
 // The story of one run: settings, source (a server or an .rdb file), connect, select keys, copy (or compare,
 // or dry run), verify, report. Exit codes are in EXIT.
 import { config as loadDotenv } from 'dotenv';
-import { Connection, ConnectionError, describeError } from './lib/connections.js';
+import { mergeBatches, Side } from './lib/cluster.js';
+import { ConnectionError, describeError } from './lib/connections.js';
 import { DryRun, dryRunBatches } from './lib/dry-run.js';
 import { ErrorLog } from './lib/error-log.js';
 import { selectedKeys, type SelectionCounts } from './lib/filters.js';
@@ -28,8 +29,8 @@ const say = (line: string): void => void process.stdout.write(`${line}\n`);
 /** What every kind of run shares once both servers answer. */
 interface Session {
   settings: Settings;
-  source: Connection;
-  target: Connection;
+  source: Side;
+  target: Side;
   selection: SelectionCounts;
   keys: AsyncIterable<Buffer[]>;
   startedAt: Date;
@@ -89,11 +90,17 @@ async function loadRdbFile(settings: Settings, interruption: Interruption): Prom
   return rdb;
 }
 
-/** The source and target of each database to copy: with an .rdb file and no db chosen, every db to the same number. */
+/**
+ * The source and target of each database to copy: with an .rdb file and no db chosen, every db to the same
+ * number. A cluster target has db 0 only, so a file with keys elsewhere must name the one db to copy.
+ */
 function databasePairs(settings: Settings, rdb: RdbServer | undefined): { source: Endpoint; destination: Endpoint }[] {
   if (!rdb) return [{ source: settings.source, destination: settings.destination }];
   if (settings.sourceDbChosen) return [{ source: rdb.endpoint(settings.source.db), destination: settings.destination }];
   const dbs = rdb.databases.length > 0 ? rdb.databases : [0];
+  if (settings.destination.cluster && dbs.some((db) => db !== 0)) {
+    throw new RdbError(`${settings.rdbFile} has keys in databases ${dbs.join(', ')}, and DESTINATION_REDIS_CLUSTER=true takes database 0 only: set SOURCE_REDIS_DB_INDEX to the one to copy`);
+  }
   return dbs.map((db) => ({ source: rdb.endpoint(db), destination: { ...settings.destination, db } }));
 }
 
@@ -104,17 +111,16 @@ function worse(a: number, b: number): number {
 }
 
 async function runDatabase(settings: Settings, log: ErrorLog, interruption: Interruption): Promise<number> {
-  let connections: [Connection, Connection] | undefined;
+  let sides: [Side, Side] | undefined;
   try {
-    connections = await connectBoth(settings);
+    sides = await connectBoth(settings);
     say('Connected to Redis instances successfully');
 
-    // The keys: SCAN with MATCH and TYPE, less KEY_EXCLUDE_PATTERN, in batches.
-    const [source, target] = connections;
+    // The keys: SCAN with MATCH and TYPE, less KEY_EXCLUDE_PATTERN, in batches; every master of a cluster at once.
+    const [source, target] = sides;
     const selection: SelectionCounts = { scanned: 0, excluded: 0 };
-    const keys = selectedKeys(source, {
-      match: settings.matchPattern, type: settings.scanType, exclude: settings.excludePattern, scanCount: settings.scanBatchSize,
-    }, settings.pipelineBatchSize, selection);
+    const filters = { match: settings.matchPattern, type: settings.scanType, exclude: settings.excludePattern, scanCount: settings.scanBatchSize };
+    const keys = mergeBatches(source.masters.map((master) => selectedKeys(master, filters, settings.pipelineBatchSize, selection)));
     const session: Session = { settings, source, target, selection, keys, startedAt: new Date(), interruption };
 
     if (settings.dryRun) return await dryRun(session);
@@ -125,17 +131,17 @@ async function runDatabase(settings: Settings, log: ErrorLog, interruption: Inte
       say(`Error connecting to Redis : ${err.message}`);
       return EXIT.settingsOrConnection;
     }
-    const lost = connections?.find((c) => c.lostBecause !== undefined);
+    const lost = sides?.[0].lost ?? sides?.[1].lost;
     if (!lost) throw err;
     say(`Stopped early: lost the connection to ${lost.label} (${lost.lostBecause ?? describeError(err)})`);
     return EXIT.settingsOrConnection;
   } finally {
-    await Promise.all(connections?.map((c) => c.close()) ?? []);
+    await Promise.all(sides?.map((side) => side.close()) ?? []);
   }
 }
 
-async function connectBoth(settings: Settings): Promise<[Connection, Connection]> {
-  const [source, target] = await Promise.allSettled([Connection.open(settings.source), Connection.open(settings.destination)]);
+async function connectBoth(settings: Settings): Promise<[Side, Side]> {
+  const [source, target] = await Promise.allSettled([Side.open(settings.source), Side.open(settings.destination)]);
   if (source.status === 'fulfilled' && target.status === 'fulfilled') return [source.value, target.value];
   if (source.status === 'fulfilled') await source.value.close();
   if (target.status === 'fulfilled') await target.value.close();
@@ -147,16 +153,16 @@ async function copy(session: Session, log: ErrorLog): Promise<number> {
   const { settings, source, target } = session;
   const journal = settings.verify ? new KeyJournal() : undefined;
   try {
-    const ctx = { source, target, settings, sourceScripts: true, targetScripts: true, bytesMoved: 0 };
-    const migration = new Migration(ctx, log, say, journal);
+    const stats = { bytesMoved: 0 };
+    const migration = new Migration({ source, target, settings, stats }, log, say, journal);
     session.interruption.onRequest(() => migration.interrupt());
-    const progress = await startProgress(session, () => ({ ...migration.counts, bytes: ctx.bytesMoved }));
-    const result = await migration.run(session.keys);
+    const progress = await startProgress(session, () => ({ ...migration.counts, bytes: stats.bytesMoved }));
+    const result = await migration.copyAll(session.keys);
     progress.stop();
     journal?.finishWriting();
 
     for (const line of summaryLines(result, settings.errorLogFile, session.selection.excluded, settings.excludePattern !== '', settings.scanType)) say(line);
-    const timing = timingOf(session, ctx.bytesMoved);
+    const timing = timingOf(session, stats.bytesMoved);
     say(timingLine(timing));
     const verification = journal && !result.fatal && !result.interrupted ? await verifyCopy(session, journal) : undefined;
     const status = copyExitStatus(result, verification ? differing(verification.copied) : 0);
@@ -213,9 +219,10 @@ function verificationSetup(session: Session): VerificationSetup {
   };
 }
 
-/** Progress counts keys against the source's DBSIZE, the best estimate SCAN allows. */
+/** Progress counts keys against the source's DBSIZE (summed over a cluster's masters), the best estimate SCAN allows. */
 async function startProgress(session: Session, counts: () => MigrationResult['counts'] & { bytes: number }): Promise<Progress> {
-  const total = Number(await session.source.send(['DBSIZE']));
+  const sizes = await Promise.all(session.source.masters.map((master) => master.send(['DBSIZE'])));
+  const total = sizes.reduce<number>((sum, size) => sum + Number(size), 0);
   return new Progress(session.settings.progress, () => ({ ...counts(), scanned: session.selection.scanned, total }));
 }
 

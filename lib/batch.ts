@@ -9,13 +9,16 @@ export type KeyOutcome =
   | { key: Buffer; status: 'restored' | 'skipped' | 'vanished' }
   | { key: Buffer; status: 'failed'; reason: string };
 
+/** One source node and one target node (the only ones, unless a side is a cluster), for one run. */
 export interface CopyContext {
   source: Connection;
   target: Connection;
   settings: Settings;
-  /** Each turned off for the rest of the run when that server refuses EVAL. */
-  sourceScripts: boolean;
-  targetScripts: boolean;
+  /** Shared by every node pair of a run. */
+  stats: CopyStats;
+}
+
+export interface CopyStats {
   /** Value bytes sent to the target so far, for the progress line's MB/s. */
   bytesMoved: number;
 }

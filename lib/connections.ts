@@ -54,21 +54,22 @@ export interface Capabilities {
   expireTime: boolean;
   /** Lua shebang flags such as allow-cross-slot-keys are understood (Redis 7+). */
   scriptFlags: boolean;
+  /** The server runs in cluster mode (INFO redis_mode:cluster). */
+  clusterNode: boolean;
 }
 
 export class Connection {
-  capabilities: Capabilities = { version: [0], expireTime: false, scriptFlags: false };
+  capabilities: Capabilities = { version: [0], expireTime: false, scriptFlags: false, clusterNode: false };
+  /** Turned off for the rest of the run when this server refuses EVAL (ACL or a managed service). */
+  scriptsAllowed = true;
   private lastError: Error | undefined;
 
   private constructor(
     readonly endpoint: Endpoint,
     private readonly client: Client,
-  ) {
-    // Without a listener node-redis would crash the process on a socket error.
-    client.on('error', (err: Error) => {
-      this.lastError = err;
-    });
-  }
+    /** Each command goes with ASKING: the key's slot is being imported here (a cluster resharding). */
+    private readonly askingFirst = false,
+  ) {}
 
   get label(): string {
     const where = this.endpoint.socketPath ? 'private redis-server for SOURCE_RDB_FILE' : `${this.endpoint.host}:${this.endpoint.port}`;
@@ -81,6 +82,10 @@ export class Connection {
     }
     const client = makeClient(endpoint);
     const connection = new Connection(endpoint, client);
+    // Without a listener node-redis would crash the process on a socket error.
+    client.on('error', (err: Error) => {
+      connection.lastError = err;
+    });
     try {
       await client.connect();
       await connection.send(['PING']);
@@ -94,7 +99,19 @@ export class Connection {
   }
 
   send(args: readonly Arg[]): Promise<Reply> {
+    if (this.askingFirst) {
+      // Queued in the same tick, so no other command on this socket can come between the two.
+      void this.client.sendCommand(['ASKING']).catch(() => undefined);
+    }
     return this.client.sendCommand(args, { typeMapping: BUFFERS }) as Promise<Reply>;
+  }
+
+  /** The same server and socket, each command preceded by ASKING (after an ASK redirection). */
+  asking(): Connection {
+    const view = new Connection(this.endpoint, this.client, true);
+    view.capabilities = this.capabilities;
+    view.scriptsAllowed = this.scriptsAllowed;
+    return view;
   }
 
   /**
@@ -143,7 +160,7 @@ async function readCapabilities(connection: Connection): Promise<Capabilities> {
   const match = /redis_version:([0-9.]+)/.exec(info);
   const version = (match?.[1] ?? '0').split('.').map(Number);
   const atLeast7 = (version[0] ?? 0) >= 7;
-  return { version, expireTime: atLeast7, scriptFlags: atLeast7 };
+  return { version, expireTime: atLeast7, scriptFlags: atLeast7, clusterNode: /redis_mode:cluster/.test(info) };
 }
 
 /** A short reason without stack or secrets. node-redis wraps some causes in AggregateError. */

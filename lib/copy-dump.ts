@@ -45,12 +45,12 @@ export async function copyBatchByDump(ctx: CopyContext, keys: readonly Buffer[])
 }
 
 export async function readDumps(ctx: CopyContext, keys: readonly Buffer[]): Promise<DumpBatch> {
-  if (ctx.sourceScripts) {
+  if (ctx.source.scriptsAllowed) {
     try {
       return await readDumpsByScript(ctx.source, keys, ctx.settings.dumpMaxBytes);
     } catch (err) {
       if (!isScriptingRefused(err)) throw err;
-      ctx.sourceScripts = false;
+      ctx.source.scriptsAllowed = false;
     }
   }
   return readDumpsPlain(ctx.source, keys.slice(0, 100), ctx.settings.dumpMaxBytes);
@@ -88,7 +88,7 @@ async function readDumpsPlain(source: Connection, keys: readonly Buffer[], maxBy
 /** Restores a read batch, then copies its big keys in chunks; throws RestoreRefused if the target cannot RESTORE. */
 async function restoreBatch(ctx: CopyContext, batch: DumpBatch): Promise<KeyOutcome[]> {
   const answers = await restore(ctx, batch);
-  ctx.bytesMoved += batch.payloads.length;
+  ctx.stats.bytesMoved += batch.payloads.length;
   const outcomes = await settleChunked(answers, (key) => copyKeyInChunks(ctx, key));
   const refused = outcomes.filter((o) => o.status === 'failed' && isRestoreRefused(o.reason));
   if (refused.length > 0) {
@@ -100,14 +100,14 @@ async function restoreBatch(ctx: CopyContext, batch: DumpBatch): Promise<KeyOutc
 
 /** One script call per batch; plain RESTOREs where the target refuses scripts. */
 async function restore(ctx: CopyContext, batch: DumpBatch): Promise<WriteAnswer[]> {
-  if (ctx.targetScripts) {
+  if (ctx.target.scriptsAllowed) {
     try {
       const script = withFlags(DUMP_WRITE, flagsFor(ctx.target, WRITE_FLAGS));
       const replies = asArray(await ctx.target.evalScript(script, batch.keys, [ctx.settings.overwrite ? '1' : '0', batch.header, batch.payloads]));
       return batch.keys.map((key, i) => answerOf(key, replies[i]));
     } catch (err) {
       if (!isScriptingRefused(err)) return batch.keys.map((key) => failed(key, err));
-      ctx.targetScripts = false;
+      ctx.target.scriptsAllowed = false;
     }
   }
   return restorePlain(ctx.target, batch, ctx.settings.overwrite);

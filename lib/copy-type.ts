@@ -28,18 +28,18 @@ type WriteMode = 'create' | 'replace' | 'append';
 export async function copyBatchByType(ctx: CopyContext, keys: readonly Buffer[]): Promise<KeyOutcome[]> {
   const outcomes: KeyOutcome[] = [];
   let rest = keys;
-  while (rest.length > 0 && ctx.sourceScripts) {
+  while (rest.length > 0 && ctx.source.scriptsAllowed) {
     let batch: TypedBatch;
     try {
       batch = await readTyped(ctx.source, rest, ctx.settings.chunkSize);
     } catch (err) {
       if (!isScriptingRefused(err)) throw err;
-      ctx.sourceScripts = false;
+      ctx.source.scriptsAllowed = false;
       break;
     }
     rest = rest.slice(batch.keys.length);
     const answers = await writeBatch(ctx.target, ctx.settings.overwrite ? 'replace' : 'create', batch);
-    ctx.bytesMoved += batch.values.length;
+    ctx.stats.bytesMoved += batch.values.length;
     outcomes.push(...(await settleChunked(answers, (key) => copyKeyInChunks(ctx, key))));
   }
   // Without scripting on the source, every key is read with plain commands, in chunks.
@@ -104,7 +104,7 @@ export async function copyKeyInChunks(ctx: CopyContext, key: Buffer): Promise<Ke
     const dangling = kind === 'stream' ? await danglingPendingIds(source, key, settings.chunkSize) : [];
     for await (const values of readChunks(source, key, kind, settings.chunkSize, dangling)) {
       const [answer] = await writeTyped(target, mode, [{ key, kind, expireAt: -1, values }]);
-      ctx.bytesMoved += values.reduce((sum, v) => sum + v.length, 0);
+      ctx.stats.bytesMoved += values.reduce((sum, v) => sum + v.length, 0);
       if (answer?.status !== 'restored') return chunkOutcome(key, answer);
       written = true;
       mode = 'append';

@@ -1,6 +1,6 @@
 // DRY_RUN: reads what a copy would copy (type, memory, expiry of each key, and whether the target has it)
 // and reports it, writing nothing. One read-only script call per batch on each side.
-import type { Connection } from './connections.js';
+import { forEachPair, type NodePair, type Side } from './cluster.js';
 import { asText, flagsFor } from './batch.js';
 import { displayKey } from './error-log.js';
 import { formatBytes } from './report.js';
@@ -45,12 +45,16 @@ export class DryRun {
   withTtl = 0;
   vanished = 0;
 
-  constructor(private readonly source: Connection, private readonly target: Connection) {}
+  constructor(private readonly source: Side, private readonly target: Side) {}
 
   async add(keys: readonly Buffer[]): Promise<void> {
+    await forEachPair(this.source, this.target, keys, async (pair) => [await this.addPair(pair)]);
+  }
+
+  private async addPair({ source, target, keys }: NodePair): Promise<void> {
     const [described, exists] = await Promise.all([
-      this.source.evalScript(withFlags(DESCRIBE, flagsFor(this.source, READ_FLAGS)), keys, []),
-      this.target.evalScript(withFlags(EXISTS_EACH, flagsFor(this.target, READ_FLAGS)), keys, []),
+      source.evalScript(withFlags(DESCRIBE, flagsFor(source, READ_FLAGS)), keys, []),
+      target.evalScript(withFlags(EXISTS_EACH, flagsFor(target, READ_FLAGS)), keys, []),
     ]);
     const flags = asText(exists);
     asText(described).split(';').slice(0, keys.length).forEach((record, i) => {

@@ -1,11 +1,22 @@
 // The run loop: take the source's keys in batches, copy each batch with a fixed number in flight,
 // count what happened to every key, pace as the Python script does, and stop on the error limit or a signal.
-import { describeError } from './connections.js';
-import type { CopyContext, KeyOutcome } from './batch.js';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { describeError, type Connection } from './connections.js';
+import { CHUNKED_KEYS_AT_ONCE, mapLimited, type CopyContext, type CopyStats, type KeyOutcome } from './batch.js';
+import { forEachPair, isRedirect, type Side } from './cluster.js';
 import { copyBatchAuto, copyBatchByDump, RestoreRefused } from './copy-dump.js';
 import { copyBatchByType } from './copy-type.js';
 import type { ErrorLog } from './error-log.js';
 import type { KeyJournal } from './verification.js';
+import type { Settings } from './settings.js';
+
+/** Both sides of a run: each a server, or a cluster whose keys are routed by slot. */
+export interface RunContext {
+  source: Side;
+  target: Side;
+  settings: Settings;
+  stats: CopyStats;
+}
 
 export interface Counts {
   restored: number;
@@ -26,6 +37,8 @@ export interface MigrationResult {
 
 /** Batches in flight at full speed: enough to keep both servers busy at once, small enough to bound memory. */
 const BATCHES_IN_FLIGHT = 4;
+/** Times a key whose cluster slot moved or is moving is located again and retried before it counts as failed. */
+const REDIRECT_ATTEMPTS = 5;
 
 export class Migration {
   readonly counts: Counts = { restored: 0, skipped: 0, failed: 0, vanished: 0 };
@@ -41,12 +54,12 @@ export class Migration {
   private wakeUp: (() => void) | undefined;
 
   constructor(
-    private readonly ctx: CopyContext,
+    private readonly run: RunContext,
     private readonly log: ErrorLog,
     private readonly say: (line: string) => void,
     private readonly journal?: KeyJournal,
   ) {
-    this.method = ctx.settings.copyMethod;
+    this.method = run.settings.copyMethod;
   }
 
   /** Ctrl-C: no new batches; the ones in flight finish and are counted. */
@@ -61,8 +74,8 @@ export class Migration {
     return this.method === 'auto' ? 'dump' : this.method;
   }
 
-  async run(batches: AsyncIterable<Buffer[]>): Promise<MigrationResult> {
-    const { settings } = this.ctx;
+  async copyAll(batches: AsyncIterable<Buffer[]>): Promise<MigrationResult> {
+    const { settings } = this.run;
     const inFlight = new Set<Promise<void>>();
     const limit = settings.sleepSeconds > 0 ? 1 : BATCHES_IN_FLIGHT;
     try {
@@ -90,10 +103,39 @@ export class Migration {
     };
   }
 
+  /** A batch, split by the nodes that hold its keys (one pair unless a side is a cluster). */
   private async copyBatch(keys: Buffer[]): Promise<KeyOutcome[]> {
-    if (this.method === 'type') return copyBatchByType(this.ctx, keys);
+    const { source, target } = this.run;
+    const outcomes = await forEachPair(source, target, keys, (pair) => this.copyOn(this.contextFor(pair.source, pair.target), pair.keys));
+    return source.cluster || target.cluster ? this.followRedirects(outcomes) : outcomes;
+  }
+
+  /**
+   * Keys a cluster node refused because their slot moved or is moving (resharding): each is located again
+   * (MOVED re-reads the slot map, ASK sends the write with ASKING) and copied there, a few times at most.
+   */
+  private async followRedirects(outcomes: KeyOutcome[]): Promise<KeyOutcome[]> {
+    for (let attempt = 0; attempt < REDIRECT_ATTEMPTS; attempt++) {
+      const redirected = new Set(outcomes.filter((o) => o.status === 'failed' && isRedirect(o.reason)));
+      if (redirected.size === 0) break;
+      if (attempt > 0) await sleep(50 * 2 ** attempt);
+      const again = await mapLimited([...redirected], CHUNKED_KEYS_AT_ONCE, async ({ key }) => {
+        const [source, target] = await Promise.all([this.run.source.locate(key), this.run.target.locate(key)]);
+        return (await this.copyOn(this.contextFor(source, target), [key]))[0] as KeyOutcome;
+      });
+      outcomes = [...outcomes.filter((o) => !redirected.has(o)), ...again];
+    }
+    return outcomes;
+  }
+
+  private contextFor(source: Connection, target: Connection): CopyContext {
+    return { source, target, settings: this.run.settings, stats: this.run.stats };
+  }
+
+  private async copyOn(ctx: CopyContext, keys: Buffer[]): Promise<KeyOutcome[]> {
+    if (this.method === 'type') return copyBatchByType(ctx, keys);
     if (this.method === 'auto') {
-      return copyBatchAuto(this.ctx, keys, (reason) => {
+      return copyBatchAuto(ctx, keys, (reason) => {
         if (this.method !== 'auto') return;
         this.method = 'type';
         this.fallbackReason = reason;
@@ -101,7 +143,7 @@ export class Migration {
       });
     }
     try {
-      return await copyBatchByDump(this.ctx, keys);
+      return await copyBatchByDump(ctx, keys);
     } catch (err) {
       if (!(err instanceof RestoreRefused)) throw err;
       return [...err.settled, ...err.unsettled.map((key): KeyOutcome => ({ key, status: 'failed', reason: err.reason }))];
@@ -118,18 +160,18 @@ export class Migration {
     }
     this.checkErrorLimit();
     // The Python script pauses after each full pipeline and after every N skipped keys.
-    if (this.writesSincePause >= this.ctx.settings.pipelineBatchSize) {
+    if (this.writesSincePause >= this.run.settings.pipelineBatchSize) {
       this.writesSincePause = 0;
       this.pauseOwed = true;
     }
-    if (this.skipsSincePause >= this.ctx.settings.existingKeysPauseEvery) {
+    if (this.skipsSincePause >= this.run.settings.existingKeysPauseEvery) {
       this.skipsSincePause = 0;
       this.pauseOwed = true;
     }
   }
 
   private checkErrorLimit(): void {
-    const limit = this.ctx.settings.maxErroredKeys;
+    const limit = this.run.settings.maxErroredKeys;
     if (limit > 0 && this.counts.failed >= limit && !this.errorLimitReached) {
       this.errorLimitReached = true;
       this.stopping = true;
@@ -138,13 +180,13 @@ export class Migration {
   }
 
   private abort(err: unknown): void {
-    const lost = [this.ctx.source, this.ctx.target].find((c) => c.lostBecause !== undefined);
+    const lost = this.run.source.lost ?? this.run.target.lost;
     this.fatal ??= lost ? `lost the connection to ${lost.label} (${lost.lostBecause})` : describeError(err);
     this.stopping = true;
   }
 
   private async pauseIfOwed(): Promise<void> {
-    const seconds = this.ctx.settings.sleepSeconds;
+    const seconds = this.run.settings.sleepSeconds;
     if (!this.pauseOwed || seconds <= 0 || this.stopping) return;
     this.pauseOwed = false;
     await new Promise<void>((resolve) => {

@@ -33,6 +33,7 @@ export const SETTINGS: readonly SettingSpec[] = [
   { name: 'SOURCE_REDIS_PASSWORD', group: 'connection', default: '', meaning: 'source password or AUTH token', secret: true },
   { name: 'SOURCE_REDIS_URL', group: 'connection', default: '', meaning: 'redis://user:pass@host:port/db; replaces host, port and db', secret: true },
   ...tlsSettings('SOURCE_REDIS', 'source'),
+  { name: 'SOURCE_REDIS_CLUSTER', group: 'connection', default: 'false', meaning: 'true: the source is a Redis Cluster; every master is found from this node and scanned' },
   { name: 'SOURCE_RDB_FILE', group: 'connection', default: '', meaning: 'an .rdb backup to copy from: loaded into a private redis-server, removed after' },
   { name: 'REDIS_SERVER_PATH', group: 'connection', default: 'redis-server', meaning: 'the redis-server binary that loads SOURCE_RDB_FILE' },
   { name: 'DESTINATION_REDIS_HOST', group: 'connection', default: 'localhost', meaning: 'target host' },
@@ -42,6 +43,7 @@ export const SETTINGS: readonly SettingSpec[] = [
   { name: 'DESTINATION_REDIS_PASSWORD', group: 'connection', default: '', meaning: 'target password or AUTH token', secret: true },
   { name: 'DESTINATION_REDIS_URL', group: 'connection', default: '', meaning: 'redis://user:pass@host:port/db; replaces host, port and db', secret: true },
   ...tlsSettings('DESTINATION_REDIS', 'target'),
+  { name: 'DESTINATION_REDIS_CLUSTER', group: 'connection', default: 'false', meaning: 'true: the target is a Redis Cluster; each key goes to the master owning its slot' },
   { name: 'SCAN_MATCH_PATTERN', group: 'what to copy', default: '*', meaning: 'SCAN MATCH glob: which keys to migrate' },
   { name: 'SCAN_TYPE', group: 'what to copy', default: '', meaning: 'only keys of this type (SCAN TYPE: string, list, set, zset, hash, stream); empty for all' },
   { name: 'KEY_EXCLUDE_PATTERN', group: 'what to copy', default: '', meaning: 'glob of keys to leave out, matched byte for byte; empty for none' },
@@ -78,6 +80,8 @@ export interface Endpoint {
   /** A unix socket instead of host and port (the private server for SOURCE_RDB_FILE). */
   socketPath?: string;
   tls?: TlsOptions;
+  /** A Redis Cluster node: the whole cluster is reached through it. */
+  cluster?: boolean;
 }
 
 export interface TlsOptions {
@@ -215,6 +219,11 @@ function parseEndpoint(env: Env, side: Endpoint['side']): Endpoint {
   endpoint.username ??= raw(env, `${prefix}USERNAME`) || undefined;
   endpoint.password ??= raw(env, `${prefix}PASSWORD`) || undefined;
   if (parseBoolean(env, `${prefix}TLS`) || url.startsWith('rediss://')) endpoint.tls = parseTls(env, prefix);
+  endpoint.cluster = parseBoolean(env, `${prefix}CLUSTER`);
+  if (endpoint.cluster && endpoint.db !== 0) {
+    const dbSetting = url ? `${prefix}URL` : `${prefix}DB_INDEX`;
+    throw new SettingsError(`${dbSetting} must select database 0 with ${prefix}CLUSTER=true (a cluster has no other), got ${endpoint.db}`);
+  }
   return endpoint;
 }
 
@@ -252,8 +261,12 @@ function parseScanType(env: Env): string {
 }
 
 export function parseSettings(env: Env): Settings {
+  const source = parseEndpoint(env, 'source');
+  if (source.cluster && raw(env, 'SOURCE_RDB_FILE')) {
+    throw new SettingsError('SOURCE_RDB_FILE and SOURCE_REDIS_CLUSTER=true do not go together: an .rdb file is loaded into one private server');
+  }
   return {
-    source: parseEndpoint(env, 'source'),
+    source,
     sourceDbChosen: (env.SOURCE_REDIS_DB_INDEX ?? '') !== '' || /\/[0-9]+$/.test(raw(env, 'SOURCE_REDIS_URL')),
     rdbFile: raw(env, 'SOURCE_RDB_FILE'),
     redisServerPath: raw(env, 'REDIS_SERVER_PATH'),

@@ -3,7 +3,7 @@
 import { closeSync, createReadStream, openSync, rmSync, writeSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Connection } from './connections.js';
+import { forEachPair, type Side } from './cluster.js';
 import { displayKey } from './error-log.js';
 import type { KeyOutcome } from './batch.js';
 import { CATEGORIES, compareBatch, type CompareOptions, type DiffCategory, type KeyVerdict } from './verify.js';
@@ -84,8 +84,10 @@ export async function verifyBatches(
   if (failure !== undefined) throw failure;
 }
 
-export function compareInto(source: Connection, target: Connection, options: CompareOptions) {
-  return (keys: readonly Buffer[]): Promise<KeyVerdict[]> => compareBatch(source, target, keys, options);
+/** Compares a batch, each key on the nodes that hold it. */
+export function compareInto(source: Side, target: Side, options: CompareOptions) {
+  return (keys: readonly Buffer[]): Promise<KeyVerdict[]> =>
+    forEachPair(source, target, keys, (pair) => compareBatch(pair.source, pair.target, pair.keys, options));
 }
 
 /**
@@ -141,8 +143,8 @@ export class KeyJournal {
 }
 
 export interface VerificationSetup {
-  source: Connection;
-  target: Connection;
+  source: Side;
+  target: Side;
   options: CompareOptions;
   batchSize: number;
   output: DiffOutput;

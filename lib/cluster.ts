@@ -1,0 +1,195 @@
+// Where each key lives on one side: a standalone server is a single node; a Redis Cluster maps each key's
+// hash slot to the master that owns it, read from CLUSTER SLOTS and read again after a MOVED redirection.
+import { isIP } from 'node:net';
+import { asArray, asNumber, asText } from './batch.js';
+import { Connection, ConnectionError, describeError, type Reply } from './connections.js';
+import type { Endpoint } from './settings.js';
+
+export const SLOT_COUNT = 16384;
+
+/** CRC16/XMODEM (polynomial 0x1021), as the cluster spec uses for key slots. */
+const CRC16_TABLE = Array.from({ length: 256 }, (_, byte) => {
+  let crc = byte << 8;
+  for (let bit = 0; bit < 8; bit++) crc = crc & 0x8000 ? ((crc << 1) ^ 0x1021) & 0xffff : (crc << 1) & 0xffff;
+  return crc;
+});
+
+function crc16(bytes: Uint8Array): number {
+  let crc = 0;
+  for (const byte of bytes) crc = ((crc << 8) & 0xffff) ^ (CRC16_TABLE[((crc >> 8) ^ byte) & 0xff] as number);
+  return crc;
+}
+
+/** The key's hash slot: only the part between the first '{' and the next '}' counts, when that is not empty. */
+export function keySlot(key: Uint8Array): number {
+  const open = key.indexOf(0x7b);
+  if (open >= 0) {
+    const close = key.indexOf(0x7d, open + 1);
+    if (close > open + 1) return crc16(key.subarray(open + 1, close)) % SLOT_COUNT;
+  }
+  return crc16(key) % SLOT_COUNT;
+}
+
+/** A per-key error that means "this node does not hold that key now": the slot moved, or is moving. */
+export function isRedirect(reason: string): boolean {
+  return /non local key|^(ERR )?(MOVED|ASK) \d+ |^TRYAGAIN|^CLUSTERDOWN/.test(reason);
+}
+
+/** The nodes of one side and which of them owns each key. */
+export class Side {
+  private readonly nodes = new Map<string, Connection>();
+  private slots: Connection[] = [];
+
+  readonly cluster: boolean;
+
+  private constructor(readonly endpoint: Endpoint) {
+    this.cluster = endpoint.cluster === true;
+  }
+
+  /** Connects to the server or, for a cluster, to every master the seed node names. */
+  static async open(endpoint: Endpoint): Promise<Side> {
+    const side = new Side(endpoint);
+    const seed = await side.connect(endpoint);
+    try {
+      if (!side.cluster) {
+        if (seed.capabilities.clusterNode) throw new ConnectionError(`${seed.label}: this is a Redis Cluster node; set ${clusterSetting(endpoint)}=true to reach the whole cluster`);
+        side.slots = new Array<Connection>(SLOT_COUNT).fill(seed);
+      } else {
+        if (!seed.capabilities.clusterNode) throw new ConnectionError(`${seed.label}: not a Redis Cluster node (cluster support disabled); set ${clusterSetting(endpoint)}=false`);
+        await side.readSlots(seed);
+      }
+    } catch (err) {
+      await side.close();
+      throw err;
+    }
+    return side;
+  }
+
+  /** Every master (the one server, for a standalone side). */
+  get masters(): Connection[] {
+    return [...new Set(this.slots)];
+  }
+
+  nodeFor(key: Buffer): Connection {
+    return this.slots[keySlot(key)] as Connection;
+  }
+
+  /**
+   * Where `key` lives now, asked of the node the map names: it answers for itself, redirects with MOVED
+   * (the map is read again) or, while its slot migrates, with ASK (the next command goes with ASKING).
+   */
+  async locate(key: Buffer): Promise<Connection> {
+    const node = this.nodeFor(key);
+    if (!this.cluster) return node;
+    try {
+      await node.send(['EXISTS', key]);
+      return node;
+    } catch (err) {
+      const redirect = /^(MOVED|ASK) \d+ (\S+):(\d+)/.exec(describeError(err));
+      if (!redirect) throw err;
+      const to = await this.nodeAt(redirect[2] as string, Number(redirect[3]));
+      if (redirect[1] === 'ASK') return to.asking();
+      await this.readSlots(to);
+      return to;
+    }
+  }
+
+  /** The connection that went away, if any did. */
+  get lost(): Connection | undefined {
+    return [...this.nodes.values()].find((c) => c.lostBecause !== undefined);
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([...this.nodes.values()].map((c) => c.close()));
+  }
+
+  private async readSlots(from: Connection): Promise<void> {
+    const slots = new Array<Connection>(SLOT_COUNT);
+    for (const range of asArray(await from.send(['CLUSTER', 'SLOTS']))) {
+      const [first, last, master] = asArray(range);
+      const [host, port] = asArray(master as Reply);
+      // An empty host means "the node you asked".
+      const node = await this.nodeAt(asText(host) || from.endpoint.host, asNumber(port));
+      slots.fill(node, asNumber(first), asNumber(last) + 1);
+    }
+    // findIndex visits the holes of the sparse array too.
+    const uncovered = slots.findIndex((node) => node === undefined);
+    if (uncovered >= 0) throw new ConnectionError(`${from.label}: no node serves slot ${uncovered} (CLUSTER SLOTS); is the cluster fully set up?`);
+    this.slots = slots;
+  }
+
+  private async nodeAt(host: string, port: number): Promise<Connection> {
+    const known = this.nodes.get(`${host}:${port}`);
+    return known ?? this.connect(nodeEndpoint(this.endpoint, host, port));
+  }
+
+  private async connect(endpoint: Endpoint): Promise<Connection> {
+    const connection = await Connection.open(endpoint);
+    this.nodes.set(`${endpoint.host}:${endpoint.port}`, connection);
+    return connection;
+  }
+}
+
+function clusterSetting(endpoint: Endpoint): string {
+  return endpoint.side === 'source' ? 'SOURCE_REDIS_CLUSTER' : 'DESTINATION_REDIS_CLUSTER';
+}
+
+/**
+ * A master as the seed's settings reach it: same credentials and TLS. A node announced by IP address is
+ * checked against the seed's host name, as one certificate usually covers every node of a managed cluster.
+ */
+function nodeEndpoint(seed: Endpoint, host: string, port: number): Endpoint {
+  const endpoint: Endpoint = { ...seed, host, port };
+  if (seed.tls && !seed.tls.servername && isIP(host) && !isIP(seed.host)) endpoint.tls = { ...seed.tls, servername: seed.host };
+  return endpoint;
+}
+
+/** Keys of a batch grouped by the pair of nodes that hold them, in first-seen order. */
+export interface NodePair {
+  source: Connection;
+  target: Connection;
+  keys: Buffer[];
+}
+
+export function routeKeys(source: Side, target: Side, keys: readonly Buffer[]): NodePair[] {
+  if (!source.cluster && !target.cluster) {
+    return keys.length === 0 ? [] : [{ source: source.nodeFor(keys[0] as Buffer), target: target.nodeFor(keys[0] as Buffer), keys: [...keys] }];
+  }
+  const pairs = new Map<Connection, Map<Connection, NodePair>>();
+  for (const key of keys) {
+    const from = source.nodeFor(key);
+    const to = target.nodeFor(key);
+    const byTarget = pairs.get(from) ?? new Map<Connection, NodePair>();
+    pairs.set(from, byTarget);
+    const pair = byTarget.get(to) ?? { source: from, target: to, keys: [] };
+    byTarget.set(to, pair);
+    pair.keys.push(key);
+  }
+  return [...pairs.values()].flatMap((byTarget) => [...byTarget.values()]);
+}
+
+/** Runs `work` on each node pair of a batch at once; results come back grouped by pair. */
+export async function forEachPair<R>(
+  source: Side,
+  target: Side,
+  keys: readonly Buffer[],
+  work: (pair: NodePair) => Promise<R[]>,
+): Promise<R[]> {
+  const results = await Promise.all(routeKeys(source, target, keys).map(work));
+  return results.flat();
+}
+
+/** Batches from several scans, as each arrives: every master is scanned at once, one batch ahead at most. */
+export async function* mergeBatches<T>(scans: AsyncIterator<T>[]): AsyncGenerator<T> {
+  const next = (i: number): Promise<[number, IteratorResult<T>]> => (scans[i] as AsyncIterator<T>).next().then((r) => [i, r]);
+  const pending = new Map<number, Promise<[number, IteratorResult<T>]>>(scans.map((_, i) => [i, next(i)]));
+  while (pending.size > 0) {
+    const [i, result] = await Promise.race(pending.values());
+    if (result.done) {
+      pending.delete(i);
+      continue;
+    }
+    pending.set(i, next(i));
+    yield result.value;
+  }
+}
