@@ -219,8 +219,9 @@ function parseEndpoint(env: Env, side: Endpoint['side']): Endpoint {
   endpoint.username ??= raw(env, `${prefix}USERNAME`) || undefined;
   endpoint.password ??= raw(env, `${prefix}PASSWORD`) || undefined;
   if (parseBoolean(env, `${prefix}TLS`) || url.startsWith('rediss://')) endpoint.tls = parseTls(env, prefix);
-  endpoint.cluster = parseBoolean(env, `${prefix}CLUSTER`);
-  if (endpoint.cluster && endpoint.db !== 0) {
+  if (!parseBoolean(env, `${prefix}CLUSTER`)) return endpoint;
+  endpoint.cluster = true;
+  if (endpoint.db !== 0) {
     const dbSetting = url ? `${prefix}URL` : `${prefix}DB_INDEX`;
     throw new SettingsError(`${dbSetting} must select database 0 with ${prefix}CLUSTER=true (a cluster has no other), got ${endpoint.db}`);
   }

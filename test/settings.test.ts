@@ -216,3 +216,21 @@ describe("a URL's password never appears in the error message", () => {
     }
   });
 });
+
+describe('cluster settings', () => {
+  it('are off by default and read per side', () => {
+    expect(parseSettings({}).source.cluster).toBeUndefined();
+    const s = parseSettings({ SOURCE_REDIS_CLUSTER: 'true', DESTINATION_REDIS_CLUSTER: 'false' });
+    expect(s.source.cluster).toBe(true);
+    expect(s.destination.cluster).toBeUndefined();
+  });
+
+  it.each([
+    [{ DESTINATION_REDIS_CLUSTER: 'true', DESTINATION_REDIS_DB_INDEX: '1' }, 'DESTINATION_REDIS_DB_INDEX must select database 0 with DESTINATION_REDIS_CLUSTER=true (a cluster has no other), got 1'],
+    [{ SOURCE_REDIS_CLUSTER: 'true', SOURCE_REDIS_URL: 'redis://h:7000/3' }, 'SOURCE_REDIS_URL must select database 0 with SOURCE_REDIS_CLUSTER=true (a cluster has no other), got 3'],
+    [{ SOURCE_REDIS_CLUSTER: 'yes please' }, 'SOURCE_REDIS_CLUSTER must be true or false, got "yes please"'],
+    [{ SOURCE_REDIS_CLUSTER: 'true', SOURCE_RDB_FILE: 'backup.rdb' }, 'SOURCE_RDB_FILE and SOURCE_REDIS_CLUSTER=true do not go together: an .rdb file is loaded into one private server'],
+  ])('reject %j', (env, message) => {
+    expect(settingsError(env).message).toBe(message);
+  });
+});
