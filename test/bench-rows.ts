@@ -6,9 +6,9 @@ import { join } from 'node:path';
 import type { ScriptCalls } from './bench-scripts.js';
 import { ROOT, SCRIPT, tempDir, type RedisServer } from './helpers/servers.js';
 
-export type RowId = 'dump' | 'compare' | 'type' | 'migrate' | 'replicaof';
+export type RowId = 'dump' | 'compare' | 'type' | 'migrate' | 'replicaof' | 'cluster';
 /** The rows that run the tool itself, under /usr/bin/time. */
-export type ToolRowId = 'dump' | 'compare' | 'type';
+export type ToolRowId = 'dump' | 'compare' | 'type' | 'cluster';
 
 export const ROW_LABELS: Record<RowId, string> = {
   dump: 'this tool (dump, default)',
@@ -16,6 +16,7 @@ export const ROW_LABELS: Record<RowId, string> = {
   type: 'this tool (COPY_METHOD=type)',
   migrate: 'MIGRATE COPY (server-side)',
   replicaof: 'REPLICAOF full sync (physical limit)',
+  cluster: 'this tool (dump), 3-master cluster to 3-master cluster',
 };
 
 export interface RowResult {
@@ -100,16 +101,27 @@ export function parseTimeLine(stderr: string): { wall: number; cpu: number; rssM
   return { wall, cpu: user + sys, rssMb: rssKb / 1024 };
 }
 
-export const isToolRow = (id: RowId): id is ToolRowId => id === 'dump' || id === 'compare' || id === 'type';
+/** Tool rows between two standalone servers, whose script calls each server's stats can time. */
+export const isToolRow = (id: RowId): id is 'dump' | 'compare' | 'type' => id === 'dump' || id === 'compare' || id === 'type';
+
+/** Settings that point one side of the tool at a server (or, with CLUSTER, at a cluster through that node). */
+export function sideSettings(prefix: 'SOURCE' | 'DESTINATION', server: RedisServer, cluster = false): Record<string, string> {
+  return { [`${prefix}_REDIS_HOST`]: '127.0.0.1', [`${prefix}_REDIS_PORT`]: String(server.port), [`${prefix}_REDIS_CLUSTER`]: String(cluster) };
+}
 
 /** Rows (a), (a′) and (b): the real script under /usr/bin/time, at full speed, otherwise default settings. */
 export async function measureTool(id: ToolRowId, source: RedisServer, target: RedisServer, keys: number): Promise<RowResult> {
-  return runToolTimed(id, source.port, target.port, keys);
+  return runToolTimed(id, { ...sideSettings('SOURCE', source), ...sideSettings('DESTINATION', target) }, keys);
+}
+
+/** Row (e): the same command as (a), between two clusters, each reached through its first node. */
+export async function measureClusterTool(source: RedisServer, target: RedisServer, keys: number): Promise<RowResult> {
+  return runToolTimed('cluster', { ...sideSettings('SOURCE', source, true), ...sideSettings('DESTINATION', target, true) }, keys);
 }
 
 /** The tool copying an empty database onto itself: what its wall time and RSS are before any key. */
 export async function measureToolFloor(emptyServer: RedisServer): Promise<RowResult> {
-  return runToolTimed('dump', emptyServer.port, emptyServer.port, 0);
+  return runToolTimed('dump', { ...sideSettings('SOURCE', emptyServer), ...sideSettings('DESTINATION', emptyServer) }, 0);
 }
 
 /** The settings that make each tool row what it is; (a) is the tool as shipped. */
@@ -132,15 +144,13 @@ function outputProblem(id: ToolRowId, stdout: string, keys: number): string | un
   return `restored keys: ${restored}, expected ${keys}`;
 }
 
-async function runToolTimed(id: ToolRowId, sourcePort: number, targetPort: number, keys: number): Promise<RowResult> {
+/** The real script under /usr/bin/time with these endpoint settings, at full speed; checked against what `id` must print. */
+export async function runToolTimed(id: ToolRowId, endpoints: Record<string, string>, keys: number): Promise<RowResult> {
   const cwd = tempDir();
   const env: Record<string, string> = {
     PATH: process.env.PATH ?? '',
     HOME: process.env.HOME ?? '',
-    SOURCE_REDIS_HOST: '127.0.0.1',
-    SOURCE_REDIS_PORT: String(sourcePort),
-    DESTINATION_REDIS_HOST: '127.0.0.1',
-    DESTINATION_REDIS_PORT: String(targetPort),
+    ...endpoints,
     SLEEP_TIME: '0',
     ERROR_LOG_FILENAME: join(cwd, 'errors.log'),
     ...modeSettings(id),

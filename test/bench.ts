@@ -1,21 +1,23 @@
 // Benchmark entry point: seeds a throwaway source, copies it four ways into a throwaway target, checks the first
-// copy with the tool's compare mode; writes test/bench-results.md, media/benchmark.svg. Options: --keys N (or BENCH_KEYS), --scaling.
+// copy with the tool's compare mode, then copies between two 3-master clusters; writes test/bench-results.md and
+// media/benchmark.svg. Options: --keys N (or BENCH_KEYS), --scaling.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { drawChart, formatCount } from './bench-chart.js';
 import { chartBars, keysPerSecond, renderReport, type RunInfo, type ScalingPoint } from './bench-report.js';
 import {
-  configSnapshot, digest, infoValue, isToolRow, killRunningTools, measureMigrate, measureReplication, measureTool, measureToolFloor, resetTarget,
-  serverCpuSeconds, ROW_LABELS, type RowId, type RowResult,
+  configSnapshot, digest, infoValue, isToolRow, killRunningTools, measureClusterTool, measureMigrate, measureReplication, measureTool, measureToolFloor,
+  resetTarget, runToolTimed, serverCpuSeconds, sideSettings, ROW_LABELS, type RowId, type RowResult,
 } from './bench-rows.js';
 import { logSlowCalls, watchScriptCalls } from './bench-scripts.js';
 import { seedSource } from './bench-seed.js';
+import { startCluster, type TestCluster } from './helpers/cluster.js';
 import { ROOT, startRedis, type RedisServer } from './helpers/servers.js';
 
 const DEFAULT_KEYS = 1_000_000;
 const SCALING_SIZES = [200_000, 2_000_000];
-const ROW_ORDER: RowId[] = ['dump', 'compare', 'type', 'migrate', 'replicaof'];
+const ROW_ORDER: Exclude<RowId, 'cluster'>[] = ['dump', 'compare', 'type', 'migrate', 'replicaof'];
 /** Rows that run on the target the row before left, not an emptied one: compare checks the copy (a) just made. */
 const KEEPS_TARGET: ReadonlySet<RowId> = new Set<RowId>(['compare']);
 const RESULTS_FILE = join(ROOT, 'test', 'bench-results.md');
@@ -83,7 +85,7 @@ async function describeRun(source: RedisServer, keys: number, seedSeconds: numbe
   };
 }
 
-function measureRow(id: RowId, source: RedisServer, target: RedisServer, keys: number): Promise<RowResult> {
+function measureRow(id: Exclude<RowId, 'cluster'>, source: RedisServer, target: RedisServer, keys: number): Promise<RowResult> {
   switch (id) {
     case 'dump':
     case 'compare':
@@ -97,7 +99,7 @@ function measureRow(id: RowId, source: RedisServer, target: RedisServer, keys: n
 }
 
 /** Runs one row and, whatever happened, compares the target's digest with the source's. */
-async function runRow(id: RowId, source: RedisServer, target: RedisServer, keys: number, sourceDigest: string): Promise<RowResult> {
+async function runRow(id: Exclude<RowId, 'cluster'>, source: RedisServer, target: RedisServer, keys: number, sourceDigest: string): Promise<RowResult> {
   say(`  ${ROW_LABELS[id]} ...`);
   const cpuBefore = await Promise.all([serverCpuSeconds(source), serverCpuSeconds(target)]);
   const scriptWatch = isToolRow(id) ? await Promise.all([watchScriptCalls(source), watchScriptCalls(target)]) : undefined;
@@ -142,7 +144,60 @@ async function runMainRows(source: RedisServer, target: RedisServer, keys: numbe
     }
     rows.push(await runRow(id, source, target, keys, sourceDigest));
   }
+  rows.push(await runClusterRow(source, keys, sourceDigest));
   return { info, rows };
+}
+
+/**
+ * XOR of the masters' DEBUG DIGESTs. A server's digest is a constant (for db 0) XOR each key's own digest, so
+ * over an odd number of non-empty masters this is the digest one server holding all their keys would have.
+ */
+async function clusterDigest(cluster: TestCluster): Promise<string> {
+  const combined = Buffer.alloc(20);
+  for (const node of cluster.nodes) Buffer.from(await digest(node), 'hex').forEach((byte, i) => (combined[i] = (combined[i] ?? 0) ^ byte));
+  return combined.toString('hex');
+}
+
+async function clusterCpuSeconds(cluster: TestCluster): Promise<number> {
+  const each = await Promise.all(cluster.nodes.map(serverCpuSeconds));
+  return each.reduce((sum, s) => sum + s, 0);
+}
+
+/**
+ * Row (e): two fresh 3-master clusters. The tool fills the source cluster from the seeded server (not timed,
+ * checked by digest), then the timed run copies cluster to cluster with the same settings as (a).
+ */
+async function runClusterRow(seeded: RedisServer, keys: number, sourceDigest: string): Promise<RowResult> {
+  say(`  ${ROW_LABELS.cluster}: two clusters, the source one filled by the tool ...`);
+  const started = await Promise.allSettled([startCluster(), startCluster()]);
+  const clusters = started.flatMap((s) => (s.status === 'fulfilled' ? [s.value] : []));
+  const stop = async (): Promise<void> => void (await Promise.all(clusters.map((c) => c.stop())));
+  cleanups.add(stop);
+  try {
+    const [from, to] = started;
+    if (from?.status !== 'fulfilled' || to?.status !== 'fulfilled') throw new Error(`a cluster did not start: ${String(started.find((s) => s.status === 'rejected')?.reason)}`);
+    const [source, target] = [from.value, to.value];
+    const fill = await runToolTimed('dump', { ...sideSettings('SOURCE', seeded), ...sideSettings('DESTINATION', source.nodes[0] as RedisServer, true) }, keys);
+    if (fill.problems.length > 0 || (await clusterDigest(source)) !== sourceDigest) {
+      return { id: 'cluster', keys, problems: [`filling the source cluster went wrong: ${fill.problems.join('; ') || 'its digest differs'}`] };
+    }
+    const cpuBefore = await Promise.all([clusterCpuSeconds(source), clusterCpuSeconds(target)]);
+    const row = await measureClusterTool(source.nodes[0] as RedisServer, target.nodes[0] as RedisServer, keys);
+    const cpuAfter = await Promise.all([clusterCpuSeconds(source), clusterCpuSeconds(target)]);
+    row.sourceCpuSeconds = cpuAfter[0] - cpuBefore[0];
+    row.targetCpuSeconds = cpuAfter[1] - cpuBefore[1];
+    row.loadAfter = loadavg()[0];
+    row.digestMatches = (await clusterDigest(target)) === sourceDigest;
+    if (!row.digestMatches) row.problems.push('the target cluster\'s combined DEBUG DIGEST differs from the source');
+    const speed = keysPerSecond(row);
+    say(`    ${row.wallSeconds?.toFixed(2) ?? '—'} s, ${speed ? formatCount(speed) : '—'} keys/s${row.problems.length ? `; PROBLEMS: ${row.problems.join('; ')}` : ''}`);
+    return row;
+  } catch (err) {
+    return { id: 'cluster', keys, problems: [err instanceof Error ? err.message : String(err)] };
+  } finally {
+    cleanups.delete(stop);
+    await stop();
+  }
 }
 
 /** Row (a) again at other sizes, each on fresh servers, for how peak RSS grows with the key count. */
