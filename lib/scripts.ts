@@ -278,3 +278,59 @@ for kind, at_text, n in string.gmatch(ARGV[2], '([^,;]+),(-?%d+),(-?%d+);') do
 end
 return out
 `;
+
+/**
+ * Content digest per key, the same whatever the encoding or the server's hash seed: string value; list and
+ * zset in order (zset with its scores as the server prints them); set members and hash pairs sorted. ARGV:
+ * element limit. Per key "type:sha1;", or ";" for a key not summed this way (bigger than the limit, a stream,
+ * gone, or an error): those are compared element by element instead.
+ */
+export const CONTENT_DIGEST = `${COMMON}
+local limit = tonumber(ARGV[1])
+local LEN = { list = 'LLEN', set = 'SCARD', zset = 'ZCARD', hash = 'HLEN' }
+local function call(...)
+  local r = redis.pcall(...)
+  if failed(r) then return nil end
+  return r
+end
+-- Each element with its length first, so no two different lists frame to the same text.
+local function framed(items)
+  local parts = {}
+  for i = 1, #items do parts[i] = #items[i] .. ':' .. items[i] end
+  return table.concat(parts)
+end
+local function sorted_pairs(flat)
+  local list = {}
+  for i = 1, #flat, 2 do list[#list + 1] = { flat[i], flat[i + 1] } end
+  table.sort(list, function(x, y) return x[1] < y[1] end)
+  local out = {}
+  for i = 1, #list do out[2 * i - 1] = list[i][1]; out[2 * i] = list[i][2] end
+  return out
+end
+local function content(k, kind)
+  if kind == 'string' then return call('GET', k) end
+  if LEN[kind] == nil then return nil end
+  local n = call(LEN[kind], k)
+  if n == nil or n > limit then return nil end
+  if kind == 'list' then
+    local v = call('LRANGE', k, 0, -1)
+    return v and framed(v)
+  elseif kind == 'set' then
+    local v = call('SMEMBERS', k)
+    if v then table.sort(v) end
+    return v and framed(v)
+  elseif kind == 'hash' then
+    local v = call('HGETALL', k)
+    return v and framed(sorted_pairs(v))
+  end
+  local v = call('ZRANGE', k, 0, -1, 'WITHSCORES')
+  return v and framed(v)
+end
+local out = {}
+for i = 1, #KEYS do
+  local kind = call('TYPE', KEYS[i])
+  local text = kind and content(KEYS[i], kind.ok)
+  out[i] = text and (kind.ok .. ':' .. redis.sha1hex(text) .. ';') or ';'
+end
+return table.concat(out)
+`;

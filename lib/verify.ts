@@ -3,7 +3,7 @@
 import type { Connection, Reply } from './connections.js';
 import { asArray, asText, flagsFor, mapLimited, READ_BUDGET_BYTES, STRING_CHUNK_BYTES } from './batch.js';
 import { displayKey } from './error-log.js';
-import { DUMP_READ, parseDumpHeader, READ_FLAGS, withFlags, type DumpRecord } from './scripts.js';
+import { CONTENT_DIGEST, DUMP_READ, parseDumpHeader, READ_FLAGS, withFlags, type DumpRecord } from './scripts.js';
 
 export type DiffCategory = 'missing' | 'type' | 'value' | 'ttl';
 export const CATEGORIES: readonly DiffCategory[] = ['missing', 'type', 'value', 'ttl'];
@@ -27,10 +27,13 @@ export type KeyVerdict =
   | ({ verdict: 'different' } & Difference);
 
 const KEYS_COMPARED_AT_ONCE = 8;
+/** Keys up to this DUMP size whose payloads differ are summed by CONTENT_DIGEST before any element-wise look. */
+const DIGEST_MAX_PAYLOAD_BYTES = 256 * 1024;
 
 /**
  * Compares a batch of keys. Most keys are settled at once from the two DUMP reads (identical payloads, or
- * missing); only the rest are compared logically, and a key found different is compared once more.
+ * missing); small keys whose payloads differ by layout alone are settled by a content digest of each side;
+ * only the rest are compared element by element, and a key found different is compared once more.
  */
 export async function compareBatch(source: Connection, target: Connection, keys: readonly Buffer[], options: CompareOptions): Promise<KeyVerdict[]> {
   const verdicts: KeyVerdict[] = [];
@@ -41,6 +44,7 @@ export async function compareBatch(source: Connection, target: Connection, keys:
     const covered = rest.slice(0, Math.min(src.length, tgt.length));
     rest = rest.slice(covered.length);
     const quick = covered.map((key, i) => quickVerdict(key, src[i] as DumpRecord, tgt[i] as DumpRecord, options.ttlToleranceMs));
+    await settleByDigest(source, target, covered, src, tgt, quick, options);
     const open = quick.flatMap((v, i) => (v === undefined || v.verdict === 'different' ? [i] : []));
     // A difference seen in the DUMP reads is checked again from fresh reads; one found only by the logical
     // comparison gets its second look here too, so a source that moved on is not reported as a difference.
@@ -52,6 +56,32 @@ export async function compareBatch(source: Connection, target: Connection, keys:
     verdicts.push(...(quick as KeyVerdict[]));
   }
   return verdicts;
+}
+
+/**
+ * Small keys left open by the DUMP reads (a hashtable set's payload follows each server's hash seed; "12345"
+ * may be an int on one side and raw text on the other): equal content digests on both sides settle them.
+ */
+async function settleByDigest(
+  source: Connection, target: Connection, keys: readonly Buffer[], src: readonly DumpRecord[], tgt: readonly DumpRecord[],
+  verdicts: (KeyVerdict | undefined)[], options: CompareOptions,
+): Promise<void> {
+  const small = (r: DumpRecord | undefined): boolean => r !== undefined && r.payload.length > 0 && r.payload.length <= DIGEST_MAX_PAYLOAD_BYTES;
+  const open = verdicts.flatMap((v, i) => (v === undefined && small(src[i]) && small(tgt[i]) ? [i] : []));
+  if (open.length === 0) return;
+  const openKeys = open.map((i) => keys[i] as Buffer);
+  const [ours, theirs] = await Promise.all([contentDigests(source, openKeys, options.chunkSize), contentDigests(target, openKeys, options.chunkSize)]);
+  open.forEach((index, j) => {
+    if (ours[j] === '' || ours[j] !== theirs[j]) return;
+    const key = keys[index] as Buffer;
+    const ttl = ttlDifference((src[index] as DumpRecord).expireAt, (tgt[index] as DumpRecord).expireAt, options.ttlToleranceMs);
+    verdicts[index] = ttl === null ? { key, verdict: 'identical' } : { key, verdict: 'different', category: 'ttl', detail: ttl };
+  });
+}
+
+async function contentDigests(server: Connection, keys: readonly Buffer[], elementLimit: number): Promise<string[]> {
+  const reply = await server.evalScript(withFlags(CONTENT_DIGEST, flagsFor(server, READ_FLAGS)), keys, [String(elementLimit)]);
+  return asText(reply).split(';').slice(0, keys.length);
 }
 
 /** A verdict from the DUMP reads alone, or undefined when the values must be compared logically. */

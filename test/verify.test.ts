@@ -275,6 +275,30 @@ describe('MIGRATION_MODE=compare across encodings', () => {
     expect(shownDiffs(run.stdout)).toEqual([]);
     expect(run.code, run.output).toBe(0);
   });
+
+  it('settles a small set that differs in layout alone by one content digest per side, with no element-wise reads', async () => {
+    await fresh(source, other);
+    const members = Array.from({ length: 40 }, (_, i) => `member-${i}`);
+    await source.cmd('SADD', 'layout:set', ...members);
+    await other.cmd('SADD', 'layout:set', ...[...members].reverse());
+    // Precondition: hashtable sets, each DUMPed in the order of its server's own hash seed.
+    const [a, b] = [(await bin(source, 'DUMP', 'layout:set')) as Buffer, (await bin(other, 'DUMP', 'layout:set')) as Buffer];
+    expect(a.equals(b), 'DUMP of layout:set should differ').toBe(false);
+    await Promise.all([source, other].map((s) => s.cmd('CONFIG', 'RESETSTAT')));
+
+    const run = await compare({}, other);
+    expect(run.stdout, run.output).toContain('0 missing, 0 type, 0 value, 0 ttl (1 keys checked, 1 identical)');
+    for (const server of [source, other]) {
+      const stats = await commandStats(server);
+      expect(['sscan', 'smismember', 'scard'].map((c) => calls(stats, c)), 'element-wise reads').toEqual([0, 0, 1]);
+    }
+
+    await other.cmd('SREM', 'layout:set', 'member-7');
+    await other.cmd('SADD', 'layout:set', 'member-7 (changed)');
+    const changed = await compare({}, other);
+    expect(changed.stdout, changed.output).toContain('0 missing, 0 type, 1 value, 0 ttl (1 keys checked, 0 identical)');
+    expect(shownDiffs(changed.stdout)).toEqual([{ category: 'value', key: 'layout:set', hint: 'member member-7 not on the target' }]);
+  });
 });
 
 describe('MIGRATION_MODE=compare of big keys, in chunks of COLLECTION_CHUNK_SIZE (default)', () => {
