@@ -3,7 +3,7 @@
 // or dry run), verify, report. Exit codes are in EXIT.
 import { config as loadDotenv } from 'dotenv';
 import { mergeBatches, Side } from './lib/cluster.js';
-import { ConnectionError, describeError } from './lib/connections.js';
+import { ConnectionError, describeError, isRefusal } from './lib/connections.js';
 import { DryRun, dryRunBatches } from './lib/dry-run.js';
 import { ErrorLog } from './lib/error-log.js';
 import { selectedKeys, type SelectionCounts } from './lib/filters.js';
@@ -132,8 +132,9 @@ async function runDatabase(settings: Settings, log: ErrorLog, interruption: Inte
       return EXIT.settingsOrConnection;
     }
     const lost = sides?.[0].lost ?? sides?.[1].lost;
-    if (!lost) throw err;
-    say(`Stopped early: lost the connection to ${lost.label} (${lost.lostBecause ?? describeError(err)})`);
+    if (lost) say(`Stopped early: lost the connection to ${lost.label} (${lost.lostBecause ?? describeError(err)})`);
+    else if (isRefusal(err)) say(`Stopped early: ${describeError(err)}`);
+    else throw err;
     return EXIT.settingsOrConnection;
   } finally {
     await Promise.all(sides?.map((side) => side.close()) ?? []);

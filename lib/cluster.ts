@@ -181,7 +181,12 @@ export async function forEachPair<R>(
 
 /** Batches from several scans, as each arrives: every master is scanned at once, one batch ahead at most. */
 export async function* mergeBatches<T>(scans: AsyncIterator<T>[]): AsyncGenerator<T> {
-  const next = (i: number): Promise<[number, IteratorResult<T>]> => (scans[i] as AsyncIterator<T>).next().then((r) => [i, r]);
+  const next = (i: number): Promise<[number, IteratorResult<T>]> => {
+    const pulled = (scans[i] as AsyncIterator<T>).next().then((r): [number, IteratorResult<T>] => [i, r]);
+    // A prefetch still pending when the run stops (Ctrl-C, a lost server) may fail unobserved; that is no crash.
+    pulled.catch(() => undefined);
+    return pulled;
+  };
   const pending = new Map<number, Promise<[number, IteratorResult<T>]>>(scans.map((_, i) => [i, next(i)]));
   while (pending.size > 0) {
     const [i, result] = await Promise.race(pending.values());

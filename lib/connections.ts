@@ -1,7 +1,7 @@
 // Connections to the source and the target: connect fast or fail fast, binary-safe replies,
 // and what each server can do (version, scripting, PEXPIRETIME), found out once at start.
 import { isIP } from 'node:net';
-import { createClient, RESP_TYPES } from '@redis/client';
+import { createClient, ErrorReply, RESP_TYPES } from '@redis/client';
 import { packKeys } from './scripts.js';
 import type { Endpoint } from './settings.js';
 
@@ -47,6 +47,14 @@ function makeClient(endpoint: Endpoint) {
 type Client = ReturnType<typeof makeClient>;
 
 export class ConnectionError extends Error {}
+
+/** A server refused a read the run cannot go on without (an ACL rule, a slot that moved during a comparison). */
+export class CommandRefused extends Error {}
+
+/** The error is a server's refusal (an error reply, or CommandRefused), not a bug or a lost socket. */
+export function isRefusal(err: unknown): boolean {
+  return err instanceof CommandRefused || err instanceof ErrorReply;
+}
 
 export interface Capabilities {
   version: number[];

@@ -1,6 +1,6 @@
 // Verification: is each source key on the target, of the same type, with the same content and expiry?
 // Identical DUMP payloads settle most keys at once; the rest are compared logically, in chunks.
-import type { Connection, Reply } from './connections.js';
+import { CommandRefused, type Connection, type Reply } from './connections.js';
 import { asArray, asText, flagsFor, mapLimited, READ_BUDGET_BYTES, STRING_CHUNK_BYTES } from './batch.js';
 import { displayKey } from './error-log.js';
 import { CONTENT_DIGEST, DUMP_READ, parseDumpHeader, READ_FLAGS, withFlags, type DumpRecord } from './scripts.js';
@@ -107,7 +107,7 @@ async function snapshots(server: Connection, keys: readonly Buffer[], maxBytes: 
   const records = parseDumpHeader(asText(header), payloads as Buffer);
   const failure = records.findIndex((r) => r.expireAt === -3);
   if (failure >= 0) {
-    throw new Error(`${server.label} could not read ${displayKey(keys[failure] as Buffer)}: ${records[failure]?.payload.toString()}`);
+    throw new CommandRefused(`${server.label} could not read |${displayKey(keys[failure] as Buffer)}|: ${records[failure]?.payload.toString()}`);
   }
   return records;
 }

@@ -16,7 +16,7 @@ export const ROW_LABELS: Record<RowId, string> = {
   type: 'this tool (COPY_METHOD=type)',
   migrate: 'MIGRATE COPY (server-side)',
   replicaof: 'REPLICAOF full sync (physical limit)',
-  cluster: 'this tool (dump), 3-master cluster to 3-master cluster',
+  cluster: 'this tool (dump), cluster to cluster',
 };
 
 export interface RowResult {

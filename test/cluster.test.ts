@@ -207,6 +207,28 @@ describe('misuse, in one line with exit status 1', () => {
     expect(run.stdout).toMatch(/^Error connecting to Redis : source 127\.0\.0\.1:\d+: not a Redis Cluster node .*set SOURCE_REDIS_CLUSTER=false/);
   });
 
+  it('an .rdb file with keys in two databases into a cluster: refused unless SOURCE_REDIS_DB_INDEX picks one', async () => {
+    const saved = await startRedis();
+    try {
+      await saved.cmd('SET', 'in-db-0', 'zero');
+      await saved.cmd('SELECT', 3);
+      await saved.cmd('MSET', 'in-db-3:a', 'a', 'in-db-3:b', 'b');
+      await saved.cmd('SAVE');
+      const file = `${saved.dir}/dump.rdb`;
+      await emptied(targetCluster.nodes);
+      const refused = await runMigrator({ ...targetCluster.settings('DESTINATION'), SOURCE_RDB_FILE: file, SLEEP_TIME: 0 }, tempDir());
+      expect(refused.code, describeRun(refused)).toBe(1);
+      expect(refused.stdout).toMatch(/^Error loading SOURCE_RDB_FILE : .*dump\.rdb has keys in databases 0, 3, and DESTINATION_REDIS_CLUSTER=true takes database 0 only: set SOURCE_REDIS_DB_INDEX/m);
+
+      const chosen = await runMigrator({ ...targetCluster.settings('DESTINATION'), SOURCE_RDB_FILE: file, SOURCE_REDIS_DB_INDEX: 3, SLEEP_TIME: 0 }, tempDir());
+      expect(chosen.code, describeRun(chosen)).toBe(0);
+      expect(summary(chosen.stdout).restored).toBe(2);
+      expect(await (await ownerOf(targetCluster, 'in-db-3:a')).cmd('GET', 'in-db-3:a')).toBe('a');
+    } finally {
+      await saved.stop();
+    }
+  });
+
   it('a db index other than 0 on a cluster side, before connecting', async () => {
     const run = await runMigrator({ ...targetCluster.settings('DESTINATION'), ...standalone(reference, 'SOURCE'), DESTINATION_REDIS_DB_INDEX: 2 }, tempDir());
     expect(run.code).toBe(1);

@@ -101,6 +101,22 @@ describe('MIGRATION_MODE=compare that cannot start', () => {
     expect(unreachable.code, unreachable.output).toBe(1);
     for (const run of [badSetting, unreachable]) expect(() => tallyOf(run.stdout)).toThrow();
   });
+
+  it('stops in one line, exit 1 and no stack trace, when the source refuses a read (an ACL user without DUMP)', async () => {
+    await fresh(source, target);
+    await source.cmd('SET', 'user:1', 'v');
+    await source.cmd('ACL', 'SETUSER', 'nodump', 'on', '>secret-pw', '~*', '+@all', '-dump');
+    try {
+      const run = await compare({ SOURCE_REDIS_USERNAME: 'nodump', SOURCE_REDIS_PASSWORD: 'secret-pw' });
+      expect(run.code, run.output).toBe(1);
+      expect(run.stdout, run.output).toMatch(/^Stopped early: source 127\.0\.0\.1:\d+ could not read \|user:1\|: (NOPERM|ERR The user executing the script can't run)/m);
+      expect(run.stderr, run.output).not.toMatch(/^\s+at /m);
+      expect(run.stdout + run.stderr).not.toContain('secret-pw');
+      expect(() => tallyOf(run.stdout)).toThrow();
+    } finally {
+      await source.cmd('ACL', 'DELUSER', 'nodump');
+    }
+  });
 });
 
 describe('MIGRATION_MODE=compare with every kind of difference', () => {
