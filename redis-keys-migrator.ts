@@ -10,7 +10,7 @@ import { selectedKeys, type SelectionCounts } from './lib/filters.js';
 import { Migration, type MigrationResult } from './lib/migration.js';
 import { Progress } from './lib/progress.js';
 import { summaryLines, timingLine, writeJsonSummary, type JsonSummary } from './lib/report.js';
-import { Interruption, runWithSizedHeap } from './lib/runtime.js';
+import { Interruption, outliveClosedOutput, runWithSizedHeap } from './lib/runtime.js';
 import { RdbError, startRdbServer, type RdbServer } from './lib/rdb-source.js';
 import { parseSettings, renderHelp, SettingsError, unknownSettingWarnings, type Endpoint, type Settings } from './lib/settings.js';
 import { differing, KeyJournal, tallyLine, verifyAll, verifyJournal, type Tally, type VerificationSetup } from './lib/verification.js';
@@ -43,6 +43,7 @@ async function main(): Promise<number> {
     return EXIT.ok;
   }
   await runWithSizedHeap();
+  outliveClosedOutput();
 
   // 1. Settings: the environment wins over .env; a bad value stops us before any connection.
   loadDotenv({ quiet: true });
@@ -165,8 +166,10 @@ async function copy(session: Session, log: ErrorLog): Promise<number> {
     for (const line of summaryLines(result, settings.errorLogFile, session.selection.excluded, settings.excludePattern !== '', settings.scanType)) say(line);
     const timing = timingOf(session, stats.bytesMoved);
     say(timingLine(timing));
+    // After a fatal stop the status says so already; otherwise a source that resharded leaves the copy incomplete.
+    const slotsStayed = result.fatal !== undefined || (await sourceStayedPut(session));
     const verification = journal && !result.fatal && !result.interrupted ? await verifyCopy(session, journal) : undefined;
-    const status = copyExitStatus(result, verification ? differing(verification.copied) : 0);
+    const status = slotsStayed ? copyExitStatus(result, verification ? differing(verification.copied) : 0) : EXIT.settingsOrConnection;
     writeSummary(settings, {
       mode: 'copy',
       counts: { ...result.counts, excluded: session.selection.excluded },
@@ -185,9 +188,20 @@ async function copy(session: Session, log: ErrorLog): Promise<number> {
 async function compare(session: Session): Promise<number> {
   const tally = await verifyAll(verificationSetup(session), session.keys);
   say(tallyLine(tally));
-  const status = session.interruption.requested ? EXIT.interrupted : differing(tally) > 0 ? EXIT.differencesFound : EXIT.ok;
+  const slotsStayed = await sourceStayedPut(session);
+  const status = session.interruption.requested ? EXIT.interrupted : !slotsStayed ? EXIT.settingsOrConnection : differing(tally) > 0 ? EXIT.differencesFound : EXIT.ok;
   writeSummary(session.settings, { mode: 'compare', verification: { compare: tally }, timing: timingOf(session, 0), exitStatus: status });
   return status;
+}
+
+/**
+ * A cluster source is scanned master by master, so a key whose slot moved during the run (resharding, a
+ * failover) may have been passed over. Such a run is not called complete.
+ */
+async function sourceStayedPut(session: Session): Promise<boolean> {
+  if (!(await session.source.slotsMovedSinceStart())) return true;
+  say('The source cluster\'s slots moved during the run: keys that moved between masters may have been missed. Run it again (keys already copied are skipped).');
+  return false;
 }
 
 /** DRY_RUN: what a copy would do, from reads only. */

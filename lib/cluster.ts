@@ -37,9 +37,13 @@ export function isRedirect(reason: string): boolean {
 
 /** The nodes of one side and which of them owns each key. */
 export class Side {
-  private readonly nodes = new Map<string, Connection>();
+  /** Every connection opened, by host:port; a promise, so two lookups racing for a new node share one connection. */
+  private readonly nodes = new Map<string, Promise<Connection>>();
   private slots: Connection[] = [];
-
+  /** A slot map being read; concurrent MOVED redirections wait for the same read. */
+  private reading: Promise<void> | undefined;
+  /** The slot map at the start of the run, to tell whether a cluster source resharded while it was scanned. */
+  private openedWith = '';
   readonly cluster: boolean;
 
   private constructor(readonly endpoint: Endpoint) {
@@ -49,7 +53,7 @@ export class Side {
   /** Connects to the server or, for a cluster, to every master the seed node names. */
   static async open(endpoint: Endpoint): Promise<Side> {
     const side = new Side(endpoint);
-    const seed = await side.connect(endpoint);
+    const seed = await side.nodeAt(endpoint.host, endpoint.port, endpoint);
     try {
       if (!side.cluster) {
         if (seed.capabilities.clusterNode) throw new ConnectionError(`${seed.label}: this is a Redis Cluster node; set ${clusterSetting(endpoint)}=true to reach the whole cluster`);
@@ -57,6 +61,7 @@ export class Side {
       } else {
         if (!seed.capabilities.clusterNode) throw new ConnectionError(`${seed.label}: not a Redis Cluster node (cluster support disabled); set ${clusterSetting(endpoint)}=false`);
         await side.readSlots(seed);
+        side.openedWith = side.layout;
       }
     } catch (err) {
       await side.close();
@@ -74,6 +79,21 @@ export class Side {
     return this.slots[keySlot(key)] as Connection;
   }
 
+  /** Whether the cluster's slot ranges or their masters differ now (read again) from those at the start. */
+  async slotsMovedSinceStart(): Promise<boolean> {
+    if (!this.cluster) return false;
+    await this.readSlots(this.masters[0] as Connection);
+    return this.layout !== this.openedWith;
+  }
+
+  private get layout(): string {
+    const ranges: string[] = [];
+    this.slots.forEach((node, slot) => {
+      if (slot === 0 || this.slots[slot - 1] !== node) ranges.push(`${slot}:${node.endpoint.host}:${node.endpoint.port}`);
+    });
+    return ranges.join(',');
+  }
+
   /**
    * Where `key` lives now, asked of the node the map names: it answers for itself, redirects with MOVED
    * (the map is read again) or, while its slot migrates, with ASK (the next command goes with ASKING).
@@ -85,7 +105,10 @@ export class Side {
       await node.send(['EXISTS', key]);
       return node;
     } catch (err) {
-      const redirect = /^(MOVED|ASK) \d+ (\S+):(\d+)/.exec(describeError(err));
+      const reason = describeError(err);
+      // The cluster is failing over, or the slot is mid-move: the same node, after the caller's pause.
+      if (/^(CLUSTERDOWN|TRYAGAIN)/.test(reason)) return node;
+      const redirect = /^(MOVED|ASK) \d+ (\S+):(\d+)/.exec(reason);
       if (!redirect) throw err;
       const to = await this.nodeAt(redirect[2] as string, Number(redirect[3]));
       if (redirect[1] === 'ASK') return to.asking();
@@ -94,16 +117,22 @@ export class Side {
     }
   }
 
-  /** The connection that went away, if any did. */
+  /** A master whose connection went away, if any did (connections no slot points at are not asked). */
   get lost(): Connection | undefined {
-    return [...this.nodes.values()].find((c) => c.lostBecause !== undefined);
+    return this.masters.find((c) => c.lostBecause !== undefined);
   }
 
   async close(): Promise<void> {
-    await Promise.all([...this.nodes.values()].map((c) => c.close()));
+    const opened = await Promise.allSettled(this.nodes.values());
+    await Promise.all(opened.map((c) => (c.status === 'fulfilled' ? c.value.close() : undefined)));
   }
 
-  private async readSlots(from: Connection): Promise<void> {
+  private readSlots(from: Connection): Promise<void> {
+    this.reading ??= this.readSlotsFrom(from).finally(() => (this.reading = undefined));
+    return this.reading;
+  }
+
+  private async readSlotsFrom(from: Connection): Promise<void> {
     const slots = new Array<Connection>(SLOT_COUNT);
     for (const range of asArray(await from.send(['CLUSTER', 'SLOTS']))) {
       const [first, last, master] = asArray(range);
@@ -118,15 +147,15 @@ export class Side {
     this.slots = slots;
   }
 
-  private async nodeAt(host: string, port: number): Promise<Connection> {
-    const known = this.nodes.get(`${host}:${port}`);
-    return known ?? this.connect(nodeEndpoint(this.endpoint, host, port));
-  }
-
-  private async connect(endpoint: Endpoint): Promise<Connection> {
-    const connection = await Connection.open(endpoint);
-    this.nodes.set(`${endpoint.host}:${endpoint.port}`, connection);
-    return connection;
+  private nodeAt(host: string, port: number, endpoint = nodeEndpoint(this.endpoint, host, port)): Promise<Connection> {
+    const name = `${host}:${port}`;
+    const known = this.nodes.get(name);
+    if (known) return known;
+    const opening = Connection.open(endpoint);
+    this.nodes.set(name, opening);
+    // A failed open is not kept: the next lookup tries again, and close() passes over it.
+    opening.catch(() => this.nodes.delete(name));
+    return opening;
   }
 }
 

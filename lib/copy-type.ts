@@ -5,6 +5,7 @@ import {
   answerOf, asArray, asNumber, asText, CHUNKED_KEYS_AT_ONCE, failed, flagsFor, isScriptingRefused, KeyProblem, mapLimited,
   READ_BUDGET_BYTES, recordCount, settleChunked, STRING_CHUNK_BYTES, type CopyContext, type KeyOutcome, type WriteAnswer,
 } from './batch.js';
+import { describeError } from './connections.js';
 import { READ_FLAGS, TYPE_READ, TYPE_WRITE, WRITE_FLAGS, withFlags } from './scripts.js';
 
 /** A key as read for writing: values already in write order. */
@@ -105,7 +106,7 @@ export async function copyKeyInChunks(ctx: CopyContext, key: Buffer): Promise<Ke
     for await (const values of readChunks(source, key, kind, settings.chunkSize, dangling)) {
       const [answer] = await writeTyped(target, mode, [{ key, kind, expireAt: -1, values }]);
       ctx.stats.bytesMoved += values.reduce((sum, v) => sum + v.length, 0);
-      if (answer?.status !== 'restored') return chunkOutcome(key, answer);
+      if (answer?.status !== 'restored') return written ? await undoPartial(target, chunkOutcome(key, answer)) : chunkOutcome(key, answer);
       written = true;
       mode = 'append';
     }
@@ -114,8 +115,23 @@ export async function copyKeyInChunks(ctx: CopyContext, key: Buffer): Promise<Ke
     return await applyExpiry(target, key, expireAt);
   } catch (err) {
     if (written && !(await sourceHas(source, key))) return dropPartial(target, key, written);
-    if (written) await target.send(['DEL', key]);
-    return failed(key, err);
+    const outcome = failed(key, err);
+    return written ? undoPartial(target, outcome) : outcome;
+  }
+}
+
+/**
+ * A key that failed after some of its chunks were written: the partial copy is removed. If the target refuses
+ * even that (in a cluster, the slot moved with the partial copy in it), the outcome says so, and the run loop
+ * removes it where it now lives. The key was new when this copy began, so nothing of the user's is lost.
+ */
+async function undoPartial(target: Connection, outcome: KeyOutcome): Promise<KeyOutcome> {
+  if (outcome.status !== 'failed') return outcome;
+  try {
+    await target.send(['DEL', outcome.key]);
+    return outcome;
+  } catch (err) {
+    return { ...outcome, reason: `${outcome.reason}; then ${describeError(err)}`, partialLeft: true };
   }
 }
 
@@ -131,8 +147,9 @@ async function sourceHas(source: Connection, key: Buffer): Promise<boolean> {
 
 /** The source key is gone (deleted or expired mid-copy): the target must not keep a partial copy of it. */
 async function dropPartial(target: Connection, key: Buffer, written: boolean): Promise<KeyOutcome> {
-  if (written) await target.send(['DEL', key]);
-  return { key, status: 'vanished' };
+  if (!written) return { key, status: 'vanished' };
+  const removed = await undoPartial(target, { key, status: 'failed', reason: 'gone from the source while being copied' });
+  return removed.status === 'failed' && removed.partialLeft ? removed : { key, status: 'vanished' };
 }
 
 export async function readExpireAt(source: Connection, key: Buffer): Promise<number> {

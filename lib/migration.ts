@@ -103,11 +103,22 @@ export class Migration {
     };
   }
 
-  /** A batch, split by the nodes that hold its keys (one pair unless a side is a cluster). */
+  /**
+   * A batch, split by the nodes that hold its keys (one pair unless a side is a cluster). A pair that fails as
+   * a whole (a server gone) stops the run; the outcomes of the pairs that finished are still counted.
+   */
   private async copyBatch(keys: Buffer[]): Promise<KeyOutcome[]> {
     const { source, target } = this.run;
-    const outcomes = await forEachPair(source, target, keys, (pair) => this.copyOn(this.contextFor(pair.source, pair.target), pair.keys));
+    const outcomes = await forEachPair(source, target, keys, (pair) => this.orStop(this.copyOn(this.contextFor(pair.source, pair.target), pair.keys)));
     return source.cluster || target.cluster ? this.followRedirects(outcomes) : outcomes;
+  }
+
+  /** The work's outcomes; none, and the run stopped, when it failed as a whole. */
+  private orStop(work: Promise<KeyOutcome[]>): Promise<KeyOutcome[]> {
+    return work.catch((err: unknown) => {
+      this.abort(err);
+      return [];
+    });
   }
 
   /**
@@ -115,17 +126,28 @@ export class Migration {
    * (MOVED re-reads the slot map, ASK sends the write with ASKING) and copied there, a few times at most.
    */
   private async followRedirects(outcomes: KeyOutcome[]): Promise<KeyOutcome[]> {
-    for (let attempt = 0; attempt < REDIRECT_ATTEMPTS; attempt++) {
-      const redirected = new Set(outcomes.filter((o) => o.status === 'failed' && isRedirect(o.reason)));
+    for (let attempt = 0; attempt < REDIRECT_ATTEMPTS && this.fatal === undefined; attempt++) {
+      const redirected = new Set(outcomes.filter((o) => o.status === 'failed' && (o.partialLeft === true || isRedirect(o.reason))));
       if (redirected.size === 0) break;
       if (attempt > 0) await sleep(50 * 2 ** attempt);
-      const again = await mapLimited([...redirected], CHUNKED_KEYS_AT_ONCE, async ({ key }) => {
-        const [source, target] = await Promise.all([this.run.source.locate(key), this.run.target.locate(key)]);
-        return (await this.copyOn(this.contextFor(source, target), [key]))[0] as KeyOutcome;
-      });
-      outcomes = [...outcomes.filter((o) => !redirected.has(o)), ...again];
+      const again = await mapLimited([...redirected], CHUNKED_KEYS_AT_ONCE, (outcome) => this.orStop(this.copyWhereItLives(outcome)));
+      outcomes = [...outcomes.filter((o) => !redirected.has(o)), ...again.flat()];
     }
     return outcomes;
+  }
+
+  /** One redirected key, copied where it lives now; a partial copy it left behind is removed there first. */
+  private async copyWhereItLives(outcome: KeyOutcome): Promise<KeyOutcome[]> {
+    const { key } = outcome;
+    const [source, target] = await Promise.all([this.run.source.locate(key), this.run.target.locate(key)]);
+    if (outcome.status === 'failed' && outcome.partialLeft) {
+      try {
+        await target.send(['DEL', key]);
+      } catch {
+        return [outcome]; // Moved again: the next attempt looks once more.
+      }
+    }
+    return this.copyOn(this.contextFor(source, target), [key]);
   }
 
   private contextFor(source: Connection, target: Connection): CopyContext {

@@ -63,3 +63,15 @@ function onInterrupt(stop: () => void): void {
   };
   process.on('SIGINT', handle).on('SIGTERM', handle);
 }
+
+/**
+ * Output whose reader went away (`| head`, a closed terminal) is dropped, not a crash: the migration matters
+ * more than its lines, and the error log and SUMMARY_JSON_FILE still record the outcome.
+ */
+export function outliveClosedOutput(): void {
+  for (const stream of [process.stdout, process.stderr]) {
+    stream.on('error', (err: NodeJS.ErrnoException) => {
+      if (err.code !== 'EPIPE') throw err;
+    });
+  }
+}

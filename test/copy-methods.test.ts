@@ -1,41 +1,17 @@
 // How each copy method behaves beyond "copies the sample data": the auto fallback when the target refuses
 // RESTORE, exact absolute expiry, stream consumer groups, overwriting, keys over the dump bound, and keys
 // that expire while the run is under way. Real redis-server processes and the real script; nothing mocked.
-import { readFileSync, rmSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { runDir, serverPair, type Pair } from './helpers/fixtures.js';
 import { calls, commandStats, streamState, summary, asList } from './helpers/inspect.js';
 import { digest, seedEveryType } from './helpers/sample-data.js';
-import { endpoints, runMigrator, startRedis, tempDir, type RedisServer, type RunResult } from './helpers/servers.js';
-
-interface Pair {
-  source: RedisServer;
-  target: RedisServer;
-}
-
-/** A source and a target for one describe block, stopped in its afterAll. */
-function serverPair(): Pair {
-  const pair = {} as Pair;
-  beforeAll(async () => {
-    pair.source = await startRedis();
-    pair.target = await startRedis();
-  });
-  afterAll(async () => {
-    await Promise.all([pair.source?.stop(), pair.target?.stop()]);
-  });
-  return pair;
-}
-
-/** Working directories of the runs (each gets its error log there), removed when the file is done. */
-const runDirs: string[] = [];
-afterAll(() => {
-  for (const dir of runDirs.splice(0)) rmSync(dir, { recursive: true, force: true });
-});
+import { endpoints, runMigrator, type RedisServer, type RunResult } from './helpers/servers.js';
 
 /** Runs the migrator against the pair and returns the run with the cwd it ran in (for the error log). */
 async function migrate(pair: Pair, settings: Record<string, string | number>): Promise<RunResult & { cwd: string; output: string }> {
-  const cwd = tempDir();
-  runDirs.push(cwd);
+  const cwd = runDir();
   const run = await runMigrator({ ...endpoints(pair.source, pair.target), ...settings }, cwd);
   return { ...run, cwd, output: `exit ${run.code}\n${run.stdout}\n${run.stderr}` };
 }
@@ -448,5 +424,30 @@ describe('big keys that expire while being copied in chunks', () => {
     expect.soft(summary(run.stdout), run.output).toEqual({ restored: 0, skipped: 0, failed: 0, vanished: DOOMED.length });
     expect.soft(run.code, run.output).toBe(0);
     for (const key of DOOMED) expect.soft(await pair.target.cmd('PTTL', key), `${key} on the target`).toBe(-2);
+  });
+});
+
+describe('a big key the target refuses part way through', () => {
+  const pair = serverPair();
+
+  // The target has room for the first chunks only: a later one fails with OOM, and the partial copy must go.
+  it.each(['dump', 'type'])('COPY_METHOD=%s: the key is failed and logged, and no partial copy is left on the target', async (method) => {
+    await pair.source.cmd('FLUSHALL');
+    await freshTarget(pair.target);
+    await pair.source.cmd('RPUSH', 'huge:list', ...Array.from({ length: 400 }, (_, i) => `${i}:${'x'.repeat(1000)}`));
+    await pair.source.cmd('SET', 'small', 'fits');
+    const used = Number(/used_memory:(\d+)/.exec(String(await pair.target.cmd('INFO', 'memory')))?.[1]);
+    await pair.target.cmd('CONFIG', 'SET', 'maxmemory-policy', 'noeviction');
+    await pair.target.cmd('CONFIG', 'SET', 'maxmemory', String(used + 300_000));
+    try {
+      const run = await migrate(pair, { COPY_METHOD: method, DUMP_MAX_BYTES: 10_000, COLLECTION_CHUNK_SIZE: 20 });
+      expect(summary(run.stdout), run.output).toEqual({ restored: 1, skipped: 0, failed: 1, vanished: 0 });
+      expect(run.code, run.output).toBe(2);
+      expect(readFileSync(join(run.cwd, 'redis-keys-migrator-error.log'), 'utf8')).toMatch(/\|huge:list\|.*OOM/);
+      expect(await pair.target.cmd('EXISTS', 'huge:list'), 'a partial copy was left on the target').toBe(0);
+      expect(await pair.target.cmd('GET', 'small')).toBe('fits');
+    } finally {
+      await pair.target.cmd('CONFIG', 'SET', 'maxmemory', '0');
+    }
   });
 });

@@ -4,16 +4,17 @@
 // Real redis-server processes and the real script; nothing mocked.
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readFileSync, rmSync, statSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { formatDuration, progressLine, type ProgressSnapshot } from '../lib/progress.js';
 import { formatBytes } from '../lib/report.js';
 import { SETTINGS, unknownSettingWarnings } from '../lib/settings.js';
+import { runDir, serverPair, type Pair } from './helpers/fixtures.js';
 import { calls, commandStats, summary } from './helpers/inspect.js';
 import { digest, seedEveryType } from './helpers/sample-data.js';
-import { endpoints, ROOT, runMigrator, startRedis, tempDir, type RedisServer, type RunResult } from './helpers/servers.js';
+import { endpoints, ROOT, runMigrator, SCRIPT, tempDir, TSX, type RedisServer, type RunResult } from './helpers/servers.js';
 
 const execFileAsync = promisify(execFile);
 
@@ -21,35 +22,11 @@ const execFileAsync = promisify(execFile);
 const TEST_MS = 15_000;
 const RUN_MS = 14_000;
 
-interface Pair {
-  source: RedisServer;
-  target: RedisServer;
-}
-
-/** A source and a target for one describe block, stopped in its afterAll. */
-function serverPair(): Pair {
-  const pair = {} as Pair;
-  beforeAll(async () => {
-    [pair.source, pair.target] = await Promise.all([startRedis(), startRedis()]);
-  });
-  afterAll(async () => {
-    await Promise.all([pair.source?.stop(), pair.target?.stop()]);
-  });
-  return pair;
-}
-
-/** Working directories of the runs, removed when the file is done. */
-const runDirs: string[] = [];
-afterAll(() => {
-  for (const dir of runDirs.splice(0)) rmSync(dir, { recursive: true, force: true });
-});
-
 type Run = RunResult & { cwd: string; output: string; ms: number };
 
 /** Runs the migrator against the pair in a fresh directory; `output` is everything, for failure messages. */
 async function migrate(pair: Pair, settings: Record<string, string | number>): Promise<Run> {
-  const cwd = tempDir();
-  runDirs.push(cwd);
+  const cwd = runDir();
   const started = Date.now();
   const run = await runMigrator({ ...endpoints(pair.source, pair.target), ...settings }, cwd, RUN_MS);
   const ms = Date.now() - started;
@@ -745,4 +722,21 @@ describe('npm run media', () => {
     expect(errors).toHaveLength(failed);
     for (const line of errors) expect(line).toMatch(/^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} - ERROR - Failed to migrate key \|.*\|: .+\]$/);
   }, 120_000);
+});
+
+describe('output whose reader goes away', () => {
+  const pair = serverPair();
+
+  it('`| head -1` closes stdout after the first line: the copy still finishes, exit 0, no EPIPE crash, JSON summary written', async () => {
+    await Promise.all([pair.source.cmd('FLUSHALL'), pair.target.cmd('FLUSHALL')]);
+    await seedEveryType(pair.source);
+    const cwd = runDir();
+    const env = { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', PROGRESS: 'off', SUMMARY_JSON_FILE: 'summary.json' };
+    for (const [name, value] of Object.entries(endpoints(pair.source, pair.target))) Object.assign(env, { [name]: String(value) });
+    const { stdout, stderr } = await execFileAsync('bash', ['-c', '"$0" "$1" | head -1; exit "${PIPESTATUS[0]}"', TSX, SCRIPT], { cwd, env, timeout: RUN_MS });
+    expect(stdout).toBe('Connected to Redis instances successfully\n');
+    expect(stderr).not.toMatch(/EPIPE|^\s+at /m);
+    expect(await digest(pair.target)).toBe(await digest(pair.source));
+    expect(JSON.parse(readFileSync(join(cwd, 'summary.json'), 'utf8'))).toMatchObject({ exit_status: 0, counts: { failed: 0 } });
+  }, TEST_MS);
 });

@@ -11,7 +11,7 @@ import { createClient, RESP_TYPES } from '@redis/client';
 const execFileAsync = promisify(execFile);
 export const ROOT = resolve(import.meta.dirname, '..', '..');
 export const SCRIPT = join(ROOT, 'redis-keys-migrator.ts');
-const TSX = join(ROOT, 'node_modules', '.bin', 'tsx');
+export const TSX = join(ROOT, 'node_modules', '.bin', 'tsx');
 
 export async function freePort(): Promise<number> {
   return new Promise((resolvePort, reject) => {
