@@ -52,6 +52,9 @@ export class Side {
 
   /** Connects to the server or, for a cluster, to every master the seed node names. */
   static async open(endpoint: Endpoint): Promise<Side> {
+    if (endpoint.tls?.verify === 'none') {
+      process.stderr.write(`Warning: TLS to the ${endpoint.side} checks no certificate (TLS_VERIFY=none): anyone in between can read the data\n`);
+    }
     const side = new Side(endpoint);
     const seed = await side.nodeAt(endpoint.host, endpoint.port, endpoint);
     try {

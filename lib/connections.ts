@@ -85,9 +85,6 @@ export class Connection {
   }
 
   static async open(endpoint: Endpoint): Promise<Connection> {
-    if (endpoint.tls?.verify === 'none') {
-      process.stderr.write(`Warning: TLS to the ${endpoint.side} checks no certificate (TLS_VERIFY=none): anyone in between can read the data\n`);
-    }
     const client = makeClient(endpoint);
     const connection = new Connection(endpoint, client);
     // Without a listener node-redis would crash the process on a socket error.
