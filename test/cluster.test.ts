@@ -113,19 +113,11 @@ describe('resharding the target during a copy', () => {
   it('keys whose slot moves mid-run follow MOVED and ASK: none failed, none lost; a later run skips them all', async () => {
     await emptied(targetCluster.nodes);
     await Promise.all(targetCluster.nodes.map((n) => n.cmd('CONFIG', 'RESETSTAT')));
-    const [from, to] = await Promise.all(targetCluster.nodes.slice(0, 2).map((n) => n.cmd('CLUSTER', 'MYID'))) as [string, string];
-    // Slow enough (10 keys a batch, 20 ms pauses) that the resharding below happens while keys are copied;
-    // big keys in chunks of 100, so some may be half written when their slot moves.
-    const settings = { ...standalone(reference, 'SOURCE'), ...targetCluster.settings('DESTINATION'), ...SMALL_BOUNDS, PIPELINE_BATCH_SIZE: 10, SLEEP_TIME: 0.02 };
-    let copyEnded = Infinity;
-    const copying = runMigrator(settings, tempDir(), 120_000).then((r) => ((copyEnded = Date.now()), r));
-    await new Promise((r) => setTimeout(r, 2500));
-    const reshardStarted = Date.now();
-    await reshard(targetCluster, from, to, 3000);
-    const run = await copying;
+    // Big keys in chunks of 100, so some may be half written when their slot moves.
+    const settings = { ...standalone(reference, 'SOURCE'), ...targetCluster.settings('DESTINATION'), ...SMALL_BOUNDS };
+    const run = await copyWhileResharding(settings, targetCluster);
 
     expect(run.code, describeRun(run)).toBe(0);
-    expect(reshardStarted, 'the resharding began before the copy ended').toBeLessThan(copyEnded);
     expect(summary(run.stdout)).toEqual({ restored: expected.size, skipped: 0, failed: 0, vanished: 0 });
     // redis-cli moves keys with MIGRATE, which carries expiries as relative TTLs: a moved key's may shift a ms.
     expectSameKeys(await keyspaceOf(targetCluster.nodes), expected, 5);
@@ -133,7 +125,7 @@ describe('resharding the target during a copy', () => {
     const stats = await Promise.all(targetCluster.nodes.map(commandStats));
     expect(stats.reduce((sum, s) => sum + calls(s, 'cluster|slots'), 0)).toBeGreaterThan(1);
 
-    const again = await runMigrator({ ...settings, PIPELINE_BATCH_SIZE: 1000, SLEEP_TIME: 0 }, tempDir());
+    const again = await runMigrator({ ...settings, SLEEP_TIME: 0 }, tempDir());
     expect(summary(again.stdout)).toEqual({ restored: 0, skipped: expected.size, failed: 0, vanished: 0 });
   }, 120_000);
 });
@@ -143,16 +135,9 @@ describe('resharding the target during a copy', () => {
 describe('resharding the source during a copy', () => {
   it('reads moved keys where they went, and says the run may have missed keys: exit 1; a second run completes it', async () => {
     await emptied([standaloneTarget]);
-    const [from, to] = (await Promise.all(sourceCluster.nodes.slice(0, 2).map((n) => n.cmd('CLUSTER', 'MYID')))) as [string, string];
-    const settings = { ...sourceCluster.settings('SOURCE'), ...standalone(standaloneTarget, 'DESTINATION'), PIPELINE_BATCH_SIZE: 10, SLEEP_TIME: 0.02 };
-    let copyEnded = Infinity;
-    const copying = runMigrator(settings, tempDir(), 120_000).then((r) => ((copyEnded = Date.now()), r));
-    await new Promise((r) => setTimeout(r, 2500));
-    const reshardStarted = Date.now();
-    await reshard(sourceCluster, from, to, 3000);
-    const run = await copying;
+    const settings = { ...sourceCluster.settings('SOURCE'), ...standalone(standaloneTarget, 'DESTINATION') };
+    const run = await copyWhileResharding(settings, sourceCluster);
 
-    expect(reshardStarted, 'the resharding began before the copy ended').toBeLessThan(copyEnded);
     expect(run.code, describeRun(run)).toBe(1);
     expect(run.stdout).toContain("The source cluster's slots moved during the run: keys that moved between masters may have been missed.");
     expect(summary(run.stdout).failed, describeRun(run)).toBe(0);
@@ -162,7 +147,7 @@ describe('resharding the source during a copy', () => {
     const copied = await keyspaceOf([standaloneTarget]);
     expectSameKeys(copied, new Map([...now].filter(([key]) => copied.has(key))), 5);
 
-    const again = await runMigrator({ ...settings, PIPELINE_BATCH_SIZE: 1000, SLEEP_TIME: 0 }, tempDir());
+    const again = await runMigrator({ ...settings, SLEEP_TIME: 0 }, tempDir());
     expect(again.code, describeRun(again)).toBe(0);
     expectSameKeys(await keyspaceOf([standaloneTarget]), now, 5);
   }, 120_000);
@@ -211,6 +196,22 @@ describe('a slot being migrated on the target (ASK)', () => {
     }
   });
 });
+
+/**
+ * A copy slowed down (10 keys a batch, 20 ms pauses) so that 3,000 slots of `cluster` move from its first
+ * master to its second while keys are being copied; fails the test if the resharding did not begin in time.
+ */
+async function copyWhileResharding(settings: Record<string, string | number>, cluster: TestCluster): Promise<RunResult> {
+  const [from, to] = (await Promise.all(cluster.nodes.slice(0, 2).map((n) => n.cmd('CLUSTER', 'MYID')))) as [string, string];
+  let copyEnded = Infinity;
+  const copying = runMigrator({ ...settings, PIPELINE_BATCH_SIZE: 10, SLEEP_TIME: 0.02 }, tempDir(), 120_000).then((r) => ((copyEnded = Date.now()), r));
+  await new Promise((r) => setTimeout(r, 2500));
+  const reshardStarted = Date.now();
+  await reshard(cluster, from, to, 3000);
+  const run = await copying;
+  expect(reshardStarted, 'the resharding began before the copy ended').toBeLessThan(copyEnded);
+  return run;
+}
 
 /** Moves `slots` slots from one master to another with redis-cli, keys and all (MIGRATE, then SETSLOT). */
 function reshard(cluster: TestCluster, from: string, to: string, slots: number): Promise<void> {
