@@ -189,7 +189,7 @@ async function compare(session: Session): Promise<number> {
   const tally = await verifyAll(verificationSetup(session), session.keys);
   say(tallyLine(tally));
   const slotsStayed = await sourceStayedPut(session);
-  const status = session.interruption.requested ? EXIT.interrupted : !slotsStayed ? EXIT.settingsOrConnection : differing(tally) > 0 ? EXIT.differencesFound : EXIT.ok;
+  const status = compareExitStatus(session.interruption.requested, slotsStayed, differing(tally));
   writeSummary(session.settings, { mode: 'compare', verification: { compare: tally }, timing: timingOf(session, 0), exitStatus: status });
   return status;
 }
@@ -247,6 +247,12 @@ function timingOf(session: Session, bytes: number): JsonSummary['timing'] {
 
 function writeSummary(settings: Settings, summary: JsonSummary): void {
   if (settings.summaryJsonFile) writeJsonSummary(settings.summaryJsonFile, summary);
+}
+
+function compareExitStatus(interrupted: boolean, slotsStayed: boolean, differences: number): number {
+  if (interrupted) return EXIT.interrupted;
+  if (!slotsStayed) return EXIT.settingsOrConnection;
+  return differences > 0 ? EXIT.differencesFound : EXIT.ok;
 }
 
 function copyExitStatus(result: MigrationResult, differences: number): number {

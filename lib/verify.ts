@@ -59,8 +59,8 @@ export async function compareBatch(source: Connection, target: Connection, keys:
 }
 
 /**
- * Small keys left open by the DUMP reads (a hashtable set's payload follows each server's hash seed; "12345"
- * may be an int on one side and raw text on the other): equal content digests on both sides settle them.
+ * Small keys left open by the DUMP reads (a hashtable set is dumped in the order of its server's own hash
+ * seed, and encodings may differ): equal content digests on both sides settle them.
  */
 async function settleByDigest(
   source: Connection, target: Connection, keys: readonly Buffer[], src: readonly DumpRecord[], tgt: readonly DumpRecord[],

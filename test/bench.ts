@@ -48,10 +48,11 @@ function parseOptions(argv: string[], env: NodeJS.ProcessEnv): Options {
 /** Stoppers for servers still running, so an error or Ctrl-C leaves no redis-server behind. */
 const cleanups = new Set<() => Promise<void>>();
 
-async function withServers<T>(work: (source: RedisServer, target: RedisServer) => Promise<T>): Promise<T> {
-  const started = await Promise.allSettled([startRedis(), startRedis()]);
-  const servers = started.flatMap((s) => (s.status === 'fulfilled' ? [s.value] : []));
-  const stop = async (): Promise<void> => void (await Promise.all(servers.map((s) => s.stop())));
+/** Starts two of something (servers, clusters), runs `work` with them, and stops them whatever happens. */
+async function withPair<S extends { stop(): Promise<void> }, T>(start: () => Promise<S>, work: (source: S, target: S) => Promise<T>): Promise<T> {
+  const started = await Promise.allSettled([start(), start()]);
+  const running = started.flatMap((s) => (s.status === 'fulfilled' ? [s.value] : []));
+  const stop = async (): Promise<void> => void (await Promise.all(running.map((s) => s.stop())));
   cleanups.add(stop);
   try {
     const [source, target] = started;
@@ -62,6 +63,10 @@ async function withServers<T>(work: (source: RedisServer, target: RedisServer) =
     cleanups.delete(stop);
     await stop();
   }
+}
+
+function withServers<T>(work: (source: RedisServer, target: RedisServer) => Promise<T>): Promise<T> {
+  return withPair(() => startRedis(), work);
 }
 
 function stopOnSignal(signal: NodeJS.Signals): void {
@@ -169,35 +174,30 @@ async function clusterCpuSeconds(cluster: TestCluster): Promise<number> {
  */
 async function runClusterRow(seeded: RedisServer, keys: number, sourceDigest: string): Promise<RowResult> {
   say(`  ${ROW_LABELS.cluster}: two clusters, the source one filled by the tool ...`);
-  const started = await Promise.allSettled([startCluster(), startCluster()]);
-  const clusters = started.flatMap((s) => (s.status === 'fulfilled' ? [s.value] : []));
-  const stop = async (): Promise<void> => void (await Promise.all(clusters.map((c) => c.stop())));
-  cleanups.add(stop);
   try {
-    const [from, to] = started;
-    if (from?.status !== 'fulfilled' || to?.status !== 'fulfilled') throw new Error(`a cluster did not start: ${String(started.find((s) => s.status === 'rejected')?.reason)}`);
-    const [source, target] = [from.value, to.value];
-    const fill = await runToolTimed('dump', { ...sideSettings('SOURCE', seeded), ...sideSettings('DESTINATION', source.nodes[0] as RedisServer, true) }, keys);
-    if (fill.problems.length > 0 || (await clusterDigest(source)) !== sourceDigest) {
-      return { id: 'cluster', keys, problems: [`filling the source cluster went wrong: ${fill.problems.join('; ') || 'its digest differs'}`] };
-    }
-    const cpuBefore = await Promise.all([clusterCpuSeconds(source), clusterCpuSeconds(target)]);
-    const row = await measureClusterTool(source.nodes[0] as RedisServer, target.nodes[0] as RedisServer, keys);
-    const cpuAfter = await Promise.all([clusterCpuSeconds(source), clusterCpuSeconds(target)]);
-    row.sourceCpuSeconds = cpuAfter[0] - cpuBefore[0];
-    row.targetCpuSeconds = cpuAfter[1] - cpuBefore[1];
-    row.loadAfter = loadavg()[0];
-    row.digestMatches = (await clusterDigest(target)) === sourceDigest;
-    if (!row.digestMatches) row.problems.push('the target cluster\'s combined DEBUG DIGEST differs from the source');
-    const speed = keysPerSecond(row);
-    say(`    ${row.wallSeconds?.toFixed(2) ?? '—'} s, ${speed ? formatCount(speed) : '—'} keys/s${row.problems.length ? `; PROBLEMS: ${row.problems.join('; ')}` : ''}`);
-    return row;
+    return await withPair(() => startCluster(), (source, target) => measureBetweenClusters(seeded, source, target, keys, sourceDigest));
   } catch (err) {
     return { id: 'cluster', keys, problems: [err instanceof Error ? err.message : String(err)] };
-  } finally {
-    cleanups.delete(stop);
-    await stop();
   }
+}
+
+/** The tool fills `source` from the seeded server (checked by digest), then the timed copy runs between the clusters. */
+async function measureBetweenClusters(seeded: RedisServer, source: TestCluster, target: TestCluster, keys: number, sourceDigest: string): Promise<RowResult> {
+  const fill = await runToolTimed('dump', { ...sideSettings('SOURCE', seeded), ...sideSettings('DESTINATION', source.nodes[0] as RedisServer, true) }, keys);
+  if (fill.problems.length > 0 || (await clusterDigest(source)) !== sourceDigest) {
+    return { id: 'cluster', keys, problems: [`filling the source cluster went wrong: ${fill.problems.join('; ') || 'its digest differs'}`] };
+  }
+  const cpuBefore = await Promise.all([clusterCpuSeconds(source), clusterCpuSeconds(target)]);
+  const row = await measureClusterTool(source.nodes[0] as RedisServer, target.nodes[0] as RedisServer, keys);
+  const cpuAfter = await Promise.all([clusterCpuSeconds(source), clusterCpuSeconds(target)]);
+  row.sourceCpuSeconds = cpuAfter[0] - cpuBefore[0];
+  row.targetCpuSeconds = cpuAfter[1] - cpuBefore[1];
+  row.loadAfter = loadavg()[0];
+  row.digestMatches = (await clusterDigest(target)) === sourceDigest;
+  if (!row.digestMatches) row.problems.push('the target cluster\'s combined DEBUG DIGEST differs from the source');
+  const speed = keysPerSecond(row);
+  say(`    ${row.wallSeconds?.toFixed(2) ?? '—'} s, ${speed ? formatCount(speed) : '—'} keys/s${row.problems.length ? `; PROBLEMS: ${row.problems.join('; ')}` : ''}`);
+  return row;
 }
 
 /** Row (a) again at other sizes, each on fresh servers, for how peak RSS grows with the key count. */
