@@ -7,13 +7,7 @@ import type { Settings } from './settings.js';
 
 export type KeyOutcome =
   | { key: Buffer; status: 'restored' | 'skipped' | 'vanished' }
-  | {
-      key: Buffer;
-      status: 'failed';
-      reason: string;
-      /** Part of the key was written and could not be removed here (its cluster slot moved): remove it where it lives. */
-      partialLeft?: boolean;
-    };
+  | { key: Buffer; status: 'failed'; reason: string };
 
 /** One source node and one target node (the only ones, unless a side is a cluster), for one run. */
 export interface CopyContext {

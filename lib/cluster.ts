@@ -30,6 +30,26 @@ export function keySlot(key: Uint8Array): number {
   return crc16(key) % SLOT_COUNT;
 }
 
+let slotTags: string[] | undefined;
+
+/** A short hash tag whose key slot is `slot`: the smallest decimal number that hashes there. */
+export function slotTag(slot: number): string {
+  if (!slotTags) {
+    const tags = new Array<string>(SLOT_COUNT);
+    let found = 0;
+    for (let n = 0; found < SLOT_COUNT; n++) {
+      const tag = String(n);
+      const s = crc16(Buffer.from(tag)) % SLOT_COUNT;
+      if (tags[s] === undefined) {
+        tags[s] = tag;
+        found++;
+      }
+    }
+    slotTags = tags;
+  }
+  return slotTags[slot] as string;
+}
+
 /** A per-key error that means "this node does not hold that key now": the slot moved, or is moving. */
 export function isRedirect(reason: string): boolean {
   return /non local key|^(ERR )?(MOVED|ASK) \d+ |^TRYAGAIN|^CLUSTERDOWN/.test(reason);

@@ -5,8 +5,9 @@ import {
   answerOf, asArray, asNumber, asText, CHUNKED_KEYS_AT_ONCE, failed, flagsFor, isScriptingRefused, KeyProblem, mapLimited,
   READ_BUDGET_BYTES, recordCount, settleChunked, STRING_CHUNK_BYTES, type CopyContext, type KeyOutcome, type WriteAnswer,
 } from './batch.js';
-import { describeError } from './connections.js';
-import { READ_FLAGS, TYPE_READ, TYPE_WRITE, WRITE_FLAGS, withFlags } from './scripts.js';
+import { ErrorReply } from '@redis/client';
+import { keySlot, slotTag } from './cluster.js';
+import { MOVE_INTO_PLACE, READ_FLAGS, TYPE_READ, TYPE_WRITE, WRITE_FLAGS, withFlags } from './scripts.js';
 
 /** A key as read for writing: values already in write order. */
 export interface TypedRecord {
@@ -89,80 +90,86 @@ function inWriteOrder(kind: string, values: Buffer[]): Buffer[] {
   return out;
 }
 
+/** How long a key being built may live if the run dies; renewed with every chunk, so only an abandoned build expires. */
+const BUILD_EXPIRY_MS = 60 * 60 * 1000;
+
 /**
- * Copies one key in bounded chunks. The first chunk decides: skipped when the key exists (create mode),
- * so nothing more is read. A partial copy is never left behind: when a later step fails, or the source
- * key vanishes meanwhile, the target key is removed.
+ * Copies one key in bounded chunks, built under a temporary name in the key's own hash slot (see
+ * buildingName) that expires by itself if the run dies. Only a complete key is moved into place, in one
+ * atomic step with its final expiry: RENAMENX in skip-existing mode, RENAME when overwriting. A killed run
+ * therefore leaves no partial key under the real name, and a rerun copies the key whole.
  */
 export async function copyKeyInChunks(ctx: CopyContext, key: Buffer): Promise<KeyOutcome> {
   const { source, target, settings } = ctx;
+  const building = buildingName(key);
   let written = false;
   try {
     const kind = asText(await source.send(['TYPE', key]));
     const expireAt = kind === 'none' ? -2 : await readExpireAt(source, key);
     if (expireAt === -2) return { key, status: 'vanished' };
-    let mode: WriteMode = settings.overwrite ? 'replace' : 'create';
+    // Nothing is read for a key that is there already; the final RENAMENX still decides, atomically.
+    if (!settings.overwrite && (await exists(target, key))) return { key, status: 'skipped' };
     const dangling = kind === 'stream' ? await danglingPendingIds(source, key, settings.chunkSize) : [];
+    // The first chunk replaces whatever a killed run may have left under the temporary name.
+    let mode: WriteMode = 'replace';
     for await (const values of readChunks(source, key, kind, settings.chunkSize, dangling)) {
-      const [answer] = await writeTyped(target, mode, [{ key, kind, expireAt: -1, values }]);
-      ctx.stats.bytesMoved += values.reduce((sum, v) => sum + v.length, 0);
-      if (answer?.status !== 'restored') return written ? await undoPartial(target, chunkOutcome(key, answer)) : chunkOutcome(key, answer);
+      const [answer] = await writeTyped(target, mode, [{ key: building, kind, expireAt: Date.now() + BUILD_EXPIRY_MS, values }]);
       written = true;
+      ctx.stats.bytesMoved += values.reduce((sum, v) => sum + v.length, 0);
+      if (answer?.status !== 'restored') return await dropBuilding(target, building, { ...chunkOutcome(answer), key });
       mode = 'append';
     }
-    if (!written || !(await sourceHas(source, key))) return await dropPartial(target, key, written);
-    if (kind === 'stream') await copyStreamState(source, target, key, settings.chunkSize, dangling);
-    return await applyExpiry(target, key, expireAt);
+    if (!written || !(await exists(source, key))) return await dropBuilding(target, building, { key, status: 'vanished' });
+    if (kind === 'stream') await copyStreamState(source, target, key, building, settings.chunkSize, dangling);
+    return await moveIntoPlace(target, building, key, expireAt, settings.overwrite);
   } catch (err) {
-    if (written && !(await sourceHas(source, key))) return dropPartial(target, key, written);
-    const outcome = failed(key, err);
-    return written ? undoPartial(target, outcome) : outcome;
+    if (written) await dropBuilding(target, building, { key, status: 'vanished' }).catch(() => undefined);
+    return failed(key, err);
   }
 }
 
+/** Temporary keys are named with this prefix, then a hash tag, then the real key: `redis-keys-migrator:tmp:{<tag>}:<key>`. */
+export const BUILDING_PREFIX = 'redis-keys-migrator:tmp:';
+
 /**
- * A key that failed after some of its chunks were written: the partial copy is removed. If the target refuses
- * even that (in a cluster, the slot moved with the partial copy in it), the outcome says so, and the run loop
- * removes it where it now lives. The key was new when this copy began, so nothing of the user's is lost.
+ * The temporary name a big key is built under: the prefix, a short hash tag chosen to fall in the key's own
+ * slot (so RENAME works in a cluster, even for keys whose own braces are not a hash tag), then the key.
  */
-async function undoPartial(target: Connection, outcome: KeyOutcome): Promise<KeyOutcome> {
-  if (outcome.status !== 'failed') return outcome;
+export function buildingName(key: Buffer): Buffer {
+  return Buffer.concat([Buffer.from(`${BUILDING_PREFIX}{${slotTag(keySlot(key))}}:`), key]);
+}
+
+/** A build abandoned (a failed chunk, a source key gone): removed here, or left to its own expiry if that fails too. */
+async function dropBuilding(target: Connection, building: Buffer, outcome: KeyOutcome): Promise<KeyOutcome> {
   try {
-    await target.send(['DEL', outcome.key]);
-    return outcome;
+    await target.send(['DEL', building]);
   } catch (err) {
-    return { ...outcome, reason: `${outcome.reason}; then ${describeError(err)}`, partialLeft: true };
+    if (!(err instanceof ErrorReply)) throw err;
   }
+  return outcome;
 }
 
 /** A chunk write answers like a whole key; it never asks for chunking itself. */
-function chunkOutcome(key: Buffer, answer: WriteAnswer | undefined): KeyOutcome {
+function chunkOutcome(answer: WriteAnswer | undefined): KeyOutcome {
   if (answer === undefined || answer.status === 'chunked') throw new KeyProblem('the target gave no answer for a chunk');
   return answer;
 }
 
-async function sourceHas(source: Connection, key: Buffer): Promise<boolean> {
-  return asNumber(await source.send(['EXISTS', key])) === 1;
+async function exists(connection: Connection, key: Buffer): Promise<boolean> {
+  return asNumber(await connection.send(['EXISTS', key])) === 1;
 }
 
-/** The source key is gone (deleted or expired mid-copy): the target must not keep a partial copy of it. */
-async function dropPartial(target: Connection, key: Buffer, written: boolean): Promise<KeyOutcome> {
-  if (!written) return { key, status: 'vanished' };
-  const removed = await undoPartial(target, { key, status: 'failed', reason: 'gone from the source while being copied' });
-  return removed.status === 'failed' && removed.partialLeft ? removed : { key, status: 'vanished' };
+/** The finished build takes the key's name and final expiry in one script call (lib/scripts.ts MOVE_INTO_PLACE). */
+async function moveIntoPlace(target: Connection, building: Buffer, key: Buffer, expireAt: number, overwrite: boolean): Promise<KeyOutcome> {
+  const script = withFlags(MOVE_INTO_PLACE, flagsFor(target, WRITE_FLAGS));
+  const answer = answerOf(key, await target.evalScript(script, [building, key], [overwrite ? '1' : '0', String(expireAt)]));
+  return chunkOutcome(answer);
 }
 
 export async function readExpireAt(source: Connection, key: Buffer): Promise<number> {
   if (source.capabilities.expireTime) return asNumber(await source.send(['PEXPIRETIME', key]));
   const ttl = asNumber(await source.send(['PTTL', key]));
   return ttl >= 0 ? Date.now() + ttl : ttl;
-}
-
-async function applyExpiry(target: Connection, key: Buffer, expireAt: number): Promise<KeyOutcome> {
-  if (expireAt <= 0) return { key, status: 'restored' };
-  await target.send(['PEXPIREAT', key, String(expireAt)]);
-  const exists = asNumber(await target.send(['EXISTS', key]));
-  return { key, status: exists === 1 ? 'restored' : 'vanished' };
 }
 
 /** Yields the key's content in write order, at most `size` elements (or one string window) at a time. */
@@ -283,30 +290,30 @@ function toMap(reply: Reply): Map<string, Reply> {
  * Each group with its consumers and pending entries (delivery count and idle time); then the placeholders
  * go, and XSETID sets the last ID and counters as the source has them.
  */
-async function copyStreamState(source: Connection, target: Connection, key: Buffer, size: number, dangling: readonly string[]): Promise<void> {
+async function copyStreamState(source: Connection, target: Connection, key: Buffer, building: Buffer, size: number, dangling: readonly string[]): Promise<void> {
   const info = toMap(await source.send(['XINFO', 'STREAM', key]));
   const modern = (target.capabilities.version[0] ?? 0) >= 7 && info.has('entries-added');
   for (const groupReply of asArray(await source.send(['XINFO', 'GROUPS', key]))) {
     const group = toMap(groupReply);
     const name = group.get('name') as Buffer;
-    const create: Arg[] = ['XGROUP', 'CREATE', key, name, asText(group.get('last-delivered-id'))];
+    const create: Arg[] = ['XGROUP', 'CREATE', building, name, asText(group.get('last-delivered-id'))];
     const entriesRead = group.get('entries-read');
     if (modern && entriesRead !== null && entriesRead !== undefined) create.push('ENTRIESREAD', asText(entriesRead));
     await target.send(create);
     for (const consumerReply of asArray(await source.send(['XINFO', 'CONSUMERS', key, name]))) {
-      await target.send(['XGROUP', 'CREATECONSUMER', key, name, toMap(consumerReply).get('name') as Buffer]);
+      await target.send(['XGROUP', 'CREATECONSUMER', building, name, toMap(consumerReply).get('name') as Buffer]);
     }
     await forEachPendingPage(source, key, name, size, async (page) => {
       await Promise.all(
         page.map((item) => {
           const [id, consumer, idle, deliveries] = asArray(item);
-          return target.send(['XCLAIM', key, name, consumer as Buffer, '0', id as Buffer, 'IDLE', asText(idle), 'RETRYCOUNT', asText(deliveries), 'FORCE', 'JUSTID']);
+          return target.send(['XCLAIM', building, name, consumer as Buffer, '0', id as Buffer, 'IDLE', asText(idle), 'RETRYCOUNT', asText(deliveries), 'FORCE', 'JUSTID']);
         }),
       );
     });
   }
-  for (let i = 0; i < dangling.length; i += size) await target.send(['XDEL', key, ...dangling.slice(i, i + size)]);
-  const setId: Arg[] = ['XSETID', key, asText(info.get('last-generated-id'))];
+  for (let i = 0; i < dangling.length; i += size) await target.send(['XDEL', building, ...dangling.slice(i, i + size)]);
+  const setId: Arg[] = ['XSETID', building, asText(info.get('last-generated-id'))];
   if (modern) setId.push('ENTRIESADDED', asText(info.get('entries-added')), 'MAXDELETEDID', asText(info.get('max-deleted-entry-id')));
   await target.send(setId);
 }

@@ -127,7 +127,7 @@ export class Migration {
    */
   private async followRedirects(outcomes: KeyOutcome[]): Promise<KeyOutcome[]> {
     for (let attempt = 0; attempt < REDIRECT_ATTEMPTS && this.fatal === undefined; attempt++) {
-      const redirected = new Set(outcomes.filter((o) => o.status === 'failed' && (o.partialLeft === true || isRedirect(o.reason))));
+      const redirected = new Set(outcomes.filter((o) => o.status === 'failed' && isRedirect(o.reason)));
       if (redirected.size === 0) break;
       if (attempt > 0) await sleep(50 * 2 ** attempt);
       const again = await mapLimited([...redirected], CHUNKED_KEYS_AT_ONCE, (outcome) => this.orStop(this.copyWhereItLives(outcome)));
@@ -136,17 +136,9 @@ export class Migration {
     return outcomes;
   }
 
-  /** One redirected key, copied where it lives now; a partial copy it left behind is removed there first. */
-  private async copyWhereItLives(outcome: KeyOutcome): Promise<KeyOutcome[]> {
-    const { key } = outcome;
+  /** One redirected key, copied where it lives now (a big key's abandoned build expires by itself). */
+  private async copyWhereItLives({ key }: KeyOutcome): Promise<KeyOutcome[]> {
     const [source, target] = await Promise.all([this.run.source.locate(key), this.run.target.locate(key)]);
-    if (outcome.status === 'failed' && outcome.partialLeft) {
-      try {
-        await target.send(['DEL', key]);
-      } catch {
-        return [outcome]; // Moved again: the next attempt looks once more.
-      }
-    }
     return this.copyOn(this.contextFor(source, target), [key]);
   }
 

@@ -334,3 +334,38 @@ for i = 1, #KEYS do
 end
 return table.concat(out)
 `;
+
+/**
+ * A big key built under a temporary name (lib/copy-type.ts) takes its real name and final expiry at once.
+ * KEYS: the temporary name, the real one. ARGV: '1' to replace an existing key, the expire-at (ms, or -1).
+ * Answers like TYPE_WRITE: 1 moved, 0 skipped (the key appeared meanwhile; the build is dropped), 2 expired.
+ */
+export const MOVE_INTO_PLACE = `${COMMON}
+local building, key, at = KEYS[1], KEYS[2], tonumber(ARGV[2])
+local replace = ARGV[1] == '1'
+local r
+if replace then r = redis.pcall('RENAME', building, key) else r = redis.pcall('RENAMENX', building, key) end
+if failed(r) and (string.find(r.err, 'non local key', 1, true) or string.sub(r.err, 1, 8) == 'TRYAGAIN') then
+  -- A slot being imported here (ASKING) takes no multi-key command while keys are missing: the build is
+  -- copied by value instead. Where the slot moved away, these calls fail too, and the run looks again.
+  if not replace and redis.call('EXISTS', key) == 1 then
+    r = 0
+  else
+    redis.call('RESTORE', key, 0, redis.call('DUMP', building), 'REPLACE')
+    r = 1
+  end
+  redis.call('DEL', building)
+end
+if failed(r) then return r.err end
+if r == 0 then
+  redis.call('DEL', building)
+  return 0
+end
+if at > 0 then
+  redis.call('PEXPIREAT', key, ARGV[2])
+  if redis.call('EXISTS', key) == 0 then return 2 end
+else
+  redis.call('PERSIST', key)
+end
+return 1
+`;

@@ -7,6 +7,7 @@ import { beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { runDir, serverPair, type Pair } from './helpers/fixtures.js';
 import { calls, commandStats, streamState, summary, asList } from './helpers/inspect.js';
 import { digest, seedEveryType } from './helpers/sample-data.js';
+import { buildingName } from '../lib/copy-type.js';
 import { endpoints, runMigrator, type RedisServer, type RunResult } from './helpers/servers.js';
 
 /** Runs the migrator against the pair and returns the run with the cwd it ran in (for the error log). */
@@ -403,12 +404,12 @@ describe('big keys that expire while being copied in chunks', () => {
     const at = Number(asList(await c('TIME'))[0]) * 1000 + 4000;
     for (const key of DOOMED) expect(await c('PEXPIREAT', key, at)).toBe(1);
 
-    // Watch the target, to show that each key's copy was under way before its expiry.
+    // Watch the target's build keys, to show that each key's copy was under way before its expiry.
     const seenBeforeExpiry = new Set<string>();
     let watching = true;
     const watch = (async () => {
       while (watching) {
-        for (const key of DOOMED) if (Date.now() < at - 50 && (await pair.target.cmd('EXISTS', key)) === 1) seenBeforeExpiry.add(key);
+        for (const key of DOOMED) if (Date.now() < at - 50 && (await pair.target.cmd('EXISTS', buildingName(Buffer.from(key)))) === 1) seenBeforeExpiry.add(key);
         await new Promise((resolve) => setTimeout(resolve, 20));
       }
     })();
@@ -424,6 +425,7 @@ describe('big keys that expire while being copied in chunks', () => {
     expect.soft(summary(run.stdout), run.output).toEqual({ restored: 0, skipped: 0, failed: 0, vanished: DOOMED.length });
     expect.soft(run.code, run.output).toBe(0);
     for (const key of DOOMED) expect.soft(await pair.target.cmd('PTTL', key), `${key} on the target`).toBe(-2);
+    for (const key of DOOMED) expect.soft(await pair.target.cmd('EXISTS', buildingName(Buffer.from(key))), `${key}'s build key`).toBe(0);
   });
 });
 
@@ -445,6 +447,7 @@ describe('a big key the target refuses part way through', () => {
       expect(run.code, run.output).toBe(2);
       expect(readFileSync(join(run.cwd, 'redis-keys-migrator-error.log'), 'utf8')).toMatch(/\|huge:list\|.*OOM/);
       expect(await pair.target.cmd('EXISTS', 'huge:list'), 'a partial copy was left on the target').toBe(0);
+      expect(await pair.target.cmd('EXISTS', buildingName(Buffer.from('huge:list'))), 'the build key was left on the target').toBe(0);
       expect(await pair.target.cmd('GET', 'small')).toBe('fits');
     } finally {
       await pair.target.cmd('CONFIG', 'SET', 'maxmemory', '0');

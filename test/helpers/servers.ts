@@ -132,6 +132,52 @@ export async function runMigrator(
   }
 }
 
+export interface RunningMigrator {
+  /** The launcher's pid; the run's processes share its process group. */
+  pid: number;
+  /** Resolves when the run ends, with its exit code (128 + n for a signal) and output. */
+  done: Promise<RunResult>;
+  /** Output so far. */
+  output(): string;
+  /** Signals every process of the run at once, as a terminal's Ctrl-C or a `kill -9` of the tool would. */
+  signalAll(signal: NodeJS.Signals): void;
+}
+
+/** Starts the real script in its own process group, for tests that interrupt or kill it mid-run. */
+export function spawnMigrator(env: Record<string, string | number>, cwd: string): RunningMigrator {
+  const childEnv: Record<string, string> = { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '' };
+  for (const [name, value] of Object.entries(env)) childEnv[name] = String(value);
+  const child = spawn(TSX, [SCRIPT], { cwd, env: childEnv, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout?.on('data', (d: Buffer) => (stdout += d.toString()));
+  child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
+  const done = new Promise<RunResult>((resolveRun) => {
+    child.on('exit', (code, signal) => resolveRun({ code: code ?? (signal === 'SIGKILL' ? 137 : 128), stdout, stderr }));
+  });
+  return {
+    pid: child.pid ?? 0,
+    done,
+    output: () => `${stdout}\n${stderr}`,
+    signalAll: (signal) => {
+      try {
+        process.kill(-(child.pid ?? 0), signal);
+      } catch {
+        // Already gone.
+      }
+    },
+  };
+}
+
+/** Polls `check` every 20 ms until it is true; fails after `timeoutMs`, naming `what`. */
+export async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs = 20_000): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
 /** Settings that point the migrator at two test servers, at full speed. */
 export function endpoints(source: RedisServer, target: RedisServer): Record<string, string | number> {
   return {
