@@ -2,16 +2,18 @@
 // The story of one run: settings, source (a server or an .rdb file), connect, select keys, copy (or compare,
 // or dry run), verify, report. Exit codes are in EXIT.
 import { config as loadDotenv } from 'dotenv';
-import { mergeBatches, Side } from './lib/cluster.js';
+import { Checkpoint, CheckpointError, readCheckpoint, startingPoints, total, type Previous, type UnitState } from './lib/checkpoint.js';
+import { mergeBatches, sameServer, Side } from './lib/cluster.js';
 import { ConnectionError, describeError, isRefusal } from './lib/connections.js';
 import { DryRun, dryRunBatches } from './lib/dry-run.js';
 import { ErrorLog } from './lib/error-log.js';
-import { selectedKeys, type SelectionCounts } from './lib/filters.js';
-import { Migration, type MigrationResult } from './lib/migration.js';
+import { keysOnly, selectedKeys, type KeyBatch, type ScanRecovery, type ScanUnit, type SelectionCounts } from './lib/filters.js';
+import { Migration, type Counts, type MigrationResult } from './lib/migration.js';
 import { Progress } from './lib/progress.js';
 import { summaryLines, timingLine, writeJsonSummary, type JsonSummary } from './lib/report.js';
 import { Interruption, outliveClosedOutput, runWithSizedHeap } from './lib/runtime.js';
 import { RdbError, startRdbServer, type RdbServer } from './lib/rdb-source.js';
+import { Recovery } from './lib/recovery.js';
 import { parseSettings, renderHelp, SettingsError, unknownSettingWarnings, type Endpoint, type Settings } from './lib/settings.js';
 import { differing, KeyJournal, tallyLine, verifyAll, verifyJournal, type Tally, type VerificationSetup } from './lib/verification.js';
 
@@ -32,9 +34,17 @@ interface Session {
   source: Side;
   target: Side;
   selection: SelectionCounts;
-  keys: AsyncIterable<Buffer[]>;
+  keys: AsyncIterable<KeyBatch>;
   startedAt: Date;
   interruption: Interruption;
+  /** Reconnects both sides after a loss (copy runs only). */
+  recovery: Recovery;
+  /** Each source master's scan: where it starts (a checkpoint's cursor, or 0), for CHECKPOINT_FILE. */
+  units: UnitState[];
+  previous: Previous;
+  /** What the summary must say besides the counts (a scan that started over on another server). */
+  notes: string[];
+  checkpoint?: Checkpoint;
 }
 
 async function main(): Promise<number> {
@@ -114,20 +124,37 @@ function worse(a: number, b: number): number {
 async function runDatabase(settings: Settings, log: ErrorLog, interruption: Interruption): Promise<number> {
   let sides: [Side, Side] | undefined;
   try {
+    // A checkpoint of other settings is refused, and one of a finished migration ends the run, before connecting.
+    const previous = settings.checkpointFile ? readCheckpoint(settings.checkpointFile, fingerprintOf(settings)) : ({ kind: 'none' } as const);
+    if (previous.kind === 'complete') {
+      say(`Nothing left to do: ${settings.checkpointFile} records a migration completed at ${previous.updatedAt} (${total(previous.counts)} keys); remove it to copy again`);
+      return EXIT.ok;
+    }
     sides = await connectBoth(settings);
     say('Connected to Redis instances successfully');
 
-    // The keys: SCAN with MATCH and TYPE, less KEY_EXCLUDE_PATTERN, in batches; every master of a cluster at once.
+    // The keys: SCAN with MATCH and TYPE, less KEY_EXCLUDE_PATTERN, in batches; every master of a cluster at once,
+    // each from the checkpoint's cursor when resuming on the same server.
     const [source, target] = sides;
+    const { units, restarted } = startingPoints(source.masters, previous);
+    if (previous.kind === 'resume') say(resumeLine(settings.checkpointFile, previous, units));
+    for (const line of restarted) say(line);
     const selection: SelectionCounts = { scanned: 0, excluded: 0 };
-    const filters = { match: settings.matchPattern, type: settings.scanType, exclude: settings.excludePattern, scanCount: settings.scanBatchSize };
-    const keys = mergeBatches(source.masters.map((master) => selectedKeys(master, filters, settings.pipelineBatchSize, selection)));
-    const session: Session = { settings, source, target, selection, keys, startedAt: new Date(), interruption };
+    const recovery = new Recovery([source, target], settings.reconnectTimeoutMs, () => interruption.requested);
+    const notes: string[] = [];
+    // Only a copy gets past lost connections; compare and dry run stop with one line, as before.
+    const hooks = settings.mode === 'copy' && !settings.dryRun ? scanHooks(recovery, notes, () => session.checkpoint) : undefined;
+    const keys = selectKeys(settings, source, selection, units, hooks);
+    const session: Session = { settings, source, target, selection, keys, startedAt: new Date(), interruption, recovery, units, previous, notes };
 
     if (settings.dryRun) return await dryRun(session);
     if (settings.mode === 'compare') return await compare(session);
     return await copy(session, log);
   } catch (err) {
+    if (err instanceof CheckpointError) {
+      say(`Error in settings : ${err.message}`);
+      return EXIT.settingsOrConnection;
+    }
     if (err instanceof ConnectionError) {
       say(`Error connecting to Redis : ${err.message}`);
       return EXIT.settingsOrConnection;
@@ -142,9 +169,58 @@ async function runDatabase(settings: Settings, log: ErrorLog, interruption: Inte
   }
 }
 
+/** Every source master's scan, merged; each starts at its checkpoint cursor, or 0. */
+function selectKeys(settings: Settings, source: Side, selection: SelectionCounts, units: readonly UnitState[], hooks?: ScanRecovery): AsyncIterable<KeyBatch> {
+  const filters = { match: settings.matchPattern, type: settings.scanType, exclude: settings.excludePattern, scanCount: settings.scanBatchSize };
+  const scans = source.mastersBySlot.map(({ slot }, index) => {
+    const unit: ScanUnit = { index, node: () => source.nodeForSlot(slot), startCursor: units[index]?.cursor ?? '0' };
+    return selectedKeys(unit, filters, settings.pipelineBatchSize, selection, hooks);
+  });
+  return mergeBatches(scans);
+}
+
+/**
+ * How a copy's scans get past lost connections: a SCAN continues from its cursor on the same server, and
+ * starts over on another one (a restart, a failover), which the run says and the checkpoint records.
+ */
+function scanHooks(recovery: Recovery, notes: string[], checkpoint: () => Checkpoint | undefined): ScanRecovery {
+  return {
+    recover: (label, err) => recovery.recover(label, err),
+    progressed: () => recovery.progressed(),
+    restarted: (unit, label) => {
+      const line = `${label} is another server than when its scan began (restarted or failed over): its keys are scanned again from the start, and those already copied count as skipped`;
+      notes.push(line);
+      checkpoint()?.restarted(unit.index, unit.node());
+    },
+  };
+}
+
+/** The settings that decide which keys go where: a checkpoint is only good for a run with the same ones. */
+function fingerprintOf(settings: Settings): Record<string, string> {
+  const where = (e: Endpoint): string => (e.socketPath ? e.socketPath : `${e.host}:${e.port}`);
+  return {
+    SOURCE_REDIS_HOST: where(settings.source),
+    SOURCE_REDIS_DB_INDEX: String(settings.source.db),
+    DESTINATION_REDIS_HOST: where(settings.destination),
+    DESTINATION_REDIS_DB_INDEX: String(settings.destination.db),
+    SCAN_MATCH_PATTERN: settings.matchPattern,
+    SCAN_TYPE: settings.scanType,
+    KEY_EXCLUDE_PATTERN: settings.excludePattern,
+  };
+}
+
+function resumeLine(file: string, previous: Exclude<Previous, { kind: 'none' }>, units: readonly UnitState[]): string {
+  const cursors = units.map((u) => (units.length > 1 ? `${u.address} ${u.cursor}` : u.cursor)).join(', ');
+  return `Resuming from ${file}: ${total(previous.counts)} keys done, cursor ${cursors}`;
+}
+
 async function connectBoth(settings: Settings): Promise<[Side, Side]> {
   const [source, target] = await Promise.allSettled([Side.open(settings.source), Side.open(settings.destination)]);
-  if (source.status === 'fulfilled' && target.status === 'fulfilled') return [source.value, target.value];
+  if (source.status === 'fulfilled' && target.status === 'fulfilled') {
+    if (!sameServer(source.value, target.value)) return [source.value, target.value];
+    await Promise.all([source.value.close(), target.value.close()]);
+    throw new ConnectionError(`the source and the target are the same server (run_id ${source.value.masters[0]?.capabilities.runId}) and database ${settings.source.db}: nothing would be copied`);
+  }
   if (source.status === 'fulfilled') await source.value.close();
   if (target.status === 'fulfilled') await target.value.close();
   throw source.status === 'rejected' ? source.reason : (target as PromiseRejectedResult).reason;
@@ -152,27 +228,37 @@ async function connectBoth(settings: Settings): Promise<[Side, Side]> {
 
 /** The copy: batches in flight, pacing, the error limit; then the summary and, with VERIFY=true, the check. */
 async function copy(session: Session, log: ErrorLog): Promise<number> {
-  const { settings, source, target } = session;
+  const { settings, source, target, recovery } = session;
   const journal = settings.verify ? new KeyJournal() : undefined;
+  const before = session.previous.kind === 'resume' ? session.previous.counts : undefined;
+  if (settings.checkpointFile) session.checkpoint = new Checkpoint(settings.checkpointFile, fingerprintOf(settings), session.units, before ?? noCounts());
   try {
     const stats = { bytesMoved: 0 };
-    const migration = new Migration({ source, target, settings, stats }, log, say, journal);
+    const migration = new Migration({ source, target, settings, stats, recovery, checkpoint: session.checkpoint }, log, say, journal);
     session.interruption.onRequest(() => migration.interrupt());
-    const progress = await startProgress(session, () => ({ ...migration.counts, bytes: stats.bytesMoved }));
+    const progress = await startProgress(session, () => ({ ...migration.counts, bytes: stats.bytesMoved, waiting: recovery.waiting }));
     const result = await migration.copyAll(session.keys);
     progress.stop();
     journal?.finishWriting();
 
-    for (const line of summaryLines(result, settings.errorLogFile, session.selection.excluded, settings.excludePattern !== '', settings.scanType)) say(line);
+    // With a checkpoint, the counts cover the whole migration; this run's share gets a line of its own.
+    const whole = before ? { ...result, counts: addCounts(before, result.counts) } : result;
+    for (const line of summaryLines(whole, settings.errorLogFile, session.selection.excluded, settings.excludePattern !== '', settings.scanType)) say(line);
+    if (before) say(`This run: ${countsText(result.counts)} (the counts above include earlier runs of ${settings.checkpointFile})`);
+    for (const note of session.notes) say(note);
+    if (recovery.reconnections > 0) say(`Reconnected ${recovery.reconnections} time(s) after a lost connection; every batch whose reply was lost was copied again`);
     const timing = timingOf(session, stats.bytesMoved);
     say(timingLine(timing));
     // After a fatal stop the status says so already; otherwise a source that resharded leaves the copy incomplete.
     const slotsStayed = result.fatal !== undefined || (await sourceStayedPut(session));
+    const complete = await session.checkpoint?.finish(slotsStayed && !result.fatal && !result.interrupted && !result.errorLimitReached);
+    if (session.checkpoint?.problem) say(`Could not write ${settings.checkpointFile}: ${session.checkpoint.problem}`);
+    else if (complete === false) say(`Progress saved in ${settings.checkpointFile}: run again with it to resume`);
     const verification = journal && !result.fatal && !result.interrupted ? await verifyCopy(session, journal) : undefined;
     const status = slotsStayed ? copyExitStatus(result, verification ? differing(verification.copied) : 0) : EXIT.settingsOrConnection;
     writeSummary(settings, {
       mode: 'copy',
-      counts: { ...result.counts, excluded: session.selection.excluded },
+      counts: { ...whole.counts, excluded: session.selection.excluded },
       method: { requested: settings.copyMethod, used: migration.methodUsed, fallbackReason: result.fallbackReason ?? null },
       verification,
       timing,
@@ -184,9 +270,17 @@ async function copy(session: Session, log: ErrorLog): Promise<number> {
   }
 }
 
+const noCounts = (): Counts => ({ restored: 0, skipped: 0, failed: 0, vanished: 0 });
+
+function addCounts(a: Counts, b: Counts): Counts {
+  return { restored: a.restored + b.restored, skipped: a.skipped + b.skipped, failed: a.failed + b.failed, vanished: a.vanished + b.vanished };
+}
+
+const countsText = (c: Counts): string => `restored ${c.restored}, skipped ${c.skipped}, failed ${c.failed}, vanished ${c.vanished}`;
+
 /** Compare mode: nothing is written; every selected source key is checked against the target. */
 async function compare(session: Session): Promise<number> {
-  const tally = await verifyAll(verificationSetup(session), session.keys);
+  const tally = await verifyAll(verificationSetup(session), keysOnly(session.keys));
   say(tallyLine(tally));
   const slotsStayed = await sourceStayedPut(session);
   const status = compareExitStatus(session.interruption.requested, slotsStayed, differing(tally));
@@ -207,7 +301,7 @@ async function sourceStayedPut(session: Session): Promise<boolean> {
 /** DRY_RUN: what a copy would do, from reads only. */
 async function dryRun(session: Session): Promise<number> {
   const report = new DryRun(session.source, session.target);
-  await dryRunBatches(report, session.keys, () => session.interruption.requested);
+  await dryRunBatches(report, keysOnly(session.keys), () => session.interruption.requested);
   for (const line of report.report(session.settings.overwrite)) say(line);
   const status = session.interruption.requested ? EXIT.interrupted : EXIT.ok;
   writeSummary(session.settings, { mode: 'dry-run', timing: timingOf(session, 0), exitStatus: status });

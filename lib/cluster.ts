@@ -62,8 +62,9 @@ export class Side {
   private slots: Connection[] = [];
   /** A slot map being read; concurrent MOVED redirections wait for the same read. */
   private reading: Promise<void> | undefined;
-  /** The slot map at the start of the run, to tell whether a cluster source resharded while it was scanned. */
-  private openedWith = '';
+  /** Each slot's shard (master and replica addresses) as CLUSTER SLOTS named it at the start of the run. */
+  private openedWith: ReadonlySet<string>[] = [];
+  private shards: ReadonlySet<string>[] = [];
   readonly cluster: boolean;
 
   private constructor(readonly endpoint: Endpoint) {
@@ -80,11 +81,14 @@ export class Side {
     try {
       if (!side.cluster) {
         if (seed.capabilities.clusterNode) throw new ConnectionError(`${seed.label}: this is a Redis Cluster node; set ${clusterSetting(endpoint)}=true to reach the whole cluster`);
+        if (endpoint.side === 'destination' && seed.capabilities.replica) {
+          throw new ConnectionError(`${seed.label}: this is a read-only replica (INFO replication role:slave); point the DESTINATION_REDIS_* settings at the primary`);
+        }
         side.slots = new Array<Connection>(SLOT_COUNT).fill(seed);
       } else {
         if (!seed.capabilities.clusterNode) throw new ConnectionError(`${seed.label}: not a Redis Cluster node (cluster support disabled); set ${clusterSetting(endpoint)}=false`);
         await side.readSlots(seed);
-        side.openedWith = side.layout;
+        side.openedWith = side.shards;
       }
     } catch (err) {
       await side.close();
@@ -102,19 +106,49 @@ export class Side {
     return this.slots[keySlot(key)] as Connection;
   }
 
-  /** Whether the cluster's slot ranges or their masters differ now (read again) from those at the start. */
-  async slotsMovedSinceStart(): Promise<boolean> {
-    if (!this.cluster) return false;
-    await this.readSlots(this.masters[0] as Connection);
-    return this.layout !== this.openedWith;
+  /** The master serving `slot` now. */
+  nodeForSlot(slot: number): Connection {
+    return this.slots[slot] as Connection;
   }
 
-  private get layout(): string {
-    const ranges: string[] = [];
-    this.slots.forEach((node, slot) => {
-      if (slot === 0 || this.slots[slot - 1] !== node) ranges.push(`${slot}:${node.endpoint.host}:${node.endpoint.port}`);
-    });
-    return ranges.join(',');
+  /** A slot each master serves: where its scan goes on after a failover. */
+  get mastersBySlot(): { slot: number; master: Connection }[] {
+    return this.masters.map((master) => ({ slot: this.slots.indexOf(master), master }));
+  }
+
+  /**
+   * Whether a slot is now served outside the shard that served it at the start (resharding). A failover
+   * within a shard (a replica promoted) is not a move: the scan follows it and starts that master over.
+   */
+  async slotsMovedSinceStart(): Promise<boolean> {
+    if (!this.cluster) return false;
+    await this.readSlots(this.masters.find((m) => m.lostBecause === undefined) ?? (this.masters[0] as Connection));
+    return this.slots.some((node, slot) => !this.openedWith[slot]?.has(address(node.endpoint)));
+  }
+
+  /**
+   * After a lost connection: reconnects what was lost and, for a cluster, reads the slot map again from any
+   * node that answers (a failover promotes a replica elsewhere). Throws while the side is not whole again;
+   * the caller waits and tries again.
+   */
+  async reconnect(): Promise<void> {
+    if (!this.cluster) return reconnectNode(this.slots[0] as Connection);
+    const known = await Promise.allSettled(this.nodes.values());
+    const nodes = known.flatMap((c) => (c.status === 'fulfilled' ? [c.value] : []));
+    await Promise.allSettled(nodes.filter((node) => node.lostBecause !== undefined).map(reconnectNode));
+    let lastError: unknown = new Error('no node of the cluster answers');
+    for (const node of nodes.filter((n) => n.lostBecause === undefined)) {
+      try {
+        await this.readSlots(node);
+        lastError = undefined;
+        break;
+      } catch (err) {
+        lastError = err;
+      }
+    }
+    if (lastError !== undefined) throw lastError;
+    const lost = this.lost;
+    if (lost) throw new Error(`${lost.label}: ${lost.lostBecause ?? 'lost'}`);
   }
 
   /**
@@ -157,17 +191,24 @@ export class Side {
 
   private async readSlotsFrom(from: Connection): Promise<void> {
     const slots = new Array<Connection>(SLOT_COUNT);
+    const shards = new Array<ReadonlySet<string>>(SLOT_COUNT);
     for (const range of asArray(await from.send(['CLUSTER', 'SLOTS']))) {
-      const [first, last, master] = asArray(range);
-      const [host, port] = asArray(master as Reply);
+      const [first, last, ...members] = asArray(range);
       // An empty host means "the node you asked".
-      const node = await this.nodeAt(asText(host) || from.endpoint.host, asNumber(port));
+      const addresses = members.map((member) => {
+        const [host, port] = asArray(member as Reply);
+        return { host: asText(host) || from.endpoint.host, port: asNumber(port) };
+      });
+      const master = addresses[0] as { host: string; port: number };
+      const node = await this.nodeAt(master.host, master.port);
       slots.fill(node, asNumber(first), asNumber(last) + 1);
+      shards.fill(new Set(addresses.map(address)), asNumber(first), asNumber(last) + 1);
     }
     // findIndex visits the holes of the sparse array too.
     const uncovered = slots.findIndex((node) => node === undefined);
     if (uncovered >= 0) throw new ConnectionError(`${from.label}: no node serves slot ${uncovered} (CLUSTER SLOTS); is the cluster fully set up?`);
     this.slots = slots;
+    this.shards = shards;
   }
 
   private nodeAt(host: string, port: number, endpoint = nodeEndpoint(this.endpoint, host, port)): Promise<Connection> {
@@ -180,6 +221,27 @@ export class Side {
     opening.catch(() => this.nodes.delete(name));
     return opening;
   }
+}
+
+const address = (at: { host: string; port: number }): string => `${at.host}:${at.port}`;
+
+/** A lost node connected again; a target that came back as a replica (mid-failover) is not back yet. */
+async function reconnectNode(node: Connection): Promise<void> {
+  if (node.lostBecause !== undefined) await node.reconnect();
+  if (node.endpoint.side === 'destination' && node.capabilities.replica) {
+    node.drop(`READONLY: ${node.label} is a replica now`);
+    throw new Error(`${node.label} is a replica now (a failover under way?)`);
+  }
+}
+
+/**
+ * The same server on both sides (the same run_id, or a cluster master shared) and the same database: a copy
+ * would find every key present and do nothing.
+ */
+export function sameServer(source: Side, target: Side): boolean {
+  if (source.endpoint.db !== target.endpoint.db) return false;
+  const ids = new Set(source.masters.map((m) => m.capabilities.runId));
+  return target.masters.some((m) => m.capabilities.runId !== '' && ids.has(m.capabilities.runId));
 }
 
 function clusterSetting(endpoint: Endpoint): string {

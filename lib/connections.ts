@@ -1,7 +1,10 @@
 // Connections to the source and the target: connect fast or fail fast, binary-safe replies,
 // and what each server can do (version, scripting, PEXPIRETIME), found out once at start.
 import { isIP } from 'node:net';
-import { createClient, ErrorReply, RESP_TYPES } from '@redis/client';
+import {
+  ClientClosedError, ClientOfflineError, ConnectionTimeoutError, createClient, DisconnectsClientError, ErrorReply, RESP_TYPES,
+  SocketClosedUnexpectedlyError, SocketTimeoutError,
+} from '@redis/client';
 import { packKeys } from './scripts.js';
 import type { Endpoint } from './settings.js';
 
@@ -33,7 +36,11 @@ function socketOptions(endpoint: Endpoint) {
   };
 }
 
-/** RESP2 keeps replies flat (XINFO as arrays, scores as strings); no reconnects: a lost server ends the run. */
+/**
+ * RESP2 keeps replies flat (XINFO as arrays, scores as strings). node-redis never reconnects by itself or
+ * queues commands while offline: a lost connection fails its commands at once, and the run reconnects and
+ * retries them itself (lib/recovery.ts), so it knows which replies were lost.
+ */
 function makeClient(endpoint: Endpoint) {
   return createClient({
     RESP: 2,
@@ -47,6 +54,31 @@ function makeClient(endpoint: Endpoint) {
 type Client = ReturnType<typeof makeClient>;
 
 export class ConnectionError extends Error {}
+
+/** No reply came for this long while commands were waiting: the server or the network stalled. */
+export class ReplyTimeout extends Error {}
+
+const LOSS_ERRORS = [ClientClosedError, ClientOfflineError, ConnectionTimeoutError, DisconnectsClientError, SocketClosedUnexpectedlyError, SocketTimeoutError, ReplyTimeout];
+const LOSS_CODES = /^(ECONNRESET|ECONNREFUSED|ECONNABORTED|EPIPE|ETIMEDOUT|EHOSTUNREACH|ENETUNREACH|ENOTFOUND|EAI_AGAIN)$/;
+/** Replies that mean "not this server, not now": a primary demoted in a failover, a restart still loading. */
+const LOSS_REPLIES = /^(READONLY|LOADING|MASTERDOWN)\b/;
+
+/**
+ * The connection is gone or the server cannot serve us now (a reset, a timeout, a restart, a primary
+ * demoted to replica): worth reconnecting and retrying, never a key's own failure.
+ */
+export function isConnectionLoss(err: unknown): boolean {
+  if (err instanceof AggregateError) return err.errors.some(isConnectionLoss);
+  if (err instanceof ErrorReply) return LOSS_REPLIES.test(err.message);
+  if (LOSS_ERRORS.some((kind) => err instanceof kind)) return true;
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  return typeof code === 'string' && LOSS_CODES.test(code);
+}
+
+/** A per-key failure reason that is really a lost or demoted server (scripts report per key). */
+export function isLossReason(reason: string): boolean {
+  return /(^|: )(READONLY|LOADING|MASTERDOWN)\b/.test(reason);
+}
 
 /** A server refused a read the run cannot go on without (an ACL rule, a slot that moved during a comparison). */
 export class CommandRefused extends Error {}
@@ -64,17 +96,25 @@ export interface Capabilities {
   scriptFlags: boolean;
   /** The server runs in cluster mode (INFO redis_mode:cluster). */
   clusterNode: boolean;
+  /** INFO run_id: a new one means a restarted or another server, on which an old SCAN cursor means nothing. */
+  runId: string;
+  /** INFO replication role: a replica takes no writes. */
+  replica: boolean;
 }
 
 export class Connection {
-  capabilities: Capabilities = { version: [0], expireTime: false, scriptFlags: false, clusterNode: false };
+  capabilities: Capabilities = { version: [0], expireTime: false, scriptFlags: false, clusterNode: false, runId: '', replica: false };
   /** Turned off for the rest of the run when this server refuses EVAL (ACL or a managed service). */
   scriptsAllowed = true;
   private lastError: Error | undefined;
+  /** Commands sent and not yet answered, and when a reply last came (or the first of them was sent). */
+  private waiting = 0;
+  private lastProgress = Date.now();
+  private watchdog: NodeJS.Timeout | undefined;
 
   private constructor(
     readonly endpoint: Endpoint,
-    private readonly client: Client,
+    private client: Client,
     /** Each command goes with ASKING: the key's slot is being imported here (a cluster resharding). */
     private readonly askingFirst = false,
   ) {}
@@ -85,22 +125,64 @@ export class Connection {
   }
 
   static async open(endpoint: Endpoint): Promise<Connection> {
-    const client = makeClient(endpoint);
-    const connection = new Connection(endpoint, client);
-    // Without a listener node-redis would crash the process on a socket error.
-    client.on('error', (err: Error) => {
-      connection.lastError = err;
-    });
+    const connection = new Connection(endpoint, makeClient(endpoint));
     try {
-      await client.connect();
-      await connection.send(['PING']);
-      connection.capabilities = await readCapabilities(connection);
+      await connection.start();
     } catch (err) {
-      client.destroy();
       const reason = readableTlsError(describeError(err));
       throw new ConnectionError(`${connection.label}: ${reason}${tlsHint(endpoint, reason)}`);
     }
     return connection;
+  }
+
+  /**
+   * A new socket to the same address (the host name resolved again, as a failover moves it), after a loss.
+   * The capabilities are read again: a restarted server has a new run_id, a failed-over one may be a replica.
+   */
+  async reconnect(): Promise<void> {
+    this.client.destroy();
+    this.client = makeClient(this.endpoint);
+    await this.start();
+  }
+
+  /** Marks the connection lost (a READONLY reply: this is no longer the primary), so the run reconnects. */
+  drop(reason: string): void {
+    this.lastError = new Error(reason);
+    this.client.destroy();
+  }
+
+  private async start(): Promise<void> {
+    const { client } = this;
+    // Without a listener node-redis would crash the process on a socket error.
+    client.on('error', (err: Error) => {
+      if (client === this.client) this.lastError = err;
+    });
+    try {
+      // The handshake (AUTH, SELECT) has no timeout of its own: a stopped server would hold it forever.
+      await withTimeout(client.connect(), CONNECT_TIMEOUT_MS, () => client.destroy());
+      await withTimeout(this.send(['PING']), CONNECT_TIMEOUT_MS, () => client.destroy());
+      this.capabilities = await readCapabilities(this);
+    } catch (err) {
+      client.destroy();
+      throw err;
+    }
+    this.lastError = undefined;
+    this.watchReplies();
+  }
+
+  /**
+   * A stalled server (SIGSTOP, a network black hole) never answers and never closes the socket: when commands
+   * have waited REPLY_TIMEOUT with no reply at all, the socket is dropped, so the run can reconnect.
+   */
+  private watchReplies(): void {
+    const limit = this.endpoint.replyTimeoutMs;
+    if (limit === undefined || limit <= 0 || this.watchdog) return;
+    this.watchdog = setInterval(() => {
+      if (this.waiting === 0 || Date.now() - this.lastProgress < limit) return;
+      this.lastError = new ReplyTimeout(`no reply for ${limit / 1000} s (REPLY_TIMEOUT)`);
+      this.client.destroy();
+    }, Math.min(1000, limit));
+    this.watchdog.unref();
   }
 
   send(args: readonly Arg[]): Promise<Reply> {
@@ -108,7 +190,13 @@ export class Connection {
       // Queued in the same tick, so no other command on this socket can come between the two.
       void this.client.sendCommand(['ASKING']).catch(() => undefined);
     }
-    return this.client.sendCommand(args, { typeMapping: BUFFERS }) as Promise<Reply>;
+    if (this.waiting === 0) this.lastProgress = Date.now();
+    this.waiting += 1;
+    const reply = this.client.sendCommand(args, { typeMapping: BUFFERS }) as Promise<Reply>;
+    return reply.finally(() => {
+      this.waiting -= 1;
+      this.lastProgress = Date.now();
+    });
   }
 
   /** The same server and socket, each command preceded by ASKING (after an ASK redirection). */
@@ -128,6 +216,8 @@ export class Connection {
   }
 
   async close(): Promise<void> {
+    clearInterval(this.watchdog);
+    this.watchdog = undefined;
     if (this.client.isOpen) {
       try {
         await this.client.close();
@@ -141,6 +231,27 @@ export class Connection {
   get lostBecause(): string | undefined {
     if (this.client.isReady) return undefined;
     return this.lastError ? describeError(this.lastError) : 'connection closed';
+  }
+
+  /** A loss seen by a command, read as the connection's own reason where it has one (a stall, a READONLY). */
+  reasonFor(err: unknown): string {
+    return this.lostBecause ?? describeError(err);
+  }
+}
+
+/** `work`, or a ConnectionTimeoutError after `ms` (when `onTimeout` runs, to drop the socket). */
+async function withTimeout<T>(work: Promise<T>, ms: number, onTimeout: () => void): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      onTimeout();
+      reject(new ConnectionTimeoutError());
+    }, ms);
+  });
+  try {
+    return await Promise.race([work, timeout]);
+  } finally {
+    clearTimeout(timer);
   }
 }
 
@@ -162,10 +273,18 @@ function tlsHint(endpoint: Endpoint, reason: string): string {
 
 async function readCapabilities(connection: Connection): Promise<Capabilities> {
   const info = String(await connection.send(['INFO', 'server']));
+  const replication = String(await connection.send(['INFO', 'replication']));
   const match = /redis_version:([0-9.]+)/.exec(info);
   const version = (match?.[1] ?? '0').split('.').map(Number);
   const atLeast7 = (version[0] ?? 0) >= 7;
-  return { version, expireTime: atLeast7, scriptFlags: atLeast7, clusterNode: /redis_mode:cluster/.test(info) };
+  return {
+    version,
+    expireTime: atLeast7,
+    scriptFlags: atLeast7,
+    clusterNode: /redis_mode:cluster/.test(info),
+    runId: /run_id:([0-9a-f]+)/.exec(info)?.[1] ?? '',
+    replica: /role:slave/.test(replication),
+  };
 }
 
 /** A short reason without stack or secrets. node-redis wraps some causes in AggregateError. */

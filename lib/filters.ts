@@ -1,6 +1,6 @@
 // Which keys a run covers: SCAN with MATCH, COUNT and TYPE on the server, then KEY_EXCLUDE_PATTERN here,
 // matched byte for byte by a port of Redis's own glob matcher.
-import type { Connection } from './connections.js';
+import { isConnectionLoss, type Connection, type Reply } from './connections.js';
 import { asArray, asText } from './batch.js';
 
 export interface KeySelection {
@@ -97,21 +97,71 @@ export interface SelectionCounts {
   excluded: number;
 }
 
-/** Yields the selected source keys in batches of `size`; SCAN's own filters apply on the server. */
+/** A batch of selected keys, and where a later run may resume the scan once it and every earlier batch are done. */
+export interface KeyBatch {
+  keys: Buffer[];
+  /** Which master's scan (see ScanUnit) the keys come from. */
+  unit: number;
+  /** The SCAN cursor to resume from, or DONE when the unit's scan ended with this batch. */
+  resumeCursor: string;
+}
+
+export const DONE = 'done';
+
+/** One master's scan: it follows that master's slots to a new node after a failover. */
+export interface ScanUnit {
+  index: number;
+  /** The node serving this unit's keys now. */
+  node(): Connection;
+  /** '0' for a new scan; a checkpoint's cursor on resume. */
+  startCursor: string;
+}
+
+/** How a scan gets past a lost connection; without it, a lost SCAN ends the run. */
+export interface ScanRecovery {
+  recover(label: string, err: unknown): Promise<void>;
+  /** The unit's node is another server now (restarted, failed over): its scan starts over from cursor 0. */
+  restarted(unit: ScanUnit, label: string): void;
+  progressed(): void;
+}
+
+/** Yields the selected keys of one master's scan in batches of `size`; SCAN's own filters apply on the server. */
 export async function* selectedKeys(
-  source: Connection,
+  unit: ScanUnit,
   selection: KeySelection,
   size: number,
   counts: SelectionCounts = { scanned: 0, excluded: 0 },
-): AsyncGenerator<Buffer[]> {
+  recovery?: ScanRecovery,
+): AsyncGenerator<KeyBatch> {
   const excluded = selection.exclude ? Buffer.from(selection.exclude) : undefined;
-  const scan = ['SCAN', '0', 'MATCH', selection.match, 'COUNT', String(selection.scanCount)];
+  const scan = ['SCAN', unit.startCursor, 'MATCH', selection.match, 'COUNT', String(selection.scanCount)];
   if (selection.type) scan.push('TYPE', selection.type);
+  let node = unit.node();
+  let runId = node.capabilities.runId;
   let batch: Buffer[] = [];
-  do {
-    const [next, keys] = asArray(await source.send(scan));
+  if (unit.startCursor === DONE) return;
+  for (;;) {
+    const pageCursor = scan[1] as string;
+    let reply: Reply;
+    try {
+      reply = await node.send(scan);
+    } catch (err) {
+      if (!recovery || !isConnectionLoss(err)) throw err;
+      await recovery.recover(node.label, err);
+      const now = unit.node();
+      if (now !== node || now.capabilities.runId !== runId) {
+        // A SCAN cursor means nothing on another server: this master's keys are read again (copied ones are skipped).
+        recovery.restarted(unit, now.label);
+        [node, runId, scan[1]] = [now, now.capabilities.runId, '0'];
+      }
+      continue;
+    }
+    recovery?.progressed();
+    const [next, keys] = asArray(reply);
     scan[1] = asText(next);
-    for (const key of asArray(keys ?? null) as Buffer[]) {
+    const page = asArray(keys ?? null) as Buffer[];
+    for (let i = 0; i < page.length; i++) {
+      const key = page[i] as Buffer;
       if (excluded && globMatches(excluded, key)) {
         counts.excluded += 1;
         continue;
@@ -119,10 +169,20 @@ export async function* selectedKeys(
       counts.scanned += 1;
       batch.push(key);
       if (batch.length === size) {
-        yield batch;
+        // A batch that ends inside a page resumes at that page: its other keys are read again, never missed.
+        const pageDone = i === page.length - 1;
+        yield { keys: batch, unit: unit.index, resumeCursor: pageDone ? resumeAt(scan[1]) : pageCursor };
         batch = [];
       }
     }
-  } while (scan[1] !== '0');
-  if (batch.length > 0) yield batch;
+    if (scan[1] === '0') break;
+  }
+  if (batch.length > 0) yield { keys: batch, unit: unit.index, resumeCursor: DONE };
+}
+
+const resumeAt = (cursor: string | undefined): string => (cursor === '0' || cursor === undefined ? DONE : cursor);
+
+/** The keys alone, for the readers that keep no checkpoint (compare, dry run, verification). */
+export async function* keysOnly(batches: AsyncIterable<KeyBatch>): AsyncGenerator<Buffer[]> {
+  for await (const batch of batches) yield batch.keys;
 }

@@ -1,9 +1,13 @@
 // The run loop: take the source's keys in batches, copy each batch with a fixed number in flight,
 // count what happened to every key, pace as the Python script does, and stop on the error limit or a signal.
 import { setTimeout as sleep } from 'node:timers/promises';
-import { describeError, type Connection } from './connections.js';
+import { describeError, isConnectionLoss, isLossReason, type Connection } from './connections.js';
 import { CHUNKED_KEYS_AT_ONCE, mapLimited, type CopyContext, type CopyStats, type KeyOutcome } from './batch.js';
-import { forEachPair, isRedirect, type Side } from './cluster.js';
+import type { Checkpoint } from './checkpoint.js';
+import { forEachPair, isRedirect, type NodePair, type Side } from './cluster.js';
+import type { KeyBatch } from './filters.js';
+import { ConnectionLost, type Recovery } from './recovery.js';
+import { compareBatch } from './verify.js';
 import { copyBatchAuto, copyBatchByDump, RestoreRefused } from './copy-dump.js';
 import { copyBatchByType } from './copy-type.js';
 import type { ErrorLog } from './error-log.js';
@@ -16,6 +20,9 @@ export interface RunContext {
   target: Side;
   settings: Settings;
   stats: CopyStats;
+  /** Reconnects after a lost connection; without it, a loss ends the run. */
+  recovery?: Recovery;
+  checkpoint?: Checkpoint;
 }
 
 export interface Counts {
@@ -34,6 +41,8 @@ export interface MigrationResult {
   /** Set when the run ended early because a server went away or answered nonsense. */
   fatal?: string;
 }
+
+type FailedOutcome = Extract<KeyOutcome, { status: 'failed' }>;
 
 /** Batches in flight at full speed: enough to keep both servers busy at once, small enough to bound memory. */
 const BATCHES_IN_FLIGHT = 4;
@@ -74,7 +83,7 @@ export class Migration {
     return this.method === 'auto' ? 'dump' : this.method;
   }
 
-  async copyAll(batches: AsyncIterable<Buffer[]>): Promise<MigrationResult> {
+  async copyAll(batches: AsyncIterable<KeyBatch>): Promise<MigrationResult> {
     const { settings } = this.run;
     const inFlight = new Set<Promise<void>>();
     const limit = settings.sleepSeconds > 0 ? 1 : BATCHES_IN_FLIGHT;
@@ -83,8 +92,12 @@ export class Migration {
         while (inFlight.size >= limit) await Promise.race(inFlight);
         await this.pauseIfOwed();
         if (this.stopping) break;
-        const task: Promise<void> = this.copyBatch(batch).then(
-          (outcomes) => this.record(outcomes),
+        const ticket = this.run.checkpoint?.started(batch);
+        const task: Promise<void> = this.copyBatch(batch.keys).then(
+          (outcomes) => {
+            this.record(outcomes);
+            if (ticket && this.fatal === undefined) this.run.checkpoint?.confirm(ticket, outcomes);
+          },
           (err: unknown) => this.abort(err),
         );
         const tracked = task.finally(() => inFlight.delete(tracked));
@@ -104,13 +117,47 @@ export class Migration {
   }
 
   /**
-   * A batch, split by the nodes that hold its keys (one pair unless a side is a cluster). A pair that fails as
-   * a whole (a server gone) stops the run; the outcomes of the pairs that finished are still counted.
+   * A batch, split by the nodes that hold its keys (one pair unless a side is a cluster). A pair whose
+   * connection is lost is copied again once both sides answer (`retry`); one that fails otherwise as a whole
+   * stops the run, and the outcomes of the pairs that finished are still counted.
    */
-  private async copyBatch(keys: Buffer[]): Promise<KeyOutcome[]> {
+  private async copyBatch(keys: readonly Buffer[], retry = false): Promise<KeyOutcome[]> {
     const { source, target } = this.run;
-    const outcomes = await forEachPair(source, target, keys, (pair) => this.orStop(this.copyOn(this.contextFor(pair.source, pair.target), pair.keys)));
+    const outcomes = await forEachPair(source, target, keys, (pair) => this.orStop(this.copyPair(pair, retry)));
     return source.cluster || target.cluster ? this.followRedirects(outcomes) : outcomes;
+  }
+
+  private async copyPair(pair: NodePair, retry: boolean): Promise<KeyOutcome[]> {
+    try {
+      const outcomes = await this.copyOn(this.contextFor(pair.source, pair.target), pair.keys);
+      // A primary demoted mid-failover answers READONLY per key: that is the server's state, not the keys'.
+      const demoted = outcomes.find((o): o is FailedOutcome => o.status === 'failed' && isLossReason(o.reason));
+      if (demoted) {
+        pair.target.drop(demoted.reason);
+        throw new Error(demoted.reason);
+      }
+      this.run.recovery?.progressed();
+      return retry ? await this.settleRetried(pair, outcomes) : outcomes;
+    } catch (err) {
+      const { recovery } = this.run;
+      if (!recovery || err instanceof ConnectionLost || !(isConnectionLoss(err) || pair.source.lostBecause !== undefined || pair.target.lostBecause !== undefined)) throw err;
+      const lost = pair.source.lostBecause !== undefined ? pair.source : pair.target;
+      await recovery.recover(lost.label, lost.lostBecause ?? err);
+      return this.copyBatch(pair.keys, true);
+    }
+  }
+
+  /**
+   * A retried batch finds its own earlier writes, whose replies were lost, as existing keys: a key that now
+   * equals the source's counts as restored, once. Only a key that differs is a real skip.
+   */
+  private async settleRetried(pair: NodePair, outcomes: KeyOutcome[]): Promise<KeyOutcome[]> {
+    const skipped = outcomes.filter((o) => o.status === 'skipped').map((o) => o.key);
+    if (skipped.length === 0) return outcomes;
+    const { ttlToleranceMs, chunkSize, dumpMaxBytes } = this.run.settings;
+    const verdicts = await compareBatch(pair.source, pair.target, skipped, { ttlToleranceMs, chunkSize, dumpMaxBytes });
+    const ours = new Set(verdicts.filter((v) => v.verdict === 'identical').map((v) => v.key));
+    return outcomes.map((o) => (o.status === 'skipped' && ours.has(o.key) ? { key: o.key, status: 'restored' } : o));
   }
 
   /** The work's outcomes; none, and the run stopped, when it failed as a whole. */
@@ -195,7 +242,8 @@ export class Migration {
 
   private abort(err: unknown): void {
     const lost = this.run.source.lost ?? this.run.target.lost;
-    this.fatal ??= lost ? `lost the connection to ${lost.label} (${lost.lostBecause})` : describeError(err);
+    if (this.run.recovery) this.fatal ??= describeError(err);
+    else this.fatal ??= lost ? `lost the connection to ${lost.label} (${lost.lostBecause})` : describeError(err);
     this.stopping = true;
   }
 

@@ -12,6 +12,8 @@ export interface ProgressSnapshot {
   skipped: number;
   failed: number;
   vanished: number;
+  /** Set while the run waits for a lost server: what was lost, and since when (ms since the epoch). */
+  waiting?: { reason: string; since: number };
 }
 
 const TTY_EVERY_MS = 250;
@@ -36,7 +38,8 @@ export function progressLine(s: ProgressSnapshot, elapsedSeconds: number): strin
   return (
     `${count(s.scanned)}/${count(total)} keys (${percent.toFixed(1)}%), ${count(rate)} keys/s, ${mbps.toFixed(1)} MB/s, ` +
     `ETA ${formatDuration(eta)}; restored ${count(s.restored)}, skipped ${count(s.skipped)}, ` +
-    `failed ${count(s.failed)}, vanished ${count(s.vanished)}`
+    `failed ${count(s.failed)}, vanished ${count(s.vanished)}` +
+    (s.waiting ? `; reconnecting: ${s.waiting.reason}, for ${formatDuration((Date.now() - s.waiting.since) / 1000)}` : '')
   );
 }
 

@@ -66,6 +66,9 @@ export const SETTINGS: readonly SettingSpec[] = [
   { name: 'ERROR_LOG_FILENAME', group: 'errors', default: 'redis-keys-migrator-error.log', meaning: 'per-key error log, relative to the working directory' },
   { name: 'FILEMOD', group: 'errors', default: 'w', meaning: 'w truncates the error log at start, a appends' },
   { name: 'MAX_ERRORED_KEYS_LIMIT', group: 'errors', default: '1000', meaning: 'stop the run once this many keys have failed (0: never stop)' },
+  { name: 'RECONNECT_TIMEOUT', group: 'errors', default: '60', meaning: 'seconds to keep reconnecting to a lost server before the run stops (0: stop at once)' },
+  { name: 'REPLY_TIMEOUT', group: 'errors', default: '10', meaning: 'seconds without any reply, while commands wait, after which a server counts as lost (0: wait forever)' },
+  { name: 'CHECKPOINT_FILE', group: 'errors', default: '', meaning: 'path: record progress every few seconds; a rerun with the same file resumes where the last one stopped' },
 ];
 
 export type CopyMethod = 'auto' | 'dump' | 'type';
@@ -82,6 +85,8 @@ export interface Endpoint {
   tls?: TlsOptions;
   /** A Redis Cluster node: the whole cluster is reached through it. */
   cluster?: boolean;
+  /** REPLY_TIMEOUT in ms: commands waiting this long with no reply mean a stalled server (0: wait forever). */
+  replyTimeoutMs?: number;
 }
 
 export interface TlsOptions {
@@ -116,6 +121,8 @@ export interface Settings {
   errorLogFile: string;
   errorLogMode: 'w' | 'a';
   maxErroredKeys: number;
+  reconnectTimeoutMs: number;
+  checkpointFile: string;
   mode: 'copy' | 'compare';
   verify: boolean;
   ttlToleranceMs: number;
@@ -263,15 +270,20 @@ function parseScanType(env: Env): string {
 
 export function parseSettings(env: Env): Settings {
   const source = parseEndpoint(env, 'source');
+  const destination = parseEndpoint(env, 'destination');
   if (source.cluster && raw(env, 'SOURCE_RDB_FILE')) {
     throw new SettingsError('SOURCE_RDB_FILE and SOURCE_REDIS_CLUSTER=true do not go together: an .rdb file is loaded into one private server');
   }
+  if (raw(env, 'CHECKPOINT_FILE') && raw(env, 'SOURCE_RDB_FILE')) {
+    throw new SettingsError('CHECKPOINT_FILE and SOURCE_RDB_FILE do not go together: each load of the file is a new server, on which no SCAN cursor can resume');
+  }
+  source.replyTimeoutMs = destination.replyTimeoutMs = parseSeconds(env, 'REPLY_TIMEOUT') * 1000;
   return {
     source,
     sourceDbChosen: (env.SOURCE_REDIS_DB_INDEX ?? '') !== '' || /\/[0-9]+$/.test(raw(env, 'SOURCE_REDIS_URL')),
     rdbFile: raw(env, 'SOURCE_RDB_FILE'),
     redisServerPath: raw(env, 'REDIS_SERVER_PATH'),
-    destination: parseEndpoint(env, 'destination'),
+    destination,
     matchPattern: raw(env, 'SCAN_MATCH_PATTERN'),
     scanType: parseScanType(env),
     excludePattern: raw(env, 'KEY_EXCLUDE_PATTERN'),
@@ -289,6 +301,8 @@ export function parseSettings(env: Env): Settings {
     errorLogFile: raw(env, 'ERROR_LOG_FILENAME'),
     errorLogMode: parseChoice(env, 'FILEMOD', ['w', 'a'] as const),
     maxErroredKeys: parseInteger(env, 'MAX_ERRORED_KEYS_LIMIT', 0),
+    reconnectTimeoutMs: parseSeconds(env, 'RECONNECT_TIMEOUT') * 1000,
+    checkpointFile: raw(env, 'CHECKPOINT_FILE'),
     mode: parseChoice(env, 'MIGRATION_MODE', ['copy', 'compare'] as const),
     verify: parseBoolean(env, 'VERIFY'),
     ttlToleranceMs: parseInteger(env, 'TTL_TOLERANCE', 0),

@@ -4,7 +4,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { buildingName } from '../lib/copy-type.js';
 import { runDir, serverPair } from './helpers/fixtures.js';
 import { summary } from './helpers/inspect.js';
-import { endpoints, runMigrator, spawnMigrator, waitFor } from './helpers/servers.js';
+import { endpoints, runMigrator, spawnMigrator, waitUntil } from './helpers/servers.js';
 
 const BIG = 'big:list';
 const ELEMENTS = 300_000;
@@ -35,7 +35,7 @@ describe('kill -9 during a big key', () => {
     const building = buildingName(Buffer.from(BIG));
     const settings = { ...endpoints(pair.source, pair.target), COPY_METHOD: method, COLLECTION_CHUNK_SIZE: 100, ...extra };
     const run = spawnMigrator(settings, runDir());
-    await waitFor('the build key to hold part of the list', async () => Number(await pair.target.cmd('LLEN', building)) >= 20_000);
+    await waitUntil(async () => Number(await pair.target.cmd('LLEN', building)) >= 20_000, 'the build key to hold part of the list', 20_000, 20);
     run.signalAll('SIGKILL');
     await run.done;
 
@@ -62,7 +62,7 @@ describe('kill -9 during a big key', () => {
     const building = buildingName(Buffer.from(BIG));
     const settings = { ...endpoints(pair.source, pair.target), COPY_METHOD: 'type', COLLECTION_CHUNK_SIZE: 100, OVERWRITE_EXISTING_KEYS: 'true' };
     const run = spawnMigrator(settings, runDir());
-    await waitFor('the build key to hold part of the list', async () => Number(await pair.target.cmd('LLEN', building)) >= 20_000);
+    await waitUntil(async () => Number(await pair.target.cmd('LLEN', building)) >= 20_000, 'the build key to hold part of the list', 20_000, 20);
     run.signalAll('SIGKILL');
     await run.done;
     expect(await pair.target.cmd('LRANGE', BIG, 0, -1), 'the old value was touched before the new one was complete').toEqual(['old']);

@@ -80,7 +80,7 @@ describe('values', () => {
       OVERWRITE_EXISTING_KEYS: 'true',
       COLLECTION_CHUNK_SIZE: '10',
     });
-    expect(s.source).toEqual({ side: 'source', host: 'src.example', port: 7001, db: 2, username: 'reader', password: 'readpw' });
+    expect(s.source).toEqual({ side: 'source', host: 'src.example', port: 7001, db: 2, username: 'reader', password: 'readpw', replyTimeoutMs: 10_000 });
     expect(s.destination).toMatchObject({ host: 'dst.example', port: 7002, db: 5 });
     expect(s).toMatchObject({
       matchPattern: 'user:*',
@@ -104,6 +104,13 @@ describe('values', () => {
     ['.1', 0.1],
   ])('SLEEP_TIME=%s is %d seconds (fractions allowed)', (value, seconds) => {
     expect(parseSettings({ SLEEP_TIME: value }).sleepSeconds).toBe(seconds);
+  });
+
+  it('RECONNECT_TIMEOUT and REPLY_TIMEOUT default to 60 s and 10 s, and take fractions', () => {
+    expect(parseSettings({}).reconnectTimeoutMs).toBe(60_000);
+    expect(parseSettings({ RECONNECT_TIMEOUT: '2.5' }).reconnectTimeoutMs).toBe(2500);
+    const s = parseSettings({ REPLY_TIMEOUT: '0.5' });
+    expect([s.source.replyTimeoutMs, s.destination.replyTimeoutMs]).toEqual([500, 500]);
   });
 });
 
@@ -134,9 +141,17 @@ describe('errors name the variable', () => {
     ['FILEMOD', 'r'],
     ['COPY_METHOD', 'rsync'],
     ['OVERWRITE_EXISTING_KEYS', 'maybe'],
+    ['RECONNECT_TIMEOUT', 'forever'],
+    ['RECONNECT_TIMEOUT', '-1'],
+    ['REPLY_TIMEOUT', '10s'],
   ])('%s=%s', (name, value) => {
     const err = settingsError({ [name]: value });
     expect(err.message).toContain(name);
+  });
+
+  it('CHECKPOINT_FILE with SOURCE_RDB_FILE is refused, naming both', () => {
+    const err = settingsError({ CHECKPOINT_FILE: 'run.checkpoint', SOURCE_RDB_FILE: 'dump.rdb' });
+    expect(err.message).toMatch(/CHECKPOINT_FILE.*SOURCE_RDB_FILE/);
   });
 
   it('FILEMOD=x says which values are allowed', () => {
@@ -163,7 +178,7 @@ describe('URLs', () => {
       SOURCE_REDIS_URL: 'redis://mover:p%40ss%3Aw%2Frd%25@src.example:7001/3',
       DESTINATION_REDIS_URL: 'redis://dst.example:7002/9',
     });
-    expect(s.source).toEqual({ side: 'source', host: 'src.example', port: 7001, db: 3, username: 'mover', password: 'p@ss:w/rd%' });
+    expect(s.source).toEqual({ side: 'source', host: 'src.example', port: 7001, db: 3, username: 'mover', password: 'p@ss:w/rd%', replyTimeoutMs: 10_000 });
     expect(s.destination).toMatchObject({ host: 'dst.example', port: 7002, db: 9 });
     expect(s.destination.username).toBeUndefined();
     expect(s.destination.password).toBeUndefined();

@@ -2,11 +2,11 @@
 // removed when the file is done. Only for test files (they register vitest hooks).
 import { rmSync } from 'node:fs';
 import { afterAll, beforeAll } from 'vitest';
-import { startRedis, tempDir, type RedisServer } from './servers.js';
+import { startRedis, tempDir, type LocalServer } from './servers.js';
 
 export interface Pair {
-  source: RedisServer;
-  target: RedisServer;
+  source: LocalServer;
+  target: LocalServer;
 }
 
 /** A source and a target for one describe block, stopped in its afterAll. */

@@ -37,38 +37,69 @@ export interface RedisServer {
   port: number;
   dir: string;
   /** A connected client (RESP2, bulk strings as Buffers) on db 0. */
-  client: TestClient;
+  readonly client: TestClient;
   /** Sends one command and returns the reply, strings decoded. */
   cmd(...args: (string | Buffer | number)[]): Promise<unknown>;
   stop(): Promise<void>;
 }
 
+/** A plain server the tests can also pause and restart. */
+export interface LocalServer extends RedisServer {
+  /** The redis-server process, for SIGSTOP and SIGCONT. */
+  readonly pid: number;
+  /** Saves, stops and starts the server again on the same port and data: a new process with a new run_id. */
+  restart(): Promise<void>;
+}
+
+function spawnRedis(port: number, dir: string, extraArgs: string[]): ChildProcess {
+  return spawn(
+    'redis-server',
+    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir,
+      '--enable-debug-command', 'local', ...extraArgs],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+}
+
 /** Starts redis-server with no persistence, DEBUG allowed from loopback, and any extra arguments. */
-export async function startRedis(extraArgs: string[] = []): Promise<RedisServer> {
+export async function startRedis(extraArgs: string[] = []): Promise<LocalServer> {
   const dir = mkdtempSync(join(tmpdir(), 'rkm-redis-'));
   for (let attempt = 0; ; attempt++) {
     const port = await freePort();
-    const child = spawn(
-      'redis-server',
-      ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir,
-        '--enable-debug-command', 'local', ...extraArgs],
-      { stdio: ['ignore', 'pipe', 'pipe'] },
-    );
+    let child = spawnRedis(port, dir, extraArgs);
     const ready = await waitForReady(child);
     if (!ready.ok) {
       if (attempt < 3 && /Address already in use/.test(ready.output)) continue;
       rmSync(dir, { recursive: true, force: true });
       throw new Error(`redis-server did not start: ${ready.output}`);
     }
-    const client = makeClient(port);
+    let client = makeClient(port);
+    client.on('error', () => undefined); // a restart or a test that kills the server must not crash the worker
     await client.connect();
     return {
       port,
       dir,
-      client,
+      get pid() {
+        return child.pid ?? 0;
+      },
+      get client() {
+        return client;
+      },
       cmd: async (...args) => {
         const reply = await client.sendCommand(args.map((a) => (typeof a === 'number' ? String(a) : a)));
         return decode(reply);
+      },
+      restart: async () => {
+        // SHUTDOWN SAVE writes dump.rdb even with saving off; the new process loads it from the same dir.
+        const exited = new Promise<void>((done) => child.once('exit', () => done()));
+        await client.sendCommand(['SHUTDOWN', 'SAVE']).catch(() => undefined);
+        client.destroy();
+        await exited;
+        child = spawnRedis(port, dir, extraArgs);
+        const again = await waitForReady(child);
+        if (!again.ok) throw new Error(`redis-server did not restart: ${again.output}`);
+        client = makeClient(port);
+        client.on('error', () => undefined);
+        await client.connect();
       },
       stop: async () => {
         await client.close().catch(() => client.destroy());
@@ -169,12 +200,12 @@ export function spawnMigrator(env: Record<string, string | number>, cwd: string)
   };
 }
 
-/** Polls `check` every 20 ms until it is true; fails after `timeoutMs`, naming `what`. */
-export async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs = 20_000): Promise<void> {
-  const until = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
+/** Polls `condition` every `everyMs` until it is true; fails after `timeoutMs`, naming `what`. */
+export async function waitUntil(condition: () => Promise<boolean>, what: string, timeoutMs = 20_000, everyMs = 100): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, everyMs));
   }
 }
 

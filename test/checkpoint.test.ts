@@ -1,0 +1,143 @@
+// CHECKPOINT_FILE: a run killed with `kill -9` or stopped with Ctrl-C resumes from its checkpoint and reads
+// only what is left (counted by the source's own INFO commandstats); a checkpoint of other settings is refused,
+// a finished one says there is nothing to do, and one whose source restarted starts that master over.
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { runDir, serverPair } from './helpers/fixtures.js';
+import { calls, commandStats, summary } from './helpers/inspect.js';
+import { digest } from './helpers/sample-data.js';
+import { endpoints, runMigrator, spawnMigrator, waitUntil, type RedisServer } from './helpers/servers.js';
+
+const KEYS = 100_000;
+const SEED = `
+for first = 1, tonumber(ARGV[1]), 1000 do
+  local args = {}
+  for i = first, first + 999 do args[#args + 1] = 'key:' .. i; args[#args + 1] = 'value ' .. i end
+  redis.call('MSET', unpack(args))
+end
+return redis.call('DBSIZE')
+`;
+const PACE = { SLEEP_TIME: 0, PIPELINE_BATCH_SIZE: 200, SCAN_BATCH_SIZE: 200 };
+
+const dbsize = async (server: RedisServer): Promise<number> => Number(await server.cmd('DBSIZE'));
+
+describe('resuming from CHECKPOINT_FILE', () => {
+  const pair = serverPair();
+  let dir: string;
+  let checkpoint: string;
+  const settings = (): Record<string, string | number> => ({ ...endpoints(pair.source, pair.target), ...PACE, CHECKPOINT_FILE: checkpoint });
+
+  beforeAll(async () => {
+    expect(await pair.source.cmd('EVAL', SEED, 0, KEYS)).toBe(KEYS);
+  });
+
+  const fresh = async (): Promise<void> => {
+    await pair.target.cmd('FLUSHALL');
+    dir = runDir();
+    checkpoint = join(dir, 'run.checkpoint');
+  };
+
+  /** Starts a run and stops it with `signal` once half the keys are on the target. */
+  async function stopHalfway(signal: NodeJS.Signals): Promise<void> {
+    const run = spawnMigrator(settings(), dir);
+    await waitUntil(async () => (await dbsize(pair.target)) >= KEYS / 2, 'half the keys on the target', 30_000, 10);
+    run.signalAll(signal);
+    await run.done;
+    expect(await dbsize(pair.target), 'the run finished before it was stopped; the test proves nothing').toBeLessThan(KEYS);
+  }
+
+  /** The rerun: resumes, finishes, and DUMPs at most `share` of the source's keys again. */
+  async function resumeAndCheck(share: number): Promise<string> {
+    await pair.source.cmd('CONFIG', 'RESETSTAT');
+    const run = await runMigrator(settings(), dir);
+    expect(run.code, run.stdout + run.stderr).toBe(0);
+    expect(run.stdout).toMatch(/^Resuming from .*run\.checkpoint: \d+ keys done, cursor \d+$/m);
+    const dumps = calls(await commandStats(pair.source), 'dump');
+    expect(dumps, 'the rerun read too much of the source again').toBeLessThanOrEqual(KEYS * share);
+    expect(dumps).toBeGreaterThan(0);
+    expect(await dbsize(pair.target)).toBe(KEYS);
+    expect(await digest(pair.target)).toBe(await digest(pair.source));
+    return run.stdout;
+  }
+
+  it('kill -9 at half way: the rerun resumes and reads at most 60% of the keys again', async () => {
+    await fresh();
+    await stopHalfway('SIGKILL');
+    const saved = JSON.parse(readFileSync(checkpoint, 'utf8')) as { complete: boolean; counts: { restored: number } };
+    expect(saved.complete).toBe(false);
+    expect(saved.counts.restored).toBeGreaterThan(0);
+    const stdout = await resumeAndCheck(0.6);
+    const counts = summary(stdout);
+    // The counts cover both runs; keys copied after the last checkpoint write are found again as skipped.
+    expect(counts.restored).toBeLessThanOrEqual(KEYS);
+    expect(counts.restored + counts.skipped).toBeGreaterThanOrEqual(KEYS);
+    expect(counts.failed).toBe(0);
+    expect(stdout).toMatch(/^This run: restored \d+, skipped \d+, failed 0, vanished 0 /m);
+  });
+
+  it('Ctrl-C writes the checkpoint: a pause and a resume', async () => {
+    await fresh();
+    await stopHalfway('SIGINT');
+    const stdout = await resumeAndCheck(0.55);
+    const counts = summary(stdout);
+    // Every batch in flight was finished and recorded: each key restored once; only the page the last
+    // batch ended in is read again, its keys found present (skipped).
+    expect(counts.restored).toBe(KEYS);
+    expect(counts.skipped).toBeLessThan(1000);
+  });
+
+  it('a completed checkpoint: nothing left to do, exit 0, no connection needed', async () => {
+    await fresh();
+    const first = await runMigrator(settings(), dir);
+    expect(first.code, first.stdout + first.stderr).toBe(0);
+    expect((JSON.parse(readFileSync(checkpoint, 'utf8')) as { complete: boolean }).complete).toBe(true);
+    await pair.source.cmd('CONFIG', 'RESETSTAT');
+    const again = await runMigrator(settings(), dir);
+    expect(again.code, again.stdout).toBe(0);
+    expect(again.stdout.trim().split('\n')).toEqual([expect.stringMatching(/^Nothing left to do: .*run\.checkpoint records a migration completed at .* \(100000 keys\)/)]);
+    expect(calls(await commandStats(pair.source), 'scan'), 'the source was read again').toBe(0);
+  });
+
+  it('a checkpoint written for another SCAN_MATCH_PATTERN is refused in one line naming the setting', async () => {
+    await fresh();
+    await stopHalfway('SIGKILL');
+    const run = await runMigrator({ ...settings(), SCAN_MATCH_PATTERN: 'key:1*' }, dir);
+    expect(run.code).toBe(1);
+    expect(run.stdout.trim().split('\n')).toEqual([
+      expect.stringMatching(/^Error in settings : CHECKPOINT_FILE .* was written with SCAN_MATCH_PATTERN="\*", and this run has "key:1\*"/),
+    ]);
+  });
+
+  it('a source restarted since the checkpoint (new run_id): its scan starts over, saying so, and completes', async () => {
+    await fresh();
+    await stopHalfway('SIGKILL');
+    await pair.source.restart();
+    const run = await runMigrator(settings(), dir);
+    expect(run.code, run.stdout + run.stderr).toBe(0);
+    expect(run.stdout).toMatch(/is another server than the checkpoint's \(run_id changed\): its keys are scanned again from the start/);
+    expect(await digest(pair.target)).toBe(await digest(pair.source));
+  });
+
+  it('a checkpoint file that is not one is refused, and a kill leaves no half-written file', async () => {
+    await fresh();
+    writeFileSync(checkpoint, '{"half": ');
+    const run = await runMigrator(settings(), dir);
+    expect(run.code).toBe(1);
+    expect(run.stdout).toMatch(/^Error in settings : CHECKPOINT_FILE .* is not a checkpoint/m);
+
+    // Killed at many instants while it writes every half second: the file always parses.
+    await fresh();
+    const running = spawnMigrator(settings(), dir);
+    await waitUntil(async () => existsSync(checkpoint), 'the first checkpoint', 20_000, 10);
+    let reads = 0;
+    while ((await dbsize(pair.target)) < KEYS / 2) {
+      expect(() => JSON.parse(readFileSync(checkpoint, 'utf8'))).not.toThrow();
+      reads++;
+    }
+    running.signalAll('SIGKILL');
+    await running.done;
+    expect(reads).toBeGreaterThan(10);
+    expect(() => JSON.parse(readFileSync(checkpoint, 'utf8'))).not.toThrow();
+  });
+});

@@ -1,0 +1,189 @@
+// Lost connections mid-run: a TCP proxy cuts, stalls or refuses connections to the target or the source,
+// servers restart or freeze; the run reconnects, retries what was lost and ends with the target equal to the
+// source, each key counted once. Real servers and the real script; the comparison is made without the tool.
+import { beforeAll, describe, expect, it } from 'vitest';
+import { runDir, serverPair, type Pair } from './helpers/fixtures.js';
+import { summary } from './helpers/inspect.js';
+import { startProxy, type FaultProxy } from './helpers/proxy.js';
+import { digest } from './helpers/sample-data.js';
+import { endpoints, runMigrator, spawnMigrator, waitUntil, type RedisServer, type RunResult } from './helpers/servers.js';
+
+const KEYS = 60_000;
+const SEED = `
+for first = 1, tonumber(ARGV[1]), 1000 do
+  local args = {}
+  for i = first, first + 999 do args[#args + 1] = 'key:' .. i; args[#args + 1] = 'value ' .. i end
+  redis.call('MSET', unpack(args))
+end
+redis.call('RPUSH', 'big:list', unpack((function() local t = {} for i = 1, 5000 do t[i] = 'e' .. i end return t end)()))
+redis.call('PEXPIREAT', 'key:7', 4102444800123)
+return redis.call('DBSIZE')
+`;
+
+/** Slow enough (small batches) that a fault lands mid-run, fast enough for CI. */
+const PACE = { SLEEP_TIME: 0, PIPELINE_BATCH_SIZE: 100, SCAN_BATCH_SIZE: 100, COLLECTION_CHUNK_SIZE: 500, DUMP_MAX_BYTES: 10_000 };
+
+async function dbsize(server: RedisServer): Promise<number> {
+  return Number(await server.cmd('DBSIZE'));
+}
+
+/** The target holds exactly the source's keys, values and expiry presence (DEBUG DIGEST), and the one exact expiry. */
+async function expectEqual(pair: Pair, run: RunResult): Promise<void> {
+  const output = `${run.stdout}\n${run.stderr}`;
+  expect(await dbsize(pair.target), output).toBe(await dbsize(pair.source));
+  expect(await digest(pair.target), output).toBe(await digest(pair.source));
+  expect(await pair.target.cmd('PEXPIRETIME', 'key:7')).toBe(4102444800123);
+}
+
+/** Runs a copy with the target (or source) behind `proxy`, and applies `fault` once a fifth of the keys are there. */
+async function copyThrough(pair: Pair, side: 'source' | 'target', proxy: FaultProxy, settings: Record<string, string | number>, fault: () => Promise<unknown> | void): Promise<RunResult> {
+  const env: Record<string, string | number> = { ...endpoints(pair.source, pair.target), ...PACE, ...settings };
+  if (side === 'target') env.DESTINATION_REDIS_PORT = proxy.port;
+  else env.SOURCE_REDIS_PORT = proxy.port;
+  const run = spawnMigrator(env, runDir());
+  await waitUntil(async () => (await dbsize(pair.target)) >= KEYS / 5, 'a fifth of the keys on the target', 30_000, 20);
+  expect(await dbsize(pair.target), 'the run finished before the fault; the test proves nothing').toBeLessThan(KEYS);
+  await fault();
+  return run.done;
+}
+
+describe('a lost connection mid-run', () => {
+  const pair = serverPair();
+  let proxy: FaultProxy;
+  beforeAll(async () => {
+    expect(await pair.source.cmd('EVAL', SEED, 0, KEYS)).toBe(KEYS + 1);
+  });
+
+  const fresh = async (side: 'source' | 'target'): Promise<void> => {
+    await pair.target.cmd('FLUSHALL');
+    await proxy?.close();
+    proxy = await startProxy(side === 'target' ? pair.target.port : pair.source.port);
+  };
+
+  it.each([
+    ['target', 'dump'],
+    ['target', 'type'],
+    ['source', 'dump'],
+  ] as const)('every connection to the %s cut once (COPY_METHOD=%s): reconnected, every key copied and counted once', async (side, method) => {
+    await fresh(side);
+    const run = await copyThrough(pair, side, proxy, { COPY_METHOD: method }, () => proxy.cutAll());
+    expect(run.code, run.stdout + run.stderr).toBe(0);
+    expect(summary(run.stdout)).toEqual({ restored: KEYS + 1, skipped: 0, failed: 0, vanished: 0 });
+    expect(run.stdout).toMatch(/Reconnected \d+ time\(s\) after a lost connection/);
+    expect(proxy.accepted, 'no new connection was made').toBeGreaterThan(1);
+    await expectEqual(pair, run);
+  });
+
+  it('the target refusing connections for 1.5 s: the run waits, then finishes', async () => {
+    await fresh('target');
+    const run = await copyThrough(pair, 'target', proxy, {}, () => proxy.refuse(1500, true));
+    expect(run.code, run.stdout + run.stderr).toBe(0);
+    expect(summary(run.stdout)).toEqual({ restored: KEYS + 1, skipped: 0, failed: 0, vanished: 0 });
+    await expectEqual(pair, run);
+  });
+
+  it('a stalled target (no bytes for 2.5 s, REPLY_TIMEOUT=1): the stall is detected, the run reconnects and finishes', async () => {
+    await fresh('target');
+    const run = await copyThrough(pair, 'target', proxy, { REPLY_TIMEOUT: 1 }, () => proxy.stall(2500));
+    expect(run.code, run.stdout + run.stderr).toBe(0);
+    expect(run.stdout).toMatch(/Reconnected/);
+    expect(summary(run.stdout)).toEqual({ restored: KEYS + 1, skipped: 0, failed: 0, vanished: 0 });
+    await expectEqual(pair, run);
+  });
+
+  it('RECONNECT_TIMEOUT=0 stops at the first loss, as before: one line, exit 1, the summary printed', async () => {
+    await fresh('target');
+    const run = await copyThrough(pair, 'target', proxy, { RECONNECT_TIMEOUT: 0 }, () => proxy.cutAll());
+    expect(run.code, run.stdout + run.stderr).toBe(1);
+    expect(run.stdout).toMatch(/^Stopped early: lost the connection to destination 127\.0\.0\.1:\d+/m);
+    expect(summary(run.stdout).failed).toBe(0);
+    expect(run.stderr).not.toMatch(/\n\s+at /);
+  });
+
+  it('a target gone for longer than RECONNECT_TIMEOUT: the run stops after it, naming the server and the setting', async () => {
+    await fresh('target');
+    const started = Date.now();
+    const run = await copyThrough(pair, 'target', proxy, { RECONNECT_TIMEOUT: 1 }, () => void proxy.refuse(8000, true));
+    expect(run.code, run.stdout + run.stderr).toBe(1);
+    expect(run.stdout).toMatch(/^Stopped early: lost the connection to destination .*RECONNECT_TIMEOUT/m);
+    expect(Date.now() - started).toBeLessThan(8000);
+    expect(summary(run.stdout).failed).toBe(0);
+  });
+});
+
+describe('servers restarted or frozen mid-run', () => {
+  const pair = serverPair();
+  beforeAll(async () => {
+    expect(await pair.source.cmd('EVAL', SEED, 0, KEYS)).toBe(KEYS + 1);
+  });
+
+  async function copyWhile(fault: () => Promise<unknown>, settings: Record<string, string | number> = {}): Promise<RunResult> {
+    await pair.target.cmd('FLUSHALL');
+    const run = spawnMigrator({ ...endpoints(pair.source, pair.target), ...PACE, ...settings }, runDir());
+    await waitUntil(async () => (await dbsize(pair.target)) >= KEYS / 5, 'a fifth of the keys on the target', 30_000, 20);
+    expect(await dbsize(pair.target), 'the run finished before the fault; the test proves nothing').toBeLessThan(KEYS);
+    await fault();
+    return run.done;
+  }
+
+  it('the target restarted (saved, stopped, started again): the run reconnects and finishes', async () => {
+    const run = await copyWhile(() => pair.target.restart());
+    expect(run.code, run.stdout + run.stderr).toBe(0);
+    expect(run.stdout).toMatch(/Reconnected/);
+    await expectEqual(pair, run);
+  });
+
+  it('the source restarted (a new run_id): its keys are scanned again from the start, and the summary says so', async () => {
+    const run = await copyWhile(() => pair.source.restart());
+    expect(run.code, run.stdout + run.stderr).toBe(0);
+    expect(run.stdout).toMatch(/is another server than when its scan began .* scanned again from the start/);
+    const counts = summary(run.stdout);
+    expect(counts.failed).toBe(0);
+    expect(counts.restored).toBeLessThanOrEqual(KEYS + 1);
+    expect(counts.restored + counts.skipped).toBeGreaterThan(KEYS + 1);
+    await expectEqual(pair, run);
+  });
+
+  it('the target frozen by SIGSTOP for 2.5 s (REPLY_TIMEOUT=1), then SIGCONT: the run finishes', async () => {
+    const run = await copyWhile(async () => {
+      process.kill(pair.target.pid, 'SIGSTOP');
+      await new Promise((r) => setTimeout(r, 2500));
+      process.kill(pair.target.pid, 'SIGCONT');
+    }, { REPLY_TIMEOUT: 1 });
+    expect(run.code, run.stdout + run.stderr).toBe(0);
+    expect(summary(run.stdout)).toEqual({ restored: KEYS + 1, skipped: 0, failed: 0, vanished: 0 });
+    await expectEqual(pair, run);
+  });
+});
+
+describe('refused at connect', () => {
+  const pair = serverPair();
+
+  it('the same server and database on both sides: one line naming the run_id, exit 1, nothing touched', async () => {
+    await pair.source.cmd('SET', 'only', 'here');
+    const run = await runMigrator({ ...endpoints(pair.source, pair.source) }, runDir());
+    expect(run.code).toBe(1);
+    expect(run.stdout.trim().split('\n')).toEqual([
+      expect.stringMatching(/^Error connecting to Redis : the source and the target are the same server \(run_id [0-9a-f]{40}\) and database 0: nothing would be copied$/),
+    ]);
+  });
+
+  it('the same server but another database is allowed', async () => {
+    const run = await runMigrator({ ...endpoints(pair.source, pair.source), DESTINATION_REDIS_DB_INDEX: 1 }, runDir());
+    expect(run.code, run.stdout).toBe(0);
+    expect(summary(run.stdout).restored).toBeGreaterThan(0);
+  });
+
+  it('a target that is a read-only replica: one line saying so, exit 1, no key fails one by one', async () => {
+    await pair.target.cmd('REPLICAOF', '127.0.0.1', pair.source.port);
+    try {
+      const run = await runMigrator({ ...endpoints(pair.source, pair.target) }, runDir());
+      expect(run.code).toBe(1);
+      expect(run.stdout.trim().split('\n')).toEqual([
+        expect.stringMatching(/^Error connecting to Redis : destination 127\.0\.0\.1:\d+: this is a read-only replica .*point the DESTINATION_REDIS_\* settings at the primary$/),
+      ]);
+    } finally {
+      await pair.target.cmd('REPLICAOF', 'NO', 'ONE');
+    }
+  });
+});
