@@ -246,6 +246,9 @@ async function copy(session: Session, log: ErrorLog): Promise<number> {
     for (const line of summaryLines(whole, settings.errorLogFile, session.selection.excluded, settings.excludePattern !== '', settings.scanType)) say(line);
     if (before) say(`This run: ${countsText(result.counts)} (the counts above include earlier runs of ${settings.checkpointFile})`);
     for (const note of session.notes) say(note);
+    if (target.mastersReplacedSinceStart) {
+      say('The target restarted or failed over during the run: writes it confirmed just before may not have reached its disk or replica. Check with MIGRATION_MODE=compare');
+    }
     if (recovery.reconnections > 0) say(`Reconnected ${recovery.reconnections} time(s) after a lost connection; every batch whose reply was lost was copied again`);
     const timing = timingOf(session, stats.bytesMoved);
     say(timingLine(timing));

@@ -94,6 +94,7 @@ export class Side {
       await side.close();
       throw err;
     }
+    side.openedRunIds = new Set(side.masters.map((m) => m.capabilities.runId));
     return side;
   }
 
@@ -114,6 +115,14 @@ export class Side {
   /** A slot each master serves: where its scan goes on after a failover. */
   get mastersBySlot(): { slot: number; master: Connection }[] {
     return this.masters.map((master) => ({ slot: this.slots.indexOf(master), master }));
+  }
+
+  /** run_ids of the masters at the start: another one at the end means a restart or a failover. */
+  private openedRunIds = new Set<string>();
+
+  /** Some master now is another server process than any at the start (restarted, or a replica promoted). */
+  get mastersReplacedSinceStart(): boolean {
+    return this.masters.some((m) => !this.openedRunIds.has(m.capabilities.runId));
   }
 
   /**

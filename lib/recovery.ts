@@ -64,7 +64,8 @@ export class Recovery {
           return;
         }
         const seconds = Math.round((Date.now() - since) / 1000);
-        if (Date.now() - since >= this.timeoutMs || this.stopped()) {
+        if (this.stopped()) throw new ConnectionLost(`lost the connection to ${reason}; the run was stopped while reconnecting`);
+        if (Date.now() - since >= this.timeoutMs) {
           throw new ConnectionLost(`lost the connection to ${reason}; still unreachable after ${seconds} s (RECONNECT_TIMEOUT): ${describeError(lastError)}`);
         }
         await sleep(Math.min(LONGEST_PAUSE_MS, FIRST_PAUSE_MS * 2 ** attempt));

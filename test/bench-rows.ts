@@ -6,12 +6,13 @@ import { join } from 'node:path';
 import type { ScriptCalls } from './bench-scripts.js';
 import { ROOT, SCRIPT, tempDir, type RedisServer } from './helpers/servers.js';
 
-export type RowId = 'dump' | 'compare' | 'type' | 'migrate' | 'replicaof' | 'cluster';
+export type RowId = 'dump' | 'checkpoint' | 'compare' | 'type' | 'migrate' | 'replicaof' | 'cluster';
 /** The rows that run the tool itself, under /usr/bin/time. */
-export type ToolRowId = 'dump' | 'compare' | 'type' | 'cluster';
+export type ToolRowId = 'dump' | 'checkpoint' | 'compare' | 'type' | 'cluster';
 
 export const ROW_LABELS: Record<RowId, string> = {
   dump: 'this tool (dump, default)',
+  checkpoint: 'this tool (dump, CHECKPOINT_FILE set)',
   compare: 'this tool (MIGRATION_MODE=compare)',
   type: 'this tool (COPY_METHOD=type)',
   migrate: 'MIGRATE COPY (server-side)',
@@ -102,7 +103,7 @@ export function parseTimeLine(stderr: string): { wall: number; cpu: number; rssM
 }
 
 /** Tool rows between two standalone servers, whose script calls each server's stats can time. */
-export const isToolRow = (id: RowId): id is 'dump' | 'compare' | 'type' => id === 'dump' || id === 'compare' || id === 'type';
+export const isToolRow = (id: RowId): id is 'dump' | 'checkpoint' | 'compare' | 'type' => id === 'dump' || id === 'checkpoint' || id === 'compare' || id === 'type';
 
 /** Settings that point one side of the tool at a server (or, with CLUSTER, at a cluster through that node). */
 export function sideSettings(prefix: 'SOURCE' | 'DESTINATION', server: RedisServer, cluster = false): Record<string, string> {
@@ -125,8 +126,9 @@ export async function measureToolFloor(emptyServer: RedisServer): Promise<RowRes
 }
 
 /** The settings that make each tool row what it is; (a) is the tool as shipped. */
-function modeSettings(id: ToolRowId): Record<string, string> {
+function modeSettings(id: ToolRowId, cwd: string): Record<string, string> {
   if (id === 'type') return { COPY_METHOD: 'type' };
+  if (id === 'checkpoint') return { CHECKPOINT_FILE: join(cwd, 'bench.checkpoint') };
   if (id === 'compare') return { MIGRATION_MODE: 'compare' };
   return {};
 }
@@ -153,7 +155,7 @@ export async function runToolTimed(id: ToolRowId, endpoints: Record<string, stri
     ...endpoints,
     SLEEP_TIME: '0',
     ERROR_LOG_FILENAME: join(cwd, 'errors.log'),
-    ...modeSettings(id),
+    ...modeSettings(id, cwd),
   };
   try {
     const run = await runTimed('/usr/bin/time', ['-f', '%e %U %S %M', TSX, SCRIPT], env, cwd);

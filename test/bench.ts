@@ -17,7 +17,7 @@ import { ROOT, startRedis, type RedisServer } from './helpers/servers.js';
 
 const DEFAULT_KEYS = 1_000_000;
 const SCALING_SIZES = [200_000, 2_000_000];
-const ROW_ORDER: Exclude<RowId, 'cluster'>[] = ['dump', 'compare', 'type', 'migrate', 'replicaof'];
+const ROW_ORDER: Exclude<RowId, 'cluster'>[] = ['dump', 'compare', 'checkpoint', 'type', 'migrate', 'replicaof'];
 /** Rows that run on the target the row before left, not an emptied one: compare checks the copy (a) just made. */
 const KEEPS_TARGET: ReadonlySet<RowId> = new Set<RowId>(['compare']);
 const RESULTS_FILE = join(ROOT, 'test', 'bench-results.md');
@@ -93,6 +93,7 @@ async function describeRun(source: RedisServer, keys: number, seedSeconds: numbe
 function measureRow(id: Exclude<RowId, 'cluster'>, source: RedisServer, target: RedisServer, keys: number): Promise<RowResult> {
   switch (id) {
     case 'dump':
+    case 'checkpoint':
     case 'compare':
     case 'type':
       return measureTool(id, source, target, keys);

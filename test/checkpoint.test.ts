@@ -6,18 +6,10 @@ import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { runDir, serverPair } from './helpers/fixtures.js';
 import { calls, commandStats, summary } from './helpers/inspect.js';
-import { digest } from './helpers/sample-data.js';
+import { digest, seedStrings } from './helpers/sample-data.js';
 import { endpoints, runMigrator, spawnMigrator, waitUntil, type RedisServer } from './helpers/servers.js';
 
 const KEYS = 100_000;
-const SEED = `
-for first = 1, tonumber(ARGV[1]), 1000 do
-  local args = {}
-  for i = first, first + 999 do args[#args + 1] = 'key:' .. i; args[#args + 1] = 'value ' .. i end
-  redis.call('MSET', unpack(args))
-end
-return redis.call('DBSIZE')
-`;
 const PACE = { SLEEP_TIME: 0, PIPELINE_BATCH_SIZE: 200, SCAN_BATCH_SIZE: 200 };
 
 const dbsize = async (server: RedisServer): Promise<number> => Number(await server.cmd('DBSIZE'));
@@ -29,7 +21,7 @@ describe('resuming from CHECKPOINT_FILE', () => {
   const settings = (): Record<string, string | number> => ({ ...endpoints(pair.source, pair.target), ...PACE, CHECKPOINT_FILE: checkpoint });
 
   beforeAll(async () => {
-    expect(await pair.source.cmd('EVAL', SEED, 0, KEYS)).toBe(KEYS);
+    expect(await seedStrings(pair.source, KEYS)).toBe(KEYS);
   });
 
   const fresh = async (): Promise<void> => {

@@ -5,20 +5,16 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { runDir, serverPair, type Pair } from './helpers/fixtures.js';
 import { summary } from './helpers/inspect.js';
 import { startProxy, type FaultProxy } from './helpers/proxy.js';
-import { digest } from './helpers/sample-data.js';
+import { digest, seedStrings } from './helpers/sample-data.js';
 import { endpoints, runMigrator, spawnMigrator, waitUntil, type RedisServer, type RunResult } from './helpers/servers.js';
 
 const KEYS = 60_000;
-const SEED = `
-for first = 1, tonumber(ARGV[1]), 1000 do
-  local args = {}
-  for i = first, first + 999 do args[#args + 1] = 'key:' .. i; args[#args + 1] = 'value ' .. i end
-  redis.call('MSET', unpack(args))
-end
-redis.call('RPUSH', 'big:list', unpack((function() local t = {} for i = 1, 5000 do t[i] = 'e' .. i end return t end)()))
-redis.call('PEXPIREAT', 'key:7', 4102444800123)
-return redis.call('DBSIZE')
-`;
+/** KEYS strings, one with an exact far expiry, and a list big enough to be copied in chunks. */
+async function seed(server: RedisServer): Promise<void> {
+  expect(await seedStrings(server, KEYS)).toBe(KEYS);
+  await server.cmd('RPUSH', 'big:list', ...Array.from({ length: 5000 }, (_, i) => `e${i}`));
+  await server.cmd('PEXPIREAT', 'key:7', 4102444800123);
+}
 
 /** Slow enough (small batches) that a fault lands mid-run, fast enough for CI. */
 const PACE = { SLEEP_TIME: 0, PIPELINE_BATCH_SIZE: 100, SCAN_BATCH_SIZE: 100, COLLECTION_CHUNK_SIZE: 500, DUMP_MAX_BYTES: 10_000 };
@@ -51,7 +47,7 @@ describe('a lost connection mid-run', () => {
   const pair = serverPair();
   let proxy: FaultProxy;
   beforeAll(async () => {
-    expect(await pair.source.cmd('EVAL', SEED, 0, KEYS)).toBe(KEYS + 1);
+    await seed(pair.source);
   });
 
   const fresh = async (side: 'source' | 'target'): Promise<void> => {
@@ -71,6 +67,7 @@ describe('a lost connection mid-run', () => {
     expect(summary(run.stdout)).toEqual({ restored: KEYS + 1, skipped: 0, failed: 0, vanished: 0 });
     expect(run.stdout).toMatch(/Reconnected \d+ time\(s\) after a lost connection/);
     expect(proxy.accepted, 'no new connection was made').toBeGreaterThan(1);
+    expect(run.stdout, 'the same servers came back').not.toMatch(/restarted or failed over/);
     await expectEqual(pair, run);
   });
 
@@ -114,7 +111,7 @@ describe('a lost connection mid-run', () => {
 describe('servers restarted or frozen mid-run', () => {
   const pair = serverPair();
   beforeAll(async () => {
-    expect(await pair.source.cmd('EVAL', SEED, 0, KEYS)).toBe(KEYS + 1);
+    await seed(pair.source);
   });
 
   async function copyWhile(fault: () => Promise<unknown>, settings: Record<string, string | number> = {}): Promise<RunResult> {
@@ -130,6 +127,7 @@ describe('servers restarted or frozen mid-run', () => {
     const run = await copyWhile(() => pair.target.restart());
     expect(run.code, run.stdout + run.stderr).toBe(0);
     expect(run.stdout).toMatch(/Reconnected/);
+    expect(run.stdout).toMatch(/^The target restarted or failed over during the run: .* Check with MIGRATION_MODE=compare$/m);
     await expectEqual(pair, run);
   });
 

@@ -1,50 +1,108 @@
-// A throwaway Redis Cluster for tests and the benchmark: three masters on free loopback ports, joined with
-// redis-cli --cluster create; plus a view of the keys of any set of servers that two setups can be compared by.
+// A throwaway Redis Cluster for tests and the benchmark: three masters (each with replicas, if asked) on free
+// loopback ports, joined with redis-cli --cluster create; plus a view of the keys of any set of servers that two
+// setups can be compared by.
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { startRedis, type RedisServer } from './servers.js';
+import { startRedis, waitUntil, type LocalServer, type RedisServer } from './servers.js';
 
 const execFileAsync = promisify(execFile);
 
 export interface TestCluster {
-  nodes: RedisServer[];
-  /** Settings that point one side of the migrator at this cluster, through its first node. */
+  /** Every node: the masters alone without replicas; masters and replicas, as created, with them. */
+  nodes: LocalServer[];
+  /** The nodes that were masters when the cluster was created (every node, without replicas). */
+  masters: LocalServer[];
+  /** The nodes that were replicas when the cluster was created (none, without replicas). */
+  replicas: LocalServer[];
+  /** Settings that point one side of the migrator at this cluster, through its first master. */
   settings(prefix: 'SOURCE' | 'DESTINATION'): Record<string, string | number>;
+  /** The masters serving slots now (after failovers), from the CLUSTER SLOTS of the first node that answers. */
+  servingMasters(): Promise<LocalServer[]>;
+  /** The replicas of `master` now, from the CLUSTER REPLICAS of the first node that answers. */
+  replicasOf(master: RedisServer): Promise<LocalServer[]>;
   stop(): Promise<void>;
 }
 
-export async function startCluster(masters = 3): Promise<TestCluster> {
+export interface ClusterOptions {
+  /** Replicas per master (redis-cli --cluster-replicas); 0 by default. */
+  replicas?: number;
+  /** cluster-node-timeout in ms: how soon a dead master is failed over; 5000 by default. */
+  nodeTimeoutMs?: number;
+}
+
+export async function startCluster(masters = 3, options: ClusterOptions = {}): Promise<TestCluster> {
+  const replicasPerMaster = options.replicas ?? 0;
+  const timeout = String(options.nodeTimeoutMs ?? 5000);
   const nodes = await Promise.all(
-    Array.from({ length: masters }, () => startRedis(['--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf', '--cluster-node-timeout', '5000'])),
+    Array.from({ length: masters * (1 + replicasPerMaster) }, () =>
+      startRedis(['--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf', '--cluster-node-timeout', timeout])),
   );
-  const stop = async (): Promise<void> => void (await Promise.all(nodes.map((n) => n.stop())));
+  const stop = async (): Promise<void> => void (await Promise.all(nodes.map((n) => n.stop().catch(() => undefined))));
+  let roles: { masters: LocalServer[]; replicas: LocalServer[] };
   try {
-    await execFileAsync('redis-cli', ['--cluster', 'create', ...nodes.map((n) => `127.0.0.1:${n.port}`), '--cluster-yes'], { timeout: 30_000 });
-    await waitUntil(async () => (await Promise.all(nodes.map(clusterOk))).every(Boolean), 'cluster_state:ok on every node');
+    const create = ['--cluster', 'create', ...nodes.map((n) => `127.0.0.1:${n.port}`), '--cluster-replicas', String(replicasPerMaster), '--cluster-yes'];
+    await execFileAsync('redis-cli', create, { timeout: 30_000 });
+    await waitUntil(async () => (await Promise.all(nodes.map((n) => clusterOk(n, replicasPerMaster)))).every(Boolean), 'cluster_state:ok on every node');
+    roles = await rolesOf(nodes);
+    if (roles.masters.length !== masters) throw new Error(`expected ${masters} masters, found ${roles.masters.length}`);
+    // A replica in sync: a failover loses nothing, and CLUSTER FAILOVER has someone to hand over to.
+    await waitUntil(async () => (await Promise.all(roles.replicas.map(replicaInSync))).every(Boolean), 'every replica in sync (master_link_status:up)');
   } catch (err) {
     await stop();
     throw err;
   }
+  const live = async (): Promise<LocalServer> => {
+    for (const node of nodes) {
+      if (await node.cmd('PING').then(() => true, () => false)) return node;
+    }
+    throw new Error('no node of the cluster answers');
+  };
+  const byPort = (port: number): LocalServer => {
+    const node = nodes.find((n) => n.port === port);
+    if (!node) throw new Error(`no node of the cluster on port ${port}`);
+    return node;
+  };
+  const seed = roles.masters[0] ?? (nodes[0] as LocalServer);
   return {
     nodes,
-    settings: (prefix) => ({ [`${prefix}_REDIS_HOST`]: '127.0.0.1', [`${prefix}_REDIS_PORT`]: nodes[0]?.port ?? 0, [`${prefix}_REDIS_CLUSTER`]: 'true' }),
+    masters: roles.masters,
+    replicas: roles.replicas,
+    settings: (prefix) => ({ [`${prefix}_REDIS_HOST`]: '127.0.0.1', [`${prefix}_REDIS_PORT`]: seed.port, [`${prefix}_REDIS_CLUSTER`]: 'true' }),
+    servingMasters: async () => {
+      const ranges = (await (await live()).cmd('CLUSTER', 'SLOTS')) as [number, number, [string, number, string]][];
+      return [...new Set(ranges.map((range) => Number(range[2][1])))].map(byPort);
+    },
+    replicasOf: async (master) => {
+      const id = String(await master.cmd('CLUSTER', 'MYID'));
+      const lines = (await (await live()).cmd('CLUSTER', 'REPLICAS', id)) as string[];
+      // "<id> <ip>:<port>@<cport> slave <master id> ...": the port, then the node; a failed one is left out.
+      return lines.filter((line) => !/\bfail\b/.test(line)).map((line) => byPort(Number(/:(\d+)@/.exec(line)?.[1])));
+    },
     stop,
   };
 }
 
-async function clusterOk(node: RedisServer): Promise<boolean> {
-  // Every node must also know every other node's slots, or a redirection could point at nothing.
+/** Every node must know every other node's slots, and (with replicas) each shard's replicas, or a redirection could point at nothing. */
+async function clusterOk(node: RedisServer, replicas: number): Promise<boolean> {
   const info = String(await node.cmd('CLUSTER', 'INFO'));
-  return info.includes('cluster_state:ok') && /cluster_slots_assigned:16384/.test(info);
+  if (!info.includes('cluster_state:ok') || !/cluster_slots_assigned:16384/.test(info)) return false;
+  if (replicas === 0) return true;
+  // CLUSTER SLOTS lists each range's master, then its replicas: a node that does not name them all yet would
+  // give the migrator a shard without them, and a later failover would look like slots moving.
+  const ranges = (await node.cmd('CLUSTER', 'SLOTS')) as unknown[][];
+  return ranges.every((range) => range.length === 3 + replicas);
 }
 
-export async function waitUntil(condition: () => Promise<boolean>, what: string, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
+async function rolesOf(nodes: LocalServer[]): Promise<{ masters: LocalServer[]; replicas: LocalServer[] }> {
+  const roles = await Promise.all(nodes.map(async (n) => /role:master/.test(String(await n.cmd('INFO', 'replication')))));
+  return { masters: nodes.filter((_, i) => roles[i]), replicas: nodes.filter((_, i) => !roles[i]) };
 }
+
+async function replicaInSync(replica: RedisServer): Promise<boolean> {
+  return /master_link_status:up/.test(String(await replica.cmd('INFO', 'replication')));
+}
+
+export { waitUntil };
 
 /** The node of `cluster` that owns `key` now, from the first node's CLUSTER SLOTS. */
 export async function ownerOf(cluster: TestCluster, key: string | Buffer): Promise<RedisServer> {

@@ -35,3 +35,17 @@ export async function seedEveryType(server: RedisServer, prefix = ''): Promise<n
 export async function digest(server: RedisServer): Promise<string> {
   return String(await server.cmd('DEBUG', 'DIGEST'));
 }
+
+const SEED_STRINGS = `
+for first = 1, tonumber(ARGV[1]), 1000 do
+  local args = {}
+  for i = first, math.min(first + 999, tonumber(ARGV[1])) do args[#args + 1] = 'key:' .. i; args[#args + 1] = 'value ' .. i end
+  redis.call('MSET', unpack(args))
+end
+return redis.call('DBSIZE')
+`;
+
+/** `count` strings key:1 .. key:N on the server side, 1000 per MSET; returns the server's DBSIZE after. */
+export async function seedStrings(server: RedisServer, count: number): Promise<number> {
+  return Number(await server.cmd('EVAL', SEED_STRINGS, 0, count));
+}
