@@ -194,6 +194,11 @@ describe('progressLine', () => {
     expect(idle).toBe('0/500 keys (0.0%), 0 keys/s, 0.0 MB/s, ETA ?; restored 0, skipped 0, failed 0, vanished 0');
     expect(progressLine(snapshot({}), 0)).not.toMatch(/NaN|Infinity/);
   });
+
+  it('says what it is reconnecting to, and for how long, while a server is lost', () => {
+    const waiting = { reason: 'destination 10.0.0.6:6379 (Socket closed unexpectedly)', since: Date.now() - 12_000 };
+    expect(progressLine(snapshot({ total: 500, waiting }), 1)).toMatch(/; reconnecting: destination 10\.0\.0\.6:6379 \(Socket closed unexpectedly\), for 1[23] s$/);
+  });
 });
 
 describe('PROGRESS on stderr', () => {
