@@ -3,8 +3,8 @@
 // or dry run), verify, report. Exit codes are in EXIT.
 import { config as loadDotenv } from 'dotenv';
 import { Checkpoint, CheckpointError, readCheckpoint, startingPoints, total, type Previous, type UnitState } from './lib/checkpoint.js';
-import { mergeBatches, sameServer, Side } from './lib/cluster.js';
-import { ConnectionError, describeError, isRefusal } from './lib/connections.js';
+import { mergeBatches, sameServer, Side } from './lib/net/cluster.js';
+import { ConnectionError, describeError, isRefusal } from './lib/net/connections.js';
 import { DryRun, dryRunBatches } from './lib/dry-run.js';
 import { ErrorLog } from './lib/error-log.js';
 import { keysOnly, selectedKeys, type KeyBatch, type ScanRecovery, type ScanUnit, type SelectionCounts } from './lib/filters.js';
@@ -13,7 +13,7 @@ import { Progress } from './lib/progress.js';
 import { summaryLines, timingLine, writeJsonSummary, type JsonSummary } from './lib/report.js';
 import { Interruption, outliveClosedOutput, runWithSizedHeap } from './lib/runtime.js';
 import { RdbError, startRdbServer, type RdbServer } from './lib/rdb-source.js';
-import { Recovery } from './lib/recovery.js';
+import { Recovery } from './lib/net/recovery.js';
 import { parseSettings, renderHelp, SettingsError, unknownSettingWarnings, type Endpoint, type Settings } from './lib/settings.js';
 import { differing, KeyJournal, tallyLine, verifyAll, verifyJournal, type Tally, type VerificationSetup } from './lib/verification.js';
 

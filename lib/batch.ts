@@ -1,8 +1,8 @@
 // What copying one key can come to, and the context every copy method works in.
 // Shared by the dump copy, the type copy and the run loop that counts the outcomes.
 import { ErrorReply } from '@redis/client';
-import type { Connection, Reply } from './connections.js';
-import { describeError } from './connections.js';
+import type { Connection, Reply } from './net/connections.js';
+import { describeError } from './net/connections.js';
 import type { Settings } from './settings.js';
 
 export type KeyOutcome =

@@ -1,15 +1,15 @@
 // Copy by DUMP and RESTORE: one read script per batch on the source, one RESTORE script on the target,
 // the payloads passed through untouched. Keys over DUMP_MAX_BYTES go by type in chunks.
-import type { Arg, Connection } from './connections.js';
-import { describeError } from './connections.js';
+import type { Arg, Connection } from './net/connections.js';
+import { describeError } from './net/connections.js';
 import {
   answerOf, asArray, asNumber, asText, failed, flagsFor, isScriptingRefused, mapLimited,
   READ_BUDGET_BYTES, recordCount, settleChunked, type CopyContext, type KeyOutcome, type WriteAnswer,
 } from './batch.js';
 import { copyBatchByType, copyKeyInChunks, readExpireAt } from './copy-type.js';
-import { DUMP_READ, DUMP_WRITE, parseDumpHeader, READ_FLAGS, WRITE_FLAGS, withFlags, type DumpRecord } from './scripts.js';
+import { DUMP_READ, DUMP_WRITE, parseDumpHeader, READ_FLAGS, WRITE_FLAGS, withFlags, type DumpRecord } from './net/scripts.js';
 
-/** What a DUMP read returns for the first keys of a batch, in the layout DUMP_WRITE takes (lib/scripts.ts). */
+/** What a DUMP read returns for the first keys of a batch, in the layout DUMP_WRITE takes (lib/net/scripts.ts). */
 export interface DumpBatch {
   keys: Buffer[];
   header: string;

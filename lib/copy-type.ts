@@ -1,13 +1,13 @@
 // Copy by type: small keys read and written whole, a batch per script call; big keys and streams
 // key by key in bounded chunks, with stream consumer groups and pending entries recreated.
-import type { Arg, Connection, Reply } from './connections.js';
+import type { Arg, Connection, Reply } from './net/connections.js';
 import {
   answerOf, asArray, asNumber, asText, CHUNKED_KEYS_AT_ONCE, failed, flagsFor, isScriptingRefused, KeyProblem, mapLimited,
   READ_BUDGET_BYTES, recordCount, settleChunked, STRING_CHUNK_BYTES, type CopyContext, type KeyOutcome, type WriteAnswer,
 } from './batch.js';
 import { ErrorReply } from '@redis/client';
-import { keySlot, slotTag } from './cluster.js';
-import { MOVE_INTO_PLACE, READ_FLAGS, TYPE_READ, TYPE_WRITE, WRITE_FLAGS, withFlags } from './scripts.js';
+import { keySlot, slotTag } from './net/cluster.js';
+import { MOVE_INTO_PLACE, READ_FLAGS, TYPE_READ, TYPE_WRITE, WRITE_FLAGS, withFlags } from './net/scripts.js';
 
 /** A key as read for writing: values already in write order. */
 export interface TypedRecord {
@@ -17,7 +17,7 @@ export interface TypedRecord {
   values: Buffer[];
 }
 
-/** What a type read returns for the first keys of a batch, in the layout TYPE_WRITE takes (lib/scripts.ts). */
+/** What a type read returns for the first keys of a batch, in the layout TYPE_WRITE takes (lib/net/scripts.ts). */
 interface TypedBatch {
   keys: readonly Buffer[];
   header: string;
@@ -159,7 +159,7 @@ async function exists(connection: Connection, key: Buffer): Promise<boolean> {
   return asNumber(await connection.send(['EXISTS', key])) === 1;
 }
 
-/** The finished build takes the key's name and final expiry in one script call (lib/scripts.ts MOVE_INTO_PLACE). */
+/** The finished build takes the key's name and final expiry in one script call (lib/net/scripts.ts MOVE_INTO_PLACE). */
 async function moveIntoPlace(target: Connection, building: Buffer, key: Buffer, expireAt: number, overwrite: boolean): Promise<KeyOutcome> {
   const script = withFlags(MOVE_INTO_PLACE, flagsFor(target, WRITE_FLAGS));
   const answer = answerOf(key, await target.evalScript(script, [building, key], [overwrite ? '1' : '0', String(expireAt)]));

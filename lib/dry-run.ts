@@ -1,10 +1,10 @@
 // DRY_RUN: reads what a copy would copy (type, memory, expiry of each key, and whether the target has it)
 // and reports it, writing nothing. One read-only script call per batch on each side.
-import { forEachPair, type NodePair, type Side } from './cluster.js';
+import { forEachPair, type NodePair, type Side } from './net/cluster.js';
 import { asText, flagsFor } from './batch.js';
 import { displayKey } from './error-log.js';
 import { formatBytes } from './report.js';
-import { READ_FLAGS, withFlags } from './scripts.js';
+import { READ_FLAGS, withFlags } from './net/scripts.js';
 
 /** Per key: "type,memory-bytes,expire-at;" (type 'none' for a key gone meanwhile). */
 const DESCRIBE = `

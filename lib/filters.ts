@@ -1,6 +1,6 @@
 // Which keys a run covers: SCAN with MATCH, COUNT and TYPE on the server, then KEY_EXCLUDE_PATTERN here,
 // matched byte for byte by a port of Redis's own glob matcher.
-import { isConnectionLoss, type Connection, type Reply } from './connections.js';
+import { isConnectionLoss, type Connection, type Reply } from './net/connections.js';
 import { asArray, asText } from './batch.js';
 
 export interface KeySelection {

@@ -1,12 +1,12 @@
 // The run loop: take the source's keys in batches, copy each batch with a fixed number in flight,
 // count what happened to every key, pace as the Python script does, and stop on the error limit or a signal.
 import { setTimeout as sleep } from 'node:timers/promises';
-import { describeError, isConnectionLoss, isLossReason, type Connection } from './connections.js';
+import { describeError, isConnectionLoss, isLossReason, type Connection } from './net/connections.js';
 import { CHUNKED_KEYS_AT_ONCE, mapLimited, type CopyContext, type CopyStats, type KeyOutcome } from './batch.js';
 import type { Checkpoint } from './checkpoint.js';
-import { forEachPair, isRedirect, type NodePair, type Side } from './cluster.js';
+import { forEachPair, isRedirect, type NodePair, type Side } from './net/cluster.js';
 import type { KeyBatch } from './filters.js';
-import { ConnectionLost, type Recovery } from './recovery.js';
+import { ConnectionLost, type Recovery } from './net/recovery.js';
 import { compareBatch } from './verify.js';
 import { copyBatchAuto, copyBatchByDump, RestoreRefused } from './copy-dump.js';
 import { copyBatchByType } from './copy-type.js';

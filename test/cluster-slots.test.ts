@@ -1,7 +1,7 @@
 // Hash slots as the cluster spec defines them (CRC16/XMODEM, hash tags), checked against a real node.
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { keySlot } from '../lib/cluster.js';
+import { keySlot } from '../lib/net/cluster.js';
 import { startRedis, type RedisServer } from './helpers/servers.js';
 
 let node: RedisServer;

@@ -1,9 +1,9 @@
 // Where each key lives on one side: a standalone server is a single node; a Redis Cluster maps each key's
 // hash slot to the master that owns it, read from CLUSTER SLOTS and read again after a MOVED redirection.
 import { isIP } from 'node:net';
-import { asArray, asNumber, asText } from './batch.js';
+import { asArray, asNumber, asText } from '../batch.js';
 import { Connection, ConnectionError, describeError, type Reply } from './connections.js';
-import type { Endpoint } from './settings.js';
+import type { Endpoint } from '../settings.js';
 
 export const SLOT_COUNT = 16384;
 

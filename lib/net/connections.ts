@@ -6,7 +6,7 @@ import {
   SocketClosedUnexpectedlyError, SocketTimeoutError,
 } from '@redis/client';
 import { packKeys } from './scripts.js';
-import type { Endpoint } from './settings.js';
+import type { Endpoint } from '../settings.js';
 
 /** A reply with bulk strings as Buffers; errors reject the command's promise instead. */
 export type Reply = null | number | string | Buffer | Reply[];
@@ -39,7 +39,7 @@ function socketOptions(endpoint: Endpoint) {
 /**
  * RESP2 keeps replies flat (XINFO as arrays, scores as strings). node-redis never reconnects by itself or
  * queues commands while offline: a lost connection fails its commands at once, and the run reconnects and
- * retries them itself (lib/recovery.ts), so it knows which replies were lost.
+ * retries them itself (lib/net/recovery.ts), so it knows which replies were lost.
  */
 function makeClient(endpoint: Endpoint) {
   return createClient({
@@ -208,7 +208,7 @@ export class Connection {
   }
 
   /**
-   * Runs one of our Lua scripts (lib/scripts.ts), keys packed after the arguments. The script text travels
+   * Runs one of our Lua scripts (lib/net/scripts.ts), keys packed after the arguments. The script text travels
    * each time, so a flushed script cache cannot break a run.
    */
   evalScript(script: string, keys: readonly Buffer[], args: readonly Arg[]): Promise<Reply> {
