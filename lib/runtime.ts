@@ -1,17 +1,26 @@
 // Where the migrator runs and how it stops: in a child Node process with a small fixed heap (Node reads
-// heap limits only at start, and V8's defaults let a busy copy grow ~50 MB of garbage), and Ctrl-C handling.
+// heap limits only at start, and V8's defaults let a busy copy grow ~50 MB of garbage), and Ctrl-C handling,
+// also for a stop that reaches only the launcher (`npx`, `npm start`, `tsx`), as `kill PID`, systemd and
+// container runtimes send it.
 import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { constants } from 'node:os';
+import { basename } from 'node:path';
+import { performance } from 'node:perf_hooks';
 
 /** Measured: peak RSS ~105 MB instead of ~155 MB for the same copy, at the same speed. */
 const HEAP_FLAGS = ['--max-old-space-size=128', '--max-semi-space-size=2'];
 const CHILD_MARK = 'REDIS_KEYS_MIGRATOR_SIZED_HEAP';
 
+/** Signals closer together than this are one request: Ctrl-C reaches several processes of the run. */
+const SAME_SIGNAL_MS = 1000;
+
 const exitStatusOf = (signal: NodeJS.Signals): number => 128 + constants.signals[signal];
 
 /**
  * Runs this script again with HEAP_FLAGS and exits with its status, unless this process is that run.
- * Returns only in the child. Signals sent to this process are passed on.
+ * Returns only in the child. Signals sent to this process are passed on, and so is a stop sent to the
+ * launcher alone (see watchLaunchers): its exit, or a SIGINT its `sh -c` swallowed.
  */
 export async function runWithSizedHeap(): Promise<void> {
   if (process.env[CHILD_MARK] === '1') return;
@@ -19,12 +28,27 @@ export async function runWithSizedHeap(): Promise<void> {
     stdio: 'inherit',
     env: { ...process.env, [CHILD_MARK]: '1' },
   });
-  const relay = (signal: NodeJS.Signals): void => void child.kill(signal);
-  process.on('SIGINT', relay).on('SIGTERM', relay);
+  let lastPassed: number | undefined;
+  const pass = (signal: NodeJS.Signals): void => {
+    lastPassed = performance.now();
+    child.kill(signal);
+  };
+  process.on('SIGINT', pass).on('SIGTERM', pass);
+  const watch = watchLaunchers({
+    // Once the run is stopping its launcher may well exit (npm does on SIGTERM): that is no second request.
+    gone: () => {
+      if (lastPassed === undefined) pass('SIGTERM');
+    },
+    // Ctrl-C in a terminal reaches the launcher's shell as well as this process: the same request, once.
+    signalled: () => {
+      if (lastPassed === undefined || performance.now() - lastPassed > SAME_SIGNAL_MS) pass('SIGINT');
+    },
+  });
   const status = await new Promise<number>((resolve) => {
     child.on('exit', (code, signal) => resolve(code ?? (signal ? exitStatusOf(signal) : 1)));
     child.on('error', () => resolve(1));
   });
+  watch.stop();
   process.exit(status);
 }
 
@@ -57,7 +81,7 @@ function onInterrupt(stop: () => void): void {
     if (first === 0) {
       first = Date.now();
       stop();
-    } else if (Date.now() - first > 1000) {
+    } else if (Date.now() - first > SAME_SIGNAL_MS) {
       process.exit(exitStatusOf(signal));
     }
   };
@@ -73,5 +97,150 @@ export function outliveClosedOutput(): void {
     stream.on('error', (err: NodeJS.ErrnoException) => {
       if (err.code !== 'EPIPE') throw err;
     });
+  }
+}
+
+// ---- The launcher: npm, npx and tsx above this process ----
+//
+// `npx tsx redis-keys-migrator.ts` runs npm (titled "npm exec tsx …"), which runs `sh -c 'tsx' …`, which runs
+// tsx's cli, which runs this process (which runs the sized-heap child). `kill PID`, `timeout`, systemd and
+// container runtimes signal the first process alone. npm passes SIGINT and SIGTERM to its `sh` only, and there
+// they stop: dash dies of SIGTERM (npm then exits 143 and the rest of the run is orphaned), and it holds SIGINT
+// until its child exits (so nothing of ours is told). What this process can see instead: a launcher gone, and
+// the `sh` woken. That shell sleeps in wait4 and catches only SIGINT and SIGCHLD, and SIGCHLD comes only from
+// tsx stopping, continuing or ending; so a context switch of the shell while tsx runs is a signal it caught.
+// (A stop signal sent to an orphaned process group wakes it too, and is then dropped; nothing sends those.)
+// Where /bin/sh is bash, `sh -c 'tsx' …` execs tsx, and npm's signals reach tsx, which passes them on.
+
+const POLL_MS = 500;
+const PACKAGE_LAUNCHER = /^(npm|npx|tsx|npm-cli\.js|npx-cli\.js)$/;
+const TSX_CLI = /[\\/]tsx[\\/]dist[\\/]cli\.[cm]?js$/;
+const SHELL = /^(sh|dash|bash|ash|ksh|zsh)$/;
+
+interface Proc {
+  pid: number;
+  ppid: number;
+  /** /proc/<pid>/stat state: R, S, D, T (stopped), t (traced), Z (ended, not yet reaped)... */
+  state: string;
+  /** Clock ticks since boot: tells a pid reused by another process from the one we saw. */
+  started: string;
+  argv: string[];
+}
+
+interface LauncherEvents {
+  /** A launcher process ended (or, without /proc, this process was orphaned): the run was abandoned. */
+  gone(): void;
+  /** A launcher's shell caught a signal while our part of the run went on: npm passed it a SIGINT. */
+  signalled(): void;
+}
+
+/**
+ * Watches the launchers above this process, from the nearest up to the first process that is not one (the
+ * user's shell, systemd, timeout, a container's init: never watched, so a run sent to the background outlives
+ * the shell that started it). Polls every POLL_MS on an unref'd timer. Without /proc (not Linux) it watches
+ * only for this process being orphaned by tsx's cli. A stop sent before this process started (while tsx
+ * loads the script, about a second) is not seen.
+ */
+function watchLaunchers(events: LauncherEvents): { stop(): void } {
+  const chain = launcherChain();
+  if (chain === undefined) return watchParentOnly(events);
+  if (chain.length === 0) return { stop: () => undefined };
+  const shells = chain.filter((proc) => isShellCommand(proc.argv)).map((proc) => ({ pid: proc.pid, seen: contextSwitches(proc.pid) }));
+  const parent = process.ppid;
+  // A stop and continue (Ctrl-Z then `fg`, `docker pause`) wakes the shell too, with SIGCHLD: no request.
+  // The check waits for setImmediate, so that a SIGCONT that came with the timer is heard first.
+  let resumedAt = -Infinity;
+  const onContinue = (): void => void (resumedAt = performance.now());
+  process.on('SIGCONT', onContinue);
+  let lastPoll = performance.now();
+  let stoppedBefore = false;
+  const timer = setInterval(() => {
+    const [previous, now] = [lastPoll, performance.now()];
+    const procs = chain.map((proc) => readProc(proc.pid));
+    if (process.ppid !== parent || procs.some((proc, i) => !proc || /^[ZX]/.test(proc.state) || proc.started !== chain[i]?.started)) {
+      stop();
+      events.gone();
+      return;
+    }
+    const stopped = procs.some((proc) => proc !== undefined && /^[Tt]/.test(proc.state));
+    // Late by a whole period: this process was stopped or frozen too.
+    const excused = stopped || stoppedBefore || now - previous > 2 * POLL_MS;
+    [lastPoll, stoppedBefore] = [now, stopped];
+    let woke = false;
+    for (const shell of shells) {
+      const seen = contextSwitches(shell.pid);
+      if (seen !== shell.seen) woke = true;
+      shell.seen = seen;
+    }
+    if (woke && !excused) {
+      setImmediate(() => {
+        if (resumedAt < previous) events.signalled();
+      });
+    }
+  }, POLL_MS).unref();
+  const stop = (): void => {
+    clearInterval(timer);
+    process.off('SIGCONT', onContinue);
+  };
+  return { stop };
+}
+
+/** Without /proc: tsx's cli is our parent (its preflight is in our execArgv), and it should outlive us. */
+function watchParentOnly(events: LauncherEvents): { stop(): void } {
+  if (!process.execArgv.some((arg) => /[\\/]tsx[\\/]dist[\\/]preflight\.c?js$/.test(arg))) return { stop: () => undefined };
+  const parent = process.ppid;
+  const timer = setInterval(() => {
+    if (process.ppid === parent) return;
+    clearInterval(timer);
+    events.gone();
+  }, POLL_MS).unref();
+  return { stop: () => clearInterval(timer) };
+}
+
+/** The launchers above this process, nearest first; undefined without a readable /proc. */
+function launcherChain(): Proc[] | undefined {
+  const self = readProc(process.pid);
+  if (!self) return undefined;
+  const chain: Proc[] = [];
+  let proc = readProc(self.ppid);
+  while (proc && chain.length < 8) {
+    const parent = proc.ppid > 0 ? readProc(proc.ppid) : undefined;
+    const launcher = isPackageLauncher(proc.argv) || (isShellCommand(proc.argv) && parent !== undefined && isPackageLauncher(parent.argv));
+    if (!launcher) break;
+    chain.push(proc);
+    proc = parent;
+  }
+  return chain;
+}
+
+/** npm, npx or tsx: node running one of their scripts, or npm under its process title ("npm exec tsx …"). */
+function isPackageLauncher(argv: string[]): boolean {
+  return argv.slice(0, 2).some((arg) => TSX_CLI.test(arg) || PACKAGE_LAUNCHER.test(basename(arg)) || PACKAGE_LAUNCHER.test(basename(arg.split(' ')[0] ?? '')));
+}
+
+/** `sh -c …`, as npm runs a script or an npx command. */
+function isShellCommand(argv: string[]): boolean {
+  return SHELL.test(basename(argv[0] ?? '')) && argv[1] === '-c';
+}
+
+function readProc(pid: number): Proc | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+    // The command name, in parentheses, may itself hold spaces and parentheses.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter((arg) => arg !== '');
+    return { pid, state: fields[0] ?? '', ppid: Number(fields[1]), started: fields[19] ?? '', argv };
+  } catch {
+    return undefined;
+  }
+}
+
+/** Voluntary and involuntary context switches so far, as one string; undefined once it is gone. */
+function contextSwitches(pid: number): string | undefined {
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, 'latin1');
+    return [...status.matchAll(/ctxt_switches:\s*(\d+)/g)].map((match) => match[1]).join('/');
+  } catch {
+    return undefined;
   }
 }
