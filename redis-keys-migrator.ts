@@ -124,8 +124,11 @@ function worse(a: number, b: number): number {
 async function runDatabase(settings: Settings, log: ErrorLog, interruption: Interruption): Promise<number> {
   let sides: [Side, Side] | undefined;
   try {
-    // A checkpoint of other settings is refused, and one of a finished migration ends the run, before connecting.
-    const previous = settings.checkpointFile ? readCheckpoint(settings.checkpointFile, fingerprintOf(settings)) : ({ kind: 'none' } as const);
+    // A copy's checkpoint of other settings is refused, and one of a finished migration ends the run, before
+    // connecting. Compare and dry run read everything and keep no checkpoint.
+    const copying = settings.mode === 'copy' && !settings.dryRun;
+    const checkpointFile = copying ? settings.checkpointFile : '';
+    const previous = checkpointFile ? readCheckpoint(checkpointFile, fingerprintOf(settings)) : ({ kind: 'none' } as const);
     if (previous.kind === 'complete') {
       say(`Nothing left to do: ${settings.checkpointFile} records a migration completed at ${previous.updatedAt} (${total(previous.counts)} keys); remove it to copy again`);
       return EXIT.ok;
@@ -143,7 +146,7 @@ async function runDatabase(settings: Settings, log: ErrorLog, interruption: Inte
     const recovery = new Recovery([source, target], settings.reconnectTimeoutMs, () => interruption.requested);
     const notes: string[] = [];
     // Only a copy gets past lost connections; compare and dry run stop with one line, as before.
-    const hooks = settings.mode === 'copy' && !settings.dryRun ? scanHooks(recovery, notes, () => session.checkpoint) : undefined;
+    const hooks = copying ? scanHooks(recovery, notes, () => session.checkpoint) : undefined;
     const keys = selectKeys(settings, source, selection, units, hooks);
     const session: Session = { settings, source, target, selection, keys, startedAt: new Date(), interruption, recovery, units, previous, notes };
 

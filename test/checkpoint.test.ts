@@ -89,6 +89,11 @@ describe('resuming from CHECKPOINT_FILE', () => {
     expect(again.code, again.stdout).toBe(0);
     expect(again.stdout.trim().split('\n')).toEqual([expect.stringMatching(/^Nothing left to do: .*run\.checkpoint records a migration completed at .* \(100000 keys\)/)]);
     expect(calls(await commandStats(pair.source), 'scan'), 'the source was read again').toBe(0);
+
+    // Compare mode keeps no checkpoint: with the same file it still checks every key.
+    const compare = await runMigrator({ ...settings(), MIGRATION_MODE: 'compare' }, dir);
+    expect(compare.code, compare.stdout).toBe(0);
+    expect(compare.stdout).toContain(`0 missing, 0 type, 0 value, 0 ttl (${KEYS} keys checked, ${KEYS} identical)`);
   });
 
   it('a checkpoint written for another SCAN_MATCH_PATTERN is refused in one line naming the setting', async () => {
