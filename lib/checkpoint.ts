@@ -4,7 +4,7 @@ import { accessSync, constants, readFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { open, rename } from 'node:fs/promises';
 import type { Connection } from './net/connections.js';
-import { DONE, type KeyBatch } from './filters.js';
+import { DONE, type KeyBatch } from './sources/scan.js';
 import type { Counts } from './migration.js';
 import type { KeyOutcome } from './batch.js';
 

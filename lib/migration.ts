@@ -5,7 +5,7 @@ import { describeError, isConnectionLoss, isLossReason, type Connection } from '
 import { CHUNKED_KEYS_AT_ONCE, mapLimited, type CopyContext, type CopyStats, type KeyOutcome } from './batch.js';
 import type { Checkpoint } from './checkpoint.js';
 import { forEachPair, isRedirect, type NodePair, type Side } from './net/cluster.js';
-import type { KeyBatch } from './filters.js';
+import type { KeyBatch } from './sources/scan.js';
 import { ConnectionLost, type Recovery } from './net/recovery.js';
 import { compareBatch } from './verify.js';
 import { copyBatchAuto, copyBatchByDump, RestoreRefused } from './copy-dump.js';

@@ -2,7 +2,7 @@
 // real redis-server: for each pattern, the keys our RegExp accepts must be exactly the keys
 // `SCAN 0 MATCH <pattern>` returns, over a few hundred keys full of glob metacharacters and binary bytes.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { globMatches } from '../lib/filters.js';
+import { globMatches } from '../lib/sources/scan.js';
 import { startRedis, type RedisServer } from './helpers/servers.js';
 
 /** Symbols keys are built from: letters, every glob metacharacter, control and high bytes, a UTF-8 letter. */
@@ -88,7 +88,7 @@ async function redisMatches(server: RedisServer, pattern: string): Promise<strin
   return found.sort();
 }
 
-/** The keys our matcher accepts, byte for byte, as lib/filters.ts tests SCAN's keys. */
+/** The keys our matcher accepts, byte for byte, as lib/sources/scan.ts tests SCAN's keys. */
 function ourMatches(keys: Buffer[], pattern: string): string[] {
   const glob = Buffer.from(pattern);
   return keys.filter((key) => globMatches(glob, key)).map((key) => key.toString('hex')).sort();

@@ -1,7 +1,7 @@
 // Which keys a run covers: SCAN with MATCH, COUNT and TYPE on the server, then KEY_EXCLUDE_PATTERN here,
 // matched byte for byte by a port of Redis's own glob matcher.
-import { isConnectionLoss, type Connection, type Reply } from './net/connections.js';
-import { asArray, asText } from './batch.js';
+import { isConnectionLoss, type Connection, type Reply } from '../net/connections.js';
+import { asArray, asText } from '../batch.js';
 
 export interface KeySelection {
   match: string;

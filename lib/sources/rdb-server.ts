@@ -5,7 +5,7 @@ import { accessSync, constants as fsConstants, mkdtempSync, openSync, readSync, 
 import { tmpdir } from 'node:os';
 import { basename, join, resolve } from 'node:path';
 import { createClient } from '@redis/client';
-import type { Endpoint } from './settings.js';
+import type { Endpoint } from '../settings.js';
 
 /** Why the file cannot be used, in one line: missing, unreadable, not an RDB, too new, or refused by redis-server. */
 export class RdbError extends Error {}
