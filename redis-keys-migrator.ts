@@ -123,6 +123,7 @@ function worse(a: number, b: number): number {
 
 async function runDatabase(settings: Settings, log: ErrorLog, interruption: Interruption): Promise<number> {
   let sides: [Side, Side] | undefined;
+  let recovery: Recovery | undefined;
   try {
     // A copy's checkpoint of other settings is refused, and one of a finished migration ends the run, before
     // connecting. Compare and dry run read everything and keep no checkpoint.
@@ -139,11 +140,13 @@ async function runDatabase(settings: Settings, log: ErrorLog, interruption: Inte
     // The keys: SCAN with MATCH and TYPE, less KEY_EXCLUDE_PATTERN, in batches; every master of a cluster at once,
     // each from the checkpoint's cursor when resuming on the same server.
     const [source, target] = sides;
-    const { units, restarted } = startingPoints(source.masters, previous);
-    if (previous.kind === 'resume') say(resumeLine(settings.checkpointFile, previous, units));
-    for (const line of restarted) say(line);
+    const identities = source.masters.map((m) => ({ address: `${m.endpoint.host}:${m.endpoint.port}`, label: m.label, runId: m.capabilities.runId, slots: source.slotRangesOf(m) }));
+    const { units, notes: starts } = startingPoints(identities, target.masters.map((m) => m.capabilities.runId), previous);
+    const resumed = previous.kind === 'resume' && units.some((u) => u.cursor !== '0');
+    if (previous.kind === 'resume' && resumed) say(resumeLine(settings.checkpointFile, previous, units));
+    for (const line of starts) say(line);
     const selection: SelectionCounts = { scanned: 0, excluded: 0 };
-    const recovery = new Recovery([source, target], settings.reconnectTimeoutMs, () => interruption.requested);
+    recovery = new Recovery([source, target], settings.reconnectTimeoutMs, () => interruption.requested);
     const notes: string[] = [];
     // Only a copy gets past lost connections; compare and dry run stop with one line, as before.
     const hooks = copying ? scanHooks(recovery, notes, () => session.checkpoint) : undefined;
@@ -168,6 +171,7 @@ async function runDatabase(settings: Settings, log: ErrorLog, interruption: Inte
     else throw err;
     return EXIT.settingsOrConnection;
   } finally {
+    recovery?.close();
     await Promise.all(sides?.map((side) => side.close()) ?? []);
   }
 }
@@ -188,8 +192,7 @@ function selectKeys(settings: Settings, source: Side, selection: SelectionCounts
  */
 function scanHooks(recovery: Recovery, notes: string[], checkpoint: () => Checkpoint | undefined): ScanRecovery {
   return {
-    recover: (label, err) => recovery.recover(label, err),
-    progressed: () => recovery.progressed(),
+    recover: (label, err, lostSince) => recovery.recover(label, err, lostSince),
     restarted: (unit, label) => {
       const line = `${label} is another server than when its scan began (restarted or failed over): its keys are scanned again from the start, and those already copied count as skipped`;
       notes.push(line);
@@ -234,7 +237,10 @@ async function copy(session: Session, log: ErrorLog): Promise<number> {
   const { settings, source, target, recovery } = session;
   const journal = settings.verify ? new KeyJournal() : undefined;
   const before = session.previous.kind === 'resume' ? session.previous.counts : undefined;
-  if (settings.checkpointFile) session.checkpoint = new Checkpoint(settings.checkpointFile, fingerprintOf(settings), session.units, before ?? noCounts());
+  if (settings.checkpointFile) {
+    const targetRunIds = target.masters.map((m) => m.capabilities.runId);
+    session.checkpoint = new Checkpoint(settings.checkpointFile, fingerprintOf(settings), session.units, targetRunIds, before ?? noCounts());
+  }
   try {
     const stats = { bytesMoved: 0 };
     const migration = new Migration({ source, target, settings, stats, recovery, checkpoint: session.checkpoint }, log, say, journal);
@@ -257,11 +263,9 @@ async function copy(session: Session, log: ErrorLog): Promise<number> {
     say(timingLine(timing));
     // After a fatal stop the status says so already; otherwise a source that resharded leaves the copy incomplete.
     const slotsStayed = result.fatal !== undefined || (await sourceStayedPut(session));
-    const complete = await session.checkpoint?.finish(slotsStayed && !result.fatal && !result.interrupted && !result.errorLimitReached);
-    if (session.checkpoint?.problem) say(`Could not write ${settings.checkpointFile}: ${session.checkpoint.problem}`);
-    else if (complete === false) say(`Progress saved in ${settings.checkpointFile}: run again with it to resume`);
+    if (session.checkpoint) await finishCheckpoint(session, session.checkpoint, whole, slotsStayed);
     const verification = journal && !result.fatal && !result.interrupted ? await verifyCopy(session, journal) : undefined;
-    const status = slotsStayed ? copyExitStatus(result, verification ? differing(verification.copied) : 0) : EXIT.settingsOrConnection;
+    const status = slotsStayed ? copyExitStatus(whole, verification ? differing(verification.copied) : 0) : EXIT.settingsOrConnection;
     writeSummary(settings, {
       mode: 'copy',
       counts: { ...whole.counts, excluded: session.selection.excluded },
@@ -274,6 +278,21 @@ async function copy(session: Session, log: ErrorLog): Promise<number> {
   } finally {
     journal?.remove();
   }
+}
+
+/**
+ * The checkpoint's last write: complete only when every scan is done with no key failed; void when the target
+ * was replaced during the run (what the cursors vouch for may be gone), so the next run starts over.
+ */
+async function finishCheckpoint(session: Session, checkpoint: Checkpoint, whole: MigrationResult, slotsStayed: boolean): Promise<void> {
+  const file = session.settings.checkpointFile;
+  const clean = slotsStayed && !whole.fatal && !whole.interrupted && !whole.errorLimitReached;
+  const ending = session.target.mastersReplacedSinceStart ? 'void' : clean && checkpoint.scanned && whole.counts.failed === 0 ? 'complete' : 'resume';
+  await checkpoint.finish(ending);
+  if (checkpoint.problem) say(`Could not write ${file}: ${checkpoint.problem}`);
+  else if (ending === 'void') say(`${file} was reset: the target was replaced during the run, so a rerun reads every key again (keys present are skipped)`);
+  else if (ending === 'resume' && clean && checkpoint.scanned) say(`${whole.counts.failed} keys failed (see the error log); a rerun with ${file} does not retry them: remove it and run again to retry them (keys present are skipped)`);
+  else if (ending === 'resume') say(`Progress saved in ${file}: run again with it to resume`);
 }
 
 const noCounts = (): Counts => ({ restored: 0, skipped: 0, failed: 0, vanished: 0 });

@@ -100,16 +100,26 @@ export async function settleChunked(answers: readonly WriteAnswer[], copyAlone: 
   return outcomes;
 }
 
-/** Runs tasks with at most `limit` at once, keeping results in order. */
+/**
+ * Runs tasks with at most `limit` at once, keeping results in order. After a failure no new task starts, and
+ * the failure is thrown only once the running ones have ended: nothing of this call is still writing when
+ * its caller retries (two copies of one big key building at once would corrupt each other).
+ */
 export async function mapLimited<T, R>(items: readonly T[], limit: number, task: (item: T) => Promise<R>): Promise<R[]> {
   const results: R[] = new Array<R>(items.length);
   let next = 0;
+  let failure: { err: unknown } | undefined;
   const worker = async (): Promise<void> => {
-    while (next < items.length) {
+    while (next < items.length && failure === undefined) {
       const index = next++;
-      results[index] = await task(items[index] as T);
+      try {
+        results[index] = await task(items[index] as T);
+      } catch (err) {
+        failure ??= { err };
+      }
     }
   };
   await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  if (failure) throw failure.err;
   return results;
 }

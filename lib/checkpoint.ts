@@ -15,6 +15,8 @@ export type Fingerprint = Record<string, string>;
 export interface UnitState {
   address: string;
   runId: string;
+  /** The slot ranges this master served (cluster), as "0-5460,…"; a cursor is only good for the same slots. */
+  slots: string;
   /** The SCAN cursor to resume from, or DONE. */
   cursor: string;
 }
@@ -25,6 +27,8 @@ interface CheckpointDocument {
   complete: boolean;
   counts: Counts;
   units: UnitState[];
+  /** run_ids of the target's masters: another process may not hold what was copied (a restart, a failover). */
+  targetRunIds: string[];
   updatedAt: string;
 }
 
@@ -41,14 +45,14 @@ export const total = (c: Counts): number => c.restored + c.skipped + c.failed + 
 interface Ticket {
   unit: number;
   resumeCursor: string;
-  /** The unit's scan generation: a batch read before a restart must not move the new scan's cursor. */
-  generation: number;
+  /** The server the cursor belongs to: a batch read before a restart must not move the new scan's cursor. */
+  runId: string;
   done: boolean;
   counts: Counts;
 }
 
 /** The checkpoint read at start: nothing, a migration to resume, or one already complete. */
-export type Previous = { kind: 'none' } | { kind: 'resume' | 'complete'; counts: Counts; units: UnitState[]; updatedAt: string };
+export type Previous = { kind: 'none' } | { kind: 'resume' | 'complete'; counts: Counts; units: UnitState[]; targetRunIds: string[]; updatedAt: string };
 
 /** Reads CHECKPOINT_FILE; refuses a file written for other settings, naming the first setting that differs. */
 export function readCheckpoint(path: string, fingerprint: Fingerprint): Previous {
@@ -65,7 +69,7 @@ export function readCheckpoint(path: string, fingerprint: Fingerprint): Previous
   } catch {
     throw new CheckpointError(`CHECKPOINT_FILE ${path} is not a checkpoint (not JSON); remove it to start over`);
   }
-  if (doc.format !== FORMAT || typeof doc.fingerprint !== 'object' || !Array.isArray(doc.units)) {
+  if (typeof doc !== 'object' || doc === null || doc.format !== FORMAT || typeof doc.fingerprint !== 'object' || doc.fingerprint === null || !Array.isArray(doc.units)) {
     throw new CheckpointError(`CHECKPOINT_FILE ${path} is not a checkpoint of this tool; remove it to start over`);
   }
   for (const [setting, value] of Object.entries(fingerprint)) {
@@ -76,7 +80,8 @@ export function readCheckpoint(path: string, fingerprint: Fingerprint): Previous
       );
     }
   }
-  return { kind: doc.complete ? 'complete' : 'resume', counts: { ...zero(), ...doc.counts }, units: doc.units, updatedAt: doc.updatedAt };
+  const targetRunIds = Array.isArray(doc.targetRunIds) ? doc.targetRunIds : [];
+  return { kind: doc.complete ? 'complete' : 'resume', counts: { ...zero(), ...doc.counts }, units: doc.units, targetRunIds, updatedAt: doc.updatedAt };
 }
 
 /** A new checkpoint's folder must exist and take files, or the run would find out only at its first write. */
@@ -89,25 +94,44 @@ function writable(path: string): Previous {
   return { kind: 'none' };
 }
 
-/** Where each source master's scan starts: at the checkpoint's cursor if it is the same server, else from 0. */
-export function startingPoints(masters: readonly Connection[], previous: Previous): { units: UnitState[]; restarted: string[] } {
-  const restarted: string[] = [];
-  const units = masters.map((master): UnitState => {
-    const address = `${master.endpoint.host}:${master.endpoint.port}`;
-    const state: UnitState = { address, runId: master.capabilities.runId, cursor: '0' };
-    if (previous.kind !== 'resume') return state;
-    const before = previous.units.find((u) => u.address === address);
-    if (before && before.runId === state.runId) return { ...state, cursor: before.cursor };
-    restarted.push(before ? `${master.label} is another server than the checkpoint's (run_id changed): its keys are scanned again from the start` : `${master.label} is not in the checkpoint: its keys are scanned from the start`);
-    return state;
-  });
-  return { units, restarted };
+/** A source master as a checkpoint names it: address, process and the slots it serves. */
+export interface MasterIdentity {
+  address: string;
+  label: string;
+  runId: string;
+  slots: string;
 }
+
+/**
+ * Where each source master's scan starts: at the checkpoint's cursor if it is the same server serving the same
+ * slots, else from 0. A target that is another process than the checkpoint's may have lost what was copied:
+ * then every scan starts over (keys present are skipped).
+ */
+export function startingPoints(masters: readonly MasterIdentity[], targetRunIds: readonly string[], previous: Previous): { units: UnitState[]; notes: string[] } {
+  const fresh = (m: MasterIdentity): UnitState => ({ address: m.address, runId: m.runId, slots: m.slots, cursor: '0' });
+  if (previous.kind !== 'resume') return { units: masters.map(fresh), notes: [] };
+  const sameTarget = previous.targetRunIds.length === targetRunIds.length && previous.targetRunIds.every((id) => targetRunIds.includes(id));
+  if (!sameTarget) {
+    return { units: masters.map(fresh), notes: ['The target is another server process than when the checkpoint was written (restarted or failed over): it may not hold all that was copied, so every key is read again (keys present are skipped)'] };
+  }
+  const notes: string[] = [];
+  const units = masters.map((master): UnitState => {
+    const before = previous.units.find((u) => u.address === master.address);
+    if (before && before.runId === master.runId && (before.slots ?? '') === master.slots) return { ...fresh(master), cursor: before.cursor };
+    if (!before) notes.push(`${master.label} is not in the checkpoint: its keys are scanned from the start`);
+    else if (before.runId !== master.runId) notes.push(`${master.label} is another server than the checkpoint's (run_id changed): its keys are scanned again from the start`);
+    else notes.push(`${master.label} serves other slots than when the checkpoint was written (resharded): its keys are scanned again from the start`);
+    return fresh(master);
+  });
+  return { units, notes };
+}
+
+/** How a run leaves its checkpoint: done, to resume, or void (the target may have lost what the cursors vouch for). */
+export type Ending = 'complete' | 'resume' | 'void';
 
 /** The run's checkpoint: confirmed progress, written atomically every few seconds and at the end. */
 export class Checkpoint {
   private readonly queues: Ticket[][];
-  private readonly generations: number[];
   private readonly counts: Counts;
   private dirty = false;
   private readonly timer: NodeJS.Timeout;
@@ -120,10 +144,10 @@ export class Checkpoint {
     private readonly path: string,
     private readonly fingerprint: Fingerprint,
     private readonly units: UnitState[],
+    private readonly targetRunIds: string[],
     previous: Counts,
   ) {
     this.queues = units.map(() => []);
-    this.generations = units.map(() => 0);
     this.counts = { ...previous };
     this.dirty = true;
     this.timer = setInterval(() => void this.writeIfChanged(), WRITE_EVERY_MS);
@@ -154,7 +178,7 @@ export class Checkpoint {
   }
 
   started(batch: KeyBatch): Ticket {
-    const ticket: Ticket = { unit: batch.unit, resumeCursor: batch.resumeCursor, generation: this.generations[batch.unit] ?? 0, done: false, counts: zero() };
+    const ticket: Ticket = { unit: batch.unit, resumeCursor: batch.resumeCursor, runId: batch.runId, done: false, counts: zero() };
     this.queues[batch.unit]?.push(ticket);
     return ticket;
   }
@@ -168,26 +192,32 @@ export class Checkpoint {
     while (queue[0]?.done) {
       const head = queue.shift() as Ticket;
       for (const name of Object.keys(this.counts) as (keyof Counts)[]) this.counts[name] += head.counts[name];
-      if (head.generation === this.generations[ticket.unit]) unit.cursor = head.resumeCursor;
+      if (head.runId === unit.runId) unit.cursor = head.resumeCursor;
       this.dirty = true;
     }
   }
 
   /** The unit's scan started over on another server (restart, failover). */
   restarted(unit: number, node: Connection): void {
-    this.generations[unit] = (this.generations[unit] ?? 0) + 1;
-    this.units[unit] = { address: `${node.endpoint.host}:${node.endpoint.port}`, runId: node.capabilities.runId, cursor: '0' };
+    this.units[unit] = { ...(this.units[unit] as UnitState), address: `${node.endpoint.host}:${node.endpoint.port}`, runId: node.capabilities.runId, cursor: '0' };
     this.dirty = true;
   }
 
-  /** The last write: complete only when every unit's scan is done and confirmed. */
-  async finish(succeeded: boolean): Promise<boolean> {
+  /** Every unit's scan is done and confirmed. */
+  get scanned(): boolean {
+    return this.units.every((u) => u.cursor === DONE) && this.queues.every((q) => q.length === 0);
+  }
+
+  /** The last write. A void checkpoint keeps nothing: the next run starts over. */
+  async finish(ending: Ending): Promise<void> {
     clearInterval(this.timer);
-    const complete = succeeded && this.units.every((u) => u.cursor === DONE) && this.queues.every((q) => q.length === 0);
-    const doc = this.document(complete);
+    if (ending === 'void') {
+      for (const unit of this.units) unit.cursor = '0';
+      Object.assign(this.counts, zero());
+    }
+    const doc = this.document(ending === 'complete');
     this.writing = this.writing.then(() => this.save(doc));
     await this.writing;
-    return complete && this.problem === undefined;
   }
 
   /** A copy of the state, taken now: later confirmations do not change a write under way. */
@@ -198,6 +228,7 @@ export class Checkpoint {
       complete,
       counts: this.counts,
       units: this.units,
+      targetRunIds: this.targetRunIds,
       updatedAt: new Date().toISOString(),
     };
     return `${JSON.stringify(doc, null, 2)}\n`;

@@ -5,6 +5,7 @@ import {
   answerOf, asArray, asNumber, asText, CHUNKED_KEYS_AT_ONCE, failed, flagsFor, isScriptingRefused, KeyProblem, mapLimited,
   READ_BUDGET_BYTES, recordCount, settleChunked, STRING_CHUNK_BYTES, type CopyContext, type KeyOutcome, type WriteAnswer,
 } from './batch.js';
+import { randomBytes } from 'node:crypto';
 import { ErrorReply } from '@redis/client';
 import { keySlot, slotTag } from './net/cluster.js';
 import { MOVE_INTO_PLACE, READ_FLAGS, TYPE_READ, TYPE_WRITE, WRITE_FLAGS, withFlags } from './net/scripts.js';
@@ -14,6 +15,8 @@ export interface TypedRecord {
   key: Buffer;
   kind: string;
   expireAt: number;
+  /** A relative expiry in ms instead of expireAt (keys being built: the target's clock counts). */
+  expireIn?: number;
   values: Buffer[];
 }
 
@@ -73,7 +76,7 @@ export async function writeTyped(target: Connection, mode: WriteMode, records: r
   const values = records.flatMap((r) => r.values);
   return writeBatch(target, mode, {
     keys: records.map((r) => r.key),
-    header: records.map((r) => `${r.kind},${r.expireAt},${r.values.length};`).join(''),
+    header: records.map((r) => `${r.kind},${r.expireIn === undefined ? r.expireAt : `+${r.expireIn}`},${r.values.length};`).join(''),
     lengths: values.map((v) => v.length).join(','),
     values: Buffer.concat(values),
   });
@@ -101,7 +104,8 @@ const BUILD_EXPIRY_MS = 60 * 60 * 1000;
  */
 export async function copyKeyInChunks(ctx: CopyContext, key: Buffer): Promise<KeyOutcome> {
   const { source, target, settings } = ctx;
-  const building = buildingName(key);
+  // A name of its own for each attempt: two copies of one key (a retry, a key SCAN returned twice) never mix.
+  const building = buildingName(key, randomBytes(4).toString('hex'));
   let written = false;
   try {
     const kind = asText(await source.send(['TYPE', key]));
@@ -110,10 +114,9 @@ export async function copyKeyInChunks(ctx: CopyContext, key: Buffer): Promise<Ke
     // Nothing is read for a key that is there already; the final RENAMENX still decides, atomically.
     if (!settings.overwrite && (await exists(target, key))) return { key, status: 'skipped' };
     const dangling = kind === 'stream' ? await danglingPendingIds(source, key, settings.chunkSize) : [];
-    // The first chunk replaces whatever a killed run may have left under the temporary name.
-    let mode: WriteMode = 'replace';
+    let mode: WriteMode = 'create';
     for await (const values of readChunks(source, key, kind, settings.chunkSize, dangling)) {
-      const [answer] = await writeTyped(target, mode, [{ key: building, kind, expireAt: Date.now() + BUILD_EXPIRY_MS, values }]);
+      const [answer] = await writeTyped(target, mode, [{ key: building, kind, expireAt: -1, expireIn: BUILD_EXPIRY_MS, values }]);
       written = true;
       ctx.stats.bytesMoved += values.reduce((sum, v) => sum + v.length, 0);
       if (answer?.status !== 'restored') return await dropBuilding(target, building, { ...chunkOutcome(answer), key });
@@ -128,15 +131,15 @@ export async function copyKeyInChunks(ctx: CopyContext, key: Buffer): Promise<Ke
   }
 }
 
-/** Temporary keys are named with this prefix, then a hash tag, then the real key: `redis-keys-migrator:tmp:{<tag>}:<key>`. */
+/** Temporary keys: `redis-keys-migrator:tmp:{<tag>}:<attempt>:<key>`. */
 export const BUILDING_PREFIX = 'redis-keys-migrator:tmp:';
 
 /**
  * The temporary name a big key is built under: the prefix, a short hash tag chosen to fall in the key's own
- * slot (so RENAME works in a cluster, even for keys whose own braces are not a hash tag), then the key.
+ * slot (so RENAME works in a cluster, even for keys whose own braces are not a hash tag), the attempt, the key.
  */
-export function buildingName(key: Buffer): Buffer {
-  return Buffer.concat([Buffer.from(`${BUILDING_PREFIX}{${slotTag(keySlot(key))}}:`), key]);
+export function buildingName(key: Buffer, attempt: string): Buffer {
+  return Buffer.concat([Buffer.from(`${BUILDING_PREFIX}{${slotTag(keySlot(key))}}:${attempt}:`), key]);
 }
 
 /** A build abandoned (a failed chunk, a source key gone): removed here, or left to its own expiry if that fails too. */

@@ -1,7 +1,7 @@
 // The run loop: take the source's keys in batches, copy each batch with a fixed number in flight,
 // count what happened to every key, pace as the Python script does, and stop on the error limit or a signal.
 import { setTimeout as sleep } from 'node:timers/promises';
-import { describeError, isConnectionLoss, isLossReason, type Connection } from './net/connections.js';
+import { describeError, isConnectionLoss, isLossReason, isRefusal, type Connection } from './net/connections.js';
 import { CHUNKED_KEYS_AT_ONCE, mapLimited, type CopyContext, type CopyStats, type KeyOutcome } from './batch.js';
 import type { Checkpoint } from './checkpoint.js';
 import { forEachPair, isRedirect, type NodePair, type Side } from './net/cluster.js';
@@ -121,13 +121,14 @@ export class Migration {
    * connection is lost is copied again once both sides answer (`retry`); one that fails otherwise as a whole
    * stops the run, and the outcomes of the pairs that finished are still counted.
    */
-  private async copyBatch(keys: readonly Buffer[], retry = false): Promise<KeyOutcome[]> {
+  private async copyBatch(keys: readonly Buffer[], lostSince?: number): Promise<KeyOutcome[]> {
     const { source, target } = this.run;
-    const outcomes = await forEachPair(source, target, keys, (pair) => this.orStop(this.copyPair(pair, retry)));
+    const outcomes = await forEachPair(source, target, keys, (pair) => this.orStop(this.copyPair(pair, lostSince)));
     return source.cluster || target.cluster ? this.followRedirects(outcomes) : outcomes;
   }
 
-  private async copyPair(pair: NodePair, retry: boolean): Promise<KeyOutcome[]> {
+  /** `lostSince`: set when this is a retry, to when the keys' first attempt was lost. */
+  private async copyPair(pair: NodePair, lostSince: number | undefined): Promise<KeyOutcome[]> {
     try {
       const outcomes = await this.copyOn(this.contextFor(pair.source, pair.target), pair.keys);
       // A primary demoted mid-failover answers READONLY per key: that is the server's state, not the keys'.
@@ -137,13 +138,14 @@ export class Migration {
         throw new Error(demoted.reason);
       }
       this.run.recovery?.progressed();
-      return retry ? await this.settleRetried(pair, outcomes) : outcomes;
+      return lostSince !== undefined ? await this.settleRetried(pair, outcomes) : outcomes;
     } catch (err) {
       const { recovery } = this.run;
       if (!recovery || err instanceof ConnectionLost || !(isConnectionLoss(err) || pair.source.lostBecause !== undefined || pair.target.lostBecause !== undefined)) throw err;
       const lost = pair.source.lostBecause !== undefined ? pair.source : pair.target;
-      await recovery.recover(lost.label, lost.lostBecause ?? err);
-      return this.copyBatch(pair.keys, true);
+      const since = lostSince ?? Date.now();
+      await recovery.recover(lost.label, lost.lostBecause ?? err, since);
+      return this.copyBatch(pair.keys, since);
     }
   }
 
@@ -155,7 +157,14 @@ export class Migration {
     const skipped = outcomes.filter((o) => o.status === 'skipped').map((o) => o.key);
     if (skipped.length === 0) return outcomes;
     const { ttlToleranceMs, chunkSize, dumpMaxBytes } = this.run.settings;
-    const verdicts = await compareBatch(pair.source, pair.target, skipped, { ttlToleranceMs, chunkSize, dumpMaxBytes });
+    let verdicts: Awaited<ReturnType<typeof compareBatch>>;
+    try {
+      verdicts = await compareBatch(pair.source, pair.target, skipped, { ttlToleranceMs, chunkSize, dumpMaxBytes });
+    } catch (err) {
+      // A user that may write but not read the target (or a slot that moved): the keys stay counted as skipped.
+      if (isRefusal(err)) return outcomes;
+      throw err;
+    }
     const ours = new Set(verdicts.filter((v) => v.verdict === 'identical').map((v) => v.key));
     return outcomes.map((o) => (o.status === 'skipped' && ours.has(o.key) ? { key: o.key, status: 'restored' } : o));
   }
@@ -177,10 +186,24 @@ export class Migration {
       const redirected = new Set(outcomes.filter((o) => o.status === 'failed' && isRedirect(o.reason)));
       if (redirected.size === 0) break;
       if (attempt > 0) await sleep(50 * 2 ** attempt);
-      const again = await mapLimited([...redirected], CHUNKED_KEYS_AT_ONCE, (outcome) => this.orStop(this.copyWhereItLives(outcome)));
+      const again = await mapLimited([...redirected], CHUNKED_KEYS_AT_ONCE, (outcome) => this.orStop(this.copyWhereItLivesOrRetry(outcome)));
       outcomes = [...outcomes.filter((o) => !redirected.has(o)), ...again.flat()];
     }
     return outcomes;
+  }
+
+  /** A redirected key whose copy lost its connection goes the way of any lost batch: reconnect, then again. */
+  private async copyWhereItLivesOrRetry(outcome: KeyOutcome): Promise<KeyOutcome[]> {
+    try {
+      return await this.copyWhereItLives(outcome);
+    } catch (err) {
+      const { recovery, source, target } = this.run;
+      const lost = source.lost ?? target.lost;
+      if (!recovery || err instanceof ConnectionLost || !(isConnectionLoss(err) || lost)) throw err;
+      const since = Date.now();
+      await recovery.recover(lost?.label ?? 'a cluster node', lost?.lostBecause ?? err, since);
+      return this.copyBatch([outcome.key], since);
+    }
   }
 
   /** One redirected key, copied where it lives now (a big key's abandoned build expires by itself). */
@@ -242,8 +265,9 @@ export class Migration {
 
   private abort(err: unknown): void {
     const lost = this.run.source.lost ?? this.run.target.lost;
-    if (this.run.recovery) this.fatal ??= describeError(err);
-    else this.fatal ??= lost ? `lost the connection to ${lost.label} (${lost.lostBecause})` : describeError(err);
+    // ConnectionLost names the server and the wait already; any other loss is named here.
+    if (err instanceof ConnectionLost || !lost) this.fatal ??= describeError(err);
+    else this.fatal ??= `lost the connection to ${lost.label} (${lost.lostBecause})`;
     this.stopping = true;
   }
 

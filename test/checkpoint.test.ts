@@ -138,3 +138,50 @@ describe('resuming from CHECKPOINT_FILE', () => {
     expect(() => JSON.parse(readFileSync(checkpoint, 'utf8'))).not.toThrow();
   });
 });
+
+describe('checkpoints at the edges', () => {
+  const pair = serverPair();
+  let dir: string;
+  const settings = (extra: Record<string, string | number> = {}): Record<string, string | number> => ({
+    ...endpoints(pair.source, pair.target), ...PACE, CHECKPOINT_FILE: join(dir, 'edge.checkpoint'), ...extra,
+  });
+  const saved = (): { complete: boolean; units: { cursor: string }[] } => JSON.parse(readFileSync(join(dir, 'edge.checkpoint'), 'utf8')) as { complete: boolean; units: { cursor: string }[] };
+
+  beforeAll(async () => {
+    expect(await seedStrings(pair.source, 20_000)).toBe(20_000);
+  });
+
+  it('a pattern that matches no key: the checkpoint is complete all the same', async () => {
+    dir = runDir();
+    const run = await runMigrator(settings({ SCAN_MATCH_PATTERN: 'nothing:*' }), dir);
+    expect(run.code, run.stdout).toBe(0);
+    expect(saved()).toMatchObject({ complete: true, units: [{ cursor: 'done' }] });
+  });
+
+  it('failed keys: not complete, the run says how to retry them, and a resumed run still exits 2', async () => {
+    dir = runDir();
+    await pair.target.cmd('FLUSHALL');
+    await pair.target.cmd('ACL', 'SETUSER', 'some', 'on', '>pw', '~key:1*', '+@all');
+    const asSome = { DESTINATION_REDIS_USERNAME: 'some', DESTINATION_REDIS_PASSWORD: 'pw', MAX_ERRORED_KEYS_LIMIT: 0 };
+    const run = await runMigrator(settings(asSome), dir);
+    expect(run.code, run.stdout).toBe(2);
+    expect(run.stdout).toMatch(/^\d+ keys failed \(see the error log\); a rerun with .*edge\.checkpoint does not retry them: remove it and run again/m);
+    expect(saved().complete).toBe(false);
+    const again = await runMigrator(settings(asSome), dir);
+    expect(again.code, again.stdout).toBe(2);
+    expect(summary(again.stdout).failed).toBe(summary(run.stdout).failed);
+  });
+
+  it('Ctrl-C with a sparse pattern: the process ends soon after its summary (no scan left reconnecting)', async () => {
+    dir = runDir();
+    await pair.target.cmd('FLUSHALL');
+    const running = spawnMigrator(settings({ SCAN_MATCH_PATTERN: 'key:1*', SCAN_BATCH_SIZE: 100, PIPELINE_BATCH_SIZE: 50 }), dir);
+    await waitUntil(async () => (await dbsize(pair.target)) >= 100, 'the copy under way', 20_000, 10);
+    const stoppedAt = Date.now();
+    running.signalAll('SIGINT');
+    const run = await running.done;
+    expect(run.code, run.stdout + run.stderr).toBe(130);
+    expect(Date.now() - stoppedAt).toBeLessThan(5000);
+    expect(saved().complete).toBe(false);
+  });
+});

@@ -107,6 +107,19 @@ export class Side {
     return this.slots[keySlot(key)] as Connection;
   }
 
+  /** The slot ranges `master` serves now, as "0-5460,10923-16383"; empty for a standalone server. */
+  slotRangesOf(master: Connection): string {
+    if (!this.cluster) return '';
+    const ranges: string[] = [];
+    for (let slot = 0; slot < SLOT_COUNT; slot++) {
+      if (this.slots[slot] !== master) continue;
+      const first = slot;
+      while (slot + 1 < SLOT_COUNT && this.slots[slot + 1] === master) slot++;
+      ranges.push(first === slot ? String(first) : `${first}-${slot}`);
+    }
+    return ranges.join(',');
+  }
+
   /** The master serving `slot` now. */
   nodeForSlot(slot: number): Connection {
     return this.slots[slot] as Connection;
@@ -140,24 +153,26 @@ export class Side {
    * node that answers (a failover promotes a replica elsewhere). Throws while the side is not whole again;
    * the caller waits and tries again.
    */
-  async reconnect(): Promise<void> {
+  async reconnect(): Promise<boolean> {
     if (!this.cluster) return reconnectNode(this.slots[0] as Connection);
     const known = await Promise.allSettled(this.nodes.values());
     const nodes = known.flatMap((c) => (c.status === 'fulfilled' ? [c.value] : []));
-    await Promise.allSettled(nodes.filter((node) => node.lostBecause !== undefined).map(reconnectNode));
+    const lost = nodes.filter((node) => node.lostBecause !== undefined);
+    await Promise.allSettled(lost.map(reconnectNode));
+    if (lost.length === 0) return false;
+    // Any node that answers, until one gives a whole map: one that has not seen the failover yet names the dead master.
     let lastError: unknown = new Error('no node of the cluster answers');
     for (const node of nodes.filter((n) => n.lostBecause === undefined)) {
       try {
         await this.readSlots(node);
-        lastError = undefined;
-        break;
+        const stillLost = this.lost;
+        if (!stillLost) return true;
+        lastError = new Error(`${stillLost.label}: ${stillLost.lostBecause ?? 'lost'}`);
       } catch (err) {
         lastError = err;
       }
     }
-    if (lastError !== undefined) throw lastError;
-    const lost = this.lost;
-    if (lost) throw new Error(`${lost.label}: ${lost.lostBecause ?? 'lost'}`);
+    throw lastError;
   }
 
   /**
@@ -234,13 +249,18 @@ export class Side {
 
 const address = (at: { host: string; port: number }): string => `${at.host}:${at.port}`;
 
-/** A lost node connected again; a target that came back as a replica (mid-failover) is not back yet. */
-async function reconnectNode(node: Connection): Promise<void> {
-  if (node.lostBecause !== undefined) await node.reconnect();
+/**
+ * A lost node connected again (true), or found up (false); a target that came back as a replica (mid-failover)
+ * is not back yet.
+ */
+async function reconnectNode(node: Connection): Promise<boolean> {
+  const wasLost = node.lostBecause !== undefined;
+  if (wasLost) await node.reconnect();
   if (node.endpoint.side === 'destination' && node.capabilities.replica) {
     node.drop(`READONLY: ${node.label} is a replica now`);
     throw new Error(`${node.label} is a replica now (a failover under way?)`);
   }
+  return wasLost;
 }
 
 /**

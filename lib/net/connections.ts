@@ -111,12 +111,14 @@ export class Connection {
   private waiting = 0;
   private lastProgress = Date.now();
   private watchdog: NodeJS.Timeout | undefined;
+  /** Closed by the run (it is over): nothing more is sent, and nothing reconnects. */
+  private closed = false;
 
   private constructor(
     readonly endpoint: Endpoint,
     private client: Client,
-    /** Each command goes with ASKING: the key's slot is being imported here (a cluster resharding). */
-    private readonly askingFirst = false,
+    /** Set for a view whose commands each go with ASKING (a slot being imported here): its connection. */
+    private readonly askingOf?: Connection,
   ) {}
 
   get label(): string {
@@ -140,6 +142,7 @@ export class Connection {
    * The capabilities are read again: a restarted server has a new run_id, a failed-over one may be a replica.
    */
   async reconnect(): Promise<void> {
+    if (this.closed) throw new Error(`${this.label}: closed by the run`);
     this.client.destroy();
     this.client = makeClient(this.endpoint);
     await this.start();
@@ -171,37 +174,57 @@ export class Connection {
   }
 
   /**
-   * A stalled server (SIGSTOP, a network black hole) never answers and never closes the socket: when commands
-   * have waited REPLY_TIMEOUT with no reply at all, the socket is dropped, so the run can reconnect.
+   * A stalled server (SIGSTOP, a network black hole) never answers and never closes the socket. When commands
+   * have waited REPLY_TIMEOUT with no reply at all, a second connection asks PING: an answer means the server
+   * is only busy or the link slow (a big value on its way), and the wait goes on; silence means a stall, and
+   * the socket is dropped so the run reconnects.
    */
   private watchReplies(): void {
     const limit = this.endpoint.replyTimeoutMs;
     if (limit === undefined || limit <= 0 || this.watchdog) return;
+    let probing = false;
     this.watchdog = setInterval(() => {
-      if (this.waiting === 0 || Date.now() - this.lastProgress < limit) return;
-      this.lastError = new ReplyTimeout(`no reply for ${limit / 1000} s (REPLY_TIMEOUT)`);
-      this.client.destroy();
+      if (probing || this.waiting === 0 || Date.now() - this.lastProgress < limit) return;
+      probing = true;
+      void serverAnswers(this.endpoint, limit).then((alive) => {
+        probing = false;
+        if (alive) this.lastProgress = Date.now();
+        else if (this.waiting > 0 && Date.now() - this.lastProgress >= limit) {
+          this.lastError = new ReplyTimeout(`no reply for ${limit / 1000} s (REPLY_TIMEOUT), and none to a new connection's PING`);
+          this.client.destroy();
+        }
+      });
     }, Math.min(1000, limit));
     this.watchdog.unref();
   }
 
   send(args: readonly Arg[]): Promise<Reply> {
-    if (this.askingFirst) {
-      // Queued in the same tick, so no other command on this socket can come between the two.
-      void this.client.sendCommand(['ASKING']).catch(() => undefined);
+    if (this.askingOf) {
+      // Queued in the same tick on the connection's socket of now, so nothing can come between the two.
+      void this.askingOf.send(['ASKING']).catch(() => undefined);
+      return this.askingOf.send(args);
     }
+    // A read-ahead still under way when the run ends must not count as a loss and reconnect.
+    if (this.closed) return Promise.reject(new Error(`${this.label}: closed by the run`));
     if (this.waiting === 0) this.lastProgress = Date.now();
     this.waiting += 1;
     const reply = this.client.sendCommand(args, { typeMapping: BUFFERS }) as Promise<Reply>;
-    return reply.finally(() => {
-      this.waiting -= 1;
-      this.lastProgress = Date.now();
-    });
+    return reply
+      .catch((err: unknown) => {
+        // LOADING, READONLY, MASTERDOWN: this server cannot serve us now. Dropping the socket makes the run
+        // reconnect, and the reconnection's own handshake (PING, role) decides when it can again.
+        if (err instanceof ErrorReply && LOSS_REPLIES.test(err.message)) this.drop(err.message);
+        throw err;
+      })
+      .finally(() => {
+        this.waiting -= 1;
+        this.lastProgress = Date.now();
+      });
   }
 
   /** The same server and socket, each command preceded by ASKING (after an ASK redirection). */
   asking(): Connection {
-    const view = new Connection(this.endpoint, this.client, true);
+    const view = new Connection(this.endpoint, this.client, this);
     view.capabilities = this.capabilities;
     view.scriptsAllowed = this.scriptsAllowed;
     return view;
@@ -216,11 +239,13 @@ export class Connection {
   }
 
   async close(): Promise<void> {
+    this.closed = true;
     clearInterval(this.watchdog);
     this.watchdog = undefined;
     if (this.client.isOpen) {
       try {
-        await this.client.close();
+        // A stalled server would hold a graceful close forever.
+        await withTimeout(this.client.close(), CONNECT_TIMEOUT_MS, () => this.client.destroy());
       } catch {
         this.client.destroy();
       }
@@ -229,13 +254,28 @@ export class Connection {
 
   /** Why the connection is gone, or undefined while it is up. */
   get lostBecause(): string | undefined {
-    if (this.client.isReady) return undefined;
+    if (this.askingOf) return this.askingOf.lostBecause;
+    if (this.client.isReady || this.closed) return undefined;
     return this.lastError ? describeError(this.lastError) : 'connection closed';
   }
 
   /** A loss seen by a command, read as the connection's own reason where it has one (a stall, a READONLY). */
   reasonFor(err: unknown): string {
     return this.lostBecause ?? describeError(err);
+  }
+}
+
+/** Whether the server answers a PING on a connection of its own within `ms` (any reply, even an error, counts). */
+async function serverAnswers(endpoint: Endpoint, ms: number): Promise<boolean> {
+  const probe = makeClient(endpoint);
+  probe.on('error', () => undefined);
+  try {
+    await withTimeout(probe.connect().then(() => probe.sendCommand(['PING'])), ms, () => probe.destroy());
+    return true;
+  } catch (err) {
+    return err instanceof ErrorReply;
+  } finally {
+    probe.destroy();
   }
 }
 

@@ -21,6 +21,7 @@ export class Recovery {
   reconnections = 0;
   waiting: Waiting | undefined;
   private ongoing: Promise<void> | undefined;
+  private closed = false;
   /** When the first loss since the last good batch was seen: the timeout counts from there. */
   private troubleSince: number | undefined;
 
@@ -30,18 +31,29 @@ export class Recovery {
     private readonly stopped: () => boolean,
   ) {}
 
-  /** A batch or a scan call got through: a later loss starts a new timeout. */
+  /** The run is over: a late loss (a read-ahead) reconnects nothing. */
+  close(): void {
+    this.closed = true;
+  }
+
+  /** A batch got through to the target: a later loss starts a new timeout. */
   progressed(): void {
     this.troubleSince = undefined;
   }
 
   /**
    * Resolves once every side answers again after `err` (seen on `label`'s connection); throws ConnectionLost
-   * when that takes longer than RECONNECT_TIMEOUT or the run is being stopped.
+   * when that takes longer than RECONNECT_TIMEOUT, counted from `lostSince` (when the work at hand was first
+   * lost) or from the first loss since the last good batch, or when the run is being stopped.
    */
-  recover(label: string, err: unknown): Promise<void> {
+  recover(label: string, err: unknown, lostSince?: number): Promise<void> {
     const reason = `${label} (${describeError(err)})`;
     if (this.timeoutMs <= 0) return Promise.reject(new ConnectionLost(`lost the connection to ${reason}`));
+    // The same work lost again and again (a server that answers PING but not us): it has had its time.
+    if (lostSince !== undefined && Date.now() - lostSince >= this.timeoutMs) {
+      return Promise.reject(new ConnectionLost(`lost the connection to ${reason}; still failing after ${Math.round((Date.now() - lostSince) / 1000)} s (RECONNECT_TIMEOUT)`));
+    }
+    if (this.stopped() || this.closed) return Promise.reject(new ConnectionLost(`lost the connection to ${reason}; the run is stopping`));
     this.ongoing ??= this.reconnectAll(reason).finally(() => (this.ongoing = undefined));
     return this.ongoing;
   }
@@ -51,24 +63,27 @@ export class Recovery {
     this.waiting = { reason, since };
     try {
       for (let attempt = 0; ; attempt++) {
+        // Always a pause first: a server that keeps refusing (LOADING) is never asked in a tight loop.
+        await sleep(Math.min(LONGEST_PAUSE_MS, FIRST_PAUSE_MS * 2 ** attempt));
         let lastError: unknown;
+        let reconnected = false;
         for (const side of this.sides) {
           try {
-            await side.reconnect();
+            reconnected = (await side.reconnect()) || reconnected;
           } catch (err) {
             lastError = err;
           }
         }
         if (lastError === undefined) {
-          this.reconnections += 1;
-          return;
+          if (reconnected) this.reconnections += 1;
+          if (Date.now() - since < this.timeoutMs) return;
+          throw new ConnectionLost(`lost the connection to ${reason}; no batch got through for ${Math.round((Date.now() - since) / 1000)} s (RECONNECT_TIMEOUT)`);
         }
         const seconds = Math.round((Date.now() - since) / 1000);
-        if (this.stopped()) throw new ConnectionLost(`lost the connection to ${reason}; the run was stopped while reconnecting`);
+        if (this.stopped() || this.closed) throw new ConnectionLost(`lost the connection to ${reason}; the run was stopped while reconnecting`);
         if (Date.now() - since >= this.timeoutMs) {
           throw new ConnectionLost(`lost the connection to ${reason}; still unreachable after ${seconds} s (RECONNECT_TIMEOUT): ${describeError(lastError)}`);
         }
-        await sleep(Math.min(LONGEST_PAUSE_MS, FIRST_PAUSE_MS * 2 ** attempt));
       }
     } finally {
       this.waiting = undefined;

@@ -211,7 +211,8 @@ return { table.concat(header), table.concat(lens, ','), table.concat(parts) }
 
 /**
  * Type write. ARGV: mode, then a type read's header, lengths and values. Mode create skips a key that
- * exists, replace deletes it first, append adds to it (later chunks of a big key). Stream values per
+ * exists, replace deletes it first, append adds to it (later chunks of a big key; the key must exist).
+ * An expire-at of '+N' sets a relative expiry of N ms instead. Stream values per
  * entry: id, field count, fields and values. A key that fails half-written is removed (not in append mode).
  */
 export const TYPE_WRITE = `${COMMON}
@@ -252,22 +253,29 @@ local function write_values(k, kind, values)
   return redis.pcall(command, k, unpack(values))
 end
 local function write_key(k, kind, at_text, values)
+  -- '+N' is a relative expiry (PEXPIRE), for keys being built: the target's clock decides, not ours.
+  local relative = string.sub(at_text, 1, 1) == '+'
+  local at = tonumber(relative and string.sub(at_text, 2) or at_text)
   local exists = redis.pcall('EXISTS', k)
   if failed(exists) then return exists.err end
   if mode == 'create' and exists == 1 then return 0 end
+  -- A later chunk must find the earlier ones: a build that vanished (a restarted target) is never completed.
+  if mode == 'append' and exists == 0 then return 'the key being built is gone from the target (restarted or flushed?)' end
   local r = 1
   if mode == 'replace' then r = redis.pcall('DEL', k) end
   if not failed(r) then r = write_values(k, kind, values) end
-  if not failed(r) and tonumber(at_text) > 0 then r = redis.pcall('PEXPIREAT', k, at_text) end
+  if not failed(r) and at > 0 then
+    if relative then r = redis.pcall('PEXPIRE', k, at) else r = redis.pcall('PEXPIREAT', k, at_text) end
+  end
   if failed(r) then
     if mode ~= 'append' then redis.pcall('DEL', k) end
     return r.err
   end
-  if tonumber(at_text) > 0 and redis.call('EXISTS', k) == 0 then return 2 end
+  if at > 0 and redis.call('EXISTS', k) == 0 then return 2 end
   return 1
 end
 local out, i = {}, 0
-for kind, at_text, n in string.gmatch(ARGV[2], '([^,;]+),(-?%d+),(-?%d+);') do
+for kind, at_text, n in string.gmatch(ARGV[2], '([^,;]+),([+-]?%d+),(-?%d+);') do
   i = i + 1
   n = tonumber(n)
   local values = take(math.max(n, 0))

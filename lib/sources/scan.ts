@@ -104,6 +104,8 @@ export interface KeyBatch {
   unit: number;
   /** The SCAN cursor to resume from, or DONE when the unit's scan ended with this batch. */
   resumeCursor: string;
+  /** The run_id of the server that cursor belongs to: a checkpoint takes it only for that server. */
+  runId: string;
 }
 
 export const DONE = 'done';
@@ -119,10 +121,9 @@ export interface ScanUnit {
 
 /** How a scan gets past a lost connection; without it, a lost SCAN ends the run. */
 export interface ScanRecovery {
-  recover(label: string, err: unknown): Promise<void>;
+  recover(label: string, err: unknown, lostSince?: number): Promise<void>;
   /** The unit's node is another server now (restarted, failed over): its scan starts over from cursor 0. */
   restarted(unit: ScanUnit, label: string): void;
-  progressed(): void;
 }
 
 /** Yields the selected keys of one master's scan in batches of `size`; SCAN's own filters apply on the server. */
@@ -139,24 +140,33 @@ export async function* selectedKeys(
   let node = unit.node();
   let runId = node.capabilities.runId;
   let batch: Buffer[] = [];
+  let lastResume = unit.startCursor;
+  /** When this SCAN call was first lost, while it keeps failing. */
+  let lostSince: number | undefined;
   if (unit.startCursor === DONE) return;
+  const yielded = (keys: Buffer[], resumeCursor: string): KeyBatch => {
+    lastResume = resumeCursor;
+    return { keys, unit: unit.index, resumeCursor, runId };
+  };
   for (;;) {
+    // A reconnection made for a batch (or a failover) may have put another server behind this unit since the
+    // last SCAN: a cursor means nothing there, so this master's keys are read again (copied ones are skipped).
+    const now = recovery ? unit.node() : node;
+    if (now !== node || now.capabilities.runId !== runId) {
+      recovery?.restarted(unit, now.label);
+      [node, runId, scan[1]] = [now, now.capabilities.runId, '0'];
+    }
     const pageCursor = scan[1] as string;
     let reply: Reply;
     try {
       reply = await node.send(scan);
+      lostSince = undefined;
     } catch (err) {
       if (!recovery || !isConnectionLoss(err)) throw err;
-      await recovery.recover(node.label, err);
-      const now = unit.node();
-      if (now !== node || now.capabilities.runId !== runId) {
-        // A SCAN cursor means nothing on another server: this master's keys are read again (copied ones are skipped).
-        recovery.restarted(unit, now.label);
-        [node, runId, scan[1]] = [now, now.capabilities.runId, '0'];
-      }
+      lostSince ??= Date.now();
+      await recovery.recover(node.label, err, lostSince);
       continue;
     }
-    recovery?.progressed();
     const [next, keys] = asArray(reply);
     scan[1] = asText(next);
     const page = asArray(keys ?? null) as Buffer[];
@@ -171,13 +181,14 @@ export async function* selectedKeys(
       if (batch.length === size) {
         // A batch that ends inside a page resumes at that page: its other keys are read again, never missed.
         const pageDone = i === page.length - 1;
-        yield { keys: batch, unit: unit.index, resumeCursor: pageDone ? resumeAt(scan[1]) : pageCursor };
+        yield yielded(batch, pageDone ? resumeAt(scan[1]) : pageCursor);
         batch = [];
       }
     }
     if (scan[1] === '0') break;
   }
-  if (batch.length > 0) yield { keys: batch, unit: unit.index, resumeCursor: DONE };
+  // The end is always said, even with no key left to carry it, so a checkpoint can call this scan done.
+  if (batch.length > 0 || lastResume !== DONE) yield yielded(batch, DONE);
 }
 
 const resumeAt = (cursor: string | undefined): string => (cursor === '0' || cursor === undefined ? DONE : cursor);

@@ -105,3 +105,15 @@ export async function streamState(server: RedisServer, key: string): Promise<Str
   }
   return { stream, entries, groups };
 }
+
+/** The keys a big key of this name is being built under on `server` (lib/copy-type.ts buildingName), via SCAN. */
+export async function buildKeysOf(server: RedisServer, key: string): Promise<Buffer[]> {
+  const found: Buffer[] = [];
+  let cursor = '0';
+  do {
+    const [next, keys] = (await server.client.sendCommand(['SCAN', cursor, 'MATCH', 'redis-keys-migrator:tmp:*', 'COUNT', '1000'])) as [Buffer, Buffer[]];
+    cursor = next.toString();
+    found.push(...keys.filter((k) => k.toString('latin1').endsWith(`:${key}`)));
+  } while (cursor !== '0');
+  return found;
+}
