@@ -1,0 +1,254 @@
+// Reads an RDB file front to back in fixed-size chunks and yields one record per key: its database, name,
+// expiry and value bytes exactly as saved (a DUMP payload once footed). Checks the header and the final CRC-64.
+import { open } from 'node:fs/promises';
+import type { ByteCursor, ShortHandler } from './cursor.js';
+import { crcHex } from './crc64.js';
+import { readLength, readString, skipLength } from './encodings.js';
+import { RdbFormatError, showBytes } from './errors.js';
+import { FileWindow } from './file-window.js';
+import { MODULE_OPCODE, NEWEST_RDB_VERSION, OLDEST_RDB_VERSION, RDB_OPCODE, RDB_TYPE } from './types.js';
+import { layoutOf, MODULE_AUX_BODY, ValueScanner, type Step } from './value-scan.js';
+
+export { RdbFormatError } from './errors.js';
+
+export interface RdbKey {
+  db: number;
+  key: Buffer;
+  /** absolute ms, or -1 */
+  expireAt: number;
+  type: number;
+  /** type byte + value bytes as in the file */
+  value: Buffer;
+}
+
+export interface RdbHeader {
+  version: number;
+  aux: Map<string, Buffer>;
+}
+
+export interface RdbReadOptions {
+  chunkBytes?: number;
+  /** called once the header is read */
+  onHeader?: (h: RdbHeader) => void;
+  /** FUNCTION2 library code */
+  onFunction?: (code: Buffer) => void;
+}
+
+const DEFAULT_CHUNK_BYTES = 1 << 20;
+const MAGIC = 'REDIS';
+const HEADER_BYTES = 9;
+const CHECKSUM_BYTES = 8;
+
+/** Thrown by a cursor that ran out of window: not an error, a request for bytes up to `need`. */
+class NeedMore {
+  constructor(readonly need: number) {}
+}
+const needMore: ShortHandler = (need) => {
+  throw new NeedMore(need);
+};
+
+/** What one opcode or key header at the current offset turned out to be. */
+type Item =
+  | { kind: 'aux'; name: string; value: Buffer }
+  | { kind: 'selectdb'; db: number }
+  | { kind: 'expire'; at: number }
+  | { kind: 'function'; code: Buffer }
+  | { kind: 'module-aux' }
+  | { kind: 'hint' } // RESIZEDB, SLOT_INFO, IDLE, FREQ: sizing and eviction data a copy does not need
+  | { kind: 'eof' }
+  | { kind: 'key'; type: number; layout: readonly Step[]; key: Buffer };
+
+export async function* readRdb(path: string, options: RdbReadOptions = {}): AsyncGenerator<RdbKey> {
+  const chunkBytes = options.chunkBytes ?? DEFAULT_CHUNK_BYTES;
+  if (!Number.isInteger(chunkBytes) || chunkBytes < 64) throw new RangeError(`chunkBytes must be an integer of at least 64, not ${chunkBytes}`);
+  const file = await open(path, 'r');
+  try {
+    const window = new FileWindow(file, (await file.stat()).size, chunkBytes);
+    const header: RdbHeader = { version: await readVersion(window), aux: new Map() };
+    let headerDone = false;
+    let db = 0;
+    let expireAt = -1;
+    for (let at = HEADER_BYTES; ;) {
+      const { item, end } = await nextItem(window, at, headerDone);
+      if (!headerDone && item.kind !== 'aux') {
+        headerDone = true;
+        options.onHeader?.(header);
+      }
+      at = end;
+      switch (item.kind) {
+        case 'aux':
+          header.aux.set(item.name, item.value);
+          break;
+        case 'selectdb':
+          db = item.db;
+          break;
+        case 'expire':
+          expireAt = item.at;
+          break;
+        case 'function':
+          options.onFunction?.(item.code);
+          break;
+        case 'module-aux':
+          at = await scanToEnd(window, MODULE_AUX_BODY, end, 'inside module AUX data');
+          break;
+        case 'eof':
+          await checkChecksum(window, end);
+          return;
+        case 'key': {
+          at = await scanToEnd(window, item.layout, end, insideKey(item.key));
+          const value = await captureValue(window, item.type, end, at, item.key);
+          yield { db, key: item.key, expireAt, type: item.type, value };
+          expireAt = -1; // an expiry belongs to the one key after it
+          break;
+        }
+      }
+    }
+  } finally {
+    await file.close();
+  }
+}
+
+/** The opcode or key header at `at`, reading more of the file until it is whole. */
+async function nextItem(window: FileWindow, at: number, headerDone: boolean): Promise<{ item: Item; end: number }> {
+  for (;;) {
+    try {
+      const c = window.cursor(at, needMore);
+      const item = readItem(c);
+      return { item, end: c.offset };
+    } catch (err) {
+      if (!(err instanceof NeedMore)) throw err;
+      await readUpTo(window, err.need, at, placeOfItem(window, at, headerDone));
+    }
+  }
+}
+
+async function readVersion(window: FileWindow): Promise<number> {
+  await window.fill(Math.min(HEADER_BYTES, window.fileSize), 0);
+  const c = window.cursor(0, needMore);
+  const bytes = c.bytes(Math.min(HEADER_BYTES, window.fileSize));
+  const text = bytes.toString('latin1');
+  if (/^VALKEY[0-9]{3}$/.test(text)) {
+    // Valkey 9 changed the magic along with the format (RDB 80, new types): not the format this reader knows.
+    throw new RdbFormatError(`RDB file of Valkey 9 or later (header ${showBytes(bytes)} at byte 0) is newer than this reader knows (REDIS0009 to REDIS0012)`);
+  }
+  if (bytes.length < HEADER_BYTES || !text.startsWith(MAGIC) || !/^[0-9]{4}$/.test(text.slice(5))) {
+    const short = bytes.length < HEADER_BYTES ? ` (the file has only ${bytes.length} bytes)` : '';
+    throw new RdbFormatError(`not an RDB file: header ${showBytes(bytes)} at byte 0${short}`);
+  }
+  const version = Number(text.slice(5));
+  if (version > NEWEST_RDB_VERSION) throw new RdbFormatError(`RDB version ${version} is newer than this reader knows (${OLDEST_RDB_VERSION} to ${NEWEST_RDB_VERSION})`);
+  if (version < OLDEST_RDB_VERSION) throw new RdbFormatError(`RDB version ${version} is older than this reader knows (${OLDEST_RDB_VERSION} to ${NEWEST_RDB_VERSION})`);
+  return version;
+}
+
+/** Parses the opcode or key header at the cursor; the cursor throws NeedMore if the window is too short. */
+function readItem(c: ByteCursor): Item {
+  const start = c.offset;
+  const type = c.u8();
+  switch (type) {
+    case RDB_OPCODE.AUX: {
+      const name = readString(c).toString('latin1');
+      return { kind: 'aux', name, value: Buffer.from(readString(c)) };
+    }
+    case RDB_OPCODE.SELECTDB:
+      return { kind: 'selectdb', db: readLength(c) };
+    case RDB_OPCODE.EXPIRETIME_MS:
+      return { kind: 'expire', at: c.i64le() };
+    case RDB_OPCODE.EXPIRETIME:
+      return { kind: 'expire', at: c.i32le() * 1000 };
+    case RDB_OPCODE.RESIZEDB:
+      readLength(c);
+      readLength(c);
+      return { kind: 'hint' };
+    case RDB_OPCODE.SLOT_INFO:
+      readLength(c); // slot
+      readLength(c); // keys in it
+      readLength(c); // of which with an expiry
+      return { kind: 'hint' };
+    case RDB_OPCODE.IDLE:
+      readLength(c);
+      return { kind: 'hint' };
+    case RDB_OPCODE.FREQ:
+      c.u8();
+      return { kind: 'hint' };
+    case RDB_OPCODE.FUNCTION2:
+      return { kind: 'function', code: Buffer.from(readString(c)) };
+    case RDB_OPCODE.FUNCTION_PRE_GA:
+      throw new RdbFormatError(`function library in the pre-release format of Redis 7.0 release candidates (opcode 0xf6) ${c.at(start)}: not supported, save the file again with Redis 7.0 or later`);
+    case RDB_OPCODE.MODULE_AUX: {
+      skipLength(c); // module type id, 64 bits
+      const whenOpcode = readLength(c);
+      if (whenOpcode !== MODULE_OPCODE.UINT) throw new RdbFormatError(`module AUX data ${c.at(start)} has opcode ${whenOpcode} where its "when" field belongs`);
+      readLength(c); // when: before or after the keys
+      return { kind: 'module-aux' };
+    }
+    case RDB_OPCODE.EOF:
+      return { kind: 'eof' };
+  }
+  if (type === RDB_TYPE.MODULE_PRE_GA) {
+    throw new RdbFormatError(`module value in the pre-release format of Redis 4.0 release candidates (type 6) ${c.at(start)}: not supported`);
+  }
+  const layout = layoutOf(type);
+  if (!layout) throw new RdbFormatError(`unknown value type ${type} ${c.at(start)}`);
+  return { kind: 'key', type, layout, key: Buffer.from(readString(c)) };
+}
+
+/** What the file was in the middle of at `at`, for a truncation message. */
+function placeOfItem(window: FileWindow, at: number, headerDone: boolean): string {
+  if (at >= window.fileSize) return 'before the EOF marker';
+  if (!window.holds(at, at + 1)) return headerDone ? 'inside an opcode' : 'inside the header';
+  const type = window.cursor(at, needMore).u8();
+  if (type < RDB_OPCODE.SLOT_INFO) return 'inside a key';
+  return headerDone ? 'inside an opcode' : 'inside the header';
+}
+
+const truncated = (window: FileWindow, where: string): RdbFormatError =>
+  new RdbFormatError(`file ends at byte ${window.fileSize} ${where} (truncated?)`);
+
+const insideKey = (key: Buffer): string => `inside key ${showBytes(key)}`;
+
+/** Gets the window to hold bytes up to `need`, keeping from `keepFrom`; a file that ends first is truncated. */
+async function readUpTo(window: FileWindow, need: number, keepFrom: number, where: string): Promise<void> {
+  if (need > window.fileSize || !(await window.fill(need, keepFrom))) throw truncated(window, where);
+}
+
+/**
+ * Walks a value from `start` to its end, reading chunks as needed. The window keeps the value's first byte
+ * while the value fits in it, so small values are copied from memory; a bigger one lets its scanned part go.
+ */
+async function scanToEnd(window: FileWindow, layout: readonly Step[], start: number, where: string): Promise<number> {
+  const scanner = new ValueScanner(layout, start);
+  let keepStart = true;
+  for (;;) {
+    try {
+      scanner.advance(window.cursor(scanner.at, needMore));
+      break;
+    } catch (err) {
+      if (!(err instanceof NeedMore)) throw err;
+      if (keepStart && err.need - start + window.chunkBytes > window.capacity) keepStart = false;
+      await readUpTo(window, err.need, keepStart ? start : scanner.at, where);
+    }
+  }
+  // The last field may be a string body skipped by arithmetic alone: it must still fit in the file.
+  if (scanner.at > window.fileSize) throw truncated(window, where);
+  return scanner.at;
+}
+
+/** The type byte and the value's bytes, from the window if it still holds them, else read again by position. */
+async function captureValue(window: FileWindow, type: number, start: number, end: number, key: Buffer): Promise<Buffer> {
+  const value = Buffer.allocUnsafe(1 + end - start);
+  value[0] = type;
+  if (window.holds(start, end)) window.copyOut(start, end, value, 1);
+  else if (!(await window.readAt(start, value, 1))) throw truncated(window, insideKey(key));
+  return value;
+}
+
+async function checkChecksum(window: FileWindow, eofEnd: number): Promise<void> {
+  await readUpTo(window, eofEnd + CHECKSUM_BYTES, eofEnd, 'inside the checksum');
+  const stored = window.cursor(eofEnd, needMore).bytes(CHECKSUM_BYTES).readBigUInt64LE(0);
+  const computed = window.checksumUpTo(eofEnd);
+  if (stored === 0n) return; // saved with rdbchecksum no
+  if (stored !== computed) {
+    throw new RdbFormatError(`CRC64 mismatch at byte ${eofEnd}: file says ${crcHex(stored)}, content gives ${crcHex(computed)} (the file is corrupt)`);
+  }
+}

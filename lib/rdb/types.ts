@@ -1,0 +1,91 @@
+// The numbers of the RDB format, as in Redis's and Valkey's src/rdb.h: value types, opcodes, module opcodes,
+// and which RDB versions this reader knows. The names are for messages.
+
+export const OLDEST_RDB_VERSION = 9;
+export const NEWEST_RDB_VERSION = 12;
+
+export const RDB_TYPE = {
+  STRING: 0,
+  LIST: 1,
+  SET: 2,
+  ZSET: 3,
+  HASH: 4,
+  ZSET_2: 5,
+  MODULE_PRE_GA: 6,
+  MODULE_2: 7,
+  HASH_ZIPMAP: 9,
+  LIST_ZIPLIST: 10,
+  SET_INTSET: 11,
+  ZSET_ZIPLIST: 12,
+  HASH_ZIPLIST: 13,
+  LIST_QUICKLIST: 14,
+  STREAM_LISTPACKS: 15,
+  HASH_LISTPACK: 16,
+  ZSET_LISTPACK: 17,
+  LIST_QUICKLIST_2: 18,
+  STREAM_LISTPACKS_2: 19,
+  SET_LISTPACK: 20,
+  STREAM_LISTPACKS_3: 21,
+  /** Redis 7.4 release candidates: a hash table hash with absolute field expiries. */
+  HASH_METADATA_PRE_GA: 22,
+  /** Redis 7.4 release candidates: a listpack hash of field, value, expiry triples. */
+  HASH_LISTPACK_EX_PRE_GA: 23,
+  /** Redis 7.4: the minimum field expiry, then field expiries relative to it. */
+  HASH_METADATA: 24,
+  /** Redis 7.4: the minimum field expiry, then a listpack of triples. */
+  HASH_LISTPACK_EX: 25,
+} as const;
+
+export const RDB_OPCODE = {
+  SLOT_INFO: 0xf4,
+  FUNCTION2: 0xf5,
+  FUNCTION_PRE_GA: 0xf6,
+  MODULE_AUX: 0xf7,
+  IDLE: 0xf8,
+  FREQ: 0xf9,
+  AUX: 0xfa,
+  RESIZEDB: 0xfb,
+  EXPIRETIME_MS: 0xfc,
+  EXPIRETIME: 0xfd,
+  SELECTDB: 0xfe,
+  EOF: 0xff,
+} as const;
+
+export const MODULE_OPCODE = {
+  EOF: 0,
+  SINT: 1,
+  UINT: 2,
+  FLOAT: 3,
+  DOUBLE: 4,
+  STRING: 5,
+} as const;
+
+/** The quicklist node containers of RDB_TYPE_LIST_QUICKLIST_2. */
+export const QUICKLIST_NODE = { PLAIN: 1, PACKED: 2 } as const;
+
+export type LogicalType = 'string' | 'list' | 'set' | 'zset' | 'hash' | 'stream' | 'module';
+
+const LOGICAL: Record<number, LogicalType> = {
+  0: 'string',
+  1: 'list', 10: 'list', 14: 'list', 18: 'list',
+  2: 'set', 11: 'set', 20: 'set',
+  3: 'zset', 5: 'zset', 12: 'zset', 17: 'zset',
+  4: 'hash', 9: 'hash', 13: 'hash', 16: 'hash', 22: 'hash', 23: 'hash', 24: 'hash', 25: 'hash',
+  15: 'stream', 19: 'stream', 21: 'stream',
+  6: 'module', 7: 'module',
+};
+
+/** What TYPE would answer for a key saved with this type byte, or undefined for an unknown byte. */
+export function logicalType(rdbType: number): LogicalType | undefined {
+  return LOGICAL[rdbType];
+}
+
+/** The characters Redis spells module type names with (module.c, ModuleTypeNameCharSet). */
+const MODULE_NAME_CHARS = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
+
+/** A module type id: a 9-character name in the top 54 bits, the encoding version in the low 10. */
+export function moduleTypeName(id: bigint): { name: string; encodingVersion: number } {
+  let name = '';
+  for (let i = 0; i < 9; i++) name += MODULE_NAME_CHARS[Number((id >> BigInt(10 + (8 - i) * 6)) & 63n)];
+  return { name, encodingVersion: Number(id & 1023n) };
+}
