@@ -14,6 +14,9 @@ import { summaryLines, timingLine, writeJsonSummary, type JsonSummary } from './
 import { Interruption, outliveClosedOutput, runWithSizedHeap } from './lib/runtime.js';
 import { RdbError, startRdbServer, type RdbServer } from './lib/sources/rdb-server.js';
 import { Recovery } from './lib/net/recovery.js';
+import { verifyFileChecksum } from './lib/rdb/checksum.js';
+import { RdbFormatError } from './lib/rdb/reader.js';
+import { databaseSections } from './lib/sources/rdb-file.js';
 import { parseSettings, renderHelp, SettingsError, unknownSettingWarnings, type Endpoint, type Settings } from './lib/settings.js';
 import { differing, KeyJournal, tallyLine, verifyAll, verifyJournal, type Tally, type VerificationSetup } from './lib/verification.js';
 
@@ -68,8 +71,15 @@ async function main(): Promise<number> {
   }
   const interruption = new Interruption();
 
-  // 2. The error log opens first, as the Python script's does; then, for an .rdb file, its private server.
+  // 2. The error log opens first, as the Python script's does; then, for an .rdb file, our reader or its private server.
   const log = new ErrorLog(settings.errorLogFile, settings.errorLogMode);
+  if (settings.rdbFile && settings.rdbReader === 'native') {
+    try {
+      return await copyFromFile(settings, log, interruption);
+    } finally {
+      log.close();
+    }
+  }
   let rdb: RdbServer | undefined;
   try {
     if (settings.rdbFile) rdb = await loadRdbFile(settings, interruption);
@@ -91,6 +101,79 @@ async function main(): Promise<number> {
   } finally {
     log.close();
     await rdb?.stop();
+  }
+}
+
+/**
+ * RDB_READER=native: the file read in one pass, each database in turn RESTOREd into the same number on the
+ * target (or only SOURCE_REDIS_DB_INDEX's, into DESTINATION_REDIS_DB_INDEX), with no server on the source side.
+ */
+async function copyFromFile(settings: Settings, log: ErrorLog, interruption: Interruption): Promise<number> {
+  if (settings.mode !== 'copy' || settings.dryRun || settings.verify) {
+    say('Error in settings : RDB_READER=native copies only: use RDB_READER=server for MIGRATION_MODE=compare, DRY_RUN or VERIFY');
+    return EXIT.settingsOrConnection;
+  }
+  const onlyDb = settings.sourceDbChosen ? settings.source.db : undefined;
+  if (settings.destination.cluster && onlyDb === undefined) {
+    say('Error in settings : RDB_READER=native into a cluster needs SOURCE_REDIS_DB_INDEX (a cluster has database 0 only)');
+    return EXIT.settingsOrConnection;
+  }
+  const selection: SelectionCounts = { scanned: 0, excluded: 0 };
+  const filters = { match: settings.matchPattern, type: settings.scanType, exclude: settings.excludePattern, scanCount: settings.scanBatchSize, onlyDb };
+  const facts = { version: 0, functions: 0 };
+  let status: number = EXIT.ok;
+  let copied = 0;
+  try {
+    // A corrupt or truncated file is refused before a single key is written.
+    await verifyFileChecksum(settings.rdbFile);
+    for await (const section of databaseSections(settings.rdbFile, filters, settings.pipelineBatchSize, selection, facts)) {
+      if (interruption.requested) break;
+      const destination = onlyDb === undefined ? { ...settings.destination, db: section.db } : settings.destination;
+      if (onlyDb === undefined) say(`Database ${section.db} -> ${destination.db}`);
+      status = worse(status, await copySection({ ...settings, destination }, section.batches, selection, log, interruption));
+      copied += 1;
+    }
+    if (copied === 0) status = await copySection(settings, emptySection(), selection, log, interruption);
+    // Never silently: libraries are data too, and this reader does not restore them yet.
+    if (facts.functions > 0) say(`The file holds ${facts.functions} function librar${facts.functions === 1 ? 'y' : 'ies'}, which this tool does not copy yet: load them on the target with FUNCTION LOAD`);
+  } catch (err) {
+    if (!(err instanceof RdbFormatError)) throw err;
+    say(`Error reading SOURCE_RDB_FILE : ${err.message}`);
+    return EXIT.settingsOrConnection;
+  }
+  return interruption.requested ? EXIT.interrupted : status;
+}
+
+async function* emptySection(): AsyncGenerator<KeyBatch> {}
+
+/** One database of the file into the target: connect, copy its batches, report. */
+async function copySection(settings: Settings, batches: AsyncIterable<KeyBatch>, selection: SelectionCounts, log: ErrorLog, interruption: Interruption): Promise<number> {
+  let target: Side | undefined;
+  const startedAt = new Date();
+  try {
+    target = await Side.open(settings.destination);
+    say('Connected to Redis instances successfully');
+    const recovery = new Recovery([target], settings.reconnectTimeoutMs, () => interruption.requested);
+    const stats = { bytesMoved: 0 };
+    const migration = new Migration({ target, settings, stats, recovery }, log, say);
+    interruption.onRequest(() => migration.interrupt());
+    const progress = new Progress(settings.progress, () => ({ ...migration.counts, bytes: stats.bytesMoved, scanned: selection.scanned, total: 0, waiting: recovery.waiting }));
+    const result = await migration.copyAll(batches);
+    progress.stop();
+    recovery.close();
+    for (const line of summaryLines(result, settings.errorLogFile, selection.excluded, settings.excludePattern !== '', settings.scanType)) say(line);
+    if (recovery.reconnections > 0) say(`Reconnected ${recovery.reconnections} time(s) after a lost connection; every batch whose reply was lost was copied again`);
+    const timing = { startedAt, finishedAt: new Date(), keys: selection.scanned, bytes: stats.bytesMoved };
+    say(timingLine(timing));
+    const status = copyExitStatus(result, 0);
+    writeSummary(settings, { mode: 'copy', counts: { ...result.counts, excluded: selection.excluded }, method: { requested: 'dump', used: 'dump', fallbackReason: null }, timing, exitStatus: status });
+    return status;
+  } catch (err) {
+    if (!(err instanceof ConnectionError)) throw err;
+    say(`Error connecting to Redis : ${err.message}`);
+    return EXIT.settingsOrConnection;
+  } finally {
+    await target?.close();
   }
 }
 

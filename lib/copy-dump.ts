@@ -4,9 +4,13 @@ import type { Arg, Connection } from './net/connections.js';
 import { describeError } from './net/connections.js';
 import {
   answerOf, asArray, asNumber, asText, failed, flagsFor, isScriptingRefused, mapLimited,
-  READ_BUDGET_BYTES, recordCount, settleChunked, type CopyContext, type KeyOutcome, type WriteAnswer,
+  READ_BUDGET_BYTES, recordCount, settleChunked, type CopyContext, type CopyStats, type KeyOutcome, type WriteAnswer,
 } from './batch.js';
 import { copyBatchByType, copyKeyInChunks, readExpireAt } from './copy-type.js';
+import { dumpPayload } from './rdb/payload.js';
+import { logicalType, OLDEST_RDB_VERSION, oldestVersionReading, typeReadableBy } from './rdb/types.js';
+import type { StoredValue } from './sources/scan.js';
+import { rdbVersionReadBy } from './sources/rdb-server.js';
 import { DUMP_READ, DUMP_WRITE, parseDumpHeader, READ_FLAGS, WRITE_FLAGS, withFlags, type DumpRecord } from './net/scripts.js';
 
 /** What a DUMP read returns for the first keys of a batch, in the layout DUMP_WRITE takes (lib/net/scripts.ts). */
@@ -87,7 +91,7 @@ async function readDumpsPlain(source: Connection, keys: readonly Buffer[], maxBy
 
 /** Restores a read batch, then copies its big keys in chunks; throws RestoreRefused if the target cannot RESTORE. */
 async function restoreBatch(ctx: CopyContext, batch: DumpBatch): Promise<KeyOutcome[]> {
-  const answers = await restore(ctx, batch);
+  const answers = await restore(ctx.target, ctx.settings.overwrite, batch);
   ctx.stats.bytesMoved += batch.payloads.length;
   const outcomes = await settleChunked(answers, (key) => copyKeyInChunks(ctx, key));
   const refused = outcomes.filter((o) => o.status === 'failed' && isRestoreRefused(o.reason));
@@ -99,18 +103,48 @@ async function restoreBatch(ctx: CopyContext, batch: DumpBatch): Promise<KeyOutc
 }
 
 /** One script call per batch; plain RESTOREs where the target refuses scripts. */
-async function restore(ctx: CopyContext, batch: DumpBatch): Promise<WriteAnswer[]> {
-  if (ctx.target.scriptsAllowed) {
+async function restore(target: Connection, overwrite: boolean, batch: DumpBatch): Promise<WriteAnswer[]> {
+  if (target.scriptsAllowed) {
     try {
-      const script = withFlags(DUMP_WRITE, flagsFor(ctx.target, WRITE_FLAGS));
-      const replies = asArray(await ctx.target.evalScript(script, batch.keys, [ctx.settings.overwrite ? '1' : '0', batch.header, batch.payloads]));
+      const script = withFlags(DUMP_WRITE, flagsFor(target, WRITE_FLAGS));
+      const replies = asArray(await target.evalScript(script, batch.keys, [overwrite ? '1' : '0', batch.header, batch.payloads]));
       return batch.keys.map((key, i) => answerOf(key, replies[i]));
     } catch (err) {
       if (!isScriptingRefused(err)) return batch.keys.map((key) => failed(key, err));
-      ctx.target.scriptsAllowed = false;
+      target.scriptsAllowed = false;
     }
   }
-  return restorePlain(ctx.target, batch, ctx.settings.overwrite);
+  return restorePlain(target, batch, overwrite);
+}
+
+/**
+ * Values an .rdb file holds, RESTOREd in one call: each stamped with the newest RDB version both the file
+ * and the target read (a payload's encodings are fixed by its type byte, so an older stamp is honest when the
+ * target knows that byte). A value of a type the target cannot read fails with the reason.
+ */
+export async function restoreStored(target: Connection, overwrite: boolean, keys: readonly Buffer[], stored: readonly StoredValue[], stats: CopyStats): Promise<KeyOutcome[]> {
+  const targetVersion = rdbVersionReadBy(target.capabilities.version) ?? OLDEST_RDB_VERSION;
+  const outcomes = new Array<KeyOutcome>(keys.length);
+  const sent: { index: number; key: Buffer; header: string; payload: Buffer }[] = [];
+  keys.forEach((key, index) => {
+    const value = stored[index] as StoredValue;
+    if (!typeReadableBy(value.type, targetVersion)) {
+      const kind = logicalType(value.type) ?? 'value';
+      outcomes[index] = { key, status: 'failed', reason: `a ${kind} saved as RDB type ${value.type} needs a target that reads RDB ${oldestVersionReading(value.type)}; ${target.label} reads RDB ${targetVersion}` };
+      return;
+    }
+    const payload = dumpPayload(value.value, Math.min(value.rdbVersion, targetVersion));
+    sent.push({ index, key, header: `${value.expireAt},${payload.length};`, payload });
+  });
+  if (sent.length === 0) return outcomes;
+  const batch = { keys: sent.map((s) => s.key), header: sent.map((s) => s.header).join(''), payloads: Buffer.concat(sent.map((s) => s.payload)) };
+  const answers = await restore(target, overwrite, batch);
+  stats.bytesMoved += batch.payloads.length;
+  answers.forEach((answer, j) => {
+    const { index, key } = sent[j] as { index: number; key: Buffer };
+    outcomes[index] = answer.status === 'chunked' ? { key, status: 'failed', reason: 'the target asked for chunks' } : answer;
+  });
+  return outcomes;
 }
 
 /** DUMP_WRITE's decisions, made here, for targets that refuse EVAL. */

@@ -5,10 +5,10 @@ import { describeError, isConnectionLoss, isLossReason, isRefusal, type Connecti
 import { CHUNKED_KEYS_AT_ONCE, mapLimited, type CopyContext, type CopyStats, type KeyOutcome } from './batch.js';
 import type { Checkpoint } from './checkpoint.js';
 import { forEachPair, isRedirect, type NodePair, type Side } from './net/cluster.js';
-import type { KeyBatch } from './sources/scan.js';
+import type { KeyBatch, StoredValue } from './sources/scan.js';
 import { ConnectionLost, type Recovery } from './net/recovery.js';
 import { compareBatch } from './verify.js';
-import { copyBatchAuto, copyBatchByDump, RestoreRefused } from './copy-dump.js';
+import { copyBatchAuto, copyBatchByDump, restoreStored, RestoreRefused } from './copy-dump.js';
 import { copyBatchByType } from './copy-type.js';
 import type { ErrorLog } from './error-log.js';
 import type { KeyJournal } from './verification.js';
@@ -16,7 +16,8 @@ import type { Settings } from './settings.js';
 
 /** Both sides of a run: each a server, or a cluster whose keys are routed by slot. */
 export interface RunContext {
-  source: Side;
+  /** None when the values come with the batches (an .rdb file read by our reader). */
+  source?: Side;
   target: Side;
   settings: Settings;
   stats: CopyStats;
@@ -43,6 +44,22 @@ export interface MigrationResult {
 }
 
 type FailedOutcome = Extract<KeyOutcome, { status: 'failed' }>;
+
+/**
+ * A retried file batch finds its own earlier RESTOREs, whose replies were lost, as existing keys: a key whose
+ * DUMP on the target holds the file's bytes counts as restored, once.
+ */
+async function settleRetriedStored(target: Connection, outcomes: KeyOutcome[], stored: readonly StoredValue[]): Promise<KeyOutcome[]> {
+  return Promise.all(
+    outcomes.map(async (outcome, i): Promise<KeyOutcome> => {
+      if (outcome.status !== 'skipped') return outcome;
+      const dumped = await target.send(['DUMP', outcome.key]);
+      const value = (stored[i] as StoredValue).value;
+      const ours = Buffer.isBuffer(dumped) && dumped.length === value.length + 10 && dumped.subarray(0, value.length).equals(value);
+      return ours ? { key: outcome.key, status: 'restored' } : outcome;
+    }),
+  );
+}
 
 /** Batches in flight at full speed: enough to keep both servers busy at once, small enough to bound memory. */
 const BATCHES_IN_FLIGHT = 4;
@@ -93,7 +110,8 @@ export class Migration {
         await this.pauseIfOwed();
         if (this.stopping) break;
         const ticket = this.run.checkpoint?.started(batch);
-        const task: Promise<void> = this.copyBatch(batch.keys).then(
+        const copying = batch.stored ? this.copyStored(batch.keys, batch.stored) : this.copyBatch(batch.keys);
+        const task: Promise<void> = copying.then(
           (outcomes) => {
             this.record(outcomes);
             if (ticket && this.fatal === undefined) this.run.checkpoint?.confirm(ticket, outcomes);
@@ -123,20 +141,60 @@ export class Migration {
    */
   private async copyBatch(keys: readonly Buffer[], lostSince?: number): Promise<KeyOutcome[]> {
     const { source, target } = this.run;
+    if (!source) throw new Error('a batch without values needs a source server');
     const outcomes = await forEachPair(source, target, keys, (pair) => this.orStop(this.copyPair(pair, lostSince)));
-    return source.cluster || target.cluster ? this.followRedirects(outcomes) : outcomes;
+    return source.cluster || target.cluster ? this.followRedirects(outcomes, (o) => this.copyWhereItLivesOrRetry(o)) : outcomes;
+  }
+
+  /** A batch whose values came with it (an .rdb file): RESTOREd on the node each key belongs to. */
+  private async copyStored(keys: readonly Buffer[], stored: readonly StoredValue[], lostSince?: number): Promise<KeyOutcome[]> {
+    const { target } = this.run;
+    const groups = new Map<Connection, { keys: Buffer[]; stored: StoredValue[] }>();
+    keys.forEach((key, i) => {
+      const node = target.nodeFor(key);
+      const group = groups.get(node) ?? { keys: [], stored: [] };
+      groups.set(node, group);
+      group.keys.push(key);
+      group.stored.push(stored[i] as StoredValue);
+    });
+    const parts = await Promise.all([...groups].map(([node, group]) => this.orStop(this.restoreOn(node, group.keys, group.stored, lostSince))));
+    const outcomes = parts.flat();
+    if (!target.cluster) return outcomes;
+    const byKey = new Map(keys.map((key, i) => [key.toString('latin1'), stored[i] as StoredValue]));
+    return this.followRedirects(outcomes, async ({ key }) => {
+      const value = byKey.get(key.toString('latin1')) as StoredValue;
+      return this.restoreOn(await target.locate(key), [key], [value], lostSince);
+    });
+  }
+
+  private async restoreOn(node: Connection, keys: Buffer[], stored: StoredValue[], lostSince: number | undefined): Promise<KeyOutcome[]> {
+    try {
+      const outcomes = await restoreStored(node, this.run.settings.overwrite, keys, stored, this.run.stats);
+      this.dropIfDemoted(node, outcomes);
+      this.run.recovery?.progressed();
+      return lostSince !== undefined ? await settleRetriedStored(node, outcomes, stored) : outcomes;
+    } catch (err) {
+      const { recovery } = this.run;
+      if (!recovery || err instanceof ConnectionLost || !(isConnectionLoss(err) || node.lostBecause !== undefined)) throw err;
+      const since = lostSince ?? Date.now();
+      await recovery.recover(node.label, node.lostBecause ?? err, since);
+      return this.copyStored(keys, stored, since);
+    }
+  }
+
+  /** A primary demoted mid-failover answers READONLY per key: that is the server's state, not the keys'. */
+  private dropIfDemoted(target: Connection, outcomes: readonly KeyOutcome[]): void {
+    const demoted = outcomes.find((o): o is FailedOutcome => o.status === 'failed' && isLossReason(o.reason));
+    if (!demoted) return;
+    target.drop(demoted.reason);
+    throw new Error(demoted.reason);
   }
 
   /** `lostSince`: set when this is a retry, to when the keys' first attempt was lost. */
   private async copyPair(pair: NodePair, lostSince: number | undefined): Promise<KeyOutcome[]> {
     try {
       const outcomes = await this.copyOn(this.contextFor(pair.source, pair.target), pair.keys);
-      // A primary demoted mid-failover answers READONLY per key: that is the server's state, not the keys'.
-      const demoted = outcomes.find((o): o is FailedOutcome => o.status === 'failed' && isLossReason(o.reason));
-      if (demoted) {
-        pair.target.drop(demoted.reason);
-        throw new Error(demoted.reason);
-      }
+      this.dropIfDemoted(pair.target, outcomes);
       this.run.recovery?.progressed();
       return lostSince !== undefined ? await this.settleRetried(pair, outcomes) : outcomes;
     } catch (err) {
@@ -181,13 +239,13 @@ export class Migration {
    * Keys a cluster node refused because their slot moved or is moving (resharding): each is located again
    * (MOVED re-reads the slot map, ASK sends the write with ASKING) and copied there, a few times at most.
    */
-  private async followRedirects(outcomes: KeyOutcome[]): Promise<KeyOutcome[]> {
+  private async followRedirects(outcomes: KeyOutcome[], again: (outcome: KeyOutcome) => Promise<KeyOutcome[]>): Promise<KeyOutcome[]> {
     for (let attempt = 0; attempt < REDIRECT_ATTEMPTS && this.fatal === undefined; attempt++) {
       const redirected = new Set(outcomes.filter((o) => o.status === 'failed' && isRedirect(o.reason)));
       if (redirected.size === 0) break;
       if (attempt > 0) await sleep(50 * 2 ** attempt);
-      const again = await mapLimited([...redirected], CHUNKED_KEYS_AT_ONCE, (outcome) => this.orStop(this.copyWhereItLivesOrRetry(outcome)));
-      outcomes = [...outcomes.filter((o) => !redirected.has(o)), ...again.flat()];
+      const retried = await mapLimited([...redirected], CHUNKED_KEYS_AT_ONCE, (outcome) => this.orStop(again(outcome)));
+      outcomes = [...outcomes.filter((o) => !redirected.has(o)), ...retried.flat()];
     }
     return outcomes;
   }
@@ -198,7 +256,7 @@ export class Migration {
       return await this.copyWhereItLives(outcome);
     } catch (err) {
       const { recovery, source, target } = this.run;
-      const lost = source.lost ?? target.lost;
+      const lost = source?.lost ?? target.lost;
       if (!recovery || err instanceof ConnectionLost || !(isConnectionLoss(err) || lost)) throw err;
       const since = Date.now();
       await recovery.recover(lost?.label ?? 'a cluster node', lost?.lostBecause ?? err, since);
@@ -208,7 +266,7 @@ export class Migration {
 
   /** One redirected key, copied where it lives now (a big key's abandoned build expires by itself). */
   private async copyWhereItLives({ key }: KeyOutcome): Promise<KeyOutcome[]> {
-    const [source, target] = await Promise.all([this.run.source.locate(key), this.run.target.locate(key)]);
+    const [source, target] = await Promise.all([(this.run.source as Side).locate(key), this.run.target.locate(key)]);
     return this.copyOn(this.contextFor(source, target), [key]);
   }
 
@@ -264,7 +322,7 @@ export class Migration {
   }
 
   private abort(err: unknown): void {
-    const lost = this.run.source.lost ?? this.run.target.lost;
+    const lost = this.run.source?.lost ?? this.run.target.lost;
     // ConnectionLost names the server and the wait already; any other loss is named here.
     if (err instanceof ConnectionLost || !lost) this.fatal ??= describeError(err);
     else this.fatal ??= `lost the connection to ${lost.label} (${lost.lostBecause})`;

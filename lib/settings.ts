@@ -35,6 +35,7 @@ export const SETTINGS: readonly SettingSpec[] = [
   ...tlsSettings('SOURCE_REDIS', 'source'),
   { name: 'SOURCE_REDIS_CLUSTER', group: 'connection', default: 'false', meaning: 'true: the source is a Redis Cluster; every master is found from this node and scanned' },
   { name: 'SOURCE_RDB_FILE', group: 'connection', default: '', meaning: 'an .rdb backup to copy from: loaded into a private redis-server, removed after' },
+  { name: 'RDB_READER', group: 'connection', default: 'server', meaning: 'how SOURCE_RDB_FILE is read: server (loaded into a private redis-server) or native (read by this tool, no server; copies only)' },
   { name: 'REDIS_SERVER_PATH', group: 'connection', default: 'redis-server', meaning: 'the redis-server binary that loads SOURCE_RDB_FILE' },
   { name: 'DESTINATION_REDIS_HOST', group: 'connection', default: 'localhost', meaning: 'target host' },
   { name: 'DESTINATION_REDIS_PORT', group: 'connection', default: '6380', meaning: 'target port' },
@@ -102,6 +103,7 @@ export interface Settings {
   /** SOURCE_REDIS_DB_INDEX (or a URL's db) was given: with SOURCE_RDB_FILE, only that database is copied. */
   sourceDbChosen: boolean;
   rdbFile: string;
+  rdbReader: 'server' | 'native';
   redisServerPath: string;
   destination: Endpoint;
   matchPattern: string;
@@ -282,6 +284,7 @@ export function parseSettings(env: Env): Settings {
     source,
     sourceDbChosen: (env.SOURCE_REDIS_DB_INDEX ?? '') !== '' || /\/[0-9]+$/.test(raw(env, 'SOURCE_REDIS_URL')),
     rdbFile: raw(env, 'SOURCE_RDB_FILE'),
+    rdbReader: parseChoice(env, 'RDB_READER', ['server', 'native'] as const),
     redisServerPath: raw(env, 'REDIS_SERVER_PATH'),
     destination,
     matchPattern: raw(env, 'SCAN_MATCH_PATTERN'),

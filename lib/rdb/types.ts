@@ -89,3 +89,22 @@ export function moduleTypeName(id: bigint): { name: string; encodingVersion: num
   for (let i = 0; i < 9; i++) name += MODULE_NAME_CHARS[Number((id >> BigInt(10 + (8 - i) * 6)) & 63n)];
   return { name, encodingVersion: Number(id & 1023n) };
 }
+
+/** The newest value type byte a server reading this RDB version knows (rdb.h of each release). */
+const NEWEST_TYPE_OF_VERSION: Readonly<Record<number, number>> = { 9: RDB_TYPE.STREAM_LISTPACKS, 10: RDB_TYPE.STREAM_LISTPACKS_2, 11: RDB_TYPE.STREAM_LISTPACKS_3, 12: RDB_TYPE.HASH_LISTPACK_EX };
+
+/**
+ * Whether a server that reads RDB `version` can RESTORE a value of this type byte (stamped with its version):
+ * the encodings of a type are fixed by its byte, so the byte alone decides. Module values are its modules' business.
+ */
+export function typeReadableBy(type: number, version: number): boolean {
+  if (type === RDB_TYPE.MODULE_2) return true;
+  const newest = NEWEST_TYPE_OF_VERSION[Math.min(version, NEWEST_RDB_VERSION)];
+  return newest !== undefined && type <= newest && type !== RDB_TYPE.MODULE_PRE_GA;
+}
+
+/** The oldest RDB version whose servers read this type byte. */
+export function oldestVersionReading(type: number): number {
+  for (let version = OLDEST_RDB_VERSION; version <= NEWEST_RDB_VERSION; version++) if (typeReadableBy(type, version)) return version;
+  return NEWEST_RDB_VERSION + 1;
+}

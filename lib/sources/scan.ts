@@ -106,6 +106,18 @@ export interface KeyBatch {
   resumeCursor: string;
   /** The run_id of the server that cursor belongs to: a checkpoint takes it only for that server. */
   runId: string;
+  /** Set by a source that holds the values already (an .rdb file), one per key: nothing is read from a server. */
+  stored?: StoredValue[];
+}
+
+/** A key's value as an .rdb file holds it: its type byte and bytes as saved, a DUMP payload once footed. */
+export interface StoredValue {
+  /** Absolute ms, or -1. */
+  expireAt: number;
+  type: number;
+  value: Buffer;
+  /** The file's RDB version. */
+  rdbVersion: number;
 }
 
 export const DONE = 'done';

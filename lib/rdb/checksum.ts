@@ -1,0 +1,39 @@
+// The whole file's CRC-64, checked before anything is copied: the reader checks it too, but only at the end,
+// and a value corrupted in the middle would by then have been restored under a fresh, matching payload CRC.
+import { open } from 'node:fs/promises';
+import { Crc64, crcHex } from './crc64.js';
+import { RdbFormatError } from './errors.js';
+
+const CHUNK_BYTES = 1 << 20;
+/** RDB files carry a checksum from version 5 on. */
+const FIRST_VERSION_WITH_CHECKSUM = 5;
+
+/** Throws RdbFormatError unless the file's trailing CRC-64 matches its content (a CRC of 0 means checksums were off). */
+export async function verifyFileChecksum(path: string): Promise<void> {
+  const file = await open(path, 'r');
+  try {
+    const { size } = await file.stat();
+    const header = Buffer.alloc(9);
+    await file.read(header, 0, 9, 0);
+    const version = Number(header.subarray(5, 9).toString('latin1'));
+    if (!/^REDIS\d{4}$/.test(header.toString('latin1')) || version < FIRST_VERSION_WITH_CHECKSUM) return;
+    if (size < 9 + 8) throw new RdbFormatError(`file ends at byte ${size}, before its checksum (truncated?)`);
+    const crc = new Crc64();
+    const chunk = Buffer.allocUnsafe(CHUNK_BYTES);
+    for (let at = 0; at < size - 8; ) {
+      const { bytesRead } = await file.read(chunk, 0, Math.min(CHUNK_BYTES, size - 8 - at), at);
+      if (bytesRead === 0) throw new RdbFormatError(`file ends at byte ${at} while its checksum was read (truncated?)`);
+      crc.update(chunk, 0, bytesRead);
+      at += bytesRead;
+    }
+    const stored = Buffer.alloc(8);
+    await file.read(stored, 0, 8, size - 8);
+    if (stored.every((byte) => byte === 0)) return;
+    const says = stored.readBigUInt64LE(0);
+    if (says !== crc.digest()) {
+      throw new RdbFormatError(`CRC64 mismatch at byte ${size - 8}: file says ${crcHex(says)}, content gives ${crcHex(crc.digest())} (the file is corrupt or truncated); nothing was copied`);
+    }
+  } finally {
+    await file.close();
+  }
+}
