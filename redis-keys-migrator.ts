@@ -12,7 +12,7 @@ import { Migration, type Counts, type MigrationResult } from './lib/migration.js
 import { Progress } from './lib/progress.js';
 import { summaryLines, timingLine, writeJsonSummary, type JsonSummary } from './lib/report.js';
 import { Interruption, outliveClosedOutput, runWithSizedHeap } from './lib/runtime.js';
-import { RdbError, startRdbServer, type RdbServer } from './lib/sources/rdb-server.js';
+import { rdbFileVersion, RdbError, startRdbServer, type RdbServer } from './lib/sources/rdb-server.js';
 import { Recovery } from './lib/net/recovery.js';
 import { verifyFileChecksum } from './lib/rdb/checksum.js';
 import { RdbFormatError } from './lib/rdb/reader.js';
@@ -109,40 +109,48 @@ async function main(): Promise<number> {
  * target (or only SOURCE_REDIS_DB_INDEX's, into DESTINATION_REDIS_DB_INDEX), with no server on the source side.
  */
 async function copyFromFile(settings: Settings, log: ErrorLog, interruption: Interruption): Promise<number> {
-  if (settings.mode !== 'copy' || settings.dryRun || settings.verify) {
-    say('Error in settings : RDB_READER=native copies only: use RDB_READER=server for MIGRATION_MODE=compare, DRY_RUN or VERIFY');
+  const refusal = nativeRefusal(settings);
+  if (refusal) {
+    say(`Error in settings : ${refusal}`);
     return EXIT.settingsOrConnection;
   }
   const onlyDb = settings.sourceDbChosen ? settings.source.db : undefined;
-  if (settings.destination.cluster && onlyDb === undefined) {
-    say('Error in settings : RDB_READER=native into a cluster needs SOURCE_REDIS_DB_INDEX (a cluster has database 0 only)');
-    return EXIT.settingsOrConnection;
-  }
-  const selection: SelectionCounts = { scanned: 0, excluded: 0 };
   const filters = { match: settings.matchPattern, type: settings.scanType, exclude: settings.excludePattern, scanCount: settings.scanBatchSize, onlyDb };
   const facts = { version: 0, functions: 0 };
+  const stopped = (): boolean => interruption.requested;
   let status: number = EXIT.ok;
   let copied = 0;
   try {
-    // A corrupt or truncated file is refused before a single key is written.
-    await verifyFileChecksum(settings.rdbFile);
-    for await (const section of databaseSections(settings.rdbFile, filters, settings.pipelineBatchSize, selection, facts)) {
-      if (interruption.requested) break;
+    // The file must be there and whole: a corrupt or truncated one is refused before a single key is written.
+    rdbFileVersion(settings.rdbFile);
+    await verifyFileChecksum(settings.rdbFile, stopped);
+    for await (const section of databaseSections(settings.rdbFile, filters, settings.pipelineBatchSize, facts, stopped)) {
       const destination = onlyDb === undefined ? { ...settings.destination, db: section.db } : settings.destination;
       if (onlyDb === undefined) say(`Database ${section.db} -> ${destination.db}`);
-      status = worse(status, await copySection({ ...settings, destination }, section.batches, selection, log, interruption));
+      status = worse(status, await copySection({ ...settings, destination }, section.batches, section.counts, log, interruption));
       copied += 1;
     }
-    if (copied === 0) status = await copySection(settings, emptySection(), selection, log, interruption);
+    if (copied === 0 && !stopped()) status = await copySection(settings, emptySection(), { scanned: 0, excluded: 0 }, log, interruption);
     // Never silently: libraries are data too, and this reader does not restore them yet.
     if (facts.functions > 0) say(`The file holds ${facts.functions} function librar${facts.functions === 1 ? 'y' : 'ies'}, which this tool does not copy yet: load them on the target with FUNCTION LOAD`);
   } catch (err) {
-    if (!(err instanceof RdbFormatError)) throw err;
+    if (!(err instanceof RdbFormatError || err instanceof RdbError)) throw err;
     say(`Error reading SOURCE_RDB_FILE : ${err.message}`);
-    return EXIT.settingsOrConnection;
+    return stopped() ? EXIT.interrupted : EXIT.settingsOrConnection;
   }
-  return interruption.requested ? EXIT.interrupted : status;
+  return stopped() ? EXIT.interrupted : status;
 }
+
+/** What RDB_READER=native does not do (yet), in one line naming the setting; undefined when it can run. */
+function nativeRefusal(settings: Settings): string | undefined {
+  if (settings.mode !== 'copy' || settings.dryRun || settings.verify) return 'RDB_READER=native copies only: use RDB_READER=server for MIGRATION_MODE=compare, DRY_RUN or VERIFY';
+  if (settings.copyMethod === 'type') return 'RDB_READER=native restores DUMP payloads: COPY_METHOD=type needs RDB_READER=server';
+  if (settings.scanType && !CORE_TYPES.includes(settings.scanType.toLowerCase())) return `RDB_READER=native filters by the six core types (SCAN_TYPE ${CORE_TYPES.join(', ')}), got ${JSON.stringify(settings.scanType)}: use RDB_READER=server`;
+  if (settings.destination.cluster && !settings.sourceDbChosen) return 'RDB_READER=native into a cluster needs SOURCE_REDIS_DB_INDEX (a cluster has database 0 only)';
+  return undefined;
+}
+
+const CORE_TYPES = ['string', 'list', 'set', 'zset', 'hash', 'stream'];
 
 async function* emptySection(): AsyncGenerator<KeyBatch> {}
 
@@ -157,16 +165,21 @@ async function copySection(settings: Settings, batches: AsyncIterable<KeyBatch>,
     const stats = { bytesMoved: 0 };
     const migration = new Migration({ target, settings, stats, recovery }, log, say);
     interruption.onRequest(() => migration.interrupt());
+    if (interruption.requested) migration.interrupt();
     const progress = new Progress(settings.progress, () => ({ ...migration.counts, bytes: stats.bytesMoved, scanned: selection.scanned, total: 0, waiting: recovery.waiting }));
     const result = await migration.copyAll(batches);
     progress.stop();
     recovery.close();
     for (const line of summaryLines(result, settings.errorLogFile, selection.excluded, settings.excludePattern !== '', settings.scanType)) say(line);
+    if (target.mastersReplacedSinceStart) {
+      say('The target restarted or failed over during the run: writes it confirmed just before may not have reached its disk or replica. Check with MIGRATION_MODE=compare');
+    }
     if (recovery.reconnections > 0) say(`Reconnected ${recovery.reconnections} time(s) after a lost connection; every batch whose reply was lost was copied again`);
     const timing = { startedAt, finishedAt: new Date(), keys: selection.scanned, bytes: stats.bytesMoved };
     say(timingLine(timing));
     const status = copyExitStatus(result, 0);
-    writeSummary(settings, { mode: 'copy', counts: { ...result.counts, excluded: selection.excluded }, method: { requested: 'dump', used: 'dump', fallbackReason: null }, timing, exitStatus: status });
+    const method = { requested: settings.copyMethod, used: 'dump', fallbackReason: null };
+    writeSummary(settings, { mode: 'copy', counts: { ...result.counts, excluded: selection.excluded }, method, timing, exitStatus: status });
     return status;
   } catch (err) {
     if (!(err instanceof ConnectionError)) throw err;

@@ -16,6 +16,14 @@ export interface CopyContext {
   settings: Settings;
   /** Shared by every node pair of a run. */
   stats: CopyStats;
+  /** Builds of big keys a lost connection kept from removing: the run removes them once it reconnects. */
+  abandoned?: Abandoned[];
+}
+
+/** A big key's temporary build left on a target node. */
+export interface Abandoned {
+  target: Connection;
+  key: Buffer;
 }
 
 export interface CopyStats {

@@ -126,7 +126,8 @@ export async function copyKeyInChunks(ctx: CopyContext, key: Buffer): Promise<Ke
     if (kind === 'stream') await copyStreamState(source, target, key, building, settings.chunkSize, dangling);
     return await moveIntoPlace(target, building, key, expireAt, settings.overwrite);
   } catch (err) {
-    if (written) await dropBuilding(target, building, { key, status: 'vanished' }).catch(() => undefined);
+    // Where the connection is gone, the build is removed once the run has reconnected (else it expires).
+    if (written) await dropBuilding(target, building, { key, status: 'vanished' }).catch(() => ctx.abandoned?.push({ target, key: building }));
     return failed(key, err);
   }
 }

@@ -2,7 +2,7 @@
 // count what happened to every key, pace as the Python script does, and stop on the error limit or a signal.
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describeError, isConnectionLoss, isLossReason, isRefusal, type Connection } from './net/connections.js';
-import { CHUNKED_KEYS_AT_ONCE, mapLimited, type CopyContext, type CopyStats, type KeyOutcome } from './batch.js';
+import { CHUNKED_KEYS_AT_ONCE, mapLimited, type Abandoned, type CopyContext, type CopyStats, type KeyOutcome } from './batch.js';
 import type { Checkpoint } from './checkpoint.js';
 import { forEachPair, isRedirect, type NodePair, type Side } from './net/cluster.js';
 import type { KeyBatch, StoredValue } from './sources/scan.js';
@@ -47,13 +47,21 @@ type FailedOutcome = Extract<KeyOutcome, { status: 'failed' }>;
 
 /**
  * A retried file batch finds its own earlier RESTOREs, whose replies were lost, as existing keys: a key whose
- * DUMP on the target holds the file's bytes counts as restored, once.
+ * DUMP on the target holds the file's bytes counts as restored, once. (A target that re-encodes on RESTORE,
+ * a ziplist into 7.x say, dumps other bytes: such a key is then counted as skipped, never copied twice.)
  */
 async function settleRetriedStored(target: Connection, outcomes: KeyOutcome[], stored: readonly StoredValue[]): Promise<KeyOutcome[]> {
   return Promise.all(
     outcomes.map(async (outcome, i): Promise<KeyOutcome> => {
       if (outcome.status !== 'skipped') return outcome;
-      const dumped = await target.send(['DUMP', outcome.key]);
+      let dumped: Awaited<ReturnType<Connection['send']>>;
+      try {
+        dumped = await target.send(['DUMP', outcome.key]);
+      } catch (err) {
+        // A user that may not DUMP (or a slot that moved): the key stays counted as skipped.
+        if (isRefusal(err)) return outcome;
+        throw err;
+      }
       const value = (stored[i] as StoredValue).value;
       const ours = Buffer.isBuffer(dumped) && dumped.length === value.length + 10 && dumped.subarray(0, value.length).equals(value);
       return ours ? { key: outcome.key, status: 'restored' } : outcome;
@@ -78,6 +86,8 @@ export class Migration {
   private skipsSincePause = 0;
   private pauseOwed = false;
   private wakeUp: (() => void) | undefined;
+  /** Big keys' builds a lost connection left behind; removed after the next reconnection. */
+  private readonly abandoned: Abandoned[] = [];
 
   constructor(
     private readonly run: RunContext,
@@ -163,7 +173,12 @@ export class Migration {
     const byKey = new Map(keys.map((key, i) => [key.toString('latin1'), stored[i] as StoredValue]));
     return this.followRedirects(outcomes, async ({ key }) => {
       const value = byKey.get(key.toString('latin1')) as StoredValue;
-      return this.restoreOn(await target.locate(key), [key], [value], lostSince);
+      try {
+        return await this.restoreOn(await target.locate(key), [key], [value], lostSince);
+      } catch (err) {
+        // A node lost while the key was located: the same way as any lost batch.
+        return this.retryAfterLoss(err, target.lost, lostSince, (since) => this.copyStored([key], [value], since));
+      }
     });
   }
 
@@ -174,11 +189,7 @@ export class Migration {
       this.run.recovery?.progressed();
       return lostSince !== undefined ? await settleRetriedStored(node, outcomes, stored) : outcomes;
     } catch (err) {
-      const { recovery } = this.run;
-      if (!recovery || err instanceof ConnectionLost || !(isConnectionLoss(err) || node.lostBecause !== undefined)) throw err;
-      const since = lostSince ?? Date.now();
-      await recovery.recover(node.label, node.lostBecause ?? err, since);
-      return this.copyStored(keys, stored, since);
+      return this.retryAfterLoss(err, node.lostBecause !== undefined ? node : undefined, lostSince, (since) => this.copyStored(keys, stored, since));
     }
   }
 
@@ -198,12 +209,8 @@ export class Migration {
       this.run.recovery?.progressed();
       return lostSince !== undefined ? await this.settleRetried(pair, outcomes) : outcomes;
     } catch (err) {
-      const { recovery } = this.run;
-      if (!recovery || err instanceof ConnectionLost || !(isConnectionLoss(err) || pair.source.lostBecause !== undefined || pair.target.lostBecause !== undefined)) throw err;
-      const lost = pair.source.lostBecause !== undefined ? pair.source : pair.target;
-      const since = lostSince ?? Date.now();
-      await recovery.recover(lost.label, lost.lostBecause ?? err, since);
-      return this.copyBatch(pair.keys, since);
+      const lost = [pair.source, pair.target].find((node) => node.lostBecause !== undefined);
+      return this.retryAfterLoss(err, lost, lostSince, (since) => this.copyBatch(pair.keys, since));
     }
   }
 
@@ -225,6 +232,26 @@ export class Migration {
     }
     const ours = new Set(verdicts.filter((v) => v.verdict === 'identical').map((v) => v.key));
     return outcomes.map((o) => (o.status === 'skipped' && ours.has(o.key) ? { key: o.key, status: 'restored' } : o));
+  }
+
+  /**
+   * After a lost connection (`lost`, when a connection says so) or a loss reply: once both sides answer again,
+   * the work is done `again`, knowing since when it has been lost (RECONNECT_TIMEOUT counts from there).
+   * Anything else (a refusal, a bug, or the run giving up) is rethrown.
+   */
+  private async retryAfterLoss(err: unknown, lost: Connection | undefined, lostSince: number | undefined, again: (since: number) => Promise<KeyOutcome[]>): Promise<KeyOutcome[]> {
+    const { recovery } = this.run;
+    if (!recovery || err instanceof ConnectionLost || !(isConnectionLoss(err) || lost)) throw err;
+    const since = lostSince ?? Date.now();
+    await recovery.recover(lost?.label ?? 'a server', lost?.lostBecause ?? err, since);
+    await this.dropAbandoned();
+    return again(since);
+  }
+
+  /** Builds left by a lost connection, removed now that it is back (one that fails again expires by itself). */
+  private async dropAbandoned(): Promise<void> {
+    const builds = this.abandoned.splice(0);
+    await Promise.all(builds.map(({ target, key }) => target.send(['DEL', key]).catch(() => undefined)));
   }
 
   /** The work's outcomes; none, and the run stopped, when it failed as a whole. */
@@ -255,12 +282,8 @@ export class Migration {
     try {
       return await this.copyWhereItLives(outcome);
     } catch (err) {
-      const { recovery, source, target } = this.run;
-      const lost = source?.lost ?? target.lost;
-      if (!recovery || err instanceof ConnectionLost || !(isConnectionLoss(err) || lost)) throw err;
-      const since = Date.now();
-      await recovery.recover(lost?.label ?? 'a cluster node', lost?.lostBecause ?? err, since);
-      return this.copyBatch([outcome.key], since);
+      const { source, target } = this.run;
+      return this.retryAfterLoss(err, source?.lost ?? target.lost, undefined, (since) => this.copyBatch([outcome.key], since));
     }
   }
 
@@ -271,7 +294,7 @@ export class Migration {
   }
 
   private contextFor(source: Connection, target: Connection): CopyContext {
-    return { source, target, settings: this.run.settings, stats: this.run.stats };
+    return { source, target, settings: this.run.settings, stats: this.run.stats, abandoned: this.abandoned };
   }
 
   private async copyOn(ctx: CopyContext, keys: Buffer[]): Promise<KeyOutcome[]> {

@@ -5,10 +5,12 @@ import { formatCount } from './bench-chart.js';
 import { ROW_LABELS, isToolRow, type RowId, type RowResult } from './bench-rows.js';
 import { SLOW_CALL_MS, type ScriptCalls } from './bench-scripts.js';
 
-export const TARGETS = { dumpVsMigrate: 1.0, typeVsMigrate: 0.35, compareVsDumpWall: 1.5, checkpointVsDump: 0.97, peakRssMb: 150, scalingRatio: 1.1 } as const;
+export const TARGETS = { dumpVsMigrate: 1.0, typeVsMigrate: 0.35, compareVsDumpWall: 1.5, checkpointVsDump: 0.97, nativeVsServer: 2.0, nativeVsLoad: 0.35, peakRssMb: 150, scalingRatio: 1.1 } as const;
 
 /** (a′): the compare row checks the copy (a) made, so it is named after it rather than given a letter of its own. */
-const LETTER: Record<RowId, string> = { dump: '(a)', compare: '(a′)', checkpoint: '(a″)', type: '(b)', migrate: '(c)', replicaof: '(d)', cluster: '(e)' };
+const LETTER: Record<RowId, string> = {
+  dump: '(a)', compare: '(a′)', checkpoint: '(a″)', type: '(b)', migrate: '(c)', replicaof: '(d)', cluster: '(e)', 'rdb-native': '(f)', 'rdb-server': '(f′)', 'rdb-load': '(g)',
+};
 
 export interface RunInfo {
   date: string;
@@ -67,6 +69,8 @@ function targetLines(rows: RowResult[], keys: number): string[] {
   const typeRatio = speedRatio(find('type'), find('migrate'));
   const compareRatio = wallRatio(find('compare'), find('dump'));
   const checkpointRatio = speedRatio(find('checkpoint'), find('dump'));
+  const nativeRatio = speedRatio(find('rdb-native'), find('rdb-server'));
+  const loadRatio = speedRatio(find('rdb-native'), find('rdb-load'));
   // The RSS target is set for the copies; the compare row's RSS is in the table.
   const rssRows = rows.filter((r) => (r.id === 'dump' || r.id === 'checkpoint' || r.id === 'type') && r.peakRssMb !== undefined);
   const worstRss = rssRows.length > 0 ? Math.max(...rssRows.map((r) => r.peakRssMb ?? 0)) : undefined;
@@ -78,6 +82,9 @@ function targetLines(rows: RowResult[], keys: number): string[] {
     `| (b) ≥ ${TARGETS.typeVsMigrate.toFixed(2)}× (c) keys/s | ${times(typeRatio)} | ${verdict(atLeast(typeRatio, TARGETS.typeVsMigrate))} |`,
     `| (a′) compare ≤ ${TARGETS.compareVsDumpWall.toFixed(2)}× (a) wall time | ${times(compareRatio)} | ${verdict(atMost(compareRatio, TARGETS.compareVsDumpWall))} |`,
     `| (a″) with CHECKPOINT_FILE ≥ ${TARGETS.checkpointVsDump.toFixed(2)}× (a) keys/s | ${times(checkpointRatio)} | ${verdict(atLeast(checkpointRatio, TARGETS.checkpointVsDump))} |`,
+    `| (f) native reader ≥ ${TARGETS.nativeVsServer.toFixed(2)}× (f′) server reader keys/s | ${times(nativeRatio)} | ${verdict(atLeast(nativeRatio, TARGETS.nativeVsServer))} |`,
+    `| (f) native reader ≥ ${TARGETS.nativeVsLoad.toFixed(2)}× (g) redis-server's load keys/s | ${times(loadRatio)} | ${verdict(atLeast(loadRatio, TARGETS.nativeVsLoad))} |`,
+    `| peak RSS of (f) ≤ ${TARGETS.peakRssMb} MB | ${fixed(find('rdb-native')?.peakRssMb, 1)} MB | ${verdict(find('rdb-native')?.peakRssMb === undefined ? undefined : (find('rdb-native')?.peakRssMb ?? 0) <= TARGETS.peakRssMb)} |`,
     `| peak RSS of (a), (a″) and (b) ≤ ${TARGETS.peakRssMb} MB${rssNote} | ${fixed(worstRss, 1)} MB | ${verdict(worstRss === undefined ? undefined : worstRss <= TARGETS.peakRssMb)} |`,
   ];
 }
@@ -176,6 +183,9 @@ export function renderReport(info: RunInfo, rows: RowResult[], scaling: ScalingP
     'writes nothing and must report every key identical (exit 0); its digest check is equal by construction and kept as a guard.',
     '(a″) is (a) with CHECKPOINT_FILE set: the resilience a run always has (reply watchdog, lost-batch retry) plus the checkpoint',
     'written ten times a second; it is held to 0.97× (a).',
+    '(f), (f′) and (g) start from the source saved to an .rdb file (SAVE): (f) and (f′) copy it into the emptied target with',
+    'SOURCE_RDB_FILE, read by our reader or loaded into a private redis-server (its RSS is the peak); (g) is a redis-server',
+    'loading the same file, timed until it accepts connections: the limit for reading the file.',
     '',
     floorLine(info.toolFloor),
     '',
@@ -208,6 +218,6 @@ export function chartBars(rows: RowResult[]): ChartBar[] {
     value: keysPerSecond(row),
     // Its keys/s are keys checked; the unit on the bar says so, as the title speaks of copying.
     unit: row.id === 'compare' ? 'keys/s checked' : 'keys/s',
-    reference: row.id === 'migrate' || row.id === 'replicaof',
+    reference: row.id === 'migrate' || row.id === 'replicaof' || row.id === 'rdb-load',
   }));
 }

@@ -2,13 +2,13 @@
 // type, the source's own MIGRATE COPY, a full replication sync) and the tool's compare mode checking a copy.
 import { spawn } from 'node:child_process';
 import { rmSync } from 'node:fs';
-import { join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import type { ScriptCalls } from './bench-scripts.js';
 import { ROOT, SCRIPT, tempDir, type RedisServer } from './helpers/servers.js';
 
-export type RowId = 'dump' | 'checkpoint' | 'compare' | 'type' | 'migrate' | 'replicaof' | 'cluster';
+export type RowId = 'dump' | 'checkpoint' | 'compare' | 'type' | 'migrate' | 'replicaof' | 'cluster' | 'rdb-native' | 'rdb-server' | 'rdb-load';
 /** The rows that run the tool itself, under /usr/bin/time. */
-export type ToolRowId = 'dump' | 'checkpoint' | 'compare' | 'type' | 'cluster';
+export type ToolRowId = 'dump' | 'checkpoint' | 'compare' | 'type' | 'cluster' | 'rdb-native' | 'rdb-server';
 
 export const ROW_LABELS: Record<RowId, string> = {
   dump: 'this tool (dump, default)',
@@ -18,6 +18,9 @@ export const ROW_LABELS: Record<RowId, string> = {
   migrate: 'MIGRATE COPY (server-side)',
   replicaof: 'REPLICAOF full sync (physical limit)',
   cluster: 'this tool (dump), cluster to cluster',
+  'rdb-native': 'this tool from an .rdb file (RDB_READER=native)',
+  'rdb-server': 'this tool from an .rdb file (RDB_READER=server)',
+  'rdb-load': 'redis-server loading the .rdb file (limit)',
 };
 
 export interface RowResult {
@@ -67,8 +70,11 @@ interface TimedRun {
   timedOut: boolean;
 }
 
-/** Runs a command in its own process group (so it can be killed whole), collecting its output. */
-function runTimed(command: string, args: string[], env: Record<string, string>, cwd: string): Promise<TimedRun> {
+/**
+ * Runs a command in its own process group (so it can be killed whole), collecting its output; with `until`,
+ * the group is ended as soon as its output shows that text (a server that is ready).
+ */
+function runTimed(command: string, args: string[], env: Record<string, string>, cwd: string, until?: string): Promise<TimedRun> {
   return new Promise((done, fail) => {
     const child = spawn(command, args, { cwd, env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
     const pid = child.pid;
@@ -77,7 +83,10 @@ function runTimed(command: string, args: string[], env: Record<string, string>, 
     let stdout = '';
     let stderr = '';
     let timedOut = false;
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stdout.on('data', (d: Buffer) => {
+      stdout += d.toString();
+      if (until !== undefined && stdout.includes(until)) killGroup(pid);
+    });
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
     const timer = setTimeout(() => {
       timedOut = true;
@@ -120,6 +129,27 @@ export async function measureClusterTool(source: RedisServer, target: RedisServe
   return runToolTimed('cluster', { ...sideSettings('SOURCE', source, true), ...sideSettings('DESTINATION', target, true) }, keys);
 }
 
+/** Rows (f) and (f′): the same file into the emptied target, read by our reader or by a private redis-server. */
+export async function measureRdbTool(id: 'rdb-native' | 'rdb-server', file: string, target: RedisServer, keys: number): Promise<RowResult> {
+  return runToolTimed(id, { SOURCE_RDB_FILE: file, ...sideSettings('DESTINATION', target) }, keys);
+}
+
+/** Row (g): a redis-server of its own loading the same file, timed from start until it accepts connections. */
+export async function measureRdbLoad(file: string, keys: number): Promise<RowResult> {
+  const dir = tempDir();
+  const result: RowResult = { id: 'rdb-load', keys, problems: [] };
+  try {
+    const started = performance.now();
+    const args = ['--port', '0', '--unixsocket', join(dir, 'load.sock'), '--dir', dirname(file), '--dbfilename', basename(file), '--save', '', '--appendonly', 'no'];
+    const run = await runTimed('redis-server', args, { PATH: process.env.PATH ?? '' }, dir, 'Ready to accept connections');
+    result.wallSeconds = (performance.now() - started) / 1000;
+    if (!run.stdout.includes('DB loaded from disk')) result.problems.push(`redis-server did not load the file: ${lastLines(run.stdout + run.stderr, 3)}`);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+  return result;
+}
+
 /** The tool copying an empty database onto itself: what its wall time and RSS are before any key. */
 export async function measureToolFloor(emptyServer: RedisServer): Promise<RowResult> {
   return runToolTimed('dump', { ...sideSettings('SOURCE', emptyServer), ...sideSettings('DESTINATION', emptyServer) }, 0);
@@ -129,6 +159,8 @@ export async function measureToolFloor(emptyServer: RedisServer): Promise<RowRes
 function modeSettings(id: ToolRowId, cwd: string): Record<string, string> {
   if (id === 'type') return { COPY_METHOD: 'type' };
   if (id === 'checkpoint') return { CHECKPOINT_FILE: join(cwd, 'bench.checkpoint') };
+  if (id === 'rdb-native') return { RDB_READER: 'native' };
+  if (id === 'rdb-server') return { RDB_READER: 'server' };
   if (id === 'compare') return { MIGRATION_MODE: 'compare' };
   return {};
 }

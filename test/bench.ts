@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { drawChart, formatCount } from './bench-chart.js';
 import { chartBars, keysPerSecond, renderReport, type RunInfo, type ScalingPoint } from './bench-report.js';
 import {
-  configSnapshot, digest, infoValue, isToolRow, killRunningTools, measureClusterTool, measureMigrate, measureReplication, measureTool, measureToolFloor,
+  configSnapshot, digest, infoValue, isToolRow, killRunningTools, measureClusterTool, measureMigrate, measureRdbLoad, measureRdbTool, measureReplication, measureTool, measureToolFloor,
   resetTarget, runToolTimed, serverCpuSeconds, sideSettings, ROW_LABELS, type RowId, type RowResult,
 } from './bench-rows.js';
 import { logSlowCalls, watchScriptCalls } from './bench-scripts.js';
@@ -17,7 +17,7 @@ import { ROOT, startRedis, type RedisServer } from './helpers/servers.js';
 
 const DEFAULT_KEYS = 1_000_000;
 const SCALING_SIZES = [200_000, 2_000_000];
-const ROW_ORDER: Exclude<RowId, 'cluster'>[] = ['dump', 'compare', 'checkpoint', 'type', 'migrate', 'replicaof'];
+const ROW_ORDER: Exclude<RowId, 'cluster'>[] = ['dump', 'compare', 'checkpoint', 'type', 'migrate', 'replicaof', 'rdb-native', 'rdb-server', 'rdb-load'];
 /** Rows that run on the target the row before left, not an emptied one: compare checks the copy (a) just made. */
 const KEEPS_TARGET: ReadonlySet<RowId> = new Set<RowId>(['compare']);
 const RESULTS_FILE = join(ROOT, 'test', 'bench-results.md');
@@ -99,9 +99,23 @@ function measureRow(id: Exclude<RowId, 'cluster'>, source: RedisServer, target: 
       return measureTool(id, source, target, keys);
     case 'migrate':
       return measureMigrate(source, target, keys);
+    case 'rdb-native':
+    case 'rdb-server':
+      return savedFile(source).then((file) => measureRdbTool(id, file, target, keys));
+    case 'rdb-load':
+      return savedFile(source).then((file) => measureRdbLoad(file, keys));
     case 'replicaof':
       return measureReplication(source, target, keys);
   }
+}
+
+const saved = new Map<RedisServer, Promise<string>>();
+
+/** The source saved once (SAVE) to its dump.rdb, for the rows that start from a file. */
+function savedFile(source: RedisServer): Promise<string> {
+  const file = saved.get(source) ?? source.cmd('SAVE').then(() => join(source.dir, 'dump.rdb'));
+  saved.set(source, file);
+  return file;
 }
 
 /** Runs one row and, whatever happened, compares the target's digest with the source's. */
@@ -121,11 +135,17 @@ async function runRow(id: Exclude<RowId, 'cluster'>, source: RedisServer, target
   row.sourceCpuSeconds = cpuAfter[0] - cpuBefore[0];
   row.targetCpuSeconds = cpuAfter[1] - cpuBefore[1];
   row.loadAfter = loadavg()[0];
+  // Loading the file into a server of its own writes nothing to the target: no digest to compare.
+  if (id === 'rdb-load') return report(row);
   row.digestMatches = (await digest(target)) === sourceDigest;
   if (!row.digestMatches) {
     row.problems.push('target DEBUG DIGEST differs from the source');
     process.stderr.write(`\n!!! DIGEST MISMATCH after "${ROW_LABELS[id]}": the target is not a copy of the source !!!\n\n`);
   }
+  return report(row);
+}
+
+function report(row: RowResult): RowResult {
   const speed = keysPerSecond(row);
   say(`    ${row.wallSeconds?.toFixed(2) ?? '—'} s, ${speed ? formatCount(speed) : '—'} keys/s${row.peakRssMb ? `, peak RSS ${row.peakRssMb.toFixed(1)} MB` : ''}${row.problems.length ? `; PROBLEMS: ${row.problems.join('; ')}` : ''}`);
   return row;

@@ -137,3 +137,56 @@ describe('which RDB version reads which type byte', () => {
     expect(oldestVersionReading(type)).toBe(version);
   });
 });
+
+describe('RDB_READER=native, as SCAN would select', () => {
+  let source: LocalServer;
+  let target: LocalServer;
+  let file: string;
+  beforeAll(async () => {
+    [source, target] = await Promise.all([startRedis(), startRedis()]);
+    await source.cmd('SET', '', 'the empty key');
+    await source.cmd('HSET', 'h', 'f', 'v');
+    await source.cmd('SET', 'tmp:1', 'x');
+    await source.cmd('SELECT', 1);
+    await source.cmd('SET', 'tmp:2', 'y');
+    await source.cmd('SET', 'kept', 'z');
+    await source.cmd('SELECT', 0);
+    await source.cmd('SAVE');
+    file = join(source.dir, 'dump.rdb');
+  });
+  afterAll(async () => {
+    await Promise.all([source.stop(), target.stop()]);
+  });
+  const run = (extra: Record<string, string | number>) =>
+    runMigrator({ SOURCE_RDB_FILE: file, RDB_READER: 'native', DESTINATION_REDIS_HOST: '127.0.0.1', DESTINATION_REDIS_PORT: target.port, SLEEP_TIME: 0, ...extra }, runDir());
+
+  it('the default pattern copies the empty key too, as SCAN does', async () => {
+    await target.cmd('FLUSHALL');
+    const done = await run({ SOURCE_REDIS_DB_INDEX: 0 });
+    expect(summary(done.stdout).restored).toBe(3);
+    expect(await target.cmd('GET', '')).toBe('the empty key');
+  });
+
+  it('SCAN_TYPE matches without regard to case, as Redis does', async () => {
+    await target.cmd('FLUSHALL');
+    const done = await run({ SOURCE_REDIS_DB_INDEX: 0, SCAN_TYPE: 'HASH' });
+    expect(summary(done.stdout).restored).toBe(1);
+    expect(await target.cmd('TYPE', 'h')).toBe('hash');
+  });
+
+  it('excluded keys are counted per database', async () => {
+    await target.cmd('FLUSHALL');
+    const done = await run({ KEY_EXCLUDE_PATTERN: 'tmp:*' });
+    expect(done.stdout.match(/^Number of excluded keys: \d+$/gm)).toEqual(['Number of excluded keys: 1', 'Number of excluded keys: 1']);
+  });
+
+  it('a missing file, or COPY_METHOD=type: one line each, exit 1, no stack', async () => {
+    const missing = await runMigrator({ SOURCE_RDB_FILE: '/nonexistent/dump.rdb', RDB_READER: 'native', DESTINATION_REDIS_PORT: target.port }, runDir());
+    expect(missing.code).toBe(1);
+    expect(missing.stdout.trim()).toBe('Error reading SOURCE_RDB_FILE : SOURCE_RDB_FILE /nonexistent/dump.rdb does not exist or cannot be read');
+    expect(missing.stderr).not.toMatch(/\n\s+at /);
+    const byType = await run({ COPY_METHOD: 'type' });
+    expect(byType.code).toBe(1);
+    expect(byType.stdout.trim()).toBe('Error in settings : RDB_READER=native restores DUMP payloads: COPY_METHOD=type needs RDB_READER=server');
+  });
+});

@@ -3,24 +3,31 @@
 import { open } from 'node:fs/promises';
 import { Crc64, crcHex } from './crc64.js';
 import { RdbFormatError } from './errors.js';
+import { NEWEST_RDB_VERSION, OLDEST_RDB_VERSION } from './types.js';
 
 const CHUNK_BYTES = 1 << 20;
-/** RDB files carry a checksum from version 5 on. */
-const FIRST_VERSION_WITH_CHECKSUM = 5;
 
-/** Throws RdbFormatError unless the file's trailing CRC-64 matches its content (a CRC of 0 means checksums were off). */
-export async function verifyFileChecksum(path: string): Promise<void> {
+/**
+ * Throws RdbFormatError unless the file's trailing CRC-64 (its last 8 bytes, after the EOF opcode) matches its
+ * content; a CRC of 0 means checksums were off. A version the reader does not know is refused first, and
+ * `stopped()` (Ctrl-C) ends the check at the next chunk.
+ */
+export async function verifyFileChecksum(path: string, stopped: () => boolean = () => false): Promise<void> {
   const file = await open(path, 'r');
   try {
     const { size } = await file.stat();
     const header = Buffer.alloc(9);
     await file.read(header, 0, 9, 0);
     const version = Number(header.subarray(5, 9).toString('latin1'));
-    if (!/^REDIS\d{4}$/.test(header.toString('latin1')) || version < FIRST_VERSION_WITH_CHECKSUM) return;
+    if (!/^REDIS\d{4}$/.test(header.toString('latin1'))) return; // the reader names what it found
+    if (version < OLDEST_RDB_VERSION || version > NEWEST_RDB_VERSION) {
+      throw new RdbFormatError(`RDB version ${version} is not one this reader knows (${OLDEST_RDB_VERSION} to ${NEWEST_RDB_VERSION}): try RDB_READER=server`);
+    }
     if (size < 9 + 8) throw new RdbFormatError(`file ends at byte ${size}, before its checksum (truncated?)`);
     const crc = new Crc64();
     const chunk = Buffer.allocUnsafe(CHUNK_BYTES);
     for (let at = 0; at < size - 8; ) {
+      if (stopped()) throw new RdbFormatError('stopped while the checksum was checked; nothing was copied');
       const { bytesRead } = await file.read(chunk, 0, Math.min(CHUNK_BYTES, size - 8 - at), at);
       if (bytesRead === 0) throw new RdbFormatError(`file ends at byte ${at} while its checksum was read (truncated?)`);
       crc.update(chunk, 0, bytesRead);

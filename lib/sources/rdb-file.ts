@@ -5,10 +5,11 @@ import { readRdb, type RdbKey } from '../rdb/reader.js';
 import { logicalType } from '../rdb/types.js';
 import { DONE, globMatches, type KeyBatch, type KeySelection, type SelectionCounts, type StoredValue } from './scan.js';
 
-/** One database of the file: its number, and its selected keys in batches. */
+/** One database of the file: its number, its selected keys in batches, and what the selection counted. */
 export interface DatabaseSection {
   db: number;
   batches: AsyncIterable<KeyBatch>;
+  counts: SelectionCounts;
 }
 
 export interface FileSelection extends KeySelection {
@@ -16,32 +17,40 @@ export interface FileSelection extends KeySelection {
   onlyDb?: number;
 }
 
-/**
- * The file's databases in file order, each section's batches to be read before asking for the next section.
- * SCAN's filters apply here as the server would apply them: MATCH and KEY_EXCLUDE_PATTERN by Redis's glob,
- * SCAN_TYPE by the type the key would have.
- */
 /** What the reader learnt of the file as it went: its RDB version, and the function libraries it holds. */
 export interface FileFacts {
   version: number;
   functions: number;
 }
 
-export async function* databaseSections(path: string, selection: FileSelection, size: number, counts: SelectionCounts, facts: FileFacts): AsyncGenerator<DatabaseSection> {
+/**
+ * The file's databases in file order, each section's batches to be read before asking for the next section.
+ * SCAN's filters apply here as the server would apply them: MATCH and KEY_EXCLUDE_PATTERN by Redis's glob
+ * (a bare `*` matches every key, the empty one too, as SCAN does not filter then), SCAN_TYPE by the type the
+ * key would have. Once `stopped()` (Ctrl-C, the error limit) or past the one database asked for, nothing more
+ * is read and the file is closed.
+ */
+export async function* databaseSections(path: string, selection: FileSelection, size: number, facts: FileFacts, stopped: () => boolean): AsyncGenerator<DatabaseSection> {
   const options = { onHeader: (header: { version: number }) => void (facts.version = header.version), onFunction: () => void (facts.functions += 1) };
   const keys = readRdb(path, options)[Symbol.asyncIterator]();
-  let next = await keys.next();
-  while (!next.done) {
-    const db = next.value.db;
-    if (selection.onlyDb !== undefined && db !== selection.onlyDb) {
-      next = await keys.next();
-      continue;
+  try {
+    let next = await keys.next();
+    while (!next.done && !stopped()) {
+      const db = next.value.db;
+      if (selection.onlyDb !== undefined && db !== selection.onlyDb) {
+        next = await keys.next();
+        continue;
+      }
+      const section: { next: IteratorResult<RdbKey> } = { next };
+      const counts: SelectionCounts = { scanned: 0, excluded: 0 };
+      yield { db, batches: sectionBatches(keys, section, db, selection, size, counts, facts), counts };
+      if (selection.onlyDb !== undefined || stopped()) return;
+      // Whatever the consumer left of this database is passed over.
+      while (!section.next.done && section.next.value.db === db) section.next = await keys.next();
+      next = section.next;
     }
-    const section: { next: IteratorResult<RdbKey> } = { next };
-    yield { db, batches: sectionBatches(keys, section, db, selection, size, counts, facts) };
-    // Whatever the consumer left of this database (it stopped early) is passed over.
-    while (!section.next.done && section.next.value.db === db) section.next = await keys.next();
-    next = section.next;
+  } finally {
+    await keys.return?.(undefined);
   }
 }
 
@@ -49,28 +58,32 @@ async function* sectionBatches(
   keys: AsyncIterator<RdbKey>, section: { next: IteratorResult<RdbKey> }, db: number, selection: FileSelection, size: number,
   counts: SelectionCounts, facts: FileFacts,
 ): AsyncGenerator<KeyBatch> {
-  const match = Buffer.from(selection.match);
+  const match = selection.match === '*' ? undefined : Buffer.from(selection.match);
   const exclude = selection.exclude ? Buffer.from(selection.exclude) : undefined;
+  const type = selection.type.toLowerCase();
   let batch: Buffer[] = [];
   let stored: StoredValue[] = [];
   let bytes = 0;
+  const full = (): KeyBatch => {
+    const out: KeyBatch = { keys: batch, unit: 0, resumeCursor: '0', runId: '', stored };
+    [batch, stored, bytes] = [[], [], 0];
+    return out;
+  };
   while (!section.next.done && section.next.value.db === db) {
     const record = section.next.value;
     section.next = await keys.next();
-    if (!globMatches(match, record.key) || (selection.type && logicalType(record.type) !== selection.type)) continue;
+    if ((match && !globMatches(match, record.key)) || (type && logicalType(record.type) !== type)) continue;
     if (exclude && globMatches(exclude, record.key)) {
       counts.excluded += 1;
       continue;
     }
     counts.scanned += 1;
+    // Bounded by bytes as well as keys: a big value goes in a batch of its own, not with the keys before it.
+    if (batch.length > 0 && bytes + record.value.length > READ_BUDGET_BYTES) yield full();
     batch.push(record.key);
     stored.push({ expireAt: record.expireAt, type: record.type, value: record.value, rdbVersion: facts.version });
     bytes += record.value.length;
-    // Bounded by bytes as well as keys: a batch of big values is sent sooner.
-    if (batch.length === size || bytes >= READ_BUDGET_BYTES) {
-      yield { keys: batch, unit: 0, resumeCursor: '0', runId: '', stored };
-      [batch, stored, bytes] = [[], [], 0];
-    }
+    if (batch.length === size || bytes >= READ_BUDGET_BYTES) yield full();
   }
-  if (batch.length > 0) yield { keys: batch, unit: 0, resumeCursor: DONE, runId: '', stored };
+  if (batch.length > 0) yield { ...full(), resumeCursor: DONE };
 }
