@@ -85,7 +85,7 @@ function runTimed(command: string, args: string[], env: Record<string, string>, 
     let timedOut = false;
     child.stdout.on('data', (d: Buffer) => {
       stdout += d.toString();
-      if (until !== undefined && stdout.includes(until)) killGroup(pid);
+      if (until !== undefined && stdout.toLowerCase().includes(until.toLowerCase())) killGroup(pid);
     });
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
     const timer = setTimeout(() => {
@@ -141,7 +141,8 @@ export async function measureRdbLoad(file: string, keys: number): Promise<RowRes
   try {
     const started = performance.now();
     const args = ['--port', '0', '--unixsocket', join(dir, 'load.sock'), '--dir', dirname(file), '--dbfilename', basename(file), '--save', '', '--appendonly', 'no'];
-    const run = await runTimed('redis-server', args, { PATH: process.env.PATH ?? '' }, dir, 'Ready to accept connections');
+    // A server on a unix socket alone says "ready to accept connections at <path>", one on TCP "Ready to accept connections".
+    const run = await runTimed('redis-server', args, { PATH: process.env.PATH ?? '' }, dir, 'ready to accept connections');
     result.wallSeconds = (performance.now() - started) / 1000;
     if (!run.stdout.includes('DB loaded from disk')) result.problems.push(`redis-server did not load the file: ${lastLines(run.stdout + run.stderr, 3)}`);
   } finally {
@@ -150,9 +151,10 @@ export async function measureRdbLoad(file: string, keys: number): Promise<RowRes
   return result;
 }
 
-/** The tool copying an empty database onto itself: what its wall time and RSS are before any key. */
+/** The tool copying an empty database into another of the same server: its wall time and RSS before any key. */
 export async function measureToolFloor(emptyServer: RedisServer): Promise<RowResult> {
-  return runToolTimed('dump', { ...sideSettings('SOURCE', emptyServer), ...sideSettings('DESTINATION', emptyServer) }, 0);
+  // Not onto itself: the same server and database on both sides is refused at connect.
+  return runToolTimed('dump', { ...sideSettings('SOURCE', emptyServer), ...sideSettings('DESTINATION', emptyServer), DESTINATION_REDIS_DB_INDEX: '1' }, 0);
 }
 
 /** The settings that make each tool row what it is; (a) is the tool as shipped. */
