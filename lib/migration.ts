@@ -146,7 +146,7 @@ export class Migration {
 
   /**
    * A batch, split by the nodes that hold its keys (one pair unless a side is a cluster). A pair whose
-   * connection is lost is copied again once both sides answer (`retry`); one that fails otherwise as a whole
+   * connection is lost is copied again once both sides answer (`lostSince` set); one that fails otherwise as a whole
    * stops the run, and the outcomes of the pairs that finished are still counted.
    */
   private async copyBatch(keys: readonly Buffer[], lostSince?: number): Promise<KeyOutcome[]> {
