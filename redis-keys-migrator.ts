@@ -2,7 +2,9 @@
 // The story of one run: settings, source (a server or an .rdb file), connect, select keys, copy (or compare,
 // or dry run), verify, report. Exit codes are in EXIT.
 import { config as loadDotenv } from 'dotenv';
-import { Checkpoint, CheckpointError, readCheckpoint, startingPoints, total, type Previous, type UnitState } from './lib/checkpoint.js';
+import {
+  addCounts, Checkpoint, CheckpointError, fingerprintOf, noCounts, readCheckpoint, resumeLine, startingPoints, total, type Previous, type UnitState,
+} from './lib/checkpoint.js';
 import { mergeBatches, sameServer, Side } from './lib/net/cluster.js';
 import { ConnectionError, describeError, isRefusal } from './lib/net/connections.js';
 import { DryRun, dryRunBatches } from './lib/dry-run.js';
@@ -10,7 +12,7 @@ import { ErrorLog } from './lib/error-log.js';
 import { keysOnly, selectedKeys, type KeyBatch, type ScanRecovery, type ScanUnit, type SelectionCounts } from './lib/sources/scan.js';
 import { Migration, type Counts, type MigrationResult } from './lib/migration.js';
 import { Progress } from './lib/progress.js';
-import { summaryLines, timingLine, writeJsonSummary, type JsonSummary } from './lib/report.js';
+import { afterLossLines, countsText, summaryLines, timingLine, writeJsonSummary, type JsonSummary } from './lib/report.js';
 import { Interruption, outliveClosedOutput, runWithSizedHeap } from './lib/runtime.js';
 import { rdbFileVersion, RdbError, startRdbServer, type RdbServer } from './lib/sources/rdb-server.js';
 import { Recovery } from './lib/net/recovery.js';
@@ -171,10 +173,7 @@ async function copySection(settings: Settings, batches: AsyncIterable<KeyBatch>,
     progress.stop();
     recovery.close();
     for (const line of summaryLines(result, settings.errorLogFile, selection.excluded, settings.excludePattern !== '', settings.scanType)) say(line);
-    if (target.mastersReplacedSinceStart) {
-      say('The target restarted or failed over during the run: writes it confirmed just before may not have reached its disk or replica. Check with MIGRATION_MODE=compare');
-    }
-    if (recovery.reconnections > 0) say(`Reconnected ${recovery.reconnections} time(s) after a lost connection; every batch whose reply was lost was copied again`);
+    for (const line of afterLossLines(target.mastersReplacedSinceStart, recovery.reconnections)) say(line);
     const timing = { startedAt, finishedAt: new Date(), keys: selection.scanned, bytes: stats.bytesMoved };
     say(timingLine(timing));
     const status = copyExitStatus(result, 0);
@@ -239,7 +238,7 @@ async function runDatabase(settings: Settings, log: ErrorLog, interruption: Inte
     const identities = source.masters.map((m) => ({ address: `${m.endpoint.host}:${m.endpoint.port}`, label: m.label, runId: m.capabilities.runId, slots: source.slotRangesOf(m) }));
     const { units, notes: starts } = startingPoints(identities, target.masters.map((m) => m.capabilities.runId), previous);
     const resumed = previous.kind === 'resume' && units.some((u) => u.cursor !== '0');
-    if (previous.kind === 'resume' && resumed) say(resumeLine(settings.checkpointFile, previous, units));
+    if (resumed) say(resumeLine(settings.checkpointFile, previous, units));
     for (const line of starts) say(line);
     const selection: SelectionCounts = { scanned: 0, excluded: 0 };
     recovery = new Recovery([source, target], settings.reconnectTimeoutMs, () => interruption.requested);
@@ -297,25 +296,6 @@ function scanHooks(recovery: Recovery, notes: string[], checkpoint: () => Checkp
   };
 }
 
-/** The settings that decide which keys go where: a checkpoint is only good for a run with the same ones. */
-function fingerprintOf(settings: Settings): Record<string, string> {
-  const where = (e: Endpoint): string => (e.socketPath ? e.socketPath : `${e.host}:${e.port}`);
-  return {
-    SOURCE_REDIS_HOST: where(settings.source),
-    SOURCE_REDIS_DB_INDEX: String(settings.source.db),
-    DESTINATION_REDIS_HOST: where(settings.destination),
-    DESTINATION_REDIS_DB_INDEX: String(settings.destination.db),
-    SCAN_MATCH_PATTERN: settings.matchPattern,
-    SCAN_TYPE: settings.scanType,
-    KEY_EXCLUDE_PATTERN: settings.excludePattern,
-  };
-}
-
-function resumeLine(file: string, previous: Exclude<Previous, { kind: 'none' }>, units: readonly UnitState[]): string {
-  const cursors = units.map((u) => (units.length > 1 ? `${u.address} ${u.cursor}` : u.cursor)).join(', ');
-  return `Resuming from ${file}: ${total(previous.counts)} keys done, cursor ${cursors}`;
-}
-
 async function connectBoth(settings: Settings): Promise<[Side, Side]> {
   const [source, target] = await Promise.allSettled([Side.open(settings.source), Side.open(settings.destination)]);
   if (source.status === 'fulfilled' && target.status === 'fulfilled') {
@@ -351,10 +331,7 @@ async function copy(session: Session, log: ErrorLog): Promise<number> {
     for (const line of summaryLines(whole, settings.errorLogFile, session.selection.excluded, settings.excludePattern !== '', settings.scanType)) say(line);
     if (before) say(`This run: ${countsText(result.counts)} (the counts above include earlier runs of ${settings.checkpointFile})`);
     for (const note of session.notes) say(note);
-    if (target.mastersReplacedSinceStart) {
-      say('The target restarted or failed over during the run: writes it confirmed just before may not have reached its disk or replica. Check with MIGRATION_MODE=compare');
-    }
-    if (recovery.reconnections > 0) say(`Reconnected ${recovery.reconnections} time(s) after a lost connection; every batch whose reply was lost was copied again`);
+    for (const line of afterLossLines(target.mastersReplacedSinceStart, recovery.reconnections)) say(line);
     const timing = timingOf(session, stats.bytesMoved);
     say(timingLine(timing));
     // After a fatal stop the status says so already; otherwise a source that resharded leaves the copy incomplete.
@@ -390,14 +367,6 @@ async function finishCheckpoint(session: Session, checkpoint: Checkpoint, whole:
   else if (ending === 'resume' && clean && checkpoint.scanned) say(`${whole.counts.failed} keys failed (see the error log); a rerun with ${file} does not retry them: remove it and run again to retry them (keys present are skipped)`);
   else if (ending === 'resume') say(`Progress saved in ${file}: run again with it to resume`);
 }
-
-const noCounts = (): Counts => ({ restored: 0, skipped: 0, failed: 0, vanished: 0 });
-
-function addCounts(a: Counts, b: Counts): Counts {
-  return { restored: a.restored + b.restored, skipped: a.skipped + b.skipped, failed: a.failed + b.failed, vanished: a.vanished + b.vanished };
-}
-
-const countsText = (c: Counts): string => `restored ${c.restored}, skipped ${c.skipped}, failed ${c.failed}, vanished ${c.vanished}`;
 
 /** Compare mode: nothing is written; every selected source key is checked against the target. */
 async function compare(session: Session): Promise<number> {

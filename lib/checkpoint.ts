@@ -6,6 +6,7 @@ import { open, rename } from 'node:fs/promises';
 import type { Connection } from './net/connections.js';
 import { DONE, type KeyBatch } from './sources/scan.js';
 import type { Counts } from './migration.js';
+import type { Endpoint, Settings } from './settings.js';
 import type { KeyOutcome } from './batch.js';
 
 /** The settings that decide which keys go where: a checkpoint is only good for the same ones. */
@@ -38,7 +39,8 @@ export class CheckpointError extends Error {}
 const FORMAT = 'redis-keys-migrator checkpoint 1';
 /** Often enough that a resume re-reads little; the write is small and off the event loop, so it costs nothing measurable. */
 const WRITE_EVERY_MS = 100;
-const zero = (): Counts => ({ restored: 0, skipped: 0, failed: 0, vanished: 0 });
+export const noCounts = (): Counts => ({ restored: 0, skipped: 0, failed: 0, vanished: 0 });
+const zero = noCounts;
 export const total = (c: Counts): number => c.restored + c.skipped + c.failed + c.vanished;
 
 /** A batch handed to the copy; its place in the scan is confirmed once it and every earlier one are done. */
@@ -172,11 +174,6 @@ export class Checkpoint {
     }
   }
 
-  /** Counts of the whole migration confirmed so far, across runs. */
-  get confirmed(): Counts {
-    return { ...this.counts };
-  }
-
   started(batch: KeyBatch): Ticket {
     const ticket: Ticket = { unit: batch.unit, resumeCursor: batch.resumeCursor, runId: batch.runId, done: false, counts: zero() };
     this.queues[batch.unit]?.push(ticket);
@@ -246,4 +243,29 @@ async function writeAtomically(path: string, text: string): Promise<void> {
     await file.close();
   }
   await rename(temporary, path);
+}
+
+/** The settings that decide which keys go where: a checkpoint is only good for a run with the same ones. */
+export function fingerprintOf(settings: Settings): Fingerprint {
+  const where = (e: Endpoint): string => (e.socketPath ? e.socketPath : `${e.host}:${e.port}`);
+  return {
+    SOURCE_REDIS_HOST: where(settings.source),
+    SOURCE_REDIS_DB_INDEX: String(settings.source.db),
+    DESTINATION_REDIS_HOST: where(settings.destination),
+    DESTINATION_REDIS_DB_INDEX: String(settings.destination.db),
+    SCAN_MATCH_PATTERN: settings.matchPattern,
+    SCAN_TYPE: settings.scanType,
+    KEY_EXCLUDE_PATTERN: settings.excludePattern,
+  };
+}
+
+/** `Resuming from <file>: N keys done, cursor …`: each master's cursor, with its address when there are several. */
+export function resumeLine(file: string, previous: Previous, units: readonly UnitState[]): string {
+  const cursors = units.map((u) => (units.length > 1 ? `${u.address} ${u.cursor}` : u.cursor)).join(', ');
+  const done = previous.kind === 'none' ? 0 : total(previous.counts);
+  return `Resuming from ${file}: ${done} keys done, cursor ${cursors}`;
+}
+
+export function addCounts(a: Counts, b: Counts): Counts {
+  return { restored: a.restored + b.restored, skipped: a.skipped + b.skipped, failed: a.failed + b.failed, vanished: a.vanished + b.vanished };
 }

@@ -35,6 +35,17 @@ export function summaryLines(result: MigrationResult, errorLogFile: string, excl
   return lines;
 }
 
+/** `restored N, skipped N, failed N, vanished N`: one run's share of a resumed migration. */
+export const countsText = (c: Counts): string => `restored ${c.restored}, skipped ${c.skipped}, failed ${c.failed}, vanished ${c.vanished}`;
+
+/** What a run that lost connections must say: a target that is another process now, and how often it reconnected. */
+export function afterLossLines(targetReplaced: boolean, reconnections: number): string[] {
+  const lines: string[] = [];
+  if (targetReplaced) lines.push('The target restarted or failed over during the run: writes it confirmed just before may not have reached its disk or replica. Check with MIGRATION_MODE=compare');
+  if (reconnections > 0) lines.push(`Reconnected ${reconnections} time(s) after a lost connection; every batch whose reply was lost was copied again`);
+  return lines;
+}
+
 export interface Timing {
   startedAt: Date;
   finishedAt: Date;
