@@ -39,14 +39,14 @@ describe('resuming from CHECKPOINT_FILE', () => {
     expect(await dbsize(pair.target), 'the run finished before it was stopped; the test proves nothing').toBeLessThan(KEYS);
   }
 
-  /** The rerun: resumes, finishes, and DUMPs at most `share` of the source's keys again. */
-  async function resumeAndCheck(share: number): Promise<string> {
+  /** The rerun: resumes, finishes, and DUMPs at most `limit` of the source's keys again. */
+  async function resumeAndCheck(limit: number): Promise<string> {
     await pair.source.cmd('CONFIG', 'RESETSTAT');
     const run = await runMigrator(settings(), dir);
     expect(run.code, run.stdout + run.stderr).toBe(0);
     expect(run.stdout).toMatch(/^Resuming from .*run\.checkpoint: \d+ keys done, cursor \d+$/m);
     const dumps = calls(await commandStats(pair.source), 'dump');
-    expect(dumps, 'the rerun read too much of the source again').toBeLessThanOrEqual(KEYS * share);
+    expect(dumps, 'the rerun read too much of the source again').toBeLessThanOrEqual(limit);
     expect(dumps).toBeGreaterThan(0);
     expect(await dbsize(pair.target)).toBe(KEYS);
     expect(await digest(pair.target)).toBe(await digest(pair.source));
@@ -58,8 +58,10 @@ describe('resuming from CHECKPOINT_FILE', () => {
     await stopHalfway('SIGKILL');
     const saved = JSON.parse(readFileSync(checkpoint, 'utf8')) as { complete: boolean; counts: { restored: number } };
     expect(saved.complete).toBe(false);
-    expect(saved.counts.restored).toBeGreaterThan(0);
-    const stdout = await resumeAndCheck(0.6);
+    expect(saved.counts.restored, 'too little confirmed for the bound below to prove a resume').toBeGreaterThan(KEYS / 10);
+    // The checkpoint lags the kill by up to one write interval (more on a loaded machine): the rerun reads
+    // what the checkpoint had not confirmed, plus at most the SCAN page its cursor points into.
+    const stdout = await resumeAndCheck(KEYS - saved.counts.restored + 2 * PACE.SCAN_BATCH_SIZE);
     const counts = summary(stdout);
     // The counts cover both runs; keys copied after the last checkpoint write are found again as skipped.
     expect(counts.restored).toBeLessThanOrEqual(KEYS);
@@ -71,7 +73,7 @@ describe('resuming from CHECKPOINT_FILE', () => {
   it('Ctrl-C writes the checkpoint: a pause and a resume', async () => {
     await fresh();
     await stopHalfway('SIGINT');
-    const stdout = await resumeAndCheck(0.55);
+    const stdout = await resumeAndCheck(KEYS * 0.55);
     const counts = summary(stdout);
     // Every batch in flight was finished and recorded: each key restored once; only the page the last
     // batch ended in is read again, its keys found present (skipped).
