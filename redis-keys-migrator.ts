@@ -20,7 +20,7 @@ import { verifyFileChecksum } from './lib/rdb/checksum.js';
 import { RdbFormatError } from './lib/rdb/reader.js';
 import { databaseSections } from './lib/sources/rdb-file.js';
 import { parseSettings, renderHelp, SettingsError, unknownSettingWarnings, type Endpoint, type Settings } from './lib/settings.js';
-import { differing, KeyJournal, tallyLine, verifyAll, verifyJournal, type Tally, type VerificationSetup } from './lib/verification.js';
+import { differing, KeyJournal, tallyLine, verifyAll, verifyJournal, type Tally, type VerificationSetup } from './lib/verify/comparison.js';
 
 export const EXIT = {
   ok: 0,

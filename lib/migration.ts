@@ -7,11 +7,11 @@ import type { Checkpoint } from './checkpoint.js';
 import { forEachPair, isRedirect, type NodePair, type Side } from './net/cluster.js';
 import type { KeyBatch, StoredValue } from './sources/scan.js';
 import { ConnectionLost, type Recovery } from './net/recovery.js';
-import { compareBatch } from './verify.js';
-import { copyBatchAuto, copyBatchByDump, restoreStored, RestoreRefused } from './copy-dump.js';
-import { copyBatchByType } from './copy-type.js';
+import { compareBatch } from './verify/compare-key.js';
+import { copyBatchAuto, copyBatchByDump, restoreStored, RestoreRefused } from './writers/restore.js';
+import { copyBatchByType } from './writers/by-type.js';
 import type { ErrorLog } from './error-log.js';
-import type { KeyJournal } from './verification.js';
+import type { KeyJournal } from './verify/comparison.js';
 import type { Settings } from './settings.js';
 
 /** Both sides of a run: each a server, or a cluster whose keys are routed by slot. */

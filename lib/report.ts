@@ -3,7 +3,7 @@
 import { writeFileSync } from 'node:fs';
 import type { Counts, MigrationResult } from './migration.js';
 import { formatDuration } from './progress.js';
-import type { Tally } from './verification.js';
+import type { Tally } from './verify/comparison.js';
 
 export function formatBytes(bytes: number): string {
   const units = ['B', 'KB', 'MB', 'GB', 'TB'];

@@ -21,7 +21,7 @@ async function seed(server: RedisServer): Promise<void> {
 /** Slow enough (small batches) that a fault lands mid-run, fast enough for CI. */
 const PACE = { SLEEP_TIME: 0, PIPELINE_BATCH_SIZE: 100, SCAN_BATCH_SIZE: 100, COLLECTION_CHUNK_SIZE: 500, DUMP_MAX_BYTES: 10_000 };
 
-/** Every build key on the target (lib/copy-type.ts buildingName). */
+/** Every build key on the target (lib/writers/by-type.ts buildingName). */
 async function buildKeys(server: RedisServer): Promise<unknown[]> {
   return (await server.cmd('KEYS', 'redis-keys-migrator:tmp:*')) as unknown[];
 }

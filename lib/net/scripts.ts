@@ -344,7 +344,7 @@ return table.concat(out)
 `;
 
 /**
- * A big key built under a temporary name (lib/copy-type.ts) takes its real name and final expiry at once.
+ * A big key built under a temporary name (lib/writers/by-type.ts) takes its real name and final expiry at once.
  * KEYS: the temporary name, the real one. ARGV: '1' to replace an existing key, the expire-at (ms, or -1).
  * Answers like TYPE_WRITE: 1 moved, 0 skipped (the key appeared meanwhile; the build is dropped), 2 expired.
  */

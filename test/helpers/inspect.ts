@@ -106,7 +106,7 @@ export async function streamState(server: RedisServer, key: string): Promise<Str
   return { stream, entries, groups };
 }
 
-/** The keys a big key of this name is being built under on `server` (lib/copy-type.ts buildingName), via SCAN. */
+/** The keys a big key of this name is being built under on `server` (lib/writers/by-type.ts buildingName), via SCAN. */
 export async function buildKeysOf(server: RedisServer, key: string): Promise<Buffer[]> {
   const found: Buffer[] = [];
   let cursor = '0';

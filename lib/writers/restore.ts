@@ -1,17 +1,17 @@
 // Copy by DUMP and RESTORE: one read script per batch on the source, one RESTORE script on the target,
 // the payloads passed through untouched. Keys over DUMP_MAX_BYTES go by type in chunks.
-import type { Arg, Connection } from './net/connections.js';
-import { describeError } from './net/connections.js';
+import type { Arg, Connection } from '../net/connections.js';
+import { describeError } from '../net/connections.js';
 import {
   answerOf, asArray, asNumber, asText, failed, flagsFor, isScriptingRefused, mapLimited,
   READ_BUDGET_BYTES, recordCount, settleChunked, type CopyContext, type CopyStats, type KeyOutcome, type WriteAnswer,
-} from './batch.js';
-import { copyBatchByType, copyKeyInChunks, readExpireAt } from './copy-type.js';
-import { dumpPayload } from './rdb/payload.js';
-import { logicalType, OLDEST_RDB_VERSION, oldestVersionReading, typeReadableBy } from './rdb/types.js';
-import type { StoredValue } from './sources/scan.js';
-import { rdbVersionReadBy } from './sources/rdb-server.js';
-import { DUMP_READ, DUMP_WRITE, parseDumpHeader, READ_FLAGS, WRITE_FLAGS, withFlags, type DumpRecord } from './net/scripts.js';
+} from '../batch.js';
+import { copyBatchByType, copyKeyInChunks, readExpireAt } from './by-type.js';
+import { dumpPayload } from '../rdb/payload.js';
+import { logicalType, OLDEST_RDB_VERSION, oldestVersionReading, typeReadableBy } from '../rdb/types.js';
+import type { StoredValue } from '../sources/scan.js';
+import { rdbVersionReadBy } from '../sources/rdb-server.js';
+import { DUMP_READ, DUMP_WRITE, parseDumpHeader, READ_FLAGS, WRITE_FLAGS, withFlags, type DumpRecord } from '../net/scripts.js';
 
 /** What a DUMP read returns for the first keys of a batch, in the layout DUMP_WRITE takes (lib/net/scripts.ts). */
 export interface DumpBatch {

@@ -1,9 +1,9 @@
-// Verification: is each source key on the target, of the same type, with the same content and expiry?
+// Comparing one key: is each source key on the target, of the same type, with the same content and expiry?
 // Identical DUMP payloads settle most keys at once; the rest are compared logically, in chunks.
-import { CommandRefused, type Connection, type Reply } from './net/connections.js';
-import { asArray, asText, flagsFor, mapLimited, READ_BUDGET_BYTES, STRING_CHUNK_BYTES } from './batch.js';
-import { displayKey } from './error-log.js';
-import { CONTENT_DIGEST, DUMP_READ, parseDumpHeader, READ_FLAGS, withFlags, type DumpRecord } from './net/scripts.js';
+import { CommandRefused, type Connection, type Reply } from '../net/connections.js';
+import { asArray, asText, flagsFor, mapLimited, READ_BUDGET_BYTES, STRING_CHUNK_BYTES } from '../batch.js';
+import { displayKey } from '../error-log.js';
+import { CONTENT_DIGEST, DUMP_READ, parseDumpHeader, READ_FLAGS, withFlags, type DumpRecord } from '../net/scripts.js';
 
 export type DiffCategory = 'missing' | 'type' | 'value' | 'ttl';
 export const CATEGORIES: readonly DiffCategory[] = ['missing', 'type', 'value', 'ttl'];

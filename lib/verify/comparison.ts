@@ -3,10 +3,10 @@
 import { closeSync, createReadStream, openSync, rmSync, writeSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { forEachPair, type Side } from './net/cluster.js';
-import { displayKey } from './error-log.js';
-import type { KeyOutcome } from './batch.js';
-import { CATEGORIES, compareBatch, type CompareOptions, type DiffCategory, type KeyVerdict } from './verify.js';
+import { forEachPair, type Side } from '../net/cluster.js';
+import { displayKey } from '../error-log.js';
+import type { KeyOutcome } from '../batch.js';
+import { CATEGORIES, compareBatch, type CompareOptions, type DiffCategory, type KeyVerdict } from './compare-key.js';
 
 export interface Tally {
   checked: number;
