@@ -178,7 +178,7 @@ async function copySection(settings: Settings, batches: AsyncIterable<KeyBatch>,
     say(timingLine(timing));
     const status = copyExitStatus(result, 0);
     const method = { requested: settings.copyMethod, used: 'dump', fallbackReason: null };
-    writeSummary(settings, { mode: 'copy', counts: { ...result.counts, excluded: selection.excluded }, method, timing, exitStatus: status });
+    writeSummary(settings, { mode: 'copy', counts: { ...result.counts, excluded: selection.excluded }, crossing: result.crossing, method, timing, exitStatus: status });
     return status;
   } catch (err) {
     if (!(err instanceof ConnectionError)) throw err;
@@ -342,6 +342,7 @@ async function copy(session: Session, log: ErrorLog): Promise<number> {
     writeSummary(settings, {
       mode: 'copy',
       counts: { ...whole.counts, excluded: session.selection.excluded },
+      crossing: result.crossing,
       method: { requested: settings.copyMethod, used: migration.methodUsed, fallbackReason: result.fallbackReason ?? null },
       verification,
       timing,

@@ -6,8 +6,15 @@ import { describeError } from './net/connections.js';
 import type { Settings } from './settings.js';
 
 export type KeyOutcome =
-  | { key: Buffer; status: 'restored' | 'skipped' | 'vanished' }
+  | { key: Buffer; status: 'restored' | 'skipped' | 'vanished'; via?: Crossing; dropped?: string }
   | { key: Buffer; status: 'failed'; reason: string };
+
+/**
+ * How a key crossed to a target that reads an older RDB version than its payload carries: RESTOREd with the
+ * target's version stamp (its encodings are ones the target reads), or decoded and written by type. `dropped`
+ * names what the target could not hold (hash-field expiries on a server that has none).
+ */
+export type Crossing = 'restamped' | 'decoded';
 
 /** One source node and one target node (the only ones, unless a side is a cluster), for one run. */
 export interface CopyContext {

@@ -40,8 +40,13 @@ export class ErrorLog {
     this.write(`Failed to migrate key |${displayKey(key)}|: ${oneLine(reason)}`);
   }
 
-  write(message: string): void {
-    writeSync(this.fd, `[${logTimestamp(new Date())} - ERROR - ${message}]\n`);
+  /** A key copied without something the target cannot hold (hash-field expiries on a server that has none). */
+  keyDegraded(key: Buffer, without: string): void {
+    this.write(`Migrated key |${displayKey(key)}| without ${oneLine(without)}`, 'WARNING');
+  }
+
+  write(message: string, level: 'ERROR' | 'WARNING' = 'ERROR'): void {
+    writeSync(this.fd, `[${logTimestamp(new Date())} - ${level} - ${message}]\n`);
   }
 
   close(): void {

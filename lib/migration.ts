@@ -33,8 +33,17 @@ export interface Counts {
   vanished: number;
 }
 
+/** Keys restored across RDB versions, by way (see Crossing), and those the target could not hold whole. */
+export interface CrossingCounts {
+  restamped: number;
+  decoded: number;
+  /** Restored without something the target has no place for (hash-field expiries); each is in the error log. */
+  degraded: number;
+}
+
 export interface MigrationResult {
   counts: Counts;
+  crossing: CrossingCounts;
   errorLimitReached: boolean;
   interrupted: boolean;
   /** Set when `auto` switched from dump to type; the target's reason. */
@@ -76,6 +85,7 @@ const REDIRECT_ATTEMPTS = 5;
 
 export class Migration {
   readonly counts: Counts = { restored: 0, skipped: 0, failed: 0, vanished: 0 };
+  readonly crossing: CrossingCounts = { restamped: 0, decoded: 0, degraded: 0 };
   private method: 'dump' | 'type' | 'auto';
   private fallbackReason: string | undefined;
   private stopping = false;
@@ -137,6 +147,7 @@ export class Migration {
     await Promise.all(inFlight);
     return {
       counts: this.counts,
+      crossing: this.crossing,
       errorLimitReached: this.errorLimitReached,
       interrupted: this.interrupted,
       fallbackReason: this.fallbackReason,
@@ -184,7 +195,7 @@ export class Migration {
 
   private async restoreOn(node: Connection, keys: Buffer[], stored: StoredValue[], lostSince: number | undefined): Promise<KeyOutcome[]> {
     try {
-      const outcomes = await restoreStored(node, this.run.settings.overwrite, keys, stored, this.run.stats);
+      const outcomes = await restoreStored({ target: node, settings: this.run.settings, stats: this.run.stats, abandoned: this.abandoned }, keys, stored);
       this.dropIfDemoted(node, outcomes);
       this.run.recovery?.progressed();
       return lostSince !== undefined ? await settleRetriedStored(node, outcomes, stored) : outcomes;
@@ -320,6 +331,11 @@ export class Migration {
     for (const outcome of outcomes) {
       this.counts[outcome.status] += 1;
       if (outcome.status === 'failed') this.log.keyFailed(outcome.key, outcome.reason);
+      else if (outcome.via) this.crossing[outcome.via] += 1;
+      if (outcome.status !== 'failed' && outcome.dropped) {
+        this.crossing.degraded += 1;
+        this.log.keyDegraded(outcome.key, outcome.dropped);
+      }
       if (outcome.status === 'skipped') this.skipsSincePause += 1;
       if (outcome.status === 'restored' || outcome.status === 'failed') this.writesSincePause += 1;
     }

@@ -1,7 +1,7 @@
 // What a run tells at the end: the Python script's summary lines (unchanged), then the elapsed time and
 // throughput, and, for machines, the same as one JSON document (SUMMARY_JSON_FILE).
 import { writeFileSync } from 'node:fs';
-import type { Counts, MigrationResult } from './migration.js';
+import type { Counts, CrossingCounts, MigrationResult } from './migration.js';
 import { formatDuration } from './progress.js';
 import type { Tally } from './verify/comparison.js';
 
@@ -32,6 +32,18 @@ export function summaryLines(result: MigrationResult, errorLogFile: string, excl
   // SCAN's TYPE filter runs on the server, which does not say how many keys it passed over.
   if (scanType) lines.push(`Keys of other types than ${scanType} were not scanned (SCAN_TYPE)`);
   if (counts.failed > 0) lines.push(`Errors occurred during the execution. Check |${errorLogFile}| for details`);
+  lines.push(...crossingLines(result.crossing, errorLogFile));
+  return lines;
+}
+
+/** How keys crossed to an older target, said only when some did; keys that lost something are named in the log. */
+export function crossingLines(crossing: CrossingCounts, errorLogFile: string): string[] {
+  const lines: string[] = [];
+  const { restamped, decoded, degraded } = crossing;
+  if (restamped + decoded > 0) {
+    lines.push(`Crossing RDB versions: ${restamped} keys restored with the target's older version stamp (their encodings are ones it reads), ${decoded} decoded and written by type (encodings it does not read)`);
+  }
+  if (degraded > 0) lines.push(`${degraded} keys were restored without their hash-field expiries, which the target cannot hold: each is named in |${errorLogFile}|`);
   return lines;
 }
 
@@ -63,6 +75,7 @@ export function timingLine(t: Timing): string {
 export interface JsonSummary {
   mode: 'copy' | 'compare' | 'dry-run';
   counts?: Counts & { excluded: number };
+  crossing?: CrossingCounts;
   method?: { requested: string; used: string; fallbackReason: string | null };
   verification?: Record<string, Tally>;
   timing: Timing;
@@ -82,6 +95,7 @@ export function writeJsonSummary(path: string, summary: JsonSummary): void {
     megabytes_per_second: perSecond(timing.bytes, timing) / 1e6,
     bytes_moved: timing.bytes,
     counts: summary.counts ?? null,
+    crossing: summary.crossing ?? null,
     method: summary.method ? { requested: summary.method.requested, used: summary.method.used, fallback_reason: summary.method.fallbackReason } : null,
     verification: summary.verification ?? null,
   };

@@ -100,10 +100,12 @@ export interface Capabilities {
   runId: string;
   /** INFO replication role: a replica takes no writes. */
   replica: boolean;
+  /** Hash fields can expire (HPEXPIREAT): Redis 7.4+, Valkey 9+. */
+  fieldExpiry: boolean;
 }
 
 export class Connection {
-  capabilities: Capabilities = { version: [0], expireTime: false, scriptFlags: false, clusterNode: false, runId: '', replica: false };
+  capabilities: Capabilities = { version: [0], expireTime: false, scriptFlags: false, clusterNode: false, runId: '', replica: false, fieldExpiry: false };
   /** Turned off for the rest of the run when this server refuses EVAL (ACL or a managed service). */
   scriptsAllowed = true;
   private lastError: Error | undefined;
@@ -324,7 +326,16 @@ async function readCapabilities(connection: Connection): Promise<Capabilities> {
     clusterNode: /redis_mode:cluster/.test(info),
     runId: /run_id:([0-9a-f]+)/.exec(info)?.[1] ?? '',
     replica: /role:slave/.test(replication),
+    fieldExpiry: hasFieldExpiry(info, version),
   };
+}
+
+/** Valkey reports redis_version 7.2.4 for compatibility and its own version apart. */
+function hasFieldExpiry(info: string, redisVersion: readonly number[]): boolean {
+  const valkey = /valkey_version:(\d+)/.exec(info);
+  if (valkey) return Number(valkey[1]) >= 9;
+  const [major = 0, minor = 0] = redisVersion;
+  return major > 7 || (major === 7 && minor >= 4);
 }
 
 /** A short reason without stack or secrets. node-redis wraps some causes in AggregateError. */

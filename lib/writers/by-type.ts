@@ -28,7 +28,7 @@ interface TypedBatch {
   values: Buffer;
 }
 
-type WriteMode = 'create' | 'replace' | 'append';
+export type WriteMode = 'create' | 'replace' | 'append';
 
 export async function copyBatchByType(ctx: CopyContext, keys: readonly Buffer[]): Promise<KeyOutcome[]> {
   const outcomes: KeyOutcome[] = [];
@@ -104,9 +104,6 @@ const BUILD_EXPIRY_MS = 60 * 60 * 1000;
  */
 export async function copyKeyInChunks(ctx: CopyContext, key: Buffer): Promise<KeyOutcome> {
   const { source, target, settings } = ctx;
-  // A name of its own for each attempt: two copies of one key (a retry, a key SCAN returned twice) never mix.
-  const building = buildingName(key, randomBytes(4).toString('hex'));
-  let written = false;
   try {
     const kind = asText(await source.send(['TYPE', key]));
     const expireAt = kind === 'none' ? -2 : await readExpireAt(source, key);
@@ -114,17 +111,53 @@ export async function copyKeyInChunks(ctx: CopyContext, key: Buffer): Promise<Ke
     // Nothing is read for a key that is there already; the final RENAMENX still decides, atomically.
     if (!settings.overwrite && (await exists(target, key))) return { key, status: 'skipped' };
     const dangling = kind === 'stream' ? await danglingPendingIds(source, key, settings.chunkSize) : [];
+    return await buildInChunks(ctx, key, {
+      kind,
+      expireAt,
+      chunks: readChunks(source, key, kind, settings.chunkSize, dangling),
+      stillThere: () => exists(source, key),
+      finish: kind === 'stream' ? (building) => copyStreamState(source, target, key, building, settings.chunkSize, dangling) : undefined,
+    });
+  } catch (err) {
+    return failed(key, err);
+  }
+}
+
+/** A key's content for a chunked build: read from a source server, or decoded from a file (decoded.ts). */
+export interface ChunkedContent {
+  kind: string;
+  expireAt: number;
+  /** The values in write order, a bounded chunk at a time; a stream's first chunk may be empty. */
+  chunks: AsyncIterable<Buffer[]>;
+  /** Whether the key is still at its source once every chunk is written (a key deleted meanwhile is not created). */
+  stillThere: () => Promise<boolean>;
+  /** What the chunks cannot carry (a stream's groups, hash-field expiries), applied to the build before it moves. */
+  finish?: (building: Buffer) => Promise<void>;
+}
+
+/**
+ * Builds one key from its chunks under a temporary name in the key's own hash slot (see buildingName) that
+ * expires by itself if the run dies. Only a complete key is moved into place, in one atomic step with its
+ * final expiry: RENAMENX in skip-existing mode, RENAME when overwriting. A killed run therefore leaves no
+ * partial key under the real name, and a rerun copies the key whole.
+ */
+export async function buildInChunks(ctx: Omit<CopyContext, 'source'>, key: Buffer, content: ChunkedContent): Promise<KeyOutcome> {
+  const { target, settings } = ctx;
+  // A name of its own for each attempt: two copies of one key (a retry, a key SCAN returned twice) never mix.
+  const building = buildingName(key, randomBytes(4).toString('hex'));
+  let written = false;
+  try {
     let mode: WriteMode = 'create';
-    for await (const values of readChunks(source, key, kind, settings.chunkSize, dangling)) {
-      const [answer] = await writeTyped(target, mode, [{ key: building, kind, expireAt: -1, expireIn: BUILD_EXPIRY_MS, values }]);
+    for await (const values of content.chunks) {
+      const [answer] = await writeTyped(target, mode, [{ key: building, kind: content.kind, expireAt: -1, expireIn: BUILD_EXPIRY_MS, values }]);
       written = true;
       ctx.stats.bytesMoved += values.reduce((sum, v) => sum + v.length, 0);
       if (answer?.status !== 'restored') return await dropBuilding(target, building, { ...chunkOutcome(answer), key });
       mode = 'append';
     }
-    if (!written || !(await exists(source, key))) return await dropBuilding(target, building, { key, status: 'vanished' });
-    if (kind === 'stream') await copyStreamState(source, target, key, building, settings.chunkSize, dangling);
-    return await moveIntoPlace(target, building, key, expireAt, settings.overwrite);
+    if (!written || !(await content.stillThere())) return await dropBuilding(target, building, { key, status: 'vanished' });
+    await content.finish?.(building);
+    return await moveIntoPlace(target, building, key, content.expireAt, settings.overwrite);
   } catch (err) {
     // Where the connection is gone, the build is removed once the run has reconnected (else it expires).
     if (written) await dropBuilding(target, building, { key, status: 'vanished' }).catch(() => ctx.abandoned?.push({ target, key: building }));
@@ -159,7 +192,7 @@ function chunkOutcome(answer: WriteAnswer | undefined): KeyOutcome {
   return answer;
 }
 
-async function exists(connection: Connection, key: Buffer): Promise<boolean> {
+export async function exists(connection: Connection, key: Buffer): Promise<boolean> {
   return asNumber(await connection.send(['EXISTS', key])) === 1;
 }
 
@@ -247,7 +280,7 @@ async function* streamChunks(source: Connection, key: Buffer, size: number, dang
   }
 }
 
-const PLACEHOLDER = Buffer.from('redis-keys-migrator-placeholder');
+export const PLACEHOLDER = Buffer.from('redis-keys-migrator-placeholder');
 
 /** Orders stream IDs ("ms-seq") numerically. */
 export function compareStreamIds(a: string, b: string): number {

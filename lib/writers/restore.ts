@@ -8,7 +8,8 @@ import {
 } from '../batch.js';
 import { copyBatchByType, copyKeyInChunks, readExpireAt } from './by-type.js';
 import { dumpPayload } from '../rdb/payload.js';
-import { logicalType, OLDEST_RDB_VERSION, oldestVersionReading, typeReadableBy } from '../rdb/types.js';
+import { OLDEST_RDB_VERSION, typeReadableBy } from '../rdb/types.js';
+import { writeDecoded } from './decoded.js';
 import type { StoredValue } from '../sources/scan.js';
 import { rdbVersionReadBy } from '../sources/rdb-server.js';
 import { DUMP_READ, DUMP_WRITE, parseDumpHeader, READ_FLAGS, WRITE_FLAGS, withFlags, type DumpRecord } from '../net/scripts.js';
@@ -120,30 +121,34 @@ async function restore(target: Connection, overwrite: boolean, batch: DumpBatch)
 /**
  * Values an .rdb file holds, RESTOREd in one call: each stamped with the newest RDB version both the file
  * and the target read (a payload's encodings are fixed by its type byte, so an older stamp is honest when the
- * target knows that byte). A value of a type the target cannot read fails with the reason.
+ * target knows that byte). A value of a type the target cannot read is decoded and written by type.
  */
-export async function restoreStored(target: Connection, overwrite: boolean, keys: readonly Buffer[], stored: readonly StoredValue[], stats: CopyStats): Promise<KeyOutcome[]> {
+export async function restoreStored(ctx: Omit<CopyContext, 'source'>, keys: readonly Buffer[], stored: readonly StoredValue[]): Promise<KeyOutcome[]> {
+  const { target } = ctx;
   const targetVersion = rdbVersionReadBy(target.capabilities.version) ?? OLDEST_RDB_VERSION;
   const outcomes = new Array<KeyOutcome>(keys.length);
-  const sent: { index: number; key: Buffer; header: string; payload: Buffer }[] = [];
+  const sent: { index: number; key: Buffer; header: string; payload: Buffer; restamped: boolean }[] = [];
+  const decoded: { index: number; key: Buffer; stored: StoredValue }[] = [];
   keys.forEach((key, index) => {
     const value = stored[index] as StoredValue;
     if (!typeReadableBy(value.type, targetVersion)) {
-      const kind = logicalType(value.type) ?? 'value';
-      outcomes[index] = { key, status: 'failed', reason: `a ${kind} saved as RDB type ${value.type} needs a target that reads RDB ${oldestVersionReading(value.type)}; ${target.label} reads RDB ${targetVersion}` };
+      decoded.push({ index, key, stored: value });
       return;
     }
     const payload = dumpPayload(value.value, Math.min(value.rdbVersion, targetVersion));
-    sent.push({ index, key, header: `${value.expireAt},${payload.length};`, payload });
+    sent.push({ index, key, header: `${value.expireAt},${payload.length};`, payload, restamped: value.rdbVersion > targetVersion });
   });
-  if (sent.length === 0) return outcomes;
-  const batch = { keys: sent.map((s) => s.key), header: sent.map((s) => s.header).join(''), payloads: Buffer.concat(sent.map((s) => s.payload)) };
-  const answers = await restore(target, overwrite, batch);
-  stats.bytesMoved += batch.payloads.length;
+  const [answers, written] = await Promise.all([
+    sent.length > 0 ? restore(target, ctx.settings.overwrite, { keys: sent.map((s) => s.key), header: sent.map((s) => s.header).join(''), payloads: Buffer.concat(sent.map((s) => s.payload)) }) : [],
+    decoded.length > 0 ? writeDecoded(ctx, decoded) : [],
+  ]);
+  ctx.stats.bytesMoved += sent.reduce((sum, s) => sum + s.payload.length, 0);
   answers.forEach((answer, j) => {
-    const { index, key } = sent[j] as { index: number; key: Buffer };
-    outcomes[index] = answer.status === 'chunked' ? { key, status: 'failed', reason: 'the target asked for chunks' } : answer;
+    const { index, key, restamped } = sent[j] as (typeof sent)[number];
+    if (answer.status === 'chunked') outcomes[index] = { key, status: 'failed', reason: 'the target asked for chunks' };
+    else outcomes[index] = restamped && answer.status === 'restored' ? { ...answer, via: 'restamped' } : answer;
   });
+  written.forEach((outcome, j) => (outcomes[(decoded[j] as (typeof decoded)[number]).index] = outcome));
   return outcomes;
 }
 
