@@ -11,10 +11,11 @@ export type KeyOutcome =
 
 /**
  * How a key crossed to a target that reads an older RDB version than its payload carries: RESTOREd with the
- * target's version stamp (its encodings are ones the target reads), or decoded and written by type. `dropped`
+ * target's version stamp (its encodings are ones the target reads), or written by type (decoded from a file,
+ * or read from the source by type). `dropped`
  * names what the target could not hold (hash-field expiries on a server that has none).
  */
-export type Crossing = 'restamped' | 'decoded';
+export type Crossing = 'restamped' | 'byType';
 
 /** One source node and one target node (the only ones, unless a side is a cluster), for one run. */
 export interface CopyContext {

@@ -36,7 +36,7 @@ export interface Counts {
 /** Keys restored across RDB versions, by way (see Crossing), and those the target could not hold whole. */
 export interface CrossingCounts {
   restamped: number;
-  decoded: number;
+  byType: number;
   /** Restored without something the target has no place for (hash-field expiries); each is in the error log. */
   degraded: number;
 }
@@ -85,7 +85,7 @@ const REDIRECT_ATTEMPTS = 5;
 
 export class Migration {
   readonly counts: Counts = { restored: 0, skipped: 0, failed: 0, vanished: 0 };
-  readonly crossing: CrossingCounts = { restamped: 0, decoded: 0, degraded: 0 };
+  readonly crossing: CrossingCounts = { restamped: 0, byType: 0, degraded: 0 };
   private method: 'dump' | 'type' | 'auto';
   private fallbackReason: string | undefined;
   private stopping = false;

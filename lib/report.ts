@@ -39,9 +39,9 @@ export function summaryLines(result: MigrationResult, errorLogFile: string, excl
 /** How keys crossed to an older target, said only when some did; keys that lost something are named in the log. */
 export function crossingLines(crossing: CrossingCounts, errorLogFile: string): string[] {
   const lines: string[] = [];
-  const { restamped, decoded, degraded } = crossing;
-  if (restamped + decoded > 0) {
-    lines.push(`Crossing RDB versions: ${restamped} keys restored with the target's older version stamp (their encodings are ones it reads), ${decoded} decoded and written by type (encodings it does not read)`);
+  const { restamped, byType, degraded } = crossing;
+  if (restamped + byType > 0) {
+    lines.push(`Crossing RDB versions: ${restamped} keys restored with the target's older version stamp (their encodings are ones it reads), ${byType} written by type (encodings it does not read)`);
   }
   if (degraded > 0) lines.push(`${degraded} keys were restored without their hash-field expiries, which the target cannot hold: each is named in |${errorLogFile}|`);
   return lines;

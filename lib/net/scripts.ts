@@ -145,13 +145,13 @@ return out
 `;
 
 /**
- * Type read of small keys. ARGV: byte budget, element limit, '1' if PEXPIRETIME exists, string limit.
- * Returns { header, lengths, values }. Header per key: "type,expire-at,count;"; count -1 for a key to copy
- * in chunks (too big, or a stream); type 'none' for a key that is gone; type 'error' with one value, the
- * message. Values come in write order: zset as score, member.
+ * Type read of small keys. ARGV: byte budget, element limit, '1' if PEXPIRETIME exists, string limit, '1'
+ * if hash fields can expire. Returns { header, lengths, values }. Header per key: "type,expire-at,count;";
+ * count -1 for a key to copy in chunks (too big, a stream, a hash with field expiries); type 'none' for a key
+ * that is gone; type 'error' with one value, the message. Values come in write order: zset as score, member.
  */
 export const TYPE_READ = `${COMMON}${EXPIRE_AT}
-local budget, limit, strlimit = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[4])
+local budget, limit, strlimit, fieldttl = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[4]), ARGV[5] == '1'
 local LEN = { list = 'LLEN', set = 'SCARD', zset = 'ZCARD', hash = 'HLEN' }
 local READ = { list = { 'LRANGE', 0, -1 }, set = { 'SMEMBERS' }, hash = { 'HGETALL' }, zset = { 'ZRANGE', 0, -1, 'WITHSCORES' } }
 local header, lens, parts, used = {}, {}, {}, 0
@@ -177,6 +177,14 @@ local function values_of(k, kind)
   local read = READ[kind]
   local v = redis.pcall(read[1], k, unpack(read, 2))
   if failed(v) then return nil, v.err end
+  -- Field expiries travel with the chunked copy, which sets them before the key takes its name.
+  if kind == 'hash' and fieldttl and #v > 0 then
+    local fields = {}
+    for j = 1, #v, 2 do fields[#fields + 1] = v[j] end
+    local t = redis.pcall('HPEXPIRETIME', k, 'FIELDS', #fields, unpack(fields))
+    if failed(t) then return nil, t.err end
+    for j = 1, #t do if t[j] >= 0 then return nil end end
+  end
   return v
 end
 for i = 1, #KEYS do

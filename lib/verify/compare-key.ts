@@ -1,7 +1,7 @@
 // Comparing one key: is each source key on the target, of the same type, with the same content and expiry?
 // Identical DUMP payloads settle most keys at once; the rest are compared logically, in chunks.
 import { CommandRefused, type Connection, type Reply } from '../net/connections.js';
-import { asArray, asText, flagsFor, mapLimited, READ_BUDGET_BYTES, STRING_CHUNK_BYTES } from '../batch.js';
+import { asArray, asNumber, asText, flagsFor, mapLimited, READ_BUDGET_BYTES, STRING_CHUNK_BYTES } from '../batch.js';
 import { displayKey } from '../error-log.js';
 import { CONTENT_DIGEST, DUMP_READ, parseDumpHeader, READ_FLAGS, withFlags, type DumpRecord } from '../net/scripts.js';
 
@@ -71,8 +71,10 @@ async function settleByDigest(
   if (open.length === 0) return;
   const openKeys = open.map((i) => keys[i] as Buffer);
   const [ours, theirs] = await Promise.all([contentDigests(source, openKeys, options.chunkSize), contentDigests(target, openKeys, options.chunkSize)]);
+  // Digests leave out hash-field expiries: where a side has them, hashes are compared field by field.
+  const fieldExpiries = source.capabilities.fieldExpiry || target.capabilities.fieldExpiry;
   open.forEach((index, j) => {
-    if (ours[j] === '' || ours[j] !== theirs[j]) return;
+    if (ours[j] === '' || ours[j] !== theirs[j] || (fieldExpiries && ours[j]?.startsWith('hash:'))) return;
     const key = keys[index] as Buffer;
     const ttl = ttlDifference((src[index] as DumpRecord).expireAt, (tgt[index] as DumpRecord).expireAt, options.ttlToleranceMs);
     verdicts[index] = ttl === null ? { key, verdict: 'identical' } : { key, verdict: 'different', category: 'ttl', detail: ttl };
@@ -129,6 +131,8 @@ async function judge(source: Connection, target: Connection, key: Buffer, src: D
     if (srcType !== tgtType) return { key, verdict: 'different', category: 'type', detail: `${srcType} on the source, ${tgtType} on the target` };
     const detail = await firstDifference(source, target, key, srcType, options.chunkSize);
     if (detail !== null) return { key, verdict: 'different', category: 'value', detail };
+    const fields = srcType === 'hash' ? await fieldExpiryDifference(source, target, key, options) : null;
+    if (fields !== null) return { key, verdict: 'different', category: 'ttl', detail: fields };
   }
   const ttl = ttlDifference(src.expireAt, tgt.expireAt, options.ttlToleranceMs);
   if (ttl !== null) return { key, verdict: 'different', category: 'ttl', detail: ttl };
@@ -232,6 +236,29 @@ async function compareByScan(source: Connection, target: Connection, key: Buffer
       const theirs = asArray(await target.send(['HMGET', key, ...fields]));
       const differs = fields.findIndex((_, i) => !sameReply(values[2 * i + 1], theirs[i]));
       if (differs >= 0) return `field ${asText(fields[differs] ?? null)} differs`;
+    }
+  } while (cursor !== '0');
+  return null;
+}
+
+/**
+ * Hash-field expiries (Redis 7.4+), the source's fields a scan page at a time, within the tolerance; a side
+ * with no field expiries has none. Null when they agree (or neither side has them).
+ */
+async function fieldExpiryDifference(source: Connection, target: Connection, key: Buffer, options: CompareOptions): Promise<string | null> {
+  if (!source.capabilities.fieldExpiry && !target.capabilities.fieldExpiry) return null;
+  const expiries = async (server: Connection, fields: Buffer[]): Promise<number[]> =>
+    server.capabilities.fieldExpiry ? asArray(await server.send(['HPEXPIRETIME', key, 'FIELDS', String(fields.length), ...fields])).map(asNumber) : fields.map(() => -1);
+  let cursor = '0';
+  do {
+    const [next, items] = asArray(await source.send(['HSCAN', key, cursor, 'COUNT', String(options.chunkSize)]));
+    cursor = asText(next);
+    const fields = (asArray(items as Reply) as Buffer[]).filter((_, i) => i % 2 === 0);
+    if (fields.length === 0) continue;
+    const [ours, theirs] = await Promise.all([expiries(source, fields), expiries(target, fields)]);
+    for (let i = 0; i < fields.length; i++) {
+      const differs = ttlDifference(ours[i] as number, theirs[i] as number, options.ttlToleranceMs);
+      if (differs !== null) return `field ${asText(fields[i] ?? null)}: ${differs}${target.capabilities.fieldExpiry ? '' : ` (${target.label} has no field expiries)`}`;
     }
   } while (cursor !== '0');
   return null;

@@ -53,7 +53,7 @@ export async function copyBatchByType(ctx: CopyContext, keys: readonly Buffer[])
 
 async function readTyped(source: Connection, keys: readonly Buffer[], chunkSize: number): Promise<TypedBatch> {
   const script = withFlags(TYPE_READ, flagsFor(source, READ_FLAGS));
-  const args = [String(READ_BUDGET_BYTES), String(chunkSize), source.capabilities.expireTime ? '1' : '0', String(STRING_CHUNK_BYTES)];
+  const args = [String(READ_BUDGET_BYTES), String(chunkSize), source.capabilities.expireTime ? '1' : '0', String(STRING_CHUNK_BYTES), source.capabilities.fieldExpiry ? '1' : '0'];
   const [header, lengths, values] = asArray(await source.evalScript(script, keys, args));
   const text = asText(header);
   return { keys: keys.slice(0, recordCount(text)), header: text, lengths: asText(lengths), values: values as Buffer };
@@ -111,16 +111,52 @@ export async function copyKeyInChunks(ctx: CopyContext, key: Buffer): Promise<Ke
     // Nothing is read for a key that is there already; the final RENAMENX still decides, atomically.
     if (!settings.overwrite && (await exists(target, key))) return { key, status: 'skipped' };
     const dangling = kind === 'stream' ? await danglingPendingIds(source, key, settings.chunkSize) : [];
-    return await buildInChunks(ctx, key, {
+    const fields = kind === 'hash' && source.capabilities.fieldExpiry ? new FieldExpiries(source, target, key) : undefined;
+    const outcome = await buildInChunks(ctx, key, {
       kind,
       expireAt,
       chunks: readChunks(source, key, kind, settings.chunkSize, dangling),
       stillThere: () => exists(source, key),
+      afterChunk: fields ? (building, values) => fields.copy(building, values) : undefined,
       finish: kind === 'stream' ? (building) => copyStreamState(source, target, key, building, settings.chunkSize, dangling) : undefined,
     });
+    return fields && outcome.status === 'restored' ? fields.noted(outcome) : outcome;
   } catch (err) {
     return failed(key, err);
   }
+}
+
+/**
+ * A hash's field expiries (Redis 7.4+), copied chunk by chunk onto the build as absolute times; on a target
+ * that has none, counted, so the key's outcome can say what it lost.
+ */
+class FieldExpiries {
+  private dropped = 0;
+
+  constructor(private readonly source: Connection, private readonly target: Connection, private readonly key: Buffer) {}
+
+  /** `values`: a chunk of field, value pairs as written. */
+  async copy(building: Buffer, values: readonly Buffer[]): Promise<void> {
+    const fields = values.filter((_, i) => i % 2 === 0);
+    if (fields.length === 0) return;
+    const times = asArray(await this.source.send(['HPEXPIRETIME', this.key, 'FIELDS', String(fields.length), ...fields])).map(asNumber);
+    const byTime = new Map<number, Buffer[]>();
+    times.forEach((at, i) => at >= 0 && byTime.set(at, [...(byTime.get(at) ?? []), fields[i] as Buffer]));
+    if (!this.target.capabilities.fieldExpiry) {
+      for (const group of byTime.values()) this.dropped += group.length;
+      return;
+    }
+    await Promise.all([...byTime].map(([at, group]) => this.target.send(['HPEXPIREAT', building, String(at), 'FIELDS', String(group.length), ...group])));
+  }
+
+  noted(outcome: KeyOutcome): KeyOutcome {
+    return this.dropped === 0 || outcome.status === 'failed' ? outcome : { ...outcome, dropped: fieldExpiriesDropped(this.dropped, this.target) };
+  }
+}
+
+/** What a hash lost on a target with no field expiries, for the log. */
+export function fieldExpiriesDropped(count: number, target: Connection): string {
+  return `${count} hash-field ${count === 1 ? 'expiry' : 'expiries'} (${target.label} has no field expiries: Redis 7.4 or later has)`;
 }
 
 /** A key's content for a chunked build: read from a source server, or decoded from a file (decoded.ts). */
@@ -131,6 +167,8 @@ export interface ChunkedContent {
   chunks: AsyncIterable<Buffer[]>;
   /** Whether the key is still at its source once every chunk is written (a key deleted meanwhile is not created). */
   stillThere: () => Promise<boolean>;
+  /** What a chunk cannot carry (its hash fields' expiries), applied to the build once the chunk is written. */
+  afterChunk?: (building: Buffer, values: Buffer[]) => Promise<void>;
   /** What the chunks cannot carry (a stream's groups, hash-field expiries), applied to the build before it moves. */
   finish?: (building: Buffer) => Promise<void>;
 }
@@ -153,6 +191,7 @@ export async function buildInChunks(ctx: Omit<CopyContext, 'source'>, key: Buffe
       written = true;
       ctx.stats.bytesMoved += values.reduce((sum, v) => sum + v.length, 0);
       if (answer?.status !== 'restored') return await dropBuilding(target, building, { ...chunkOutcome(answer), key });
+      await content.afterChunk?.(building, values);
       mode = 'append';
     }
     if (!written || !(await content.stillThere())) return await dropBuilding(target, building, { key, status: 'vanished' });

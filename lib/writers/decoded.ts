@@ -5,7 +5,7 @@ import { failed, mapLimited, CHUNKED_KEYS_AT_ONCE, KeyProblem, type CopyContext,
 import { decodeValue, type RdbValue, type StreamValue } from '../rdb/decode.js';
 import { RdbFormatError } from '../rdb/errors.js';
 import type { StoredValue } from '../sources/scan.js';
-import { buildInChunks, compareStreamIds, exists, PLACEHOLDER, writeTyped, type TypedRecord } from './by-type.js';
+import { buildInChunks, compareStreamIds, exists, fieldExpiriesDropped, PLACEHOLDER, writeTyped, type TypedRecord } from './by-type.js';
 
 /** A key and its value as the file holds it. */
 export interface DecodedWrite {
@@ -62,8 +62,8 @@ export async function writeDecoded(ctx: Omit<CopyContext, 'source'>, items: read
 /** A key restored by type: so counted, with what the target could not hold of it (field expiries, on a target that has none). */
 function withCrossing(key: Buffer, value: RdbValue | undefined, target: Connection): KeyOutcome {
   const expiries = value?.type === 'hash' && !target.capabilities.fieldExpiry ? (value.fieldExpireAt ?? []).filter((at) => at >= 0).length : 0;
-  if (expiries === 0) return { key, status: 'restored', via: 'decoded' };
-  return { key, status: 'restored', via: 'decoded', dropped: `${expiries} hash-field ${expiries === 1 ? 'expiry' : 'expiries'} (${target.label} has no field expiries: Redis 7.4 or later has)` };
+  if (expiries === 0) return { key, status: 'restored', via: 'byType' };
+  return { key, status: 'restored', via: 'byType', dropped: fieldExpiriesDropped(expiries, target) };
 }
 
 /** Hashes with field expiries are built too: the expiries go on before the key takes its name. */

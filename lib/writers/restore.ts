@@ -4,10 +4,10 @@ import type { Arg, Connection } from '../net/connections.js';
 import { describeError } from '../net/connections.js';
 import {
   answerOf, asArray, asNumber, asText, failed, flagsFor, isScriptingRefused, mapLimited,
-  READ_BUDGET_BYTES, recordCount, settleChunked, type CopyContext, type CopyStats, type KeyOutcome, type WriteAnswer,
+  READ_BUDGET_BYTES, recordCount, settleChunked, type CopyContext, type Crossing, type KeyOutcome, type WriteAnswer,
 } from '../batch.js';
 import { copyBatchByType, copyKeyInChunks, readExpireAt } from './by-type.js';
-import { dumpPayload } from '../rdb/payload.js';
+import { dumpPayload, payloadChecksumOk, payloadRdbVersion, payloadTypeByte, restampPayload } from '../rdb/payload.js';
 import { OLDEST_RDB_VERSION, typeReadableBy } from '../rdb/types.js';
 import { writeDecoded } from './decoded.js';
 import type { StoredValue } from '../sources/scan.js';
@@ -21,10 +21,13 @@ export interface DumpBatch {
   payloads: Buffer;
 }
 
-/** The target cannot take DUMP payloads at all: no RESTORE, or a newer RDB format than it reads. */
+/** The target cannot take DUMP payloads at all: no RESTORE command, or not for this user. */
 export function isRestoreRefused(reason: string): boolean {
-  return /unknown command .?restore|NOPERM.*'restore'|can't run this command or subcommand|payload version or checksum are wrong/i.test(reason);
+  return /unknown command .?restore|NOPERM.*'restore'|can't run this command or subcommand/i.test(reason);
 }
+
+/** RESTORE's answer to a payload of a newer RDB version than the target reads (or a corrupt one). */
+const VERSION_REFUSED = /payload version or checksum are wrong/i;
 
 /** Thrown when RESTORE is refused, carrying the keys of the batch not yet settled. */
 export class RestoreRefused extends Error {
@@ -92,7 +95,7 @@ async function readDumpsPlain(source: Connection, keys: readonly Buffer[], maxBy
 
 /** Restores a read batch, then copies its big keys in chunks; throws RestoreRefused if the target cannot RESTORE. */
 async function restoreBatch(ctx: CopyContext, batch: DumpBatch): Promise<KeyOutcome[]> {
-  const answers = await restore(ctx.target, ctx.settings.overwrite, batch);
+  const answers = await crossVersions(ctx, batch, await restore(ctx.target, ctx.settings.overwrite, batch));
   ctx.stats.bytesMoved += batch.payloads.length;
   const outcomes = await settleChunked(answers, (key) => copyKeyInChunks(ctx, key));
   const refused = outcomes.filter((o) => o.status === 'failed' && isRestoreRefused(o.reason));
@@ -101,6 +104,37 @@ async function restoreBatch(ctx: CopyContext, batch: DumpBatch): Promise<KeyOutc
     throw new RestoreRefused(reason, outcomes.filter((o) => !refused.includes(o)), refused.map((o) => o.key));
   }
   return outcomes;
+}
+
+/**
+ * Keys whose payloads the target refused for their RDB version (a newer source server): a payload whose CRC
+ * holds and whose type byte the target reads is RESTOREd again with the target's version stamp; any other key
+ * is copied by type from the source. One key's refusal never switches the whole run.
+ */
+async function crossVersions(ctx: CopyContext, batch: DumpBatch, answers: WriteAnswer[]): Promise<WriteAnswer[]> {
+  const refused = answers.flatMap((a, i) => (a.status === 'failed' && VERSION_REFUSED.test(a.reason) ? [i] : []));
+  if (refused.length === 0) return answers;
+  const targetVersion = rdbVersionReadBy(ctx.target.capabilities.version);
+  const records = parseDumpHeader(batch.header, batch.payloads);
+  const restampable = refused.filter((i) => {
+    const payload = (records[i] as DumpRecord).payload;
+    return targetVersion !== undefined && payloadChecksumOk(payload) && payloadRdbVersion(payload) > targetVersion && typeReadableBy(payloadTypeByte(payload), targetVersion);
+  });
+  const byType = refused.filter((i) => !restampable.includes(i));
+  const again = restampable.map((i) => ({ key: batch.keys[i] as Buffer, record: records[i] as DumpRecord }));
+  const restamped = again.map(({ record }) => restampPayload(record.payload, targetVersion as number));
+  const [restoredAgain, copied] = await Promise.all([
+    again.length > 0 ? restore(ctx.target, ctx.settings.overwrite, { keys: again.map((a) => a.key), header: again.map((a, j) => `${a.record.expireAt},${(restamped[j] as Buffer).length};`).join(''), payloads: Buffer.concat(restamped) }) : [],
+    byType.length > 0 ? copyBatchByType(ctx, byType.map((i) => batch.keys[i] as Buffer)) : [],
+  ]);
+  const out = answers.slice();
+  restampable.forEach((index, j) => (out[index] = crossed(restoredAgain[j] as WriteAnswer, 'restamped')));
+  byType.forEach((index, j) => (out[index] = crossed(copied[j] as KeyOutcome, 'byType')));
+  return out;
+}
+
+function crossed<T extends WriteAnswer>(answer: T, via: Crossing): T {
+  return answer.status === 'restored' ? { ...answer, via } : answer;
 }
 
 /** One script call per batch; plain RESTOREs where the target refuses scripts. */
@@ -146,7 +180,7 @@ export async function restoreStored(ctx: Omit<CopyContext, 'source'>, keys: read
   answers.forEach((answer, j) => {
     const { index, key, restamped } = sent[j] as (typeof sent)[number];
     if (answer.status === 'chunked') outcomes[index] = { key, status: 'failed', reason: 'the target asked for chunks' };
-    else outcomes[index] = restamped && answer.status === 'restored' ? { ...answer, via: 'restamped' } : answer;
+    else outcomes[index] = restamped ? crossed(answer, 'restamped') : answer;
   });
   written.forEach((outcome, j) => (outcomes[(decoded[j] as (typeof decoded)[number]).index] = outcome));
   return outcomes;
