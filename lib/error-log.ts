@@ -40,6 +40,11 @@ export class ErrorLog {
     this.write(`Failed to migrate key |${displayKey(key)}|: ${oneLine(reason)}`);
   }
 
+  /** A function library FUNCTION LOAD refused (or could not be sent), named as its code names it. */
+  libraryFailed(name: string, reason: string): void {
+    this.write(`Failed to load function library |${name}|: ${oneLine(reason)}`);
+  }
+
   write(message: string): void {
     writeSync(this.fd, `[${logTimestamp(new Date())} - ERROR - ${message}]\n`);
   }
