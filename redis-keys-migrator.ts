@@ -20,6 +20,7 @@ import { verifyFileChecksum } from './lib/rdb/checksum.js';
 import { RdbFormatError } from './lib/rdb/reader.js';
 import { databaseSections } from './lib/sources/rdb-file.js';
 import { parseSettings, renderHelp, SettingsError, unknownSettingWarnings, type Endpoint, type Settings } from './lib/settings.js';
+import { applyFileLibraries, applyLibraries, sourceLibraries, type LibrariesOutcome, type LibraryOptions } from './lib/writers/functions.js';
 import { differing, KeyJournal, tallyLine, verifyAll, verifyJournal, type Tally, type VerificationSetup } from './lib/verify/comparison.js';
 
 export const EXIT = {
@@ -49,6 +50,8 @@ interface Session {
   previous: Previous;
   /** What the summary must say besides the counts (a scan that started over on another server). */
   notes: string[];
+  /** The exit status the function libraries call for (a library not loaded, or missing in a comparison). */
+  libraries: number;
   checkpoint?: Checkpoint;
 }
 
@@ -92,7 +95,7 @@ async function main(): Promise<number> {
     for (const pair of pairs) {
       if (interruption.requested) break;
       if (pairs.length > 1) say(`Database ${pair.source.db} -> ${pair.destination.db}`);
-      status = worse(status, await runDatabase({ ...settings, ...pair }, log, interruption));
+      status = worse(status, await runDatabase({ ...settings, ...pair }, log, interruption, pair === pairs[0]));
     }
     if (rdb) say(`Private redis-server for SOURCE_RDB_FILE: used_memory_human ${rdb.usedMemoryHuman}`);
     return interruption.requested ? EXIT.interrupted : status;
@@ -118,7 +121,7 @@ async function copyFromFile(settings: Settings, log: ErrorLog, interruption: Int
   }
   const onlyDb = settings.sourceDbChosen ? settings.source.db : undefined;
   const filters = { match: settings.matchPattern, type: settings.scanType, exclude: settings.excludePattern, scanCount: settings.scanBatchSize, onlyDb };
-  const facts = { version: 0, functions: 0 };
+  const facts = { version: 0 };
   const stopped = (): boolean => interruption.requested;
   let status: number = EXIT.ok;
   let copied = 0;
@@ -126,15 +129,14 @@ async function copyFromFile(settings: Settings, log: ErrorLog, interruption: Int
     // The file must be there and whole: a corrupt or truncated one is refused before a single key is written.
     rdbFileVersion(settings.rdbFile);
     await verifyFileChecksum(settings.rdbFile, stopped);
+    status = librariesStatus(await applyFileLibraries(settings.rdbFile, settings.destination, libraryOptions(settings), log, say));
     for await (const section of databaseSections(settings.rdbFile, filters, settings.pipelineBatchSize, facts, stopped)) {
       const destination = onlyDb === undefined ? { ...settings.destination, db: section.db } : settings.destination;
       if (onlyDb === undefined) say(`Database ${section.db} -> ${destination.db}`);
       status = worse(status, await copySection({ ...settings, destination }, section.batches, section.counts, log, interruption));
       copied += 1;
     }
-    if (copied === 0 && !stopped()) status = await copySection(settings, emptySection(), { scanned: 0, excluded: 0 }, log, interruption);
-    // Never silently: libraries are data too, and this reader does not restore them yet.
-    if (facts.functions > 0) say(`The file holds ${facts.functions} function librar${facts.functions === 1 ? 'y' : 'ies'}, which this tool does not copy yet: load them on the target with FUNCTION LOAD`);
+    if (copied === 0 && !stopped()) status = worse(status, await copySection(settings, emptySection(), { scanned: 0, excluded: 0 }, log, interruption));
   } catch (err) {
     if (!(err instanceof RdbFormatError || err instanceof RdbError)) throw err;
     say(`Error reading SOURCE_RDB_FILE : ${err.message}`);
@@ -216,7 +218,8 @@ function worse(a: number, b: number): number {
   return rank.indexOf(b) > rank.indexOf(a) ? b : a;
 }
 
-async function runDatabase(settings: Settings, log: ErrorLog, interruption: Interruption): Promise<number> {
+/** One database pair; the run's first also brings the function libraries (a server's, not a database's). */
+async function runDatabase(settings: Settings, log: ErrorLog, interruption: Interruption, withLibraries: boolean): Promise<number> {
   let sides: [Side, Side] | undefined;
   let recovery: Recovery | undefined;
   try {
@@ -246,7 +249,9 @@ async function runDatabase(settings: Settings, log: ErrorLog, interruption: Inte
     // Only a copy gets past lost connections; compare and dry run stop with one line, as before.
     const hooks = copying ? scanHooks(recovery, notes, () => session.checkpoint) : undefined;
     const keys = selectKeys(settings, source, selection, units, hooks);
-    const session: Session = { settings, source, target, selection, keys, startedAt: new Date(), interruption, recovery, units, previous, notes };
+    // Libraries before keys, so keys restored afterwards find them.
+    const libraries = withLibraries ? librariesStatus(await applyLibraries(await sourceLibraries(source), target, libraryOptions(settings), log, say)) : EXIT.ok;
+    const session: Session = { settings, source, target, selection, keys, startedAt: new Date(), interruption, recovery, units, previous, notes, libraries };
 
     if (settings.dryRun) return await dryRun(session);
     if (settings.mode === 'compare') return await compare(session);
@@ -338,7 +343,7 @@ async function copy(session: Session, log: ErrorLog): Promise<number> {
     const slotsStayed = result.fatal !== undefined || (await sourceStayedPut(session));
     if (session.checkpoint) await finishCheckpoint(session, session.checkpoint, whole, slotsStayed);
     const verification = journal && !result.fatal && !result.interrupted ? await verifyCopy(session, journal) : undefined;
-    const status = slotsStayed ? copyExitStatus(whole, verification ? differing(verification.copied) : 0) : EXIT.settingsOrConnection;
+    const status = worse(session.libraries, slotsStayed ? copyExitStatus(whole, verification ? differing(verification.copied) : 0) : EXIT.settingsOrConnection);
     writeSummary(settings, {
       mode: 'copy',
       counts: { ...whole.counts, excluded: session.selection.excluded },
@@ -374,7 +379,7 @@ async function compare(session: Session): Promise<number> {
   const tally = await verifyAll(verificationSetup(session), keysOnly(session.keys));
   say(tallyLine(tally));
   const slotsStayed = await sourceStayedPut(session);
-  const status = compareExitStatus(session.interruption.requested, slotsStayed, differing(tally));
+  const status = worse(session.libraries, compareExitStatus(session.interruption.requested, slotsStayed, differing(tally)));
   writeSummary(session.settings, { mode: 'compare', verification: { compare: tally }, timing: timingOf(session, 0), exitStatus: status });
   return status;
 }
@@ -428,6 +433,16 @@ async function startProgress(session: Session, counts: () => MigrationResult['co
 
 function timingOf(session: Session, bytes: number): JsonSummary['timing'] {
   return { startedAt: session.startedAt, finishedAt: new Date(), keys: session.selection.scanned, bytes };
+}
+
+function libraryOptions(settings: Settings): LibraryOptions {
+  return { mode: settings.dryRun ? 'dry-run' : settings.mode, enabled: settings.copyFunctions, overwrite: settings.overwrite };
+}
+
+/** Libraries not loaded count as failed keys do (exit 2); missing ones in a comparison as differences (exit 4). */
+function librariesStatus(outcome: LibrariesOutcome): number {
+  if (outcome.failed > 0) return EXIT.keysFailed;
+  return outcome.differences > 0 ? EXIT.differencesFound : EXIT.ok;
 }
 
 function writeSummary(settings: Settings, summary: JsonSummary): void {

@@ -45,6 +45,11 @@ export class ErrorLog {
     this.write(`Migrated key |${displayKey(key)}| without ${oneLine(without)}`, 'WARNING');
   }
 
+  /** A function library FUNCTION LOAD refused (or could not be sent), named as its code names it. */
+  libraryFailed(name: string, reason: string): void {
+    this.write(`Failed to load function library |${name}|: ${oneLine(reason)}`);
+  }
+
   write(message: string, level: 'ERROR' | 'WARNING' = 'ERROR'): void {
     writeSync(this.fd, `[${logTimestamp(new Date())} - ${level} - ${message}]\n`);
   }

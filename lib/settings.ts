@@ -48,6 +48,7 @@ export const SETTINGS: readonly SettingSpec[] = [
   { name: 'SCAN_MATCH_PATTERN', group: 'what to copy', default: '*', meaning: 'SCAN MATCH glob: which keys to migrate' },
   { name: 'SCAN_TYPE', group: 'what to copy', default: '', meaning: 'only keys of this type (SCAN TYPE: string, list, set, zset, hash, stream); empty for all' },
   { name: 'KEY_EXCLUDE_PATTERN', group: 'what to copy', default: '', meaning: 'glob of keys to leave out, matched byte for byte; empty for none' },
+  { name: 'COPY_FUNCTIONS', group: 'what to copy', default: 'true', meaning: 'true: function libraries (Redis 7 FUNCTION) the target lacks are loaded before the keys; false leaves them out' },
   { name: 'DRY_RUN', group: 'how to copy', default: 'false', meaning: 'true reads what a copy would copy and reports it; writes nothing' },
   { name: 'COPY_METHOD', group: 'how to copy', default: 'auto', meaning: 'auto (dump, switching to type when the target refuses RESTORE), dump or type' },
   { name: 'OVERWRITE_EXISTING_KEYS', group: 'how to copy', default: 'false', meaning: 'true replaces keys that already exist on the target' },
@@ -109,6 +110,8 @@ export interface Settings {
   matchPattern: string;
   scanType: string;
   excludePattern: string;
+  /** COPY_FUNCTIONS: the source's (or the file's) function libraries are loaded on the target. */
+  copyFunctions: boolean;
   dryRun: boolean;
   progress: 'auto' | 'plain' | 'off';
   summaryJsonFile: string;
@@ -290,6 +293,7 @@ export function parseSettings(env: Env): Settings {
     matchPattern: raw(env, 'SCAN_MATCH_PATTERN'),
     scanType: parseScanType(env),
     excludePattern: raw(env, 'KEY_EXCLUDE_PATTERN'),
+    copyFunctions: parseBoolean(env, 'COPY_FUNCTIONS'),
     dryRun: parseBoolean(env, 'DRY_RUN'),
     progress: parseChoice(env, 'PROGRESS', ['auto', 'plain', 'off'] as const),
     summaryJsonFile: raw(env, 'SUMMARY_JSON_FILE'),

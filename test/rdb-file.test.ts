@@ -85,11 +85,16 @@ describe('RDB_READER=native into Redis 7.0', () => {
     else expect(run.stdout).not.toContain('hash-field expiries');
   });
 
-  it('the function library in the file is named, not silently dropped', async () => {
+  it.each(['redis-7.0', 'valkey-8.0'])('%s: the function library in the file is loaded on the target, not silently dropped', async (name) => {
     await target.cmd('FLUSHALL');
-    const run = await runMigrator(settings(fixture('redis-7.0')), runDir());
-    expect(manifest('redis-7.0').functions).toHaveLength(1);
-    expect(run.stdout).toMatch(/^The file holds 1 function library, which this tool does not copy yet: load them on the target with FUNCTION LOAD$/m);
+    await target.cmd('FUNCTION', 'FLUSH');
+    const run = await runMigrator(settings(fixture(name)), runDir());
+    const [code] = manifest(name).functions;
+    expect(manifest(name).functions).toHaveLength(1);
+    expect(run.stdout).toMatch(/^Functions: 1 library loaded, 0 skipped \(already on the target\), 0 failed$/m);
+    const listed = (await target.cmd('FUNCTION', 'LIST', 'WITHCODE')) as unknown[][];
+    expect(listed.map((entry) => entry[entry.indexOf('library_code') + 1])).toEqual([code]);
+    expect(await target.cmd('FCALL', 'fixture_echo', 0, 'hello')).toBe('hello');
   });
 
   it('filters and skip-existing as for a server: MATCH, KEY_EXCLUDE_PATTERN, SCAN_TYPE; a key already there is left alone', async () => {

@@ -17,10 +17,9 @@ export interface FileSelection extends KeySelection {
   onlyDb?: number;
 }
 
-/** What the reader learnt of the file as it went: its RDB version, and the function libraries it holds. */
+/** What the reader learnt of the file as it went: its RDB version (its function libraries: lib/writers/functions.ts). */
 export interface FileFacts {
   version: number;
-  functions: number;
 }
 
 /**
@@ -31,7 +30,7 @@ export interface FileFacts {
  * is read and the file is closed.
  */
 export async function* databaseSections(path: string, selection: FileSelection, size: number, facts: FileFacts, stopped: () => boolean): AsyncGenerator<DatabaseSection> {
-  const options = { onHeader: (header: { version: number }) => void (facts.version = header.version), onFunction: () => void (facts.functions += 1) };
+  const options = { onHeader: (header: { version: number }) => void (facts.version = header.version) };
   const keys = readRdb(path, options)[Symbol.asyncIterator]();
   try {
     let next = await keys.next();
