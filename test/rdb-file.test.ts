@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { oldestVersionReading, typeReadableBy } from '../lib/rdb/types.js';
 import { differenceFromManifest, manifestKeys, readManifest } from './helpers/manifest.js';
+import { moduleValueBody, rdbFile, rdbString } from './helpers/rdb-files.js';
 import { runDir } from './helpers/fixtures.js';
 import { summary } from './helpers/inspect.js';
 import { digest } from './helpers/sample-data.js';
@@ -121,6 +122,18 @@ describe('RDB_READER=native into Redis 7.0', () => {
     expect(run.stdout.trim().split('\n')).toEqual([expect.stringMatching(/^Error reading SOURCE_RDB_FILE : CRC64 mismatch at byte \d+: .*nothing was copied$/)]);
     expect(Number(await target.cmd('DBSIZE')), 'a corrupt file wrote keys').toBe(0);
     expect(run.stderr).not.toMatch(/\n\s+at /);
+  });
+
+  it('a module value the target has no module for fails by itself, naming the module; the keys around it are copied', async () => {
+    await target.cmd('FLUSHALL');
+    const dir = runDir();
+    const file = rdbFile(11, Buffer.from([0xfe, 0x00]), Buffer.from([7]), rdbString('mod'), moduleValueBody('fixturemo', 3), Buffer.from([0]), rdbString('plain'), rdbString('v'));
+    writeFileSync(join(dir, 'module.rdb'), file);
+    const run = await runMigrator(settings(join(dir, 'module.rdb')), dir);
+    expect(run.code, run.stdout + run.stderr).toBe(2);
+    expect(summary(run.stdout)).toEqual({ restored: 1, skipped: 0, failed: 1, vanished: 0 });
+    expect(await target.cmd('GET', 'plain')).toBe('v');
+    expect(readFileSync(join(dir, 'redis-keys-migrator-error.log'), 'utf8')).toMatch(/Failed to migrate key \|mod\|: a value of module type fixturemo, which .* cannot load \(is the module loaded there\?\): /);
   });
 
   it('copies only: compare, dry run and VERIFY are refused in one line pointing at RDB_READER=server', async () => {

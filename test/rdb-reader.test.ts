@@ -14,6 +14,7 @@ import { dumpPayload, payloadChecksumOk, payloadRdbVersion, payloadTypeByte, res
 import { logicalType } from '../lib/rdb/types.js';
 import { RdbFormatError, readRdb, type RdbHeader, type RdbKey, type RdbReadOptions } from '../lib/rdb/reader.js';
 import { startRedis, type LocalServer } from './helpers/servers.js';
+import { moduleValueBody, rdbFile, rdbLength, rdbString } from './helpers/rdb-files.js';
 
 const FIXTURES = join(import.meta.dirname, 'fixtures', 'rdb');
 const FIXTURE_NAMES = ['redis-6.2', 'redis-7.0', 'redis-7.2', 'redis-7.4', 'valkey-8.0'] as const;
@@ -126,31 +127,6 @@ function groupsAsManifest(stream: StreamValue): ManifestGroup[] {
 }
 
 // ---- Building small RDB files by hand, for the cases no server writes ----
-
-function rdbLength(n: number): Buffer {
-  if (n < 64) return Buffer.from([n]);
-  if (n < 16384) return Buffer.from([0x40 | (n >> 8), n & 0xff]);
-  if (n < 2 ** 32) {
-    const out = Buffer.alloc(5);
-    out[0] = 0x80;
-    out.writeUInt32BE(n, 1);
-    return out;
-  }
-  const out = Buffer.alloc(9);
-  out[0] = 0x81;
-  out.writeBigUInt64BE(BigInt(n), 1);
-  return out;
-}
-const rdbString = (text: string | Buffer): Buffer => {
-  const bytes = Buffer.from(text);
-  return Buffer.concat([rdbLength(bytes.length), bytes]);
-};
-
-/** A whole file: header, the given body, EOF and a correct CRC. */
-function rdbFile(version: number, ...body: Buffer[]): Buffer {
-  const content = Buffer.concat([Buffer.from(`REDIS${String(version).padStart(4, '0')}`), ...body, Buffer.from([0xff])]);
-  return Buffer.concat([content, new Crc64().update(content).digestBytes()]);
-}
 
 /** A listpack of short strings and small integers (0 to 127), enough for hand-made values. */
 function listpack(...items: (string | number)[]): Buffer {
@@ -589,22 +565,7 @@ describe('corrupt input', () => {
 });
 
 describe('opcodes and types no fixture has', () => {
-  /** A module value: id for type "fixturemo" version 3, then one operand of each kind and EOF. */
-  const moduleId = (() => {
-    const chars = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
-    let id = 0n;
-    for (const ch of 'fixturemo') id = (id << 6n) | BigInt(chars.indexOf(ch));
-    return (id << 10n) | 3n;
-  })();
-  const moduleBody = Buffer.concat([
-    Buffer.from([0x81]), Buffer.from(moduleId.toString(16).padStart(16, '0'), 'hex'),
-    Buffer.from([2, 0x80, 0, 1, 0, 0]), // UINT 65536
-    Buffer.from([1, 5]), // SINT 5
-    Buffer.from([3, 0, 0, 0x80, 0x3f]), // FLOAT 1.0
-    Buffer.from([4, 0, 0, 0, 0, 0, 0, 0xf0, 0x3f]), // DOUBLE 1.0
-    Buffer.from([5]), rdbString('module payload'),
-    Buffer.from([0]), // EOF
-  ]);
+  const moduleBody = moduleValueBody('fixturemo', 3);
   const expiry = Buffer.from([0xfd, 0, 0, 0, 0]);
   expiry.writeInt32LE(2_000_000_000, 1);
   const moduleAux = Buffer.concat([Buffer.from([0xf7]), moduleBody.subarray(0, 9), Buffer.from([2, 1]), moduleBody.subarray(9)]);

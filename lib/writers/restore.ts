@@ -8,7 +8,9 @@ import {
 } from '../batch.js';
 import { copyBatchByType, copyKeyInChunks, readExpireAt } from './by-type.js';
 import { dumpPayload, payloadChecksumOk, payloadRdbVersion, payloadTypeByte, restampPayload } from '../rdb/payload.js';
-import { OLDEST_RDB_VERSION, typeReadableBy } from '../rdb/types.js';
+import { OLDEST_RDB_VERSION, RDB_TYPE, typeReadableBy } from '../rdb/types.js';
+import { decodeValue } from '../rdb/decode.js';
+import { RdbFormatError } from '../rdb/errors.js';
 import { writeDecoded } from './decoded.js';
 import type { StoredValue } from '../sources/scan.js';
 import { rdbVersionReadBy } from '../sources/rdb-server.js';
@@ -109,11 +111,12 @@ async function restoreBatch(ctx: CopyContext, batch: DumpBatch): Promise<KeyOutc
 /**
  * Keys whose payloads the target refused for their RDB version (a newer source server): a payload whose CRC
  * holds and whose type byte the target reads is RESTOREd again with the target's version stamp; any other key
- * is copied by type from the source. One key's refusal never switches the whole run.
+ * is copied by type from the source. One key's refusal never switches the whole run. A module value refused
+ * gets a reason that names its module.
  */
 async function crossVersions(ctx: CopyContext, batch: DumpBatch, answers: WriteAnswer[]): Promise<WriteAnswer[]> {
   const refused = answers.flatMap((a, i) => (a.status === 'failed' && VERSION_REFUSED.test(a.reason) ? [i] : []));
-  if (refused.length === 0) return answers;
+  if (!answers.some((a) => a.status === 'failed')) return answers;
   const targetVersion = rdbVersionReadBy(ctx.target.capabilities.version);
   const records = parseDumpHeader(batch.header, batch.payloads);
   const restampable = refused.filter((i) => {
@@ -127,10 +130,25 @@ async function crossVersions(ctx: CopyContext, batch: DumpBatch, answers: WriteA
     again.length > 0 ? restore(ctx.target, ctx.settings.overwrite, { keys: again.map((a) => a.key), header: again.map((a, j) => `${a.record.expireAt},${(restamped[j] as Buffer).length};`).join(''), payloads: Buffer.concat(restamped) }) : [],
     byType.length > 0 ? copyBatchByType(ctx, byType.map((i) => batch.keys[i] as Buffer)) : [],
   ]);
-  const out = answers.slice();
+  const out = answers.map((a, i) => {
+    const payload = (records[i] as DumpRecord).payload;
+    return a.status === 'failed' && payload[0] === RDB_TYPE.MODULE_2 ? { ...a, reason: moduleRefusal(payload.subarray(0, payload.length - 10), a.reason, ctx.target) } : a;
+  });
   restampable.forEach((index, j) => (out[index] = crossed(restoredAgain[j] as WriteAnswer, 'restamped')));
   byType.forEach((index, j) => (out[index] = crossed(copied[j] as KeyOutcome, 'byType')));
   return out;
+}
+
+/** RESTORE's own words for a module value it cannot load ("Bad data format") do not say why: the module is named. */
+function moduleRefusal(valueBytes: Buffer, reason: string, target: Connection): string {
+  let name = 'unknown';
+  try {
+    const value = decodeValue(valueBytes);
+    if (value.type === 'module') name = value.value.moduleType;
+  } catch (err) {
+    if (!(err instanceof RdbFormatError)) throw err;
+  }
+  return `a value of module type ${name}, which ${target.label} cannot load (is the module loaded there?): ${reason}`;
 }
 
 function crossed<T extends WriteAnswer>(answer: T, via: Crossing): T {
@@ -179,7 +197,9 @@ export async function restoreStored(ctx: Omit<CopyContext, 'source'>, keys: read
   ctx.stats.bytesMoved += sent.reduce((sum, s) => sum + s.payload.length, 0);
   answers.forEach((answer, j) => {
     const { index, key, restamped } = sent[j] as (typeof sent)[number];
+    const value = stored[index] as StoredValue;
     if (answer.status === 'chunked') outcomes[index] = { key, status: 'failed', reason: 'the target asked for chunks' };
+    else if (answer.status === 'failed' && value.type === RDB_TYPE.MODULE_2) outcomes[index] = { key, status: 'failed', reason: moduleRefusal(value.value, answer.reason, target) };
     else outcomes[index] = restamped ? crossed(answer, 'restamped') : answer;
   });
   written.forEach((outcome, j) => (outcomes[(decoded[j] as (typeof decoded)[number]).index] = outcome));

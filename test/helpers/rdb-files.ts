@@ -1,0 +1,46 @@
+// Hand-made .rdb files for the cases no fixture has: lengths, strings, a module value, a whole file with its CRC.
+// Built from rdb.h's layout, independently of the reader under test (only its CRC-64 is shared).
+import { Crc64 } from '../../lib/rdb/crc64.js';
+
+export function rdbLength(n: number): Buffer {
+  if (n < 64) return Buffer.from([n]);
+  if (n < 16384) return Buffer.from([0x40 | (n >> 8), n & 0xff]);
+  if (n < 2 ** 32) {
+    const out = Buffer.alloc(5);
+    out[0] = 0x80;
+    out.writeUInt32BE(n, 1);
+    return out;
+  }
+  const out = Buffer.alloc(9);
+  out[0] = 0x81;
+  out.writeBigUInt64BE(BigInt(n), 1);
+  return out;
+}
+export const rdbString = (text: string | Buffer): Buffer => {
+  const bytes = Buffer.from(text);
+  return Buffer.concat([rdbLength(bytes.length), bytes]);
+};
+
+/** A whole file: header, the given body, EOF and a correct CRC. */
+export function rdbFile(version: number, ...body: Buffer[]): Buffer {
+  const content = Buffer.concat([Buffer.from(`REDIS${String(version).padStart(4, '0')}`), ...body, Buffer.from([0xff])]);
+  return Buffer.concat([content, new Crc64().update(content).digestBytes()]);
+}
+
+
+/** A module value's bytes after its type byte: the id of `name` (9 characters) and `version`, one operand of each kind, EOF. */
+export function moduleValueBody(name: string, version: number): Buffer {
+  const chars = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
+  let id = 0n;
+  for (const ch of name) id = (id << 6n) | BigInt(chars.indexOf(ch));
+  id = (id << 10n) | BigInt(version);
+  return Buffer.concat([
+    Buffer.from([0x81]), Buffer.from(id.toString(16).padStart(16, '0'), 'hex'),
+    Buffer.from([2, 0x80, 0, 1, 0, 0]), // UINT 65536
+    Buffer.from([1, 5]), // SINT 5
+    Buffer.from([3, 0, 0, 0x80, 0x3f]), // FLOAT 1.0
+    Buffer.from([4, 0, 0, 0, 0, 0, 0, 0xf0, 0x3f]), // DOUBLE 1.0
+    Buffer.from([5]), rdbString('module payload'),
+    Buffer.from([0]), // EOF
+  ]);
+}
