@@ -74,7 +74,7 @@ async function main(): Promise<number> {
   }
   const interruption = new Interruption();
 
-  // 2. The error log opens first, as the Python script's does; then, for an .rdb file, our reader or its private server.
+  // 2. The error log opens first, as the Python script's does; then, for an .rdb file, our reader (the default) or a private server.
   const log = new ErrorLog(settings.errorLogFile, settings.errorLogMode);
   if (settings.rdbFile && settings.rdbReader === 'native') {
     try {

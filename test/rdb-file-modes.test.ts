@@ -25,7 +25,7 @@ async function loadedFrom(file: string): Promise<LocalServer> {
 
 function fromFile(file: string, target: LocalServer, extra: Record<string, string | number> = {}): Promise<RunResult & { cwd: string }> {
   const cwd = runDir();
-  const env = { SOURCE_RDB_FILE: file, RDB_READER: 'native', DESTINATION_REDIS_HOST: '127.0.0.1', DESTINATION_REDIS_PORT: target.port, SLEEP_TIME: 0, ...extra };
+  const env = { SOURCE_RDB_FILE: file, DESTINATION_REDIS_HOST: '127.0.0.1', DESTINATION_REDIS_PORT: target.port, SLEEP_TIME: 0, ...extra };
   return runMigrator(env, cwd, 30_000).then((run) => ({ ...run, cwd }));
 }
 
@@ -187,7 +187,7 @@ describe('a cluster target with a file', () => {
     await Promise.all([cluster?.stop(), saver?.stop()]);
   });
   const run = (file: string, extra: Record<string, string | number> = {}): Promise<RunResult> =>
-    runMigrator({ ...cluster.settings('DESTINATION'), SOURCE_RDB_FILE: file, RDB_READER: 'native', SLEEP_TIME: 0, ...extra }, runDir(), 30_000);
+    runMigrator({ ...cluster.settings('DESTINATION'), SOURCE_RDB_FILE: file, SLEEP_TIME: 0, ...extra }, runDir(), 30_000);
 
   it('a file with keys in db 0 only: copied with no SOURCE_REDIS_DB_INDEX, each key on its node; then compared and verified', async () => {
     await saver.cmd('FLUSHALL');
