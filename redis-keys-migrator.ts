@@ -9,7 +9,7 @@ import { mergeBatches, sameServer, Side } from './lib/net/cluster.js';
 import { ConnectionError, describeError, isRefusal } from './lib/net/connections.js';
 import { DryRun, dryRunBatches } from './lib/dry-run.js';
 import { ErrorLog } from './lib/error-log.js';
-import { keysOnly, selectedKeys, type KeyBatch, type ScanRecovery, type ScanUnit, type SelectionCounts } from './lib/sources/scan.js';
+import { selectedKeys, type KeyBatch, type ScanRecovery, type ScanUnit, type SelectionCounts } from './lib/sources/scan.js';
 import { Migration, type Counts, type MigrationResult } from './lib/migration.js';
 import { Progress } from './lib/progress.js';
 import { afterLossLines, countsText, summaryLines, timingLine, writeJsonSummary, type JsonSummary } from './lib/report.js';
@@ -18,10 +18,10 @@ import { rdbFileVersion, RdbError, startRdbServer, type RdbServer } from './lib/
 import { Recovery } from './lib/net/recovery.js';
 import { verifyFileChecksum } from './lib/rdb/checksum.js';
 import { RdbFormatError } from './lib/rdb/reader.js';
-import { databaseSections } from './lib/sources/rdb-file.js';
+import { databaseSections, otherDatabase } from './lib/sources/rdb-file.js';
 import { parseSettings, renderHelp, SettingsError, unknownSettingWarnings, type Endpoint, type Settings } from './lib/settings.js';
 import { applyFileLibraries, applyLibraries, sourceLibraries, type LibrariesOutcome, type LibraryOptions } from './lib/writers/functions.js';
-import { differing, KeyJournal, tallyLine, verifyAll, verifyJournal, type Tally, type VerificationSetup } from './lib/verify/comparison.js';
+import { copyVerification, differing, tallyLine, verifyAll, type CopyTallies, type CopyVerification, type VerificationSetup } from './lib/verify/comparison.js';
 
 export const EXIT = {
   ok: 0,
@@ -34,10 +34,11 @@ export const EXIT = {
 
 const say = (line: string): void => void process.stdout.write(`${line}\n`);
 
-/** What every kind of run shares once both servers answer. */
+/** What every kind of run shares once both sides answer. */
 interface Session {
   settings: Settings;
-  source: Side;
+  /** None when the keys come from an .rdb file read by our reader, each batch with its values. */
+  source?: Side;
   target: Side;
   selection: SelectionCounts;
   keys: AsyncIterable<KeyBatch>;
@@ -76,11 +77,11 @@ async function main(): Promise<number> {
   }
   const interruption = new Interruption();
 
-  // 2. The error log opens first, as the Python script's does; then, for an .rdb file, our reader or its private server.
+  // 2. The error log opens first, as the Python script's does; then, for an .rdb file, our reader (the default) or a private server.
   const log = new ErrorLog(settings.errorLogFile, settings.errorLogMode);
   if (settings.rdbFile && settings.rdbReader === 'native') {
     try {
-      return await copyFromFile(settings, log, interruption);
+      return await runFromFile(settings, log, interruption);
     } finally {
       log.close();
     }
@@ -110,10 +111,11 @@ async function main(): Promise<number> {
 }
 
 /**
- * RDB_READER=native: the file read in one pass, each database in turn RESTOREd into the same number on the
- * target (or only SOURCE_REDIS_DB_INDEX's, into DESTINATION_REDIS_DB_INDEX), with no server on the source side.
+ * RDB_READER=native: the file read in one pass, each database in turn copied (compared, dry-run) into the same
+ * number on the target (or only SOURCE_REDIS_DB_INDEX's, into DESTINATION_REDIS_DB_INDEX), with no server on
+ * the source side.
  */
-async function copyFromFile(settings: Settings, log: ErrorLog, interruption: Interruption): Promise<number> {
+async function runFromFile(settings: Settings, log: ErrorLog, interruption: Interruption): Promise<number> {
   const refusal = nativeRefusal(settings);
   if (refusal) {
     say(`Error in settings : ${refusal}`);
@@ -124,19 +126,17 @@ async function copyFromFile(settings: Settings, log: ErrorLog, interruption: Int
   const facts = { version: 0 };
   const stopped = (): boolean => interruption.requested;
   let status: number = EXIT.ok;
-  let copied = 0;
+  let sections = 0;
   try {
-    // The file must be there and whole: a corrupt or truncated one is refused before a single key is written.
-    rdbFileVersion(settings.rdbFile);
-    await verifyFileChecksum(settings.rdbFile, stopped);
+    await checkFileFirst(settings, stopped);
     status = librariesStatus(await applyFileLibraries(settings.rdbFile, settings.destination, libraryOptions(settings), log, say));
     for await (const section of databaseSections(settings.rdbFile, filters, settings.pipelineBatchSize, facts, stopped)) {
       const destination = onlyDb === undefined ? { ...settings.destination, db: section.db } : settings.destination;
       if (onlyDb === undefined) say(`Database ${section.db} -> ${destination.db}`);
-      status = worse(status, await copySection({ ...settings, destination }, section.batches, section.counts, log, interruption));
-      copied += 1;
+      status = worse(status, await runSection({ ...settings, destination }, section.batches, section.counts, log, interruption));
+      sections += 1;
     }
-    if (copied === 0 && !stopped()) status = worse(status, await copySection(settings, emptySection(), { scanned: 0, excluded: 0 }, log, interruption));
+    if (sections === 0 && !stopped()) status = worse(status, await runSection(settings, emptySection(), { scanned: 0, excluded: 0 }, log, interruption));
   } catch (err) {
     if (!(err instanceof RdbFormatError || err instanceof RdbError)) throw err;
     say(`Error reading SOURCE_RDB_FILE : ${err.message}`);
@@ -145,12 +145,28 @@ async function copyFromFile(settings: Settings, log: ErrorLog, interruption: Int
   return stopped() ? EXIT.interrupted : status;
 }
 
-/** What RDB_READER=native does not do (yet), in one line naming the setting; undefined when it can run. */
+/**
+ * Before a key is written, the file must be there and whole: a corrupt or truncated one is refused. A cluster
+ * target takes db 0 only, and the reader learns a file's databases only as it reads, so with no
+ * SOURCE_REDIS_DB_INDEX this first pass reads the records themselves (the reader checks the CRC at the end, as
+ * the plain checksum pass does) and refuses at the first key in another database.
+ */
+async function checkFileFirst(settings: Settings, stopped: () => boolean): Promise<void> {
+  rdbFileVersion(settings.rdbFile);
+  if (!settings.destination.cluster || settings.sourceDbChosen) return verifyFileChecksum(settings.rdbFile, stopped);
+  const other = await otherDatabase(settings.rdbFile, 0, stopped);
+  if (other !== undefined) throw new RdbError(clusterRefusal(settings.rdbFile, `database ${other} (and maybe others)`));
+}
+
+/** A cluster has db 0 only: the one line refusing a file with keys elsewhere, for either reader. */
+function clusterRefusal(file: string, databases: string): string {
+  return `${file} has keys in ${databases}, and DESTINATION_REDIS_CLUSTER=true takes database 0 only: set SOURCE_REDIS_DB_INDEX to the one to copy`;
+}
+
+/** What RDB_READER=native does not do, in one line naming the setting; undefined when it can run. */
 function nativeRefusal(settings: Settings): string | undefined {
-  if (settings.mode !== 'copy' || settings.dryRun || settings.verify) return 'RDB_READER=native copies only: use RDB_READER=server for MIGRATION_MODE=compare, DRY_RUN or VERIFY';
-  if (settings.copyMethod === 'type') return 'RDB_READER=native restores DUMP payloads: COPY_METHOD=type needs RDB_READER=server';
+  if (settings.copyMethod === 'type') return 'COPY_METHOD=type with SOURCE_RDB_FILE needs RDB_READER=server: this tool\'s own reader restores the values as the file holds them (COPY_METHOD=auto or dump)';
   if (settings.scanType && !CORE_TYPES.includes(settings.scanType.toLowerCase())) return `RDB_READER=native filters by the six core types (SCAN_TYPE ${CORE_TYPES.join(', ')}), got ${JSON.stringify(settings.scanType)}: use RDB_READER=server`;
-  if (settings.destination.cluster && !settings.sourceDbChosen) return 'RDB_READER=native into a cluster needs SOURCE_REDIS_DB_INDEX (a cluster has database 0 only)';
   return undefined;
 }
 
@@ -158,35 +174,22 @@ const CORE_TYPES = ['string', 'list', 'set', 'zset', 'hash', 'stream'];
 
 async function* emptySection(): AsyncGenerator<KeyBatch> {}
 
-/** One database of the file into the target: connect, copy its batches, report. */
-async function copySection(settings: Settings, batches: AsyncIterable<KeyBatch>, selection: SelectionCounts, log: ErrorLog, interruption: Interruption): Promise<number> {
+/** One database of the file against the target: connect, then copy, compare or dry run as for a server. */
+async function runSection(settings: Settings, batches: AsyncIterable<KeyBatch>, selection: SelectionCounts, log: ErrorLog, interruption: Interruption): Promise<number> {
   let target: Side | undefined;
-  const startedAt = new Date();
+  let recovery: Recovery | undefined;
   try {
     target = await Side.open(settings.destination);
     say('Connected to Redis instances successfully');
-    const recovery = new Recovery([target], settings.reconnectTimeoutMs, () => interruption.requested);
-    const stats = { bytesMoved: 0 };
-    const migration = new Migration({ target, settings, stats, recovery }, log, say);
-    interruption.onRequest(() => migration.interrupt());
-    if (interruption.requested) migration.interrupt();
-    const progress = new Progress(settings.progress, () => ({ ...migration.counts, bytes: stats.bytesMoved, scanned: selection.scanned, total: 0, waiting: recovery.waiting }));
-    const result = await migration.copyAll(batches);
-    progress.stop();
-    recovery.close();
-    for (const line of summaryLines(result, settings.errorLogFile, selection.excluded, settings.excludePattern !== '', settings.scanType)) say(line);
-    for (const line of afterLossLines(target.mastersReplacedSinceStart, recovery.reconnections)) say(line);
-    const timing = { startedAt, finishedAt: new Date(), keys: selection.scanned, bytes: stats.bytesMoved };
-    say(timingLine(timing));
-    const status = copyExitStatus(result, 0);
-    const method = { requested: settings.copyMethod, used: 'dump', fallbackReason: null };
-    writeSummary(settings, { mode: 'copy', counts: { ...result.counts, excluded: selection.excluded }, crossing: result.crossing, method, timing, exitStatus: status });
-    return status;
+    recovery = new Recovery([target], settings.reconnectTimeoutMs, () => interruption.requested);
+    const session: Session = {
+      settings, target, selection, keys: batches, startedAt: new Date(), interruption, recovery, units: [], previous: { kind: 'none' }, notes: [], libraries: EXIT.ok,
+    };
+    return await runSession(session, log);
   } catch (err) {
-    if (!(err instanceof ConnectionError)) throw err;
-    say(`Error connecting to Redis : ${err.message}`);
-    return EXIT.settingsOrConnection;
+    return stoppedBy(err, target ? [target] : []);
   } finally {
+    recovery?.close();
     await target?.close();
   }
 }
@@ -206,9 +209,7 @@ function databasePairs(settings: Settings, rdb: RdbServer | undefined): { source
   if (!rdb) return [{ source: settings.source, destination: settings.destination }];
   if (settings.sourceDbChosen) return [{ source: rdb.endpoint(settings.source.db), destination: settings.destination }];
   const dbs = rdb.databases.length > 0 ? rdb.databases : [0];
-  if (settings.destination.cluster && dbs.some((db) => db !== 0)) {
-    throw new RdbError(`${settings.rdbFile} has keys in databases ${dbs.join(', ')}, and DESTINATION_REDIS_CLUSTER=true takes database 0 only: set SOURCE_REDIS_DB_INDEX to the one to copy`);
-  }
+  if (settings.destination.cluster && dbs.some((db) => db !== 0)) throw new RdbError(clusterRefusal(settings.rdbFile, `databases ${dbs.join(', ')}`));
   return dbs.map((db) => ({ source: rdb.endpoint(db), destination: { ...settings.destination, db } }));
 }
 
@@ -252,28 +253,37 @@ async function runDatabase(settings: Settings, log: ErrorLog, interruption: Inte
     // Libraries before keys, so keys restored afterwards find them.
     const libraries = withLibraries ? librariesStatus(await applyLibraries(await sourceLibraries(source), target, libraryOptions(settings), log, say)) : EXIT.ok;
     const session: Session = { settings, source, target, selection, keys, startedAt: new Date(), interruption, recovery, units, previous, notes, libraries };
-
-    if (settings.dryRun) return await dryRun(session);
-    if (settings.mode === 'compare') return await compare(session);
-    return await copy(session, log);
+    return await runSession(session, log);
   } catch (err) {
-    if (err instanceof CheckpointError) {
-      say(`Error in settings : ${err.message}`);
-      return EXIT.settingsOrConnection;
-    }
-    if (err instanceof ConnectionError) {
-      say(`Error connecting to Redis : ${err.message}`);
-      return EXIT.settingsOrConnection;
-    }
-    const lost = sides?.[0].lost ?? sides?.[1].lost;
-    if (lost) say(`Stopped early: lost the connection to ${lost.label} (${lost.lostBecause ?? describeError(err)})`);
-    else if (isRefusal(err)) say(`Stopped early: ${describeError(err)}`);
-    else throw err;
-    return EXIT.settingsOrConnection;
+    return stoppedBy(err, sides ?? []);
   } finally {
     recovery?.close();
     await Promise.all(sides?.map((side) => side.close()) ?? []);
   }
+}
+
+/** Whatever the source: a dry run, a compare, or the copy. */
+async function runSession(session: Session, log: ErrorLog): Promise<number> {
+  if (session.settings.dryRun) return dryRun(session);
+  if (session.settings.mode === 'compare') return compare(session);
+  return copy(session, log);
+}
+
+/** A run stopped by a refused setting, a connection that failed or was lost, or a refusal: one line, exit 1. */
+function stoppedBy(err: unknown, sides: readonly Side[]): number {
+  if (err instanceof CheckpointError) {
+    say(`Error in settings : ${err.message}`);
+    return EXIT.settingsOrConnection;
+  }
+  if (err instanceof ConnectionError) {
+    say(`Error connecting to Redis : ${err.message}`);
+    return EXIT.settingsOrConnection;
+  }
+  const lost = sides.find((side) => side.lost)?.lost;
+  if (lost) say(`Stopped early: lost the connection to ${lost.label} (${lost.lostBecause ?? describeError(err)})`);
+  else if (isRefusal(err)) say(`Stopped early: ${describeError(err)}`);
+  else throw err;
+  return EXIT.settingsOrConnection;
 }
 
 /** Every source master's scan, merged; each starts at its checkpoint cursor, or 0. */
@@ -316,7 +326,7 @@ async function connectBoth(settings: Settings): Promise<[Side, Side]> {
 /** The copy: batches in flight, pacing, the error limit; then the summary and, with VERIFY=true, the check. */
 async function copy(session: Session, log: ErrorLog): Promise<number> {
   const { settings, source, target, recovery } = session;
-  const journal = settings.verify ? new KeyJournal() : undefined;
+  const verification = settings.verify ? copyVerification(verificationSetup(session)) : undefined;
   const before = session.previous.kind === 'resume' ? session.previous.counts : undefined;
   if (settings.checkpointFile) {
     const targetRunIds = target.masters.map((m) => m.capabilities.runId);
@@ -324,12 +334,11 @@ async function copy(session: Session, log: ErrorLog): Promise<number> {
   }
   try {
     const stats = { bytesMoved: 0 };
-    const migration = new Migration({ source, target, settings, stats, recovery, checkpoint: session.checkpoint }, log, say, journal);
+    const migration = new Migration({ source, target, settings, stats, recovery, checkpoint: session.checkpoint }, log, say, verification);
     session.interruption.onRequest(() => migration.interrupt());
     const progress = await startProgress(session, () => ({ ...migration.counts, bytes: stats.bytesMoved, waiting: recovery.waiting }));
-    const result = await migration.copyAll(session.keys);
+    const result = await migration.copyAll(verification ? verification.follow(session.keys) : session.keys);
     progress.stop();
-    journal?.finishWriting();
 
     // With a checkpoint, the counts cover the whole migration; this run's share gets a line of its own.
     const whole = before ? { ...result, counts: addCounts(before, result.counts) } : result;
@@ -342,20 +351,20 @@ async function copy(session: Session, log: ErrorLog): Promise<number> {
     // After a fatal stop the status says so already; otherwise a source that resharded leaves the copy incomplete.
     const slotsStayed = result.fatal !== undefined || (await sourceStayedPut(session));
     if (session.checkpoint) await finishCheckpoint(session, session.checkpoint, whole, slotsStayed);
-    const verification = journal && !result.fatal && !result.interrupted ? await verifyCopy(session, journal) : undefined;
-    const status = worse(session.libraries, slotsStayed ? copyExitStatus(whole, verification ? differing(verification.copied) : 0) : EXIT.settingsOrConnection);
+    const verified = verification && !result.fatal && !result.interrupted ? await verifyCopy(verification) : undefined;
+    const status = worse(session.libraries, slotsStayed ? copyExitStatus(whole, verified ? differing(verified.copied) : 0) : EXIT.settingsOrConnection);
     writeSummary(settings, {
       mode: 'copy',
       counts: { ...whole.counts, excluded: session.selection.excluded },
       crossing: result.crossing,
       method: { requested: settings.copyMethod, used: migration.methodUsed, fallbackReason: result.fallbackReason ?? null },
-      verification,
+      verification: verified,
       timing,
       exitStatus: status,
     });
     return status;
   } finally {
-    journal?.remove();
+    verification?.remove();
   }
 }
 
@@ -376,7 +385,7 @@ async function finishCheckpoint(session: Session, checkpoint: Checkpoint, whole:
 
 /** Compare mode: nothing is written; every selected source key is checked against the target. */
 async function compare(session: Session): Promise<number> {
-  const tally = await verifyAll(verificationSetup(session), keysOnly(session.keys));
+  const tally = await verifyAll(verificationSetup(session), session.keys);
   say(tallyLine(tally));
   const slotsStayed = await sourceStayedPut(session);
   const status = worse(session.libraries, compareExitStatus(session.interruption.requested, slotsStayed, differing(tally)));
@@ -386,10 +395,10 @@ async function compare(session: Session): Promise<number> {
 
 /**
  * A cluster source is scanned master by master, so a key whose slot moved during the run (resharding, a
- * failover) may have been passed over. Such a run is not called complete.
+ * failover) may have been passed over. Such a run is not called complete. (A file stays put.)
  */
 async function sourceStayedPut(session: Session): Promise<boolean> {
-  if (!(await session.source.slotsMovedSinceStart())) return true;
+  if (!(await session.source?.slotsMovedSinceStart())) return true;
   say('The source cluster\'s slots moved during the run: keys that moved between masters may have been missed. Run it again (keys already copied are skipped).');
   return false;
 }
@@ -397,7 +406,7 @@ async function sourceStayedPut(session: Session): Promise<boolean> {
 /** DRY_RUN: what a copy would do, from reads only. */
 async function dryRun(session: Session): Promise<number> {
   const report = new DryRun(session.source, session.target);
-  await dryRunBatches(report, keysOnly(session.keys), () => session.interruption.requested);
+  await dryRunBatches(report, session.keys, () => session.interruption.requested);
   for (const line of report.report(session.settings.overwrite)) say(line);
   const status = session.interruption.requested ? EXIT.interrupted : EXIT.ok;
   writeSummary(session.settings, { mode: 'dry-run', timing: timingOf(session, 0), exitStatus: status });
@@ -405,8 +414,8 @@ async function dryRun(session: Session): Promise<number> {
 }
 
 /** With VERIFY=true: the keys the copy restored, then those it skipped, each with its own line. */
-async function verifyCopy(session: Session, journal: KeyJournal): Promise<{ copied: Tally; skipped: Tally }> {
-  const { copied, skipped } = await verifyJournal(verificationSetup(session), journal);
+async function verifyCopy(verification: CopyVerification): Promise<CopyTallies> {
+  const { copied, skipped } = await verification.finish();
   say(`Verification of copied keys: ${tallyLine(copied)}`);
   if (skipped.checked + skipped.vanished > 0) say(`Verification of skipped keys (already on the target): ${tallyLine(skipped)}`);
   return { copied, skipped };
@@ -424,9 +433,12 @@ function verificationSetup(session: Session): VerificationSetup {
   };
 }
 
-/** Progress counts keys against the source's DBSIZE (summed over a cluster's masters), the best estimate SCAN allows. */
+/**
+ * Progress counts keys against the source's DBSIZE (summed over a cluster's masters), the best estimate SCAN
+ * allows; a file's key count is known only once it is read.
+ */
 async function startProgress(session: Session, counts: () => MigrationResult['counts'] & { bytes: number }): Promise<Progress> {
-  const sizes = await Promise.all(session.source.masters.map((master) => master.send(['DBSIZE'])));
+  const sizes = await Promise.all((session.source?.masters ?? []).map((master) => master.send(['DBSIZE'])));
   const total = sizes.reduce<number>((sum, size) => sum + Number(size), 0);
   return new Progress(session.settings.progress, () => ({ ...counts(), scanned: session.selection.scanned, total }));
 }

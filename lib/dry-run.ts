@@ -1,6 +1,10 @@
 // DRY_RUN: reads what a copy would copy (type, memory, expiry of each key, and whether the target has it)
-// and reports it, writing nothing. One read-only script call per batch on each side.
-import { forEachPair, type NodePair, type Side } from './net/cluster.js';
+// and reports it, writing nothing. One read-only script call per batch on each side; from an .rdb file, the
+// batch's values say the rest.
+import { byNode, forEachPair, type NodePair, type Side } from './net/cluster.js';
+import type { Connection } from './net/connections.js';
+import { logicalType } from './rdb/types.js';
+import type { KeyBatch, StoredValue } from './sources/scan.js';
 import { asText, flagsFor } from './batch.js';
 import { displayKey } from './error-log.js';
 import { formatBytes } from './report.js';
@@ -45,18 +49,21 @@ export class DryRun {
   withTtl = 0;
   vanished = 0;
 
-  constructor(private readonly source: Side, private readonly target: Side) {}
+  /** `source` undefined: the keys come from an .rdb file, each batch with its values. */
+  constructor(private readonly source: Side | undefined, private readonly target: Side) {}
 
-  async add(keys: readonly Buffer[]): Promise<void> {
+  async add(batch: KeyBatch): Promise<void> {
+    const { keys, stored } = batch;
+    if (stored) {
+      await Promise.all(byNode(this.target, keys, stored).map((group) => this.addStored(group.node, group.keys, group.values)));
+      return;
+    }
+    if (!this.source) throw new Error('a batch without values needs a source server');
     await forEachPair(this.source, this.target, keys, async (pair) => [await this.addPair(pair)]);
   }
 
   private async addPair({ source, target, keys }: NodePair): Promise<void> {
-    const [described, exists] = await Promise.all([
-      source.evalScript(withFlags(DESCRIBE, flagsFor(source, READ_FLAGS)), keys, []),
-      target.evalScript(withFlags(EXISTS_EACH, flagsFor(target, READ_FLAGS)), keys, []),
-    ]);
-    const flags = asText(exists);
+    const [described, flags] = await Promise.all([source.evalScript(withFlags(DESCRIBE, flagsFor(source, READ_FLAGS)), keys, []), existing(target, keys)]);
     asText(described).split(';').slice(0, keys.length).forEach((record, i) => {
       const [kind = 'none', size = '0', ttl = '-2'] = record.split(',');
       if (kind === 'none') {
@@ -64,6 +71,16 @@ export class DryRun {
         return;
       }
       this.count(keys[i] as Buffer, kind, Number(size), Number(ttl) >= 0, flags[i] === '1');
+    });
+  }
+
+  /** Values from a file: the size as saved, and a key whose expiry has passed is one a copy leaves out. */
+  private async addStored(target: Connection, keys: readonly Buffer[], stored: readonly StoredValue[]): Promise<void> {
+    const flags = await existing(target, keys);
+    const now = Date.now();
+    stored.forEach((value, i) => {
+      if (value.expireAt !== -1 && value.expireAt <= now) this.vanished += 1;
+      else this.count(keys[i] as Buffer, logicalType(value.type) ?? 'unknown', value.value.length, value.expireAt !== -1, flags[i] === '1');
     });
   }
 
@@ -88,21 +105,26 @@ export class DryRun {
     const lines = [
       'Dry run: nothing was written.',
       `Would copy ${this.keys - (overwrite ? 0 : this.present)} keys; ${this.present} already on the target would be ` +
-        `${overwrite ? 'replaced' : 'skipped'}; ${this.withTtl} have an expiry; ${formatBytes(this.bytes)} in memory on the source (MEMORY USAGE).`,
+        `${overwrite ? 'replaced' : 'skipped'}; ${this.withTtl} have an expiry; ${formatBytes(this.bytes)} ${this.source ? 'in memory on the source (MEMORY USAGE)' : 'of values in the file (as saved)'}.`,
     ];
     for (const [kind, t] of [...this.byType.entries()].sort((a, b) => b[1].keys - a[1].keys)) {
       lines.push(`  ${kind.padEnd(8)} ${String(t.keys).padStart(10)} keys  ${formatBytes(t.bytes).padStart(10)}`);
     }
-    if (this.vanished > 0) lines.push(`  ${this.vanished} keys vanished from the source while being read`);
+    if (this.vanished > 0) lines.push(this.source ? `  ${this.vanished} keys vanished from the source while being read` : `  ${this.vanished} keys in the file have expired: a copy leaves them out`);
     if (this.largest.length > 0) lines.push('Largest keys:');
     for (const k of this.largest) lines.push(`  ${formatBytes(k.bytes).padStart(10)}  ${k.kind.padEnd(8)} |${displayKey(k.key)}|`);
     return lines;
   }
 }
 
-export async function dryRunBatches(dryRun: DryRun, batches: AsyncIterable<Buffer[]>, shouldStop: () => boolean): Promise<void> {
-  for await (const keys of batches) {
+export async function dryRunBatches(dryRun: DryRun, batches: AsyncIterable<KeyBatch>, shouldStop: () => boolean): Promise<void> {
+  for await (const batch of batches) {
     if (shouldStop()) break;
-    await dryRun.add(keys);
+    await dryRun.add(batch);
   }
+}
+
+/** Per key, '1' when the target has it, '0' when not. */
+async function existing(target: Connection, keys: readonly Buffer[]): Promise<string> {
+  return asText(await target.evalScript(withFlags(EXISTS_EACH, flagsFor(target, READ_FLAGS)), keys, []));
 }

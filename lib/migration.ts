@@ -11,7 +11,7 @@ import { compareBatch } from './verify/compare-key.js';
 import { copyBatchAuto, copyBatchByDump, restoreStored, RestoreRefused } from './writers/restore.js';
 import { copyBatchByType } from './writers/by-type.js';
 import type { ErrorLog } from './error-log.js';
-import type { KeyJournal } from './verify/comparison.js';
+import type { OutcomeRecorder } from './verify/comparison.js';
 import type { Settings } from './settings.js';
 
 /** Both sides of a run: each a server, or a cluster whose keys are routed by slot. */
@@ -103,7 +103,7 @@ export class Migration {
     private readonly run: RunContext,
     private readonly log: ErrorLog,
     private readonly say: (line: string) => void,
-    private readonly journal?: KeyJournal,
+    private readonly journal?: OutcomeRecorder,
   ) {
     this.method = run.settings.copyMethod;
   }

@@ -239,7 +239,7 @@ describe('misuse, in one line with exit status 1', () => {
     expect(run.stdout).toMatch(/^Error connecting to Redis : source 127\.0\.0\.1:\d+: not a Redis Cluster node .*set SOURCE_REDIS_CLUSTER=false/);
   });
 
-  it('an .rdb file with keys in two databases into a cluster: refused unless SOURCE_REDIS_DB_INDEX picks one', async () => {
+  it('an .rdb file with keys in two databases into a cluster (RDB_READER=server; the default reader: test/rdb-file-modes.test.ts): refused unless SOURCE_REDIS_DB_INDEX picks one', async () => {
     const saved = await startRedis();
     try {
       await saved.cmd('SET', 'in-db-0', 'zero');
@@ -248,7 +248,7 @@ describe('misuse, in one line with exit status 1', () => {
       await saved.cmd('SAVE');
       const file = `${saved.dir}/dump.rdb`;
       await emptied(targetCluster.nodes);
-      const refused = await runMigrator({ ...targetCluster.settings('DESTINATION'), SOURCE_RDB_FILE: file, SLEEP_TIME: 0 }, tempDir());
+      const refused = await runMigrator({ ...targetCluster.settings('DESTINATION'), SOURCE_RDB_FILE: file, RDB_READER: 'server', SLEEP_TIME: 0 }, tempDir());
       expect(refused.code, describeRun(refused)).toBe(1);
       expect(refused.stdout).toMatch(/^Error loading SOURCE_RDB_FILE : .*dump\.rdb has keys in databases 0, 3, and DESTINATION_REDIS_CLUSTER=true takes database 0 only: set SOURCE_REDIS_DB_INDEX/m);
 

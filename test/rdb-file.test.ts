@@ -1,6 +1,7 @@
-// RDB_READER=native: .rdb files written by real Redis 6.2 to 7.4 and Valkey 8.0 servers (test/fixtures/rdb),
-// read by our own reader and RESTOREd into the local redis-server with no server on the source side. Values a
-// 7.0 target reads are copied (payloads stamped with its RDB version); the others fail one by one, saying why.
+// SOURCE_RDB_FILE with the default RDB_READER=native: .rdb files written by real Redis 6.2 to 7.4 and Valkey 8.0
+// servers (test/fixtures/rdb), read by our own reader and RESTOREd into the local redis-server with no server on
+// the source side. Values a 7.0 target reads are copied (payloads stamped with its RDB version); the others fail
+// one by one, saying why. The other modes with a file: rdb-file-modes.test.ts.
 import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -27,7 +28,7 @@ interface Manifest {
 }
 const manifest = (name: string): Manifest => JSON.parse(readFileSync(join(FIXTURES, `${name}.json`), 'utf8')) as Manifest;
 
-describe('RDB_READER=native into Redis 7.0', () => {
+describe('our reader (the default RDB_READER) into Redis 7.0', () => {
   let target: LocalServer;
   beforeAll(async () => {
     target = await startRedis();
@@ -36,7 +37,7 @@ describe('RDB_READER=native into Redis 7.0', () => {
     await target.stop();
   });
   const settings = (file: string, extra: Record<string, string | number> = {}): Record<string, string | number> => ({
-    SOURCE_RDB_FILE: file, RDB_READER: 'native', DESTINATION_REDIS_HOST: '127.0.0.1', DESTINATION_REDIS_PORT: target.port, SLEEP_TIME: 0, ...extra,
+    SOURCE_RDB_FILE: file, DESTINATION_REDIS_HOST: '127.0.0.1', DESTINATION_REDIS_PORT: target.port, SLEEP_TIME: 0, ...extra,
   });
 
   /** A server that loaded the file itself, to compare with: what redis-server 7.0 makes of it. */
@@ -136,11 +137,6 @@ describe('RDB_READER=native into Redis 7.0', () => {
     expect(readFileSync(join(dir, 'redis-keys-migrator-error.log'), 'utf8')).toMatch(/Failed to migrate key \|mod\|: a value of module type fixturemo, which .* cannot load \(is the module loaded there\?\): /);
   });
 
-  it('copies only: compare, dry run and VERIFY are refused in one line pointing at RDB_READER=server', async () => {
-    const run = await runMigrator(settings(fixture('redis-7.0'), { MIGRATION_MODE: 'compare' }), runDir());
-    expect(run.code).toBe(1);
-    expect(run.stdout.trim()).toBe('Error in settings : RDB_READER=native copies only: use RDB_READER=server for MIGRATION_MODE=compare, DRY_RUN or VERIFY');
-  });
 });
 
 describe('which RDB version reads which type byte', () => {
@@ -155,7 +151,7 @@ describe('which RDB version reads which type byte', () => {
   });
 });
 
-describe('RDB_READER=native, as SCAN would select', () => {
+describe('our reader, as SCAN would select', () => {
   let source: LocalServer;
   let target: LocalServer;
   let file: string;
@@ -175,7 +171,7 @@ describe('RDB_READER=native, as SCAN would select', () => {
     await Promise.all([source.stop(), target.stop()]);
   });
   const run = (extra: Record<string, string | number>) =>
-    runMigrator({ SOURCE_RDB_FILE: file, RDB_READER: 'native', DESTINATION_REDIS_HOST: '127.0.0.1', DESTINATION_REDIS_PORT: target.port, SLEEP_TIME: 0, ...extra }, runDir());
+    runMigrator({ SOURCE_RDB_FILE: file, DESTINATION_REDIS_HOST: '127.0.0.1', DESTINATION_REDIS_PORT: target.port, SLEEP_TIME: 0, ...extra }, runDir());
 
   it('the default pattern copies the empty key too, as SCAN does', async () => {
     await target.cmd('FLUSHALL');
@@ -198,12 +194,12 @@ describe('RDB_READER=native, as SCAN would select', () => {
   });
 
   it('a missing file, or COPY_METHOD=type: one line each, exit 1, no stack', async () => {
-    const missing = await runMigrator({ SOURCE_RDB_FILE: '/nonexistent/dump.rdb', RDB_READER: 'native', DESTINATION_REDIS_PORT: target.port }, runDir());
+    const missing = await runMigrator({ SOURCE_RDB_FILE: '/nonexistent/dump.rdb', DESTINATION_REDIS_PORT: target.port }, runDir());
     expect(missing.code).toBe(1);
     expect(missing.stdout.trim()).toBe('Error reading SOURCE_RDB_FILE : SOURCE_RDB_FILE /nonexistent/dump.rdb does not exist or cannot be read');
     expect(missing.stderr).not.toMatch(/\n\s+at /);
     const byType = await run({ COPY_METHOD: 'type' });
     expect(byType.code).toBe(1);
-    expect(byType.stdout.trim()).toBe('Error in settings : RDB_READER=native restores DUMP payloads: COPY_METHOD=type needs RDB_READER=server');
+    expect(byType.stdout.trim()).toBe("Error in settings : COPY_METHOD=type with SOURCE_RDB_FILE needs RDB_READER=server: this tool's own reader restores the values as the file holds them (COPY_METHOD=auto or dump)");
   });
 });

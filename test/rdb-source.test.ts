@@ -1,5 +1,5 @@
-// SOURCE_RDB_FILE end to end: real .rdb files written by a real redis-server (SAVE), loaded by the migrator's
-// private redis-server and copied into a real target; the refusals; Ctrl-C while loading and while copying.
+// SOURCE_RDB_FILE with RDB_READER=server end to end: real .rdb files written by a real redis-server (SAVE), loaded
+// by the migrator's private redis-server and copied into a real target; the refusals; Ctrl-C while loading and while copying.
 // After every run: the user's file is unchanged, no rkm-rdb-* directory and no private redis-server is left.
 import { execFileSync, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -235,8 +235,9 @@ function serverVersion(): string {
   return match[1];
 }
 
+/** The target, and the reader this file is about (our own reader is the default: test/rdb-file*.test.ts). */
 function targetSettings(target: RedisServer): Record<string, string | number> {
-  return { DESTINATION_REDIS_HOST: '127.0.0.1', DESTINATION_REDIS_PORT: target.port, SLEEP_TIME: 0 };
+  return { DESTINATION_REDIS_HOST: '127.0.0.1', DESTINATION_REDIS_PORT: target.port, SLEEP_TIME: 0, RDB_READER: 'server' };
 }
 
 // ---- Shared fixtures ----

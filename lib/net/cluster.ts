@@ -311,6 +311,19 @@ export function routeKeys(source: Side, target: Side, keys: readonly Buffer[]): 
   return [...pairs.values()].flatMap((byTarget) => [...byTarget.values()]);
 }
 
+/** A batch's keys, each with what goes with it (a value from a file), grouped by the node of `side` holding them. */
+export function byNode<T>(side: Side, keys: readonly Buffer[], values: readonly T[]): { node: Connection; keys: Buffer[]; values: T[] }[] {
+  const groups = new Map<Connection, { node: Connection; keys: Buffer[]; values: T[] }>();
+  keys.forEach((key, i) => {
+    const node = side.nodeFor(key);
+    const group = groups.get(node) ?? { node, keys: [], values: [] };
+    groups.set(node, group);
+    group.keys.push(key);
+    group.values.push(values[i] as T);
+  });
+  return [...groups.values()];
+}
+
 /** Runs `work` on each node pair of a batch at once; results come back grouped by pair. */
 export async function forEachPair<R>(
   source: Side,

@@ -86,3 +86,15 @@ async function* sectionBatches(
   }
   if (batch.length > 0) yield { ...full(), resumeCursor: DONE };
 }
+
+/**
+ * The first database other than `db` that holds a key, or undefined when there is none: the file is read up to
+ * that key, or to its end (where the reader checks its CRC). Ctrl-C (`stopped()`) ends the search with undefined.
+ */
+export async function otherDatabase(path: string, db: number, stopped: () => boolean): Promise<number | undefined> {
+  for await (const record of readRdb(path)) {
+    if (record.db !== db) return record.db;
+    if (stopped()) return undefined;
+  }
+  return undefined;
+}

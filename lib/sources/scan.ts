@@ -204,8 +204,3 @@ export async function* selectedKeys(
 }
 
 const resumeAt = (cursor: string | undefined): string => (cursor === '0' || cursor === undefined ? DONE : cursor);
-
-/** The keys alone, for the readers that keep no checkpoint (compare, dry run, verification). */
-export async function* keysOnly(batches: AsyncIterable<KeyBatch>): AsyncGenerator<Buffer[]> {
-  for await (const batch of batches) yield batch.keys;
-}

@@ -1,8 +1,12 @@
 // Comparing one key: is each source key on the target, of the same type, with the same content and expiry?
 // Identical DUMP payloads settle most keys at once; the rest are compared logically, in chunks.
-import { CommandRefused, type Connection, type Reply } from '../net/connections.js';
-import { asArray, asNumber, asText, flagsFor, mapLimited, READ_BUDGET_BYTES, STRING_CHUNK_BYTES } from '../batch.js';
+import { CommandRefused, type Connection } from '../net/connections.js';
+import { asArray, asText, flagsFor, mapLimited, READ_BUDGET_BYTES, STRING_CHUNK_BYTES } from '../batch.js';
 import { displayKey } from '../error-log.js';
+import { COMPARABLE_TYPES, GROUP_FIELDS, serverView, storedView, type StreamEntry, type ValueView } from './value-views.js';
+import { decodeValue, type RdbValue } from '../rdb/decode.js';
+import { RdbFormatError } from '../rdb/errors.js';
+import type { StoredValue } from '../sources/scan.js';
 import { CONTENT_DIGEST, DUMP_READ, parseDumpHeader, READ_FLAGS, withFlags, type DumpRecord } from '../net/scripts.js';
 
 export type DiffCategory = 'missing' | 'type' | 'value' | 'ttl';
@@ -43,7 +47,7 @@ export async function compareBatch(source: Connection, target: Connection, keys:
     const [src, tgt] = await Promise.all([snapshots(source, rest, options.dumpMaxBytes), snapshots(target, rest, options.dumpMaxBytes)]);
     const covered = rest.slice(0, Math.min(src.length, tgt.length));
     rest = rest.slice(covered.length);
-    const quick = covered.map((key, i) => quickVerdict(key, src[i] as DumpRecord, tgt[i] as DumpRecord, options.ttlToleranceMs));
+    const quick = covered.map((key, i) => quickVerdict(key, (src[i] as DumpRecord).expireAt, tgt[i] as DumpRecord, samePayload(src[i] as DumpRecord, tgt[i] as DumpRecord), options.ttlToleranceMs));
     await settleByDigest(source, target, covered, src, tgt, quick, options);
     const open = quick.flatMap((v, i) => (v === undefined || v.verdict === 'different' ? [i] : []));
     // A difference seen in the DUMP reads is checked again from fresh reads; one found only by the logical
@@ -75,9 +79,7 @@ async function settleByDigest(
   const fieldExpiries = source.capabilities.fieldExpiry || target.capabilities.fieldExpiry;
   open.forEach((index, j) => {
     if (ours[j] === '' || ours[j] !== theirs[j] || (fieldExpiries && ours[j]?.startsWith('hash:'))) return;
-    const key = keys[index] as Buffer;
-    const ttl = ttlDifference((src[index] as DumpRecord).expireAt, (tgt[index] as DumpRecord).expireAt, options.ttlToleranceMs);
-    verdicts[index] = ttl === null ? { key, verdict: 'identical' } : { key, verdict: 'different', category: 'ttl', detail: ttl };
+    verdicts[index] = ttlVerdict(keys[index] as Buffer, (src[index] as DumpRecord).expireAt, (tgt[index] as DumpRecord).expireAt, options.ttlToleranceMs);
   });
 }
 
@@ -86,12 +88,21 @@ async function contentDigests(server: Connection, keys: readonly Buffer[], eleme
   return asText(reply).split(';').slice(0, keys.length);
 }
 
-/** A verdict from the DUMP reads alone, or undefined when the values must be compared logically. */
-function quickVerdict(key: Buffer, src: DumpRecord, tgt: DumpRecord, toleranceMs: number): KeyVerdict | undefined {
-  if (src.expireAt === -2) return { key, verdict: 'vanished' };
+/**
+ * A verdict from the DUMP reads alone (the source's expire-at -2 for a key gone from it), or undefined when
+ * the payloads differ and the values must be compared logically.
+ */
+function quickVerdict(key: Buffer, srcExpireAt: number, tgt: DumpRecord, samePayload: boolean, toleranceMs: number): KeyVerdict | undefined {
+  if (srcExpireAt === -2) return { key, verdict: 'vanished' };
   if (tgt.expireAt === -2) return { key, verdict: 'different', category: 'missing', detail: 'not on the target' };
-  if (src.payload.length === 0 || !src.payload.equals(tgt.payload)) return undefined;
-  const ttl = ttlDifference(src.expireAt, tgt.expireAt, toleranceMs);
+  return samePayload ? ttlVerdict(key, srcExpireAt, tgt.expireAt, toleranceMs) : undefined;
+}
+
+const samePayload = (src: DumpRecord, tgt: DumpRecord): boolean => src.payload.length > 0 && src.payload.equals(tgt.payload);
+
+/** Identical, or a ttl difference, for a key whose content is the same on both sides. */
+function ttlVerdict(key: Buffer, srcExpireAt: number, tgtExpireAt: number, toleranceMs: number): KeyVerdict {
+  const ttl = ttlDifference(srcExpireAt, tgtExpireAt, toleranceMs);
   return ttl === null ? { key, verdict: 'identical' } : { key, verdict: 'different', category: 'ttl', detail: ttl };
 }
 
@@ -121,22 +132,65 @@ async function snapshotsOfAll(server: Connection, keys: readonly Buffer[], maxBy
 }
 
 async function judge(source: Connection, target: Connection, key: Buffer, src: DumpRecord, tgt: DumpRecord, options: CompareOptions): Promise<KeyVerdict> {
-  if (src.expireAt === -2) return { key, verdict: 'vanished' };
-  if (tgt.expireAt === -2) return { key, verdict: 'different', category: 'missing', detail: 'not on the target' };
-  const samePayload = src.payload.length > 0 && src.payload.equals(tgt.payload);
-  if (!samePayload) {
-    const [srcType, tgtType] = await Promise.all([typeOf(source, key), typeOf(target, key)]);
-    if (srcType === 'none') return { key, verdict: 'vanished' };
-    if (tgtType === 'none') return { key, verdict: 'different', category: 'missing', detail: 'not on the target' };
-    if (srcType !== tgtType) return { key, verdict: 'different', category: 'type', detail: `${srcType} on the source, ${tgtType} on the target` };
-    const detail = await firstDifference(source, target, key, srcType, options.chunkSize);
-    if (detail !== null) return { key, verdict: 'different', category: 'value', detail };
-    const fields = srcType === 'hash' ? await fieldExpiryDifference(source, target, key, options) : null;
-    if (fields !== null) return { key, verdict: 'different', category: 'ttl', detail: fields };
+  const quick = quickVerdict(key, src.expireAt, tgt, samePayload(src, tgt), options.ttlToleranceMs);
+  if (quick) return quick;
+  const types = await Promise.all([typeOf(source, key), typeOf(target, key)]);
+  return logicalVerdict(key, types, [serverView(source, key), serverView(target, key)], [src.expireAt, tgt.expireAt], options);
+}
+
+/** Type, then content (read through the two views), then expiry: the verdict on a key whose payloads differ. */
+async function logicalVerdict(
+  key: Buffer, [srcType, tgtType]: [string, string], [source, target]: [ValueView, ValueView], [srcExpireAt, tgtExpireAt]: [number, number], options: CompareOptions,
+): Promise<KeyVerdict> {
+  if (srcType === 'none') return { key, verdict: 'vanished' };
+  if (tgtType === 'none') return { key, verdict: 'different', category: 'missing', detail: 'not on the target' };
+  if (srcType !== tgtType) return { key, verdict: 'different', category: 'type', detail: `${srcType} on the source, ${tgtType} on the target` };
+  const detail = await firstDifference(source, target, srcType, options.chunkSize);
+  if (detail !== null) return { key, verdict: 'different', category: 'value', detail };
+  const fields = srcType === 'hash' ? await fieldExpiryDifference(source, target, options) : null;
+  if (fields !== null) return { key, verdict: 'different', category: 'ttl', detail: fields };
+  return ttlVerdict(key, srcExpireAt, tgtExpireAt, options.ttlToleranceMs);
+}
+
+/**
+ * Compares keys whose source values are in hand (an .rdb file's) with the target. The target's DUMP read
+ * settles most: a payload that is the file's bytes under any version and CRC trailer holds the same value.
+ * The others are decoded and compared logically, the target read in chunks. A key whose expiry in the file
+ * has passed counts as gone from the source, as one that expired on a source server does.
+ */
+export async function compareStoredBatch(target: Connection, keys: readonly Buffer[], stored: readonly StoredValue[], options: CompareOptions): Promise<KeyVerdict[]> {
+  const now = Date.now();
+  const verdicts: KeyVerdict[] = [];
+  while (verdicts.length < keys.length) {
+    const from = verdicts.length;
+    const tgt = await snapshots(target, keys.slice(from), options.dumpMaxBytes);
+    const quick = tgt.map((record, i) => {
+      const value = stored[from + i] as StoredValue;
+      const expireAt = value.expireAt !== -1 && value.expireAt <= now ? -2 : value.expireAt;
+      return quickVerdict(keys[from + i] as Buffer, expireAt, record, holdsValue(record.payload, value.value), options.ttlToleranceMs);
+    });
+    const open = quick.flatMap((v, i) => (v === undefined ? [i] : []));
+    const settled = await mapLimited(open, KEYS_COMPARED_AT_ONCE, (i) => judgeStored(target, keys[from + i] as Buffer, stored[from + i] as StoredValue, tgt[i] as DumpRecord, options));
+    open.forEach((index, j) => (quick[index] = settled[j]));
+    verdicts.push(...(quick as KeyVerdict[]));
   }
-  const ttl = ttlDifference(src.expireAt, tgt.expireAt, options.ttlToleranceMs);
-  if (ttl !== null) return { key, verdict: 'different', category: 'ttl', detail: ttl };
-  return { key, verdict: 'identical' };
+  return verdicts;
+}
+
+/** A DUMP payload is a value's bytes (type byte first) and a 10-byte trailer: RDB version and CRC-64. */
+const holdsValue = (payload: Buffer, value: Buffer): boolean => payload.length === value.length + 10 && payload.subarray(0, value.length).equals(value);
+
+async function judgeStored(target: Connection, key: Buffer, value: StoredValue, tgt: DumpRecord, options: CompareOptions): Promise<KeyVerdict> {
+  let decoded: RdbValue;
+  try {
+    decoded = decodeValue(value.value);
+  } catch (err) {
+    if (!(err instanceof RdbFormatError)) throw err;
+    return { key, verdict: 'different', category: 'value', detail: `the file's value cannot be decoded: ${err.message}` };
+  }
+  const srcType = decoded.type === 'module' ? decoded.value.moduleType : decoded.type;
+  const types: [string, string] = [srcType, await typeOf(target, key)];
+  return logicalVerdict(key, types, [storedView(decoded), serverView(target, key)], [value.expireAt, tgt.expireAt], options);
 }
 
 /** Expire-at values in ms, -1 for none. */
@@ -152,148 +206,121 @@ async function typeOf(server: Connection, key: Buffer): Promise<string> {
   return asText(await server.send(['TYPE', key]));
 }
 
-/** ZSET scores as doubles: "inf" and "-inf" as Redis writes them, "1e300" and "0.1" alike. */
-export function parseScore(text: string): number {
-  const lower = text.toLowerCase();
-  if (lower === 'inf' || lower === '+inf') return Infinity;
-  if (lower === '-inf') return -Infinity;
-  return Number(text);
-}
-
-/** A short hint of the first difference in content, or null when the values are logically equal. */
-async function firstDifference(source: Connection, target: Connection, key: Buffer, kind: string, size: number): Promise<string | null> {
-  const both = (args: (string | Buffer)[]): Promise<[Reply, Reply]> => Promise.all([source.send(args), target.send(args)]);
-  const lengthCommand: Record<string, string> = { string: 'STRLEN', list: 'LLEN', set: 'SCARD', zset: 'ZCARD', hash: 'HLEN', stream: 'XLEN' };
-  const command = lengthCommand[kind];
-  if (command === undefined) return `cannot compare type ${kind}`;
-  const [srcLen, tgtLen] = await both([command, key]);
-  if (srcLen !== tgtLen) return `length ${asText(srcLen)} on the source, ${asText(tgtLen)} on the target`;
+/**
+ * A short hint of the first difference in content, or null when the values are logically equal: the source
+ * view against the target's, window by window (sets and hashes: the source's pages looked up on the target).
+ */
+export async function firstDifference(source: ValueView, target: ValueView, kind: string, size: number): Promise<string | null> {
+  if (!COMPARABLE_TYPES.includes(kind)) return `cannot compare type ${kind}`;
+  const [srcLen, tgtLen] = await Promise.all([source.length(kind), target.length(kind)]);
+  if (srcLen !== tgtLen) return `length ${srcLen} on the source, ${tgtLen} on the target`;
   switch (kind) {
     case 'string':
-      return compareWindows(both, (from) => ['GETRANGE', key, String(from), String(from + STRING_CHUNK_BYTES - 1)], STRING_CHUNK_BYTES, 'bytes from');
+      return compareStrings(source, target, srcLen);
     case 'list':
-      return compareWindows(both, (from) => ['LRANGE', key, String(from), String(from + size - 1)], size, 'index');
+      return compareLists(source, target, size);
     case 'zset':
-      return compareZset(both, key, size);
+      return compareZsets(source, target, size);
     case 'hash':
-      return compareByScan(source, target, key, 'HSCAN', size);
+      return compareHashes(source, target, size);
     case 'set':
-      return compareByScan(source, target, key, 'SSCAN', size);
+      return compareSets(source, target, size);
     default:
-      return compareStream(source, target, key, size);
+      return compareStreams(source, target, size);
   }
 }
 
-type Both = (args: (string | Buffer)[]) => Promise<[Reply, Reply]>;
-
-function sameReply(a: Reply | undefined, b: Reply | undefined): boolean {
-  if (Buffer.isBuffer(a) && Buffer.isBuffer(b)) return a.equals(b);
-  if (Array.isArray(a) && Array.isArray(b)) return a.length === b.length && a.every((x, i) => sameReply(x, b[i]));
-  return a === b;
+function sameItems(a: readonly Buffer[], b: readonly Buffer[]): number {
+  for (let i = 0; i < Math.max(a.length, b.length); i++) {
+    const [x, y] = [a[i], b[i]];
+    if (x === undefined || y === undefined || !x.equals(y)) return i;
+  }
+  return -1;
 }
 
-/** Compares the same window on both sides until a short window ends the value. */
-async function compareWindows(both: Both, window: (from: number) => (string | Buffer)[], size: number, unit: string): Promise<string | null> {
+async function compareStrings(source: ValueView, target: ValueView, length: number): Promise<string | null> {
+  for (let from = 0; from < length; from += STRING_CHUNK_BYTES) {
+    const [a, b] = await Promise.all([source.bytes(from, STRING_CHUNK_BYTES), target.bytes(from, STRING_CHUNK_BYTES)]);
+    if (!a.equals(b)) return `bytes from ${from} differ`;
+  }
+  return null;
+}
+
+async function compareLists(source: ValueView, target: ValueView, size: number): Promise<string | null> {
   for (let from = 0; ; from += size) {
-    const [a, b] = await both(window(from));
-    if (!sameReply(a, b)) {
-      if (Buffer.isBuffer(a)) return `${unit} ${from} differ`;
-      const index = asArray(a).findIndex((x, i) => !sameReply(x, asArray(b)[i]));
-      return `${unit} ${from + Math.max(index, 0)} differs`;
-    }
-    const length = Buffer.isBuffer(a) ? a.length : asArray(a).length;
-    if (length < size) return null;
+    const [a, b] = await Promise.all([source.listRange(from, size), target.listRange(from, size)]);
+    const differs = sameItems(a, b);
+    if (differs >= 0) return `index ${from + differs} differs`;
+    if (a.length < size) return null;
   }
 }
 
-async function compareZset(both: Both, key: Buffer, size: number): Promise<string | null> {
+async function compareZsets(source: ValueView, target: ValueView, size: number): Promise<string | null> {
   for (let from = 0; ; from += size) {
-    const [a, b] = (await both(['ZRANGE', key, String(from), String(from + size - 1), 'WITHSCORES'])).map(asArray) as [Reply[], Reply[]];
-    for (let i = 0; i < Math.max(a.length, b.length); i += 2) {
-      const member = a[i] as Buffer | undefined;
-      if (!sameReply(member, b[i])) return `member ${asText(member ?? null)} at rank ${from + i / 2}`;
-      if (parseScore(asText(a[i + 1])) !== parseScore(asText(b[i + 1]))) {
-        return `member ${asText(member ?? null)}: score ${asText(a[i + 1])} on the source, ${asText(b[i + 1])} on the target`;
-      }
+    const [a, b] = await Promise.all([source.zsetRange(from, size), target.zsetRange(from, size)]);
+    for (let i = 0; i < Math.max(a.length, b.length); i++) {
+      const [x, y] = [a[i], b[i]];
+      if (x === undefined || y === undefined || !x.member.equals(y.member)) return `member ${x?.member.toString() ?? ''} at rank ${from + i}`;
+      if (x.score !== y.score) return `member ${x.member.toString()}: score ${x.shown} on the source, ${y.shown} on the target`;
     }
-    if (a.length < 2 * size) return null;
+    if (a.length < size) return null;
   }
 }
 
-/** Walks the source's fields or members with a cursor and looks each one up on the target. */
-async function compareByScan(source: Connection, target: Connection, key: Buffer, command: 'HSCAN' | 'SSCAN', size: number): Promise<string | null> {
-  let cursor = '0';
-  do {
-    const [next, items] = asArray(await source.send([command, key, cursor, 'COUNT', String(size)]));
-    cursor = asText(next);
-    const values = asArray(items as Reply) as Buffer[];
-    if (command === 'SSCAN') {
-      const present = asArray(await target.send(['SMISMEMBER', key, ...values]));
-      const missing = present.findIndex((p) => p !== 1);
-      if (missing >= 0) return `member ${asText(values[missing] ?? null)} not on the target`;
-    } else {
-      const fields = values.filter((_, i) => i % 2 === 0);
-      const theirs = asArray(await target.send(['HMGET', key, ...fields]));
-      const differs = fields.findIndex((_, i) => !sameReply(values[2 * i + 1], theirs[i]));
-      if (differs >= 0) return `field ${asText(fields[differs] ?? null)} differs`;
-    }
-  } while (cursor !== '0');
+/** Walks the source's members page by page and looks each one up on the target. */
+async function compareSets(source: ValueView, target: ValueView, size: number): Promise<string | null> {
+  for await (const members of source.pages('set', size)) {
+    const missing = (await target.hasMembers(members)).findIndex((present) => !present);
+    if (missing >= 0) return `member ${members[missing]?.toString() ?? ''} not on the target`;
+  }
+  return null;
+}
+
+async function compareHashes(source: ValueView, target: ValueView, size: number): Promise<string | null> {
+  for await (const items of source.pages('hash', size)) {
+    const fields = items.filter((_, i) => i % 2 === 0);
+    const theirs = await target.fieldValues(fields);
+    const differs = fields.findIndex((_, i) => !(theirs[i]?.equals(items[2 * i + 1] as Buffer) ?? false));
+    if (differs >= 0) return `field ${fields[differs]?.toString() ?? ''} differs`;
+  }
   return null;
 }
 
 /**
- * Hash-field expiries (Redis 7.4+), the source's fields a scan page at a time, within the tolerance; a side
- * with no field expiries has none. Null when they agree (or neither side has them).
+ * Hash-field expiries (Redis 7.4+), the source's fields a page at a time, within the tolerance; a side with no
+ * field expiries has none. Null when they agree (or neither side can have them).
  */
-async function fieldExpiryDifference(source: Connection, target: Connection, key: Buffer, options: CompareOptions): Promise<string | null> {
-  if (!source.capabilities.fieldExpiry && !target.capabilities.fieldExpiry) return null;
-  const expiries = async (server: Connection, fields: Buffer[]): Promise<number[]> =>
-    server.capabilities.fieldExpiry ? asArray(await server.send(['HPEXPIRETIME', key, 'FIELDS', String(fields.length), ...fields])).map(asNumber) : fields.map(() => -1);
-  let cursor = '0';
-  do {
-    const [next, items] = asArray(await source.send(['HSCAN', key, cursor, 'COUNT', String(options.chunkSize)]));
-    cursor = asText(next);
-    const fields = (asArray(items as Reply) as Buffer[]).filter((_, i) => i % 2 === 0);
-    if (fields.length === 0) continue;
-    const [ours, theirs] = await Promise.all([expiries(source, fields), expiries(target, fields)]);
+async function fieldExpiryDifference(source: ValueView, target: ValueView, options: CompareOptions): Promise<string | null> {
+  if (!source.fieldExpiry && !target.fieldExpiry) return null;
+  for await (const items of source.pages('hash', options.chunkSize)) {
+    const fields = items.filter((_, i) => i % 2 === 0);
+    const [ours, theirs] = await Promise.all([source.fieldExpiries(fields), target.fieldExpiries(fields)]);
     for (let i = 0; i < fields.length; i++) {
-      const differs = ttlDifference(ours[i] as number, theirs[i] as number, options.ttlToleranceMs);
-      if (differs !== null) return `field ${asText(fields[i] ?? null)}: ${differs}${target.capabilities.fieldExpiry ? '' : ` (${target.label} has no field expiries)`}`;
+      const differs = ttlDifference(ours[i] ?? -1, theirs[i] ?? -1, options.ttlToleranceMs);
+      if (differs !== null) return `field ${fields[i]?.toString() ?? ''}: ${differs}${target.fieldExpiry ? '' : ' (the target has no field expiries)'}`;
     }
-  } while (cursor !== '0');
+  }
   return null;
 }
 
-function fieldsOf(reply: Reply): Map<string, Reply> {
-  const items = asArray(reply);
-  const map = new Map<string, Reply>();
-  for (let i = 0; i + 1 < items.length; i += 2) map.set(asText(items[i]), items[i + 1] as Reply);
-  return map;
-}
-
 /** Entries page by page, then each group's last-delivered ID, pending count and consumers. */
-async function compareStream(source: Connection, target: Connection, key: Buffer, size: number): Promise<string | null> {
-  const both: Both = (args) => Promise.all([source.send(args), target.send(args)]);
-  let start = '-';
-  for (;;) {
-    const [a, b] = (await both(['XRANGE', key, start, '+', 'COUNT', String(size)])).map(asArray) as [Reply[], Reply[]];
-    const differs = a.findIndex((entry, i) => !sameReply(entry, b[i]));
-    if (differs >= 0) return `entry ${asText(asArray(a[differs] as Reply)[0])} differs`;
+async function compareStreams(source: ValueView, target: ValueView, size: number): Promise<string | null> {
+  for (let after: string | undefined; ;) {
+    const [a, b] = await Promise.all([source.streamEntries(after, size), target.streamEntries(after, size)]);
+    const differs = a.findIndex(([id, fields], i) => id !== b[i]?.[0] || sameItems(fields, b[i]?.[1] ?? []) >= 0);
+    if (differs >= 0) return `entry ${(a[differs] as StreamEntry)[0]} differs`;
     if (a.length < size) break;
-    start = `(${asText(asArray(a[a.length - 1] as Reply)[0])}`;
+    after = (a[a.length - 1] as StreamEntry)[0];
   }
-  const [srcGroups, tgtGroups] = (await both(['XINFO', 'GROUPS', key])).map((r) => asArray(r).map(fieldsOf)) as [Map<string, Reply>[], Map<string, Reply>[]];
+  const [srcGroups, tgtGroups] = await Promise.all([source.streamGroups(), target.streamGroups()]);
   if (srcGroups.length !== tgtGroups.length) return `${srcGroups.length} consumer groups on the source, ${tgtGroups.length} on the target`;
   for (const group of srcGroups) {
-    const name = asText(group.get('name'));
-    const theirs = tgtGroups.find((g) => asText(g.get('name')) === name);
-    if (!theirs) return `group ${name} not on the target`;
-    for (const field of ['last-delivered-id', 'pending', 'consumers']) {
-      if (asText(group.get(field)) !== asText(theirs.get(field))) return `group ${name}: ${field} ${asText(group.get(field))} on the source, ${asText(theirs.get(field))} on the target`;
+    const theirs = tgtGroups.find((g) => g.name === group.name);
+    if (!theirs) return `group ${group.name} not on the target`;
+    for (const field of GROUP_FIELDS) {
+      if (group.fields[field] !== theirs.fields[field]) return `group ${group.name}: ${field} ${group.fields[field]} on the source, ${theirs.fields[field]} on the target`;
     }
-    const [srcConsumers, tgtConsumers] = await both(['XINFO', 'CONSUMERS', key, name]);
-    const summary = (r: Reply): string => asArray(r).map(fieldsOf).map((c) => `${asText(c.get('name'))}:${asText(c.get('pending'))}`).sort().join(',');
-    if (summary(srcConsumers) !== summary(tgtConsumers)) return `group ${name}: consumers ${summary(srcConsumers)} on the source, ${summary(tgtConsumers)} on the target`;
+    if (group.consumers !== theirs.consumers) return `group ${group.name}: consumers ${group.consumers} on the source, ${theirs.consumers} on the target`;
   }
   return null;
 }

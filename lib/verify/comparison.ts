@@ -1,12 +1,14 @@
 // Running a verification: over the source's keys (compare mode) or over the keys a copy just covered
-// (VERIFY=true, read back from a journal file so memory stays flat), with the report in RIOT's form.
+// (VERIFY=true: from a server, read back from a journal file so memory stays flat; from an .rdb file, each batch
+// as the copy settles it, its values still in hand), with the report in RIOT's form.
 import { closeSync, createReadStream, openSync, rmSync, writeSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { forEachPair, type Side } from '../net/cluster.js';
+import { byNode, forEachPair, type Side } from '../net/cluster.js';
 import { displayKey } from '../error-log.js';
 import type { KeyOutcome } from '../batch.js';
-import { CATEGORIES, compareBatch, type CompareOptions, type DiffCategory, type KeyVerdict } from './compare-key.js';
+import type { KeyBatch, StoredValue } from '../sources/scan.js';
+import { CATEGORIES, compareBatch, compareStoredBatch, type CompareOptions, type DiffCategory, type KeyVerdict } from './compare-key.js';
 
 export interface Tally {
   checked: number;
@@ -34,12 +36,17 @@ export interface DiffOutput {
   say: (line: string) => void;
 }
 
+/** Reports this run has written already: a run over several databases adds each one's lines to the same file. */
+const reportsStarted = new Set<string>();
+
 /** Prints differences as they are found (SHOW_DIFFS) and writes them as JSON lines (DIFF_REPORT_FILE). */
 export class DiffSink {
-  private readonly fd: number | undefined;
+  private fd: number | undefined;
 
   constructor(private readonly output: DiffOutput) {
-    this.fd = output.reportFile ? openSync(output.reportFile, 'w') : undefined;
+    const file = output.reportFile;
+    this.fd = file ? openSync(file, reportsStarted.has(file) ? 'a' : 'w') : undefined;
+    if (file) reportsStarted.add(file);
   }
 
   record(verdicts: readonly KeyVerdict[], tally: Tally, heading: string): void {
@@ -60,13 +67,14 @@ export class DiffSink {
 
   close(): void {
     if (this.fd !== undefined) closeSync(this.fd);
+    this.fd = undefined;
   }
 }
 
 /** Runs `compare` over batches with a few in flight, stopping early when asked. */
-export async function verifyBatches(
-  batches: AsyncIterable<Buffer[]>,
-  compare: (keys: Buffer[]) => Promise<void>,
+export async function verifyBatches<T>(
+  batches: AsyncIterable<T>,
+  compare: (batch: T) => Promise<void>,
   shouldStop: () => boolean,
 ): Promise<void> {
   const inFlight = new Set<Promise<void>>();
@@ -88,6 +96,25 @@ export async function verifyBatches(
 export function compareInto(source: Side, target: Side, options: CompareOptions) {
   return (keys: readonly Buffer[]): Promise<KeyVerdict[]> =>
     forEachPair(source, target, keys, (pair) => compareBatch(pair.source, pair.target, pair.keys, options));
+}
+
+/** Compares keys whose values came from a file, each on the target node that holds it. */
+export function compareStoredInto(target: Side, options: CompareOptions) {
+  return async (keys: readonly Buffer[], stored: readonly StoredValue[]): Promise<KeyVerdict[]> => {
+    const groups = byNode(target, keys, stored);
+    return (await Promise.all(groups.map((g) => compareStoredBatch(g.node, g.keys, g.values, options)))).flat();
+  };
+}
+
+/** A batch compared the way its source allows: against the file's values it carries, or the source server's. */
+function batchComparer(setup: VerificationSetup): (batch: KeyBatch) => Promise<KeyVerdict[]> {
+  const stored = compareStoredInto(setup.target, setup.options);
+  const fromServer = setup.source ? compareInto(setup.source, setup.target, setup.options) : undefined;
+  return (batch) => {
+    if (batch.stored) return stored(batch.keys, batch.stored);
+    if (!fromServer) throw new Error('a batch without values needs a source server');
+    return fromServer(batch.keys);
+  };
 }
 
 /**
@@ -143,7 +170,8 @@ export class KeyJournal {
 }
 
 export interface VerificationSetup {
-  source: Side;
+  /** None when the values come with the batches (an .rdb file). */
+  source?: Side;
   target: Side;
   options: CompareOptions;
   batchSize: number;
@@ -151,13 +179,13 @@ export interface VerificationSetup {
   shouldStop: () => boolean;
 }
 
-/** Compare mode: every key the scan yields, checked against the target. */
-export async function verifyAll(setup: VerificationSetup, batches: AsyncIterable<Buffer[]>): Promise<Tally> {
+/** Compare mode: every key the scan (or the file) yields, checked against the target. */
+export async function verifyAll(setup: VerificationSetup, batches: AsyncIterable<KeyBatch>): Promise<Tally> {
   const tally = emptyTally();
   const sink = new DiffSink(setup.output);
-  const compare = compareInto(setup.source, setup.target, setup.options);
+  const compare = batchComparer(setup);
   try {
-    await verifyBatches(batches, async (keys) => sink.record(await compare(keys), tally, 'compare'), setup.shouldStop);
+    await verifyBatches(batches, async (batch) => sink.record(await compare(batch), tally, 'compare'), setup.shouldStop);
   } finally {
     sink.close();
   }
@@ -165,11 +193,11 @@ export async function verifyAll(setup: VerificationSetup, batches: AsyncIterable
 }
 
 /** VERIFY=true: the keys the copy restored, then those it skipped as already present, each with its own tally. */
-export async function verifyJournal(setup: VerificationSetup, journal: KeyJournal): Promise<{ copied: Tally; skipped: Tally }> {
+async function verifyJournal(setup: VerificationSetup, source: Side, journal: KeyJournal): Promise<CopyTallies> {
   const copied = emptyTally();
   const skipped = emptyTally();
   const sink = new DiffSink(setup.output);
-  const compare = compareInto(setup.source, setup.target, setup.options);
+  const compare = compareInto(source, setup.target, setup.options);
   try {
     await verifyBatches(journal.batches(false, setup.batchSize), async (keys) => sink.record(await compare(keys), copied, 'copied'), setup.shouldStop);
     await verifyBatches(journal.batches(true, setup.batchSize), async (keys) => sink.record(await compare(keys), skipped, 'skipped'), setup.shouldStop);
@@ -177,4 +205,128 @@ export async function verifyJournal(setup: VerificationSetup, journal: KeyJourna
     sink.close();
   }
   return { copied, skipped };
+}
+
+export type CopyTallies = { copied: Tally; skipped: Tally };
+
+/** What a copy tells its verification: each batch's outcomes, as the copy counts them. */
+export interface OutcomeRecorder {
+  add(outcomes: readonly KeyOutcome[]): void;
+}
+
+/** VERIFY=true: follows a copy, then checks the keys it restored and those it skipped, with a tally for each. */
+export interface CopyVerification extends OutcomeRecorder {
+  /** The copy's batches, passed through as they go to the copy. */
+  follow(batches: AsyncIterable<KeyBatch>): AsyncIterable<KeyBatch>;
+  /** After the copy: the tallies, once every check is done. */
+  finish(): Promise<CopyTallies>;
+  /** Frees what it holds, finished or not. */
+  remove(): void;
+}
+
+/** The verification a copy from this source gets: by journal from a server, batch by batch from a file. */
+export function copyVerification(setup: VerificationSetup): CopyVerification {
+  return setup.source ? new JournalVerification(setup, setup.source) : new InlineVerification(setup);
+}
+
+/** From a server: the keys journalled as the copy goes, then read again from both servers once it is done. */
+class JournalVerification implements CopyVerification {
+  private readonly journal = new KeyJournal();
+  private writing = true;
+
+  constructor(private readonly setup: VerificationSetup, private readonly source: Side) {}
+
+  follow(batches: AsyncIterable<KeyBatch>): AsyncIterable<KeyBatch> {
+    return batches;
+  }
+
+  add(outcomes: readonly KeyOutcome[]): void {
+    this.journal.add(outcomes);
+  }
+
+  async finish(): Promise<CopyTallies> {
+    this.stopWriting();
+    return verifyJournal(this.setup, this.source, this.journal);
+  }
+
+  remove(): void {
+    this.stopWriting();
+    this.journal.remove();
+  }
+
+  private stopWriting(): void {
+    if (this.writing) this.journal.finishWriting();
+    this.writing = false;
+  }
+}
+
+/** Checks running at once, beyond which the copy waits: memory stays bounded by the batches in hand. */
+const CHECKS_IN_FLIGHT = 4;
+
+/**
+ * From an .rdb file, which cannot be read again by key: each batch's values are kept while the copy has the
+ * batch in flight, and the keys it restored or skipped are checked against the target as soon as it settles them.
+ * The copy waits for the checks when too many are running, so nothing is held beyond a few batches.
+ */
+class InlineVerification implements CopyVerification {
+  private readonly values = new Map<string, StoredValue>();
+  private readonly running = new Set<Promise<void>>();
+  private readonly tallies: CopyTallies = { copied: emptyTally(), skipped: emptyTally() };
+  private readonly sink: DiffSink;
+  private readonly compare: (keys: readonly Buffer[], stored: readonly StoredValue[]) => Promise<KeyVerdict[]>;
+  private failure: unknown;
+
+  constructor(private readonly setup: VerificationSetup) {
+    this.sink = new DiffSink(setup.output);
+    this.compare = compareStoredInto(setup.target, setup.options);
+  }
+
+  async *follow(batches: AsyncIterable<KeyBatch>): AsyncGenerator<KeyBatch> {
+    for await (const batch of batches) {
+      batch.keys.forEach((key, i) => {
+        const value = batch.stored?.[i];
+        if (value) this.values.set(key.toString('latin1'), value);
+      });
+      yield batch;
+      while (this.running.size >= CHECKS_IN_FLIGHT) await Promise.race(this.running);
+    }
+  }
+
+  add(outcomes: readonly KeyOutcome[]): void {
+    const restored = { keys: [] as Buffer[], stored: [] as StoredValue[] };
+    const skipped = { keys: [] as Buffer[], stored: [] as StoredValue[] };
+    for (const outcome of outcomes) {
+      const name = outcome.key.toString('latin1');
+      const value = this.values.get(name);
+      this.values.delete(name);
+      const group = outcome.status === 'restored' ? restored : outcome.status === 'skipped' ? skipped : undefined;
+      if (!value || !group) continue;
+      group.keys.push(outcome.key);
+      group.stored.push(value);
+    }
+    this.check(restored.keys, restored.stored, this.tallies.copied, 'copied');
+    this.check(skipped.keys, skipped.stored, this.tallies.skipped, 'skipped');
+  }
+
+  async finish(): Promise<CopyTallies> {
+    await Promise.all(this.running);
+    this.sink.close();
+    if (this.failure !== undefined) throw this.failure;
+    return this.tallies;
+  }
+
+  remove(): void {
+    this.values.clear();
+    this.sink.close();
+  }
+
+  private check(keys: Buffer[], stored: StoredValue[], tally: Tally, heading: string): void {
+    if (keys.length === 0 || this.failure !== undefined || this.setup.shouldStop()) return;
+    const task = this.compare(keys, stored).then(
+      (verdicts) => this.sink.record(verdicts, tally, heading),
+      (err: unknown) => void (this.failure ??= err),
+    );
+    const tracked: Promise<void> = task.finally(() => this.running.delete(tracked));
+    this.running.add(tracked);
+  }
 }
