@@ -20,6 +20,7 @@ import { verifyFileChecksum } from './lib/rdb/checksum.js';
 import { RdbFormatError } from './lib/rdb/reader.js';
 import { databaseSections, otherDatabase } from './lib/sources/rdb-file.js';
 import { parseSettings, renderHelp, SettingsError, unknownSettingWarnings, type Endpoint, type Settings } from './lib/settings.js';
+import { liveSummaryLines, replicate, LiveRefusal, type LiveOutcome } from './lib/live/replicate.js';
 import { applyFileLibraries, applyLibraries, sourceLibraries, type LibrariesOutcome, type LibraryOptions } from './lib/writers/functions.js';
 import { copyVerification, differing, tallyLine, verifyAll, type CopyTallies, type CopyVerification, type VerificationSetup } from './lib/verify/comparison.js';
 
@@ -99,7 +100,8 @@ async function main(): Promise<number> {
       status = worse(status, await runDatabase({ ...settings, ...pair }, log, interruption, pair === pairs[0]));
     }
     if (rdb) say(`Private redis-server for SOURCE_RDB_FILE: used_memory_human ${rdb.usedMemoryHuman}`);
-    return interruption.requested ? EXIT.interrupted : status;
+    // Live mode's Ctrl-C is its cutover, which ends with its own status.
+    return interruption.requested && !isLive(settings) ? EXIT.interrupted : status;
   } catch (err) {
     if (!(err instanceof RdbError)) throw err;
     say(`Error loading SOURCE_RDB_FILE : ${err.message}`);
@@ -226,7 +228,7 @@ async function runDatabase(settings: Settings, log: ErrorLog, interruption: Inte
   try {
     // A copy's checkpoint of other settings is refused, and one of a finished migration ends the run, before
     // connecting. Compare and dry run read everything and keep no checkpoint.
-    const copying = settings.mode === 'copy' && !settings.dryRun;
+    const copying = (settings.mode === 'copy' || isLive(settings)) && !settings.dryRun;
     const checkpointFile = copying ? settings.checkpointFile : '';
     const previous = checkpointFile ? readCheckpoint(checkpointFile, fingerprintOf(settings)) : ({ kind: 'none' } as const);
     if (previous.kind === 'complete') {
@@ -266,6 +268,7 @@ async function runDatabase(settings: Settings, log: ErrorLog, interruption: Inte
 async function runSession(session: Session, log: ErrorLog): Promise<number> {
   if (session.settings.dryRun) return dryRun(session);
   if (session.settings.mode === 'compare') return compare(session);
+  if (isLive(session.settings)) return live(session, log);
   return copy(session, log);
 }
 
@@ -369,6 +372,53 @@ async function copy(session: Session, log: ErrorLog): Promise<number> {
 }
 
 /**
+ * MIGRATION_MODE=live or liveonly: subscribed to the source's changes, a copy (live), then every change applied
+ * until the cutover (Ctrl-C, SIGTERM, LIVE_IDLE_TIMEOUT), then the changed keys verified.
+ */
+async function live(session: Session, log: ErrorLog): Promise<number> {
+  const { settings, target } = session;
+  const source = session.source as Side;
+  let outcome: LiveOutcome;
+  try {
+    outcome = await replicate({
+      settings, source, target, snapshot: session.keys, recovery: session.recovery, interruption: session.interruption, log, say,
+      rescan: () => selectKeys(settings, source, { scanned: 0, excluded: 0 }, []),
+      verification: verificationSetup(session),
+      startProgress: (counts) => startProgress(session, counts),
+    });
+  } catch (err) {
+    if (!(err instanceof LiveRefusal)) throw err;
+    say(`Cannot replicate live : ${err.message}`);
+    return EXIT.settingsOrConnection;
+  }
+  for (const line of liveSummaryLines(outcome, settings.errorLogFile)) say(line);
+  const timing = timingOf(session, 0);
+  say(timingLine(timing));
+  const status = worse(session.libraries, liveExitStatus(outcome));
+  writeSummary(settings, {
+    mode: settings.mode === 'live' ? 'live' : 'liveonly',
+    counts: outcome.snapshot ? { ...outcome.snapshot.counts, excluded: session.selection.excluded } : undefined,
+    live: {
+      applied: outcome.live.counts.restored, deleted: outcome.deleted, failed: outcome.live.counts.failed, events: outcome.events, gaps: outcome.gaps.length,
+      repairs: outcome.repairs, lag_ms: outcome.lag, ended: outcome.ended,
+    },
+    verification: outcome.verification ? { live: outcome.verification } : undefined,
+    timing,
+    exitStatus: status,
+  });
+  return status;
+}
+
+function liveExitStatus(outcome: LiveOutcome): number {
+  if (outcome.snapshot?.interrupted) return EXIT.interrupted;
+  if (outcome.fatal) return EXIT.settingsOrConnection;
+  if ((outcome.snapshot?.counts.failed ?? 0) + outcome.live.counts.failed > 0) return EXIT.keysFailed;
+  return outcome.verification && differing(outcome.verification) > 0 ? EXIT.differencesFound : EXIT.ok;
+}
+
+const isLive = (settings: Settings): boolean => settings.mode === 'live' || settings.mode === 'liveonly';
+
+/**
  * The checkpoint's last write: complete only when every scan is done with no key failed; void when the target
  * was replaced during the run (what the cursors vouch for may be gone), so the next run starts over.
  */
@@ -448,7 +498,8 @@ function timingOf(session: Session, bytes: number): JsonSummary['timing'] {
 }
 
 function libraryOptions(settings: Settings): LibraryOptions {
-  return { mode: settings.dryRun ? 'dry-run' : settings.mode, enabled: settings.copyFunctions, overwrite: settings.overwrite };
+  const mode = settings.dryRun ? 'dry-run' : settings.mode === 'compare' ? 'compare' : 'copy';
+  return { mode, enabled: settings.copyFunctions, overwrite: settings.overwrite };
 }
 
 /** Libraries not loaded count as failed keys do (exit 2); missing ones in a comparison as differences (exit 4). */

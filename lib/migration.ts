@@ -24,6 +24,8 @@ export interface RunContext {
   /** Reconnects after a lost connection; without it, a loss ends the run. */
   recovery?: Recovery;
   checkpoint?: Checkpoint;
+  /** Live replication: a key gone from the source is deleted on the target as well. */
+  mirrorDeletions?: boolean;
 }
 
 export interface Counts {
@@ -86,6 +88,8 @@ const REDIRECT_ATTEMPTS = 5;
 export class Migration {
   readonly counts: Counts = { restored: 0, skipped: 0, failed: 0, vanished: 0 };
   readonly crossing: CrossingCounts = { restamped: 0, byType: 0, degraded: 0 };
+  /** Keys deleted on the target because they were gone from the source (live replication). */
+  deleted = 0;
   private method: 'dump' | 'type' | 'auto';
   private fallbackReason: string | undefined;
   private stopping = false;
@@ -138,7 +142,10 @@ export class Migration {
           },
           (err: unknown) => this.abort(err),
         );
-        const tracked = task.finally(() => inFlight.delete(tracked));
+        const tracked = task.finally(() => {
+          inFlight.delete(tracked);
+          batch.settled?.();
+        });
         inFlight.add(tracked);
       }
     } catch (err) {
@@ -204,6 +211,22 @@ export class Migration {
     }
   }
 
+  /**
+   * Live replication: keys gone from the source (deleted, expired, evicted, renamed away) go from the target
+   * too. With SCAN_TYPE, only a target key of that type is deleted (the run never copied others).
+   */
+  private async deleteVanished(target: Connection, outcomes: readonly KeyOutcome[]): Promise<void> {
+    const gone = outcomes.filter((o) => o.status === 'vanished').map((o) => o.key);
+    const type = this.run.settings.scanType.toLowerCase();
+    const deleted = await Promise.all(
+      gone.map(async (key) => {
+        if (type && String(await target.send(['TYPE', key])).toLowerCase() !== type) return 0;
+        return Number(await target.send(['DEL', key]));
+      }),
+    );
+    this.deleted += deleted.reduce((sum, n) => sum + n, 0);
+  }
+
   /** A primary demoted mid-failover answers READONLY per key: that is the server's state, not the keys'. */
   private dropIfDemoted(target: Connection, outcomes: readonly KeyOutcome[]): void {
     const demoted = outcomes.find((o): o is FailedOutcome => o.status === 'failed' && isLossReason(o.reason));
@@ -217,6 +240,7 @@ export class Migration {
     try {
       const outcomes = await this.copyOn(this.contextFor(pair.source, pair.target), pair.keys);
       this.dropIfDemoted(pair.target, outcomes);
+      if (this.run.mirrorDeletions) await this.deleteVanished(pair.target, outcomes);
       this.run.recovery?.progressed();
       return lostSince !== undefined ? await this.settleRetried(pair, outcomes) : outcomes;
     } catch (err) {

@@ -50,8 +50,9 @@ export class Progress {
 
   constructor(
     mode: ProgressMode,
-    private readonly read: () => ProgressSnapshot,
+    read: () => ProgressSnapshot,
     private readonly out: NodeJS.WriteStream = process.stderr,
+    private readonly line: () => string = () => progressLine(read(), (Date.now() - this.started) / 1000),
   ) {
     this.inPlace = mode === 'auto' && out.isTTY === true;
     if (mode === 'off') return;
@@ -60,9 +61,15 @@ export class Progress {
   }
 
   private draw(): void {
-    const line = `Progress: ${progressLine(this.read(), (Date.now() - this.started) / 1000)}`;
+    const line = `Progress: ${this.line()}`;
     if (this.inPlace) this.out.write(`\r\x1b[2K${line.slice(0, (this.out.columns ?? 200) - 1)}`);
     else this.out.write(`${line}\n`);
+  }
+
+  /** A progress line of another shape (live mode's). */
+  static ofLine(mode: ProgressMode, line: () => string): Progress {
+    const none = (): ProgressSnapshot => ({ scanned: 0, total: 0, bytes: 0, restored: 0, skipped: 0, failed: 0, vanished: 0 });
+    return new Progress(mode, none, process.stderr, line);
   }
 
   /** Clears the in-place line so the summary starts on a clean line. */

@@ -73,7 +73,9 @@ export function timingLine(t: Timing): string {
 }
 
 export interface JsonSummary {
-  mode: 'copy' | 'compare' | 'dry-run';
+  mode: 'copy' | 'compare' | 'dry-run' | 'live' | 'liveonly';
+  /** Live replication's figures (MIGRATION_MODE=live, liveonly). */
+  live?: Record<string, unknown>;
   counts?: Counts & { excluded: number };
   crossing?: CrossingCounts;
   method?: { requested: string; used: string; fallbackReason: string | null };
@@ -98,6 +100,7 @@ export function writeJsonSummary(path: string, summary: JsonSummary): void {
     crossing: summary.crossing ?? null,
     method: summary.method ? { requested: summary.method.requested, used: summary.method.used, fallback_reason: summary.method.fallbackReason } : null,
     verification: summary.verification ?? null,
+    live: summary.live ?? null,
   };
   writeFileSync(path, `${JSON.stringify(doc, null, 2)}\n`);
 }

@@ -3,7 +3,7 @@
 
 import { readFileSync } from 'node:fs';
 
-export type SettingGroup = 'connection' | 'what to copy' | 'how to copy' | 'verification' | 'pacing' | 'errors' | 'output';
+export type SettingGroup = 'connection' | 'what to copy' | 'how to copy' | 'verification' | 'live replication' | 'pacing' | 'errors' | 'output';
 
 interface SettingSpec {
   name: string;
@@ -54,9 +54,13 @@ export const SETTINGS: readonly SettingSpec[] = [
   { name: 'OVERWRITE_EXISTING_KEYS', group: 'how to copy', default: 'false', meaning: 'true replaces keys that already exist on the target' },
   { name: 'DUMP_MAX_BYTES', group: 'how to copy', default: '67108864', meaning: 'keys estimated larger than this are copied by type in chunks, not by one RESTORE' },
   { name: 'COLLECTION_CHUNK_SIZE', group: 'how to copy', default: '1000', meaning: 'most elements (1 to 3000) one write carries for a big list, set, zset, hash or stream' },
-  { name: 'MIGRATION_MODE', group: 'verification', default: 'copy', meaning: 'copy, or compare: write nothing, check every source key against the target' },
+  { name: 'MIGRATION_MODE', group: 'verification', default: 'copy', meaning: 'copy; compare (write nothing, check every source key against the target); live (copy, then keep applying the source\'s changes until Ctrl-C); liveonly (changes only, no copy first)' },
   { name: 'VERIFY', group: 'verification', default: 'false', meaning: 'true: after a copy, compare every key it restored or skipped' },
   { name: 'TTL_TOLERANCE', group: 'verification', default: '100', meaning: 'milliseconds two expiries may differ and still count as equal' },
+  { name: 'LIVE_IDLE_TIMEOUT', group: 'live replication', default: '0', meaning: 'seconds: live mode ends (drains, verifies, reports) after this long without a change; 0 runs until Ctrl-C or SIGTERM' },
+  { name: 'LIVE_QUEUE_SIZE', group: 'live replication', default: '100000', meaning: 'most changed keys waiting to be copied; past it no change is dropped: the queue stops growing and a repair sweep covers the gap' },
+  { name: 'LIVE_SWEEP_RATE', group: 'live replication', default: '1000', meaning: 'keys per second the background repair sweep compares while live (0: only after a detected gap)' },
+  { name: 'LIVE_NOTIFY_PROBE', group: 'live replication', default: 'true', meaning: 'where CONFIG is refused (ElastiCache): prove keyspace events arrive by writing one short-lived probe key to the source; false trusts the setting' },
   { name: 'PROGRESS', group: 'output', default: 'auto', meaning: 'auto (a line redrawn on a terminal, else a line every 5 s), plain or off; on stderr' },
   { name: 'SUMMARY_JSON_FILE', group: 'output', default: '', meaning: 'path: write the final counts, timings, method and exit status as JSON' },
   { name: 'SHOW_DIFFS', group: 'output', default: 'false', meaning: 'true prints each differing key with its category and a hint' },
@@ -74,6 +78,13 @@ export const SETTINGS: readonly SettingSpec[] = [
 ];
 
 export type CopyMethod = 'auto' | 'dump' | 'type';
+
+export interface LiveSettings {
+  idleTimeoutMs: number;
+  queueSize: number;
+  sweepRate: number;
+  probe: boolean;
+}
 
 export interface Endpoint {
   side: 'source' | 'destination';
@@ -128,7 +139,8 @@ export interface Settings {
   maxErroredKeys: number;
   reconnectTimeoutMs: number;
   checkpointFile: string;
-  mode: 'copy' | 'compare';
+  mode: 'copy' | 'compare' | 'live' | 'liveonly';
+  live: LiveSettings;
   verify: boolean;
   ttlToleranceMs: number;
   showDiffs: boolean;
@@ -273,12 +285,26 @@ function parseScanType(env: Env): string {
   return value;
 }
 
+/** What live replication cannot go with, each in one line naming the setting. */
+function liveRefusals(env: Env, mode: 'live' | 'liveonly'): void {
+  const setting = `MIGRATION_MODE=${mode}`;
+  if (raw(env, 'SOURCE_RDB_FILE')) throw new SettingsError(`${setting} follows a source server's changes; an .rdb file has none: copy the file, then run ${setting} against the server`);
+  if (parseBoolean(env, 'DRY_RUN')) throw new SettingsError(`${setting} and DRY_RUN=true do not go together: a dry run writes nothing, live mode writes every change`);
+  if (raw(env, 'CHECKPOINT_FILE')) throw new SettingsError(`${setting} keeps no checkpoint (changes are not a scan that can resume): remove CHECKPOINT_FILE; a rerun copies again`);
+  // Live mode replaces and deletes keys as the source does: on a target of its own, or when told to.
+  if (mode === 'liveonly' && !parseBoolean(env, 'OVERWRITE_EXISTING_KEYS')) {
+    throw new SettingsError('MIGRATION_MODE=liveonly replaces and deletes target keys as the source changes them: set OVERWRITE_EXISTING_KEYS=true to allow it');
+  }
+}
+
 export function parseSettings(env: Env): Settings {
   const source = parseEndpoint(env, 'source');
   const destination = parseEndpoint(env, 'destination');
   if (source.cluster && raw(env, 'SOURCE_RDB_FILE')) {
     throw new SettingsError('SOURCE_RDB_FILE and SOURCE_REDIS_CLUSTER=true do not go together: an .rdb file is loaded into one private server');
   }
+  const mode = parseChoice(env, 'MIGRATION_MODE', ['copy', 'compare', 'live', 'liveonly'] as const);
+  if (mode === 'live' || mode === 'liveonly') liveRefusals(env, mode);
   if (raw(env, 'CHECKPOINT_FILE') && raw(env, 'SOURCE_RDB_FILE')) {
     throw new SettingsError('CHECKPOINT_FILE and SOURCE_RDB_FILE do not go together: each load of the file is a new server, on which no SCAN cursor can resume');
   }
@@ -310,7 +336,13 @@ export function parseSettings(env: Env): Settings {
     maxErroredKeys: parseInteger(env, 'MAX_ERRORED_KEYS_LIMIT', 0),
     reconnectTimeoutMs: parseSeconds(env, 'RECONNECT_TIMEOUT') * 1000,
     checkpointFile: raw(env, 'CHECKPOINT_FILE'),
-    mode: parseChoice(env, 'MIGRATION_MODE', ['copy', 'compare'] as const),
+    mode,
+    live: {
+      idleTimeoutMs: parseSeconds(env, 'LIVE_IDLE_TIMEOUT') * 1000,
+      queueSize: parseInteger(env, 'LIVE_QUEUE_SIZE', 100),
+      sweepRate: parseInteger(env, 'LIVE_SWEEP_RATE', 0),
+      probe: parseBoolean(env, 'LIVE_NOTIFY_PROBE'),
+    },
     verify: parseBoolean(env, 'VERIFY'),
     ttlToleranceMs: parseInteger(env, 'TTL_TOLERANCE', 0),
     showDiffs: parseBoolean(env, 'SHOW_DIFFS'),
@@ -347,7 +379,7 @@ export function unknownSettingWarnings(env: Env): string[] {
   return warnings;
 }
 
-const GROUPS: readonly SettingGroup[] = ['connection', 'what to copy', 'how to copy', 'verification', 'pacing', 'errors', 'output'];
+const GROUPS: readonly SettingGroup[] = ['connection', 'what to copy', 'how to copy', 'verification', 'live replication', 'pacing', 'errors', 'output'];
 
 function defaultShown(spec: SettingSpec): string {
   return spec.default === '' ? '(empty)' : spec.default;

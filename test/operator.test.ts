@@ -541,7 +541,7 @@ interface SummaryDoc {
 }
 
 const SUMMARY_FIELDS = [
-  'bytes_moved', 'counts', 'elapsed_seconds', 'exit_status', 'finished_at', 'keys_per_second', 'megabytes_per_second', 'method', 'mode',
+  'bytes_moved', 'counts', 'crossing', 'elapsed_seconds', 'exit_status', 'finished_at', 'keys_per_second', 'live', 'megabytes_per_second', 'method', 'mode',
   'started_at', 'verification',
 ];
 

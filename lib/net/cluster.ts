@@ -144,8 +144,14 @@ export class Side {
    */
   async slotsMovedSinceStart(): Promise<boolean> {
     if (!this.cluster) return false;
-    await this.readSlots(this.masters.find((m) => m.lostBecause === undefined) ?? (this.masters[0] as Connection));
+    await this.refreshSlots();
     return this.slots.some((node, slot) => !this.openedWith[slot]?.has(address(node.endpoint)));
+  }
+
+  /** Reads the slot map again from a master that answers (live mode watches for new or failed-over masters). */
+  async refreshSlots(): Promise<void> {
+    if (!this.cluster) return;
+    await this.readSlots(this.masters.find((m) => m.lostBecause === undefined) ?? (this.masters[0] as Connection));
   }
 
   /**

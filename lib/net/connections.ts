@@ -282,6 +282,47 @@ async function serverAnswers(endpoint: Endpoint, ms: number): Promise<boolean> {
 }
 
 /** `work`, or a ConnectionTimeoutError after `ms` (when `onTimeout` runs, to drop the socket). */
+/** A pub/sub connection of its own: its messages, and one call when it is lost (or closed by `close`). */
+export interface Subscriber {
+  /** Stops listening to some of the patterns, on the same connection (no gap for the others). */
+  drop(patterns: string[]): Promise<void>;
+  close(): Promise<void>;
+}
+
+/**
+ * Subscribes to `patterns` (PSUBSCRIBE) on a connection of its own to `endpoint`, channel and message as
+ * Buffers. `lost` is called once if the connection goes (a reset, a server kill for its output buffer).
+ */
+export async function openSubscriber(
+  endpoint: Endpoint, patterns: string[], onMessage: (channel: Buffer, message: Buffer) => void, lost: (reason: string) => void,
+): Promise<Subscriber> {
+  const client = makeClient(endpoint);
+  let closing = false;
+  let told = false;
+  const tell = (reason: string): void => {
+    if (closing || told) return;
+    told = true;
+    lost(reason);
+  };
+  client.on('error', (err: Error) => tell(describeError(err)));
+  client.on('end', () => tell('the connection closed'));
+  try {
+    await withTimeout(client.connect(), CONNECT_TIMEOUT_MS, () => client.destroy());
+    await withTimeout(client.pSubscribe(patterns, (message, channel) => onMessage(channel, message), true), CONNECT_TIMEOUT_MS, () => client.destroy());
+  } catch (err) {
+    closing = true;
+    client.destroy();
+    throw new ConnectionError(`${endpoint.side} ${endpoint.host}:${endpoint.port} (events): ${describeError(err)}`);
+  }
+  return {
+    drop: (dropped) => client.pUnsubscribe(dropped),
+    close: async () => {
+      closing = true;
+      client.destroy();
+    },
+  };
+}
+
 async function withTimeout<T>(work: Promise<T>, ms: number, onTimeout: () => void): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {

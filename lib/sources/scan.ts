@@ -108,6 +108,8 @@ export interface KeyBatch {
   runId: string;
   /** Set by a source that holds the values already (an .rdb file), one per key: nothing is read from a server. */
   stored?: StoredValue[];
+  /** Called once the batch is done with (copied, failed or abandoned): live mode's queue frees its keys. */
+  settled?: () => void;
 }
 
 /** A key's value as an .rdb file holds it: its type byte and bytes as saved, a DUMP payload once footed. */

@@ -1,0 +1,255 @@
+// Live replication: subscribe, copy everything (live) or nothing (liveonly), then keep copying each changed
+// key through the same pipeline until cutover; gaps start repair sweeps, and the changed keys are verified at the end.
+import type { Side } from '../net/cluster.js';
+import type { Recovery } from '../net/recovery.js';
+import { Migration, type MigrationResult } from '../migration.js';
+import type { ErrorLog } from '../error-log.js';
+import { displayKey } from '../error-log.js';
+import type { Interruption } from '../runtime.js';
+import type { Settings } from '../settings.js';
+import { globMatches, type KeyBatch } from '../sources/scan.js';
+import { asArray, asText } from '../batch.js';
+import { formatDuration, Progress } from '../progress.js';
+import { summaryLines } from '../report.js';
+import { compareInto, DiffSink, emptyTally, tallyLine, verifyAll, type Tally, type VerificationSetup } from '../verify/comparison.js';
+import type { KeyVerdict } from '../verify/compare-key.js';
+import { ChangeFeed, LiveRefusal } from './events.js';
+import { ChangeQueue } from './queue.js';
+import { RepairSweep } from './sweep.js';
+import { LagStats } from './lag.js';
+
+export { LiveRefusal } from './events.js';
+
+export interface LiveContext {
+  settings: Settings;
+  source: Side;
+  target: Side;
+  /** The snapshot's batches (the usual scan), for MIGRATION_MODE=live. */
+  snapshot: AsyncIterable<KeyBatch>;
+  /** A fresh scan of the source, for a verification of every key. */
+  rescan: () => AsyncIterable<KeyBatch>;
+  recovery: Recovery;
+  interruption: Interruption;
+  log: ErrorLog;
+  say: (line: string) => void;
+  verification: VerificationSetup;
+  /** The snapshot's progress line, as a copy shows it. */
+  startProgress: (counts: () => MigrationResult['counts'] & { bytes: number }) => Promise<Progress>;
+}
+
+export interface LiveOutcome {
+  snapshot?: MigrationResult;
+  live: MigrationResult;
+  deleted: number;
+  events: number;
+  gaps: string[];
+  repairs: number;
+  lag: { p50: number; p99: number; max: number; samples: number };
+  verification?: Tally;
+  /** Why the live phase ended. */
+  ended: 'signal' | 'idle' | 'stopped early';
+  fatal?: string;
+  seconds: number;
+}
+
+/** Changed keys remembered for the final verification; past this many, every key is verified instead. */
+const CHANGED_KEYS_MAX = 200_000;
+const GAP_LINES_MAX = 20;
+
+export async function replicate(ctx: LiveContext): Promise<LiveOutcome> {
+  const { settings, source, target, say } = ctx;
+  if (!settings.overwrite) await refuseOccupiedTarget(ctx);
+  const queue = new ChangeQueue(settings.live.queueSize);
+  const gaps: string[] = [];
+  const compare = { ttlToleranceMs: settings.ttlToleranceMs, chunkSize: settings.chunkSize, dumpMaxBytes: settings.dumpMaxBytes };
+  const sweep = new RepairSweep(source, target, queue, { match: settings.matchPattern, exclude: settings.excludePattern, rate: settings.live.sweepRate, compare }, ctx.log);
+  const changed = new Map<string, Buffer>();
+  let changedOverflow = false;
+  let lastChange = Date.now();
+  const gap = (reason: string): void => {
+    if (gaps.length < GAP_LINES_MAX) gaps.push(reason);
+    ctx.log.write(`Gap in the source's events: ${reason}; a repair sweep covers it`, 'WARNING');
+    sweep.requestFull();
+  };
+  const feed = new ChangeFeed(source, { db: settings.source.db, match: settings.matchPattern, exclude: settings.excludePattern, probe: settings.live.probe, reconnectTimeoutMs: settings.reconnectTimeoutMs, say }, (key) => {
+    lastChange = Date.now();
+    sweep.sawEvent(key);
+    if (!queue.add(key) && !sweep.pendingFull) gap(`the queue of changed keys is full (LIVE_QUEUE_SIZE=${settings.live.queueSize})`);
+    if (changed.size < CHANGED_KEYS_MAX) changed.set(key.toString('latin1'), key);
+    else changedOverflow = true;
+  }, gap);
+  // Subscribed before the snapshot's first SCAN: a change during the copy is queued and applied after it.
+  try {
+    await feed.start();
+  } catch (err) {
+    await feed.stop();
+    throw err;
+  }
+  say(`Live: subscribed to the source's keyspace events on ${source.masters.length} master(s)${settings.mode === 'live' ? '; copying the keys first' : ''}`);
+
+  let snapshot: MigrationResult | undefined;
+  const started = Date.now();
+  try {
+    if (settings.mode === 'live') {
+      snapshot = await copySnapshot(ctx);
+      for (const line of summaryLines(snapshot, settings.errorLogFile, 0, false, settings.scanType)) say(`Snapshot: ${line}`);
+      if (snapshot.interrupted || snapshot.fatal) {
+        return { snapshot, live: emptyResult(), deleted: 0, events: feed.events, gaps, repairs: 0, lag: new LagStats().summary(), ended: 'stopped early', fatal: snapshot.fatal, seconds: 0 };
+      }
+      say(`Live: applying changes (${queue.size} queued during the copy); Ctrl-C or SIGTERM for the cutover`);
+    }
+
+    // The live phase: the same pipeline, every write a replace, keys gone from the source deleted.
+    const lag = new LagStats();
+    const migration = new Migration({ source, target, settings: { ...settings, overwrite: true }, stats: { bytesMoved: 0 }, recovery: ctx.recovery, mirrorDeletions: true }, ctx.log, say);
+    let ended: LiveOutcome['ended'] = 'signal';
+    let stopping = ctx.interruption.requested;
+    const stop = (why: LiveOutcome['ended']): void => {
+      if (stopping) return;
+      stopping = true;
+      ended = why;
+      queue.nudge();
+    };
+    ctx.interruption.onRequest(() => stop('signal'));
+    const idle = settings.live.idleTimeoutMs;
+    const watch = setInterval(() => {
+      if (feed.fatal) stop('stopped early');
+      else if (idle > 0 && Date.now() - lastChange >= idle && queue.size === 0 && queue.inFlight === 0 && !sweep.pendingFull) stop('idle');
+    }, 200);
+    const liveStart = Date.now();
+    const progress = Progress.ofLine(settings.progress, () => liveLine(migration, queue, lag, gaps.length, sweep.repairs, liveStart));
+    const sweeping = sweep.run(() => stopping);
+    const live = await migration.copyAll(liveBatches(queue, settings.pipelineBatchSize, () => stopping, lag, async () => {
+      // The feed stops first, so the queue can only shrink; then what is queued is drained.
+      await feed.stop();
+    }));
+    clearInterval(watch);
+    progress.stop();
+    await sweeping;
+    await sweep.finish();
+    // Keys the last sweep queued are copied too, before anyone looks.
+    // The same Migration again: its counts go on adding up.
+    const leftover = live.fatal ? live : await migration.copyAll(liveBatches(queue, settings.pipelineBatchSize, () => true, lag, async () => undefined));
+    const result = { ...leftover, fatal: live.fatal ?? leftover.fatal ?? feed.fatal };
+    const seconds = (Date.now() - started) / 1000;
+    const outcome: LiveOutcome = {
+      snapshot, live: result, deleted: migration.deleted, events: feed.events, gaps, repairs: sweep.repairs, lag: lag.summary(), ended, fatal: result.fatal, seconds,
+    };
+    if (!result.fatal) outcome.verification = await verifyChanged(ctx, [...changed.values()], changedOverflow || settings.verify);
+    return outcome;
+  } finally {
+    await feed.stop();
+  }
+}
+
+/** What the summary says of the live phase, its gaps and repairs, and the verification. */
+export function liveSummaryLines(outcome: LiveOutcome, errorLogFile: string): string[] {
+  const { live, lag } = outcome;
+  const lines = [
+    `Live: ${live.counts.restored} changes applied, ${outcome.deleted} keys deleted, ${live.counts.failed} failed, from ${outcome.events} events over ${formatDuration(outcome.seconds)}; ` +
+      `lag p50 ${lag.p50} ms, p99 ${lag.p99} ms, max ${lag.max} ms`,
+  ];
+  if (live.counts.failed > 0) lines.push(`Errors occurred during the execution. Check |${errorLogFile}| for details`);
+  if (outcome.gaps.length > 0) lines.push(`Gaps in the source's events: ${outcome.gaps.length}${outcome.gaps.length >= GAP_LINES_MAX ? '+' : ''} (${outcome.gaps.slice(0, 3).join('; ')}); each was covered by a repair sweep`);
+  lines.push(`Repairs: ${outcome.repairs} keys differed with no event to say so${outcome.repairs > 0 ? ` (each in |${errorLogFile}|)` : ''}`);
+  if (outcome.fatal) lines.push(`Stopped early: ${outcome.fatal}`);
+  if (outcome.verification) lines.push(`Verification of changed keys: ${tallyLine(outcome.verification)}`);
+  return lines;
+}
+
+/** The copy before the live phase: the usual migration; Ctrl-C during it stops the run (there is nothing to cut over to). */
+async function copySnapshot(ctx: LiveContext): Promise<MigrationResult> {
+  const stats = { bytesMoved: 0 };
+  const migration = new Migration({ source: ctx.source, target: ctx.target, settings: ctx.settings, stats, recovery: ctx.recovery }, ctx.log, ctx.say);
+  const off = (): void => migration.interrupt();
+  ctx.interruption.onRequest(off);
+  if (ctx.interruption.requested) migration.interrupt();
+  const progress = await ctx.startProgress(() => ({ ...migration.counts, bytes: stats.bytesMoved }));
+  try {
+    return await migration.copyAll(ctx.snapshot);
+  } finally {
+    progress.stop();
+  }
+}
+
+/** Queued keys in batches, as long as the run goes on; once stopping, `closeFeed` runs and the queue is drained. */
+async function* liveBatches(queue: ChangeQueue, size: number, stopping: () => boolean, lag: LagStats, closeFeed: () => Promise<void>): AsyncGenerator<KeyBatch> {
+  let closed = false;
+  for (;;) {
+    if (stopping() && !closed) {
+      await closeFeed();
+      closed = true;
+    }
+    const taken = queue.take(size);
+    if (taken.length === 0) {
+      if (closed && queue.size === 0) return;
+      await queue.changed(closed ? 20 : 200);
+      continue;
+    }
+    const keys = taken.map((t) => t.key);
+    yield { keys, unit: 0, resumeCursor: '0', runId: '', settled: () => {
+      lag.add(taken.map((t) => t.since));
+      queue.release(keys);
+    } };
+  }
+}
+
+/**
+ * Live mode replaces and deletes target keys as the source does: on a target that holds none of the selected
+ * keys, or with OVERWRITE_EXISTING_KEYS=true. Scanning stops at the first such key (an empty target costs nothing).
+ */
+async function refuseOccupiedTarget(ctx: LiveContext): Promise<void> {
+  const { settings } = ctx;
+  const exclude = settings.excludePattern ? Buffer.from(settings.excludePattern) : undefined;
+  for (const master of ctx.target.masters) {
+    let cursor = '0';
+    do {
+      const [next, keys] = asArray(await master.send(['SCAN', cursor, 'MATCH', settings.matchPattern, 'COUNT', '1000']));
+      cursor = asText(next);
+      const found = (asArray(keys ?? []) as Buffer[]).find((k) => !(exclude && globMatches(exclude, k)));
+      if (found) {
+        throw new LiveRefusal(
+          `MIGRATION_MODE=${settings.mode} replaces and deletes target keys as the source changes them, and ${master.label} already holds |${displayKey(found)}|, ` +
+          'which SCAN_MATCH_PATTERN selects: empty the target first, or set OVERWRITE_EXISTING_KEYS=true to let live mode replace such keys',
+        );
+      }
+    } while (cursor !== '0');
+  }
+}
+
+/**
+ * The cutover check: every key changed during the live phase, compared with the source (one gone from the
+ * source must be gone from the target too); every key when asked (VERIFY=true) or when too many changed to remember.
+ */
+async function verifyChanged(ctx: LiveContext, keys: Buffer[], everything: boolean): Promise<Tally> {
+  const setup = ctx.verification;
+  if (everything) return verifyAll(setup, ctx.rescan());
+  const tally = emptyTally();
+  const sink = new DiffSink(setup.output);
+  const compare = compareInto(ctx.source, ctx.target, setup.options);
+  try {
+    for (let i = 0; i < keys.length && !setup.shouldStop(); i += setup.batchSize) {
+      const batch = keys.slice(i, i + setup.batchSize);
+      const verdicts = await compare(batch);
+      const gone = verdicts.filter((v) => v.verdict === 'vanished');
+      const still = await Promise.all(gone.map((v) => ctx.target.nodeFor(v.key).send(['EXISTS', v.key])));
+      const extra = new Set(gone.filter((_, j) => still[j] === 1).map((v) => v.key));
+      const judged = verdicts.map((v): KeyVerdict => (extra.has(v.key) ? { key: v.key, verdict: 'different', category: 'value', detail: 'gone from the source, still on the target' } : v.verdict === 'vanished' ? { key: v.key, verdict: 'identical' } : v));
+      sink.record(judged, tally, 'live');
+    }
+  } finally {
+    sink.close();
+  }
+  return tally;
+}
+
+function liveLine(migration: Migration, queue: ChangeQueue, lag: LagStats, gaps: number, repairs: number, since: number): string {
+  const seconds = Math.max((Date.now() - since) / 1000, 0.001);
+  const rate = Math.round(lag.recentRate()).toLocaleString('en-US');
+  return `live: ${rate} changes/s, ${migration.counts.restored.toLocaleString('en-US')} applied in ${formatDuration(seconds)}, ${queue.size} queued, ` +
+    `lag ${(queue.oldestAge() / 1000).toFixed(1)} s, ${migration.deleted} deleted, ${migration.counts.failed} failed, ${gaps} gaps, ${repairs} repairs`;
+}
+
+function emptyResult(): MigrationResult {
+  return { counts: { restored: 0, skipped: 0, failed: 0, vanished: 0 }, crossing: { restamped: 0, byType: 0, degraded: 0 }, errorLimitReached: false, interrupted: false };
+}

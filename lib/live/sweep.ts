@@ -1,0 +1,178 @@
+// The repair sweep: source and target compared key by key, whatever differs queued to be copied again (or
+// deleted); every repair is counted and logged, since each one means pub/sub lost an event.
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Connection } from '../net/connections.js';
+import type { Side } from '../net/cluster.js';
+import { asArray, asText } from '../batch.js';
+import { displayKey, type ErrorLog } from '../error-log.js';
+import { globMatches } from '../sources/scan.js';
+import { compareInto } from '../verify/comparison.js';
+import type { CompareOptions, KeyVerdict } from '../verify/compare-key.js';
+import type { ChangeQueue } from './queue.js';
+import { PROBE_PREFIX } from './events.js';
+
+/** A difference waits this long for its event before it counts as a repair: the event may still be on its way. */
+const SUSPECT_WAIT_MS = 2000;
+/** Differences waiting for their events at most; past it they are repaired at once. */
+const SUSPECTS_MAX = 10_000;
+const STEP_MS = 100;
+
+export interface SweepOptions {
+  match: string;
+  exclude: string;
+  /** Keys per second while nothing is wrong (0: none); a sweep after a gap goes at full speed. */
+  rate: number;
+  compare: CompareOptions;
+}
+
+interface Suspect {
+  key: Buffer;
+  foundAt: number;
+  detail: string;
+}
+
+/** One side's SCAN, master by master, resumable a page at a time. */
+class Walk {
+  private index = 0;
+  private cursor = '0';
+
+  constructor(private readonly side: Side, private readonly match: string) {}
+
+  /** The next page of keys, and whether the walk just went round once. */
+  async page(count: number): Promise<{ keys: Buffer[]; wrapped: boolean }> {
+    const masters = this.side.masters;
+    const master = masters[this.index % masters.length] as Connection;
+    const [next, keys] = asArray(await master.send(['SCAN', this.cursor, 'MATCH', this.match, 'COUNT', String(count)]));
+    this.cursor = asText(next);
+    let wrapped = false;
+    if (this.cursor === '0') {
+      this.index += 1;
+      wrapped = this.index % masters.length === 0;
+    }
+    return { keys: asArray(keys ?? []) as Buffer[], wrapped };
+  }
+}
+
+export class RepairSweep {
+  repairs = 0;
+  /** Full passes done (after gaps) and background rounds completed. */
+  passes = 0;
+  private readonly suspects = new Map<string, Suspect>();
+  private fullRequested = false;
+  private readonly exclude: Buffer | undefined;
+  private readonly compare: (keys: readonly Buffer[]) => Promise<KeyVerdict[]>;
+
+  constructor(
+    private readonly source: Side,
+    private readonly target: Side,
+    private readonly queue: ChangeQueue,
+    private readonly options: SweepOptions,
+    private readonly log: ErrorLog,
+  ) {
+    this.exclude = options.exclude ? Buffer.from(options.exclude) : undefined;
+    this.compare = compareInto(source, target, options.compare);
+  }
+
+  /** A gap was detected: the next pass covers everything, at full speed. */
+  requestFull(): void {
+    this.fullRequested = true;
+  }
+
+  get pendingFull(): boolean {
+    return this.fullRequested;
+  }
+
+  /** An event arrived for `key`: a difference seen for it was that change on its way, not a missed event. */
+  sawEvent(key: Buffer): void {
+    if (this.suspects.size > 0) this.suspects.delete(key.toString('latin1'));
+  }
+
+  /** Sweeps until `stopped()`: full passes when asked, else background rounds at the rate. */
+  async run(stopped: () => boolean): Promise<void> {
+    let source = new Walk(this.source, this.options.match);
+    let target = new Walk(this.target, this.options.match);
+    while (!stopped()) {
+      if (this.fullRequested) {
+        this.fullRequested = false;
+        [source, target] = [new Walk(this.source, this.options.match), new Walk(this.target, this.options.match)];
+        await this.fullPass(source, target, stopped);
+        this.passes += 1;
+      } else if (this.options.rate > 0) {
+        const count = Math.max(1, Math.round((this.options.rate * STEP_MS) / 1000));
+        const [a, b] = await Promise.all([this.step(source, count, 'source'), this.step(target, count, 'target')]);
+        if (a && b) this.passes += 1;
+      }
+      await this.settleSuspects(false);
+      await sleep(STEP_MS);
+    }
+  }
+
+  /** Before the final verification: suspects still waiting are settled now. */
+  async finish(): Promise<void> {
+    await this.settleSuspects(true);
+  }
+
+  private async fullPass(source: Walk, target: Walk, stopped: () => boolean): Promise<void> {
+    let [sourceDone, targetDone] = [false, false];
+    while (!(sourceDone && targetDone) && !stopped()) {
+      const [a, b] = await Promise.all([sourceDone ? true : this.step(source, 1000, 'source'), targetDone ? true : this.step(target, 1000, 'target')]);
+      [sourceDone, targetDone] = [a, b];
+      await this.settleSuspects(false);
+    }
+  }
+
+  /** One page of one side compared; true when that side's walk went round. */
+  private async step(walk: Walk, count: number, side: 'source' | 'target'): Promise<boolean> {
+    const { keys, wrapped } = await walk.page(count);
+    const open = keys.filter((key) => this.selected(key) && !this.queue.has(key));
+    if (open.length > 0) await (side === 'source' ? this.checkSourceKeys(open) : this.checkTargetKeys(open));
+    return wrapped;
+  }
+
+  private selected(key: Buffer): boolean {
+    if (key.subarray(0, PROBE_PREFIX.length).toString('latin1') === PROBE_PREFIX) return false;
+    return !(this.exclude && globMatches(this.exclude, key));
+  }
+
+  /** Source keys the target does not hold the same. */
+  private async checkSourceKeys(keys: Buffer[]): Promise<void> {
+    for (const verdict of await this.compare(keys)) {
+      if (verdict.verdict === 'different') this.suspect(verdict.key, `${verdict.category}: ${verdict.detail}`);
+    }
+  }
+
+  /** Target keys gone from the source: deletions whose events were missed. */
+  private async checkTargetKeys(keys: Buffer[]): Promise<void> {
+    const present = await Promise.all(keys.map((key) => this.source.nodeFor(key).send(['EXISTS', key])));
+    keys.forEach((key, i) => present[i] === 0 && this.suspect(key, 'gone from the source, still on the target'));
+  }
+
+  private suspect(key: Buffer, detail: string): void {
+    const id = key.toString('latin1');
+    if (this.suspects.has(id)) return;
+    if (this.suspects.size >= SUSPECTS_MAX) return void this.repair({ key, foundAt: Date.now(), detail });
+    this.suspects.set(id, { key, foundAt: Date.now(), detail });
+  }
+
+  /** Differences that waited long enough with no event are looked at again; those that stand are repaired. */
+  private async settleSuspects(all: boolean): Promise<void> {
+    const now = Date.now();
+    const due = [...this.suspects.values()].filter((s) => all || now - s.foundAt >= SUSPECT_WAIT_MS);
+    if (due.length === 0) return;
+    for (const s of due) this.suspects.delete(s.key.toString('latin1'));
+    const open = due.filter((s) => !this.queue.has(s.key));
+    const verdicts = await this.compare(open.map((s) => s.key));
+    const present = await Promise.all(open.map((s) => this.target.nodeFor(s.key).send(['EXISTS', s.key])));
+    open.forEach((s, i) => {
+      const verdict = verdicts[i];
+      const stands = verdict?.verdict === 'different' || (verdict?.verdict === 'vanished' && present[i] === 1);
+      if (stands) this.repair(s);
+    });
+  }
+
+  private repair(s: Suspect): void {
+    this.repairs += 1;
+    this.queue.add(s.key);
+    this.log.write(`Repaired key |${displayKey(s.key)}| (${s.detail}): a change whose event never arrived`, 'WARNING');
+  }
+}

@@ -1,0 +1,204 @@
+// MIGRATION_MODE=live and liveonly against real servers with keyspace notifications: changes during and after
+// the copy end on the target; lost events (a killed subscriber, an output buffer overrun, FLUSHALL) are gaps, repaired.
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runDir } from './helpers/fixtures.js';
+import { digest, seedStrings } from './helpers/sample-data.js';
+import { endpoints, runMigrator, spawnMigrator, startRedis, waitUntil, type LocalServer, type RunningMigrator } from './helpers/servers.js';
+
+const NOTIFY = ['--notify-keyspace-events', 'KEA'];
+const FAST = { SLEEP_TIME: 0, PROGRESS: 'off', LIVE_SWEEP_RATE: 0, REPLY_TIMEOUT: 5 };
+
+interface LiveSummary {
+  live: { applied: number; deleted: number; gaps: number; repairs: number; events: number; lag_ms: { p50: number; p99: number } };
+  verification: { live: { checked: number; identical: number } } | null;
+  exit_status: number;
+}
+
+describe('live replication', () => {
+  let source: LocalServer;
+  let target: LocalServer;
+  beforeAll(async () => {
+    [source, target] = await Promise.all([startRedis(NOTIFY), startRedis()]);
+  });
+  afterAll(async () => {
+    await Promise.all([source?.stop(), target?.stop()]);
+  });
+
+  const fresh = async (): Promise<string> => {
+    await Promise.all([source.cmd('FLUSHALL'), target.cmd('FLUSHALL')]);
+    await source.cmd('CONFIG', 'RESETSTAT');
+    return runDir();
+  };
+  const settings = (dir: string, extra: Record<string, string | number> = {}): Record<string, string | number> => ({
+    ...endpoints(source, target), ...FAST, MIGRATION_MODE: 'live', SUMMARY_JSON_FILE: join(dir, 'summary.json'), ...extra,
+  });
+  const summaryOf = (dir: string): LiveSummary => JSON.parse(readFileSync(join(dir, 'summary.json'), 'utf8')) as LiveSummary;
+
+  /** Starts a live run and waits for its live phase. */
+  async function startLive(dir: string, extra: Record<string, string | number> = {}): Promise<RunningMigrator> {
+    const run = spawnMigrator(settings(dir, extra), dir);
+    await waitUntil(async () => /Live: applying changes|Live: subscribed .* master\(s\)$/m.test(run.output()) || /exit|Error|Cannot/.test(run.output()), 'the live phase', 30_000, 50);
+    if (!/Live: applying changes|subscribed/.test(run.output())) throw new Error(run.output());
+    if (extra.MIGRATION_MODE !== 'liveonly') await waitUntil(async () => run.output().includes('Live: applying changes'), 'the live phase', 30_000, 50);
+    return run;
+  }
+
+  async function cutover(run: RunningMigrator): Promise<{ code: number; stdout: string }> {
+    run.signalAll('SIGTERM');
+    const result = await run.done;
+    return { code: result.code, stdout: result.stdout + result.stderr };
+  }
+
+  it('changes during the live phase (set, hash, delete, rename, expire, a big list, a stream): applied; SIGTERM is the cutover, exit 0, target equals source', async () => {
+    const dir = await fresh();
+    await seedStrings(source, 2000);
+    const run = await startLive(dir);
+    for (let i = 0; i < 200; i++) await source.cmd('SET', `key:${i}`, `changed-${i}`);
+    await source.cmd('HSET', 'h', 'a', '1', 'b', '2');
+    await source.cmd('DEL', 'key:500', 'key:501');
+    await source.cmd('RENAME', 'key:600', 'renamed:600');
+    await source.cmd('PEXPIRE', 'key:700', '600000');
+    await source.client.sendCommand(['RPUSH', 'big', ...Array.from({ length: 5000 }, (_, i) => `item-${i}`)]);
+    await source.cmd('XADD', 'st', '*', 'f', 'v');
+    await source.cmd('XGROUP', 'CREATE', 'st', 'g', '0');
+    await source.cmd('XREADGROUP', 'GROUP', 'g', 'alice', 'COUNT', '1', 'STREAMS', 'st', '>');
+    await source.client.sendCommand(['SET', Buffer.from([0xff, 0x00, 0x7f]), Buffer.from([0x80, 0x81])]);
+    await waitUntil(async () => (await digest(target)) === (await digest(source)), 'the target to catch up', 20_000, 100);
+    const result = await cutover(run);
+    expect(result.code, result.stdout).toBe(0);
+    expect(result.stdout).toMatch(/^Live: \d+ changes applied, 3 keys deleted, 0 failed/m);
+    expect(result.stdout).toMatch(/^Verification of changed keys: 0 missing, 0 type, 0 value, 0 ttl \(\d+ keys checked/m);
+    expect(await digest(target)).toBe(await digest(source));
+    expect(Number(await target.cmd('PEXPIRETIME', 'key:700'))).toBe(Number(await source.cmd('PEXPIRETIME', 'key:700')));
+    expect(summaryOf(dir).live.gaps).toBe(0);
+  });
+
+  it('keys changed or deleted while the copy is under way end in their latest state (no stale write wins)', async () => {
+    const dir = await fresh();
+    await seedStrings(source, 40_000);
+    const run = spawnMigrator(settings(dir, { PIPELINE_BATCH_SIZE: 100, SCAN_BATCH_SIZE: 100 }), dir);
+    await waitUntil(async () => Number(await target.cmd('DBSIZE')) > 0, 'the copy to start', 30_000, 5);
+    // While the copy runs: delete keys it may be reading right now, and change others.
+    const pipeline = [];
+    for (let i = 0; i < 40_000; i += 40) pipeline.push(source.cmd('DEL', `key:${i}`), source.cmd('SET', `key:${i + 1}`, 'latest'));
+    await Promise.all(pipeline);
+    await waitUntil(async () => run.output().includes('Live: applying changes'), 'the live phase', 60_000, 50);
+    await waitUntil(async () => (await digest(target)) === (await digest(source)), 'the target to catch up', 30_000, 100);
+    const result = await cutover(run);
+    expect(result.code, result.stdout).toBe(0);
+    expect(await target.cmd('EXISTS', 'key:0')).toBe(0);
+    expect(await target.cmd('GET', 'key:1')).toBe('latest');
+  });
+
+  it('CLIENT KILL TYPE pubsub mid-run, with writes in the gap: detected, repaired by the sweep, converged', async () => {
+    const dir = await fresh();
+    await seedStrings(source, 1000);
+    const run = await startLive(dir);
+    await source.cmd('CLIENT', 'KILL', 'TYPE', 'pubsub');
+    for (let i = 0; i < 300; i++) await source.cmd('SET', `key:${i}`, `in-the-gap-${i}`);
+    await waitUntil(async () => (await digest(target)) === (await digest(source)), 'the target to converge', 30_000, 100);
+    const result = await cutover(run);
+    expect(result.code, result.stdout).toBe(0);
+    expect(result.stdout).toMatch(/^Gaps in the source's events: \d+ \(the event connection to source .* was lost/m);
+    expect(summaryOf(dir).live.gaps).toBeGreaterThan(0);
+    expect(await digest(target)).toBe(await digest(source));
+  });
+
+  it('a subscriber pushed over client-output-buffer-limit pubsub: the server drops it, the gap is repaired, converged', async () => {
+    const dir = await fresh();
+    await seedStrings(source, 100);
+    await source.cmd('CONFIG', 'SET', 'client-output-buffer-limit', 'pubsub 32kb 16kb 1');
+    try {
+      const run = await startLive(dir);
+      // Long key names make big messages: a burst of some 30 MB, far past what the sockets buffer, at once.
+      const long = 'k'.repeat(10_000);
+      await Promise.all(Array.from({ length: 3000 }, (_, i) => source.cmd('SET', `${long}:${i}`, `v${i}`)));
+      await waitUntil(async () => (await digest(target)) === (await digest(source)), 'the target to converge', 30_000, 100);
+      const result = await cutover(run);
+      expect(result.code, result.stdout).toBe(0);
+      expect(summaryOf(dir).live.gaps).toBeGreaterThan(0);
+      expect(Number(await target.cmd('DBSIZE'))).toBe(3100);
+    } finally {
+      await source.cmd('CONFIG', 'SET', 'client-output-buffer-limit', 'pubsub 32mb 8mb 60');
+    }
+  });
+
+  it('FLUSHALL on the source mid-run: detected (no per-key events), the target emptied by the sweep', async () => {
+    const dir = await fresh();
+    await seedStrings(source, 500);
+    const run = await startLive(dir);
+    await source.cmd('FLUSHALL');
+    await source.cmd('SET', 'after', 'flush');
+    await waitUntil(async () => Number(await target.cmd('DBSIZE')) === 1, 'the target to be emptied but for the new key', 30_000, 100);
+    const result = await cutover(run);
+    expect(result.code, result.stdout).toBe(0);
+    expect(result.stdout).toMatch(/FLUSHALL, FLUSHDB or SWAPDB ran on source/);
+    expect(await target.cmd('GET', 'after')).toBe('flush');
+    expect(summaryOf(dir).live.repairs).toBe(500);
+  });
+
+  it('LIVE_IDLE_TIMEOUT ends the run after a quiet spell, with the changed keys verified; liveonly copies only what changes', async () => {
+    const dir = await fresh();
+    await seedStrings(source, 300);
+    const run = await startLive(dir, { MIGRATION_MODE: 'liveonly', OVERWRITE_EXISTING_KEYS: 'true', LIVE_IDLE_TIMEOUT: 1 });
+    await source.cmd('SET', 'key:1', 'new');
+    const result = await run.done;
+    expect(result.code, result.stdout).toBe(0);
+    expect(await target.cmd('DBSIZE')).toBe(1);
+    expect(await target.cmd('GET', 'key:1')).toBe('new');
+    expect(summaryOf(dir).verification?.live).toMatchObject({ checked: 1, identical: 1 });
+  });
+});
+
+describe('live replication refuses what it cannot do safely', () => {
+  let quiet: LocalServer;
+  let noConfig: LocalServer;
+  let noConfigNotifying: LocalServer;
+  let target: LocalServer;
+  beforeAll(async () => {
+    const hidden = ['--rename-command', 'CONFIG', ''];
+    [quiet, noConfig, noConfigNotifying, target] = await Promise.all([startRedis(), startRedis(hidden), startRedis([...hidden, ...NOTIFY]), startRedis()]);
+  });
+  afterAll(async () => {
+    await Promise.all([quiet?.stop(), noConfig?.stop(), noConfigNotifying?.stop(), target?.stop()]);
+  });
+
+  it('notifications off: one line naming notify-keyspace-events and the flags, exit 1, nothing copied', async () => {
+    await quiet.cmd('SET', 'a', '1');
+    const run = await runMigrator({ ...endpoints(quiet, target), ...FAST, MIGRATION_MODE: 'live' }, runDir());
+    expect(run.code).toBe(1);
+    expect(run.stdout.trim().split('\n').slice(-1)[0]).toMatch(/^Cannot replicate live : source .* has notify-keyspace-events "", which lacks E \(or K\), g .*Set it to at least "KEA"/);
+    expect(await target.cmd('DBSIZE')).toBe(0);
+  });
+
+  it('CONFIG refused (as on ElastiCache): probe keys prove events arrive, or their absence refuses live mode', async () => {
+    await noConfig.cmd('SET', 'a', '1');
+    const refused = await runMigrator({ ...endpoints(noConfig, target), ...FAST, MIGRATION_MODE: 'live' }, runDir());
+    expect(refused.code, refused.stdout).toBe(1);
+    expect(refused.stdout).toMatch(/Cannot replicate live : no keyspace events arrived from source .* within 2 s of writing probe keys/);
+    expect(await noConfig.cmd('DBSIZE'), 'a probe key was left behind').toBe(1);
+
+    await noConfigNotifying.cmd('SET', 'a', '1');
+    const proved = await runMigrator({ ...endpoints(noConfigNotifying, target), ...FAST, MIGRATION_MODE: 'live', LIVE_IDLE_TIMEOUT: 1 }, runDir());
+    expect(proved.code, proved.stdout).toBe(0);
+    expect(await target.cmd('GET', 'a')).toBe('1');
+    expect(await target.cmd('DBSIZE'), 'a probe key reached the target').toBe(1);
+    expect(await noConfigNotifying.cmd('DBSIZE'), 'a probe key was left behind').toBe(1);
+    await target.cmd('FLUSHALL');
+  });
+
+  it('a target that already holds a selected key is refused unless OVERWRITE_EXISTING_KEYS=true', async () => {
+    await quiet.cmd('CONFIG', 'SET', 'notify-keyspace-events', 'KEA');
+    await target.cmd('SET', 'theirs', 'x');
+    try {
+      const run = await runMigrator({ ...endpoints(quiet, target), ...FAST, MIGRATION_MODE: 'live', LIVE_IDLE_TIMEOUT: 1 }, runDir());
+      expect(run.code).toBe(1);
+      expect(run.stdout).toMatch(/Cannot replicate live : MIGRATION_MODE=live replaces and deletes target keys .* already holds \|theirs\|.*OVERWRITE_EXISTING_KEYS=true/);
+      expect(await target.cmd('GET', 'theirs')).toBe('x');
+    } finally {
+      await Promise.all([quiet.cmd('CONFIG', 'SET', 'notify-keyspace-events', ''), target.cmd('FLUSHALL')]);
+    }
+  });
+});
