@@ -3,7 +3,7 @@
 // its replica. The run rides through each, exits 0, and the target then holds exactly the source's keys,
 // compared key by key without the tool.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { keyspaceOf, startCluster, waitUntil, type TestCluster } from './helpers/cluster.js';
+import { failOver, keyspaceOf, promoted, startCluster, waitUntil, type TestCluster } from './helpers/cluster.js';
 import { runDir } from './helpers/fixtures.js';
 import { summary } from './helpers/inspect.js';
 import { spawnMigrator, type LocalServer, type RedisServer, type RunResult } from './helpers/servers.js';
@@ -88,30 +88,6 @@ async function emptyTarget(): Promise<void> {
   await Promise.all(masters.map((m) => m.cmd('FLUSHALL')));
   await replicasCaughtUp(target);
   expect(await keysOn(target)).toBe(0);
-}
-
-/** `master`'s replica taking over by CLUSTER FAILOVER; resolves once every node names it as the master of its slots. */
-async function failOver(cluster: TestCluster, master: LocalServer): Promise<LocalServer> {
-  const [replica] = await cluster.replicasOf(master);
-  if (!replica) throw new Error(`${master.port} has no replica`);
-  await replica.cmd('CLUSTER', 'FAILOVER');
-  await promoted(cluster, replica, 15_000);
-  return replica;
-}
-
-/** Every live node of the cluster serves slots from `replica` now, and says cluster_state:ok. */
-async function promoted(cluster: TestCluster, replica: LocalServer, timeoutMs: number): Promise<void> {
-  const live = cluster.nodes.filter((n) => n.client.isReady);
-  await waitUntil(
-    async () =>
-      (await Promise.all(live.map(async (node) => {
-        const ranges = (await node.cmd('CLUSTER', 'SLOTS')) as [number, number, [string, number]][];
-        const info = String(await node.cmd('CLUSTER', 'INFO'));
-        return info.includes('cluster_state:ok') && ranges.some((range) => Number(range[2][1]) === replica.port);
-      }))).every(Boolean),
-    `${replica.port} promoted on every node`,
-    timeoutMs,
-  );
 }
 
 const describeRun = (run: RunResult): string => `exit ${run.code}\nstdout:\n${run.stdout}\nstderr:\n${run.stderr}`;

@@ -104,6 +104,31 @@ async function replicaInSync(replica: RedisServer): Promise<boolean> {
 
 export { waitUntil };
 
+/** `master`'s replica taking over by CLUSTER FAILOVER; resolves once every node names it as the master of its slots. */
+export async function failOver(cluster: TestCluster, master: LocalServer): Promise<LocalServer> {
+  const [replica] = await cluster.replicasOf(master);
+  if (!replica) throw new Error(`${master.port} has no replica`);
+  await replica.cmd('CLUSTER', 'FAILOVER');
+  await promoted(cluster, replica, 15_000);
+  return replica;
+}
+
+/** Every live node of the cluster serves slots from `replica` now, and says cluster_state:ok. */
+export async function promoted(cluster: TestCluster, replica: LocalServer, timeoutMs: number): Promise<void> {
+  const live = cluster.nodes.filter((n) => n.client.isReady);
+  await waitUntil(
+    async () =>
+      (await Promise.all(live.map(async (node) => {
+        const ranges = (await node.cmd('CLUSTER', 'SLOTS')) as [number, number, [string, number]][];
+        const info = String(await node.cmd('CLUSTER', 'INFO'));
+        return info.includes('cluster_state:ok') && ranges.some((range) => Number(range[2][1]) === replica.port);
+      }))).every(Boolean),
+    `${replica.port} promoted on every node`,
+    timeoutMs,
+  );
+}
+
+
 /** The node of `cluster` that owns `key` now, from the first node's CLUSTER SLOTS. */
 export async function ownerOf(cluster: TestCluster, key: string | Buffer): Promise<RedisServer> {
   const first = cluster.nodes[0] as RedisServer;

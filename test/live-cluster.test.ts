@@ -1,0 +1,51 @@
+// MIGRATION_MODE=live from a Redis Cluster with replicas into another cluster: every master's events followed,
+// and a source master failed over mid-run (a new master to subscribe to, a gap to sweep); the target converges.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { failOver, keyspaceOf, ownerOf, startCluster, waitUntil, type TestCluster } from './helpers/cluster.js';
+import { runDir } from './helpers/fixtures.js';
+import { spawnMigrator, type LocalServer } from './helpers/servers.js';
+
+let source: TestCluster;
+let target: TestCluster;
+
+beforeAll(async () => {
+  [source, target] = await Promise.all([startCluster(3, { replicas: 1, nodeTimeoutMs: 2000 }), startCluster(3)]);
+  await Promise.all(source.nodes.map((node) => node.cmd('CONFIG', 'SET', 'notify-keyspace-events', 'KEA')));
+}, 60_000);
+
+afterAll(async () => {
+  await Promise.all([source?.stop(), target?.stop()]);
+});
+
+async function write(from: number, count: number, value: string): Promise<void> {
+  for (let i = from; i < from + count; i += 100) {
+    await Promise.all(Array.from({ length: Math.min(100, from + count - i) }, async (_, j) => {
+      const key = `key:${i + j}`;
+      return (await ownerOf(source, key)).client.sendCommand(['SET', key, `${value}-${i + j}`]);
+    }));
+  }
+}
+
+describe('live replication from a cluster', () => {
+  it('changes on every master applied; a master failed over mid-run is followed (a gap, swept); converged; exit 0 at the cutover', async () => {
+    await write(0, 1000, 'seed');
+    const dir = runDir();
+    const run = spawnMigrator({
+      ...source.settings('SOURCE'), ...target.settings('DESTINATION'), MIGRATION_MODE: 'live', SLEEP_TIME: 0, PROGRESS: 'off', LIVE_SWEEP_RATE: 0,
+    }, dir);
+    await waitUntil(async () => run.output().includes('Live: applying changes'), 'the live phase', 30_000, 50);
+    expect(run.output()).toMatch(/Live: subscribed to the source's keyspace events on 3 master\(s\)/);
+    await write(0, 300, 'before-failover');
+    const old = source.masters[0] as LocalServer;
+    await failOver(source, old);
+    await write(0, 1000, 'after-failover');
+    await write(1000, 200, 'new');
+    const expected = async (): Promise<Map<string, string>> => keyspaceOf(await source.servingMasters());
+    await waitUntil(async () => JSON.stringify([...(await expected())].sort()) === JSON.stringify([...(await keyspaceOf(await target.servingMasters()))].sort()), 'the target to converge', 40_000, 200);
+    run.signalAll('SIGTERM');
+    const result = await run.done;
+    expect(result.code, result.stdout + result.stderr).toBe(0);
+    expect(result.stdout).toMatch(/Gaps in the source's events: \d+ \(.*is a new master \(failover or resharding\)/);
+    expect((await keyspaceOf(await target.servingMasters())).size).toBe(1200);
+  }, 90_000);
+});
