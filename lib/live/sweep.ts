@@ -172,7 +172,8 @@ export class RepairSweep {
 
   private repair(s: Suspect): void {
     this.repairs += 1;
-    this.queue.add(s.key);
+    // A full queue takes no more: another full pass will find the key again.
+    if (!this.queue.add(s.key)) this.fullRequested = true;
     this.log.write(`Repaired key |${displayKey(s.key)}| (${s.detail}): a change whose event never arrived`, 'WARNING');
   }
 }
