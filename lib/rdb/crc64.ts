@@ -78,9 +78,14 @@ export class Crc64 {
   /** The CRC as Redis stores it: 8 bytes, little-endian. */
   digestBytes(): Buffer {
     const out = Buffer.allocUnsafe(8);
-    out.writeUInt32LE(this.lo, 0);
-    out.writeUInt32LE(this.hi, 4);
+    this.writeDigest(out, 0);
     return out;
+  }
+
+  /** The same 8 bytes written into `target` at `at`. */
+  writeDigest(target: Buffer, at: number): void {
+    target.writeUInt32LE(this.lo, at);
+    target.writeUInt32LE(this.hi, at + 4);
   }
 }
 
