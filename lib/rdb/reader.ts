@@ -1,5 +1,5 @@
-// Reads an RDB file front to back in fixed-size chunks and yields one record per key: its database, name,
-// expiry and value bytes exactly as saved (a DUMP payload once footed). Checks the header and the final CRC-64.
+// Reads an RDB file front to back in fixed-size chunks and yields its keys, a few hundred at a time: database,
+// name, expiry and value bytes exactly as saved (a DUMP payload once footed). Checks the header and the final CRC-64.
 import { open } from 'node:fs/promises';
 import type { ByteCursor, ShortHandler } from './cursor.js';
 import { crcHex } from './crc64.js';
@@ -19,6 +19,8 @@ export interface RdbKey {
   type: number;
   /** type byte + value bytes as in the file */
   value: Buffer;
+  /** The file's RDB version, which a payload of these bytes is stamped with. */
+  rdbVersion: number;
 }
 
 export interface RdbHeader {
@@ -32,9 +34,14 @@ export interface RdbReadOptions {
   onHeader?: (h: RdbHeader) => void;
   /** FUNCTION2 library code */
   onFunction?: (code: Buffer) => void;
+  /** Whether to check the file's final CRC-64 (default true): off when the caller has checked it already. */
+  checksum?: boolean;
 }
 
 const DEFAULT_CHUNK_BYTES = 1 << 20;
+/** A yielded batch of keys ends at this many keys or value bytes: async steps per batch, not per key. */
+const BATCH_KEYS = 512;
+const BATCH_BYTES = 1 << 20;
 const MAGIC = 'REDIS';
 const HEADER_BYTES = 9;
 const CHECKSUM_BYTES = 8;
@@ -58,18 +65,29 @@ type Item =
   | { kind: 'eof' }
   | { kind: 'key'; type: number; layout: readonly Step[]; key: Buffer };
 
+/** The file's keys one at a time (readRdbBatches, flattened). */
 export async function* readRdb(path: string, options: RdbReadOptions = {}): AsyncGenerator<RdbKey> {
+  for await (const batch of readRdbBatches(path, options)) yield* batch;
+}
+
+/**
+ * The file's keys in file order, in batches of at most BATCH_KEYS keys or BATCH_BYTES of values (a bigger
+ * value alone). A key whose bytes the window holds is read without awaiting anything.
+ */
+export async function* readRdbBatches(path: string, options: RdbReadOptions = {}): AsyncGenerator<RdbKey[]> {
   const chunkBytes = options.chunkBytes ?? DEFAULT_CHUNK_BYTES;
   if (!Number.isInteger(chunkBytes) || chunkBytes < 64) throw new RangeError(`chunkBytes must be an integer of at least 64, not ${chunkBytes}`);
   const file = await open(path, 'r');
   try {
-    const window = new FileWindow(file, (await file.stat()).size, chunkBytes);
+    const window = new FileWindow(file, (await file.stat()).size, chunkBytes, options.checksum !== false);
     const header: RdbHeader = { version: await readVersion(window), aux: new Map() };
     let headerDone = false;
     let db = 0;
     let expireAt = -1;
+    let batch: RdbKey[] = [];
+    let bytes = 0;
     for (let at = HEADER_BYTES; ;) {
-      const { item, end } = await nextItem(window, at, headerDone);
+      const { item, end } = itemAt(window, at) ?? (await nextItem(window, at, headerDone));
       if (!headerDone && item.kind !== 'aux') {
         headerDone = true;
         options.onHeader?.(header);
@@ -92,13 +110,20 @@ export async function* readRdb(path: string, options: RdbReadOptions = {}): Asyn
           at = await scanToEnd(window, MODULE_AUX_BODY, end, 'inside module AUX data');
           break;
         case 'eof':
-          await checkChecksum(window, end);
+          if (options.checksum !== false) await checkChecksum(window, end);
+          if (batch.length > 0) yield batch;
           return;
         case 'key': {
-          at = await scanToEnd(window, item.layout, end, insideKey(item.key));
-          const value = await captureValue(window, item.type, end, at, item.key);
-          yield { db, key: item.key, expireAt, type: item.type, value };
+          at = valueEndAt(window, item.layout, end) ?? (await scanToEnd(window, item.layout, end, item.key));
+          const value = window.holds(end, at) ? copyValue(window, item.type, end, at) : await captureValue(window, item.type, end, at, item.key);
+          batch.push({ db, key: item.key, expireAt, type: item.type, value, rdbVersion: header.version });
+          bytes += value.length;
           expireAt = -1; // an expiry belongs to the one key after it
+          if (batch.length >= BATCH_KEYS || bytes >= BATCH_BYTES) {
+            yield batch;
+            batch = [];
+            bytes = 0;
+          }
           break;
         }
       }
@@ -106,6 +131,30 @@ export async function* readRdb(path: string, options: RdbReadOptions = {}): Asyn
   } finally {
     await file.close();
   }
+}
+
+/** The opcode or key header at `at` if the window holds all of it (the common case: no await). */
+function itemAt(window: FileWindow, at: number): { item: Item; end: number } | undefined {
+  try {
+    const c = window.cursor(at, needMore);
+    const item = readItem(c);
+    return { item, end: c.offset };
+  } catch (err) {
+    if (err instanceof NeedMore) return undefined;
+    throw err;
+  }
+}
+
+/** Where the value at `start` ends if the window holds all of it, else undefined (scanToEnd reads on). */
+function valueEndAt(window: FileWindow, layout: readonly Step[], start: number): number | undefined {
+  const scanner = new ValueScanner(layout, start);
+  try {
+    scanner.advance(window.cursor(start, needMore));
+  } catch (err) {
+    if (err instanceof NeedMore) return undefined;
+    throw err;
+  }
+  return scanner.at <= window.endOffset ? scanner.at : undefined;
 }
 
 /** The opcode or key header at `at`, reading more of the file until it is whole. */
@@ -213,10 +262,11 @@ async function readUpTo(window: FileWindow, need: number, keepFrom: number, wher
 }
 
 /**
- * Walks a value from `start` to its end, reading chunks as needed. The window keeps the value's first byte
+ * Walks a value from `start` to its end, reading chunks as needed (`place`: a key, or where the file is). The window keeps the value's first byte
  * while the value fits in it, so small values are copied from memory; a bigger one lets its scanned part go.
  */
-async function scanToEnd(window: FileWindow, layout: readonly Step[], start: number, where: string): Promise<number> {
+async function scanToEnd(window: FileWindow, layout: readonly Step[], start: number, place: string | Buffer): Promise<number> {
+  const where = typeof place === 'string' ? place : insideKey(place);
   const scanner = new ValueScanner(layout, start);
   let keepStart = true;
   for (;;) {
@@ -232,6 +282,14 @@ async function scanToEnd(window: FileWindow, layout: readonly Step[], start: num
   // The last field may be a string body skipped by arithmetic alone: it must still fit in the file.
   if (scanner.at > window.fileSize) throw truncated(window, where);
   return scanner.at;
+}
+
+/** The type byte and the value's bytes, copied out of the window, which holds them. */
+function copyValue(window: FileWindow, type: number, start: number, end: number): Buffer {
+  const value = Buffer.allocUnsafe(1 + end - start);
+  value[0] = type;
+  window.copyOut(start, end, value, 1);
+  return value;
 }
 
 /** The type byte and the value's bytes, from the window if it still holds them, else read again by position. */
