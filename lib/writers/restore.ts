@@ -1,5 +1,5 @@
-// Copy by DUMP and RESTORE: one read script per batch on the source, one RESTORE script on the target,
-// the payloads passed through untouched. Keys over DUMP_MAX_BYTES go by type in chunks.
+// Copy by DUMP and RESTORE: one read script per batch on the source, one RESTORE script on the target, the
+// payloads passed through untouched (big keys go by type in chunks); an .rdb file's values as pipelined RESTOREs.
 import { ErrorReply } from '@redis/client';
 import type { Arg, Connection } from '../net/connections.js';
 import { describeError } from '../net/connections.js';
