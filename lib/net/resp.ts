@@ -167,6 +167,8 @@ export class RespParser {
     const type = buf[at];
     switch (type) {
       case 0x2b: // '+'
+        // +OK, the reply to nearly every pipelined write: one shared string, not a new one each.
+        if (line === at + 3 && buf[at + 1] === 0x4f && buf[at + 2] === 0x4b) return { reply: 'OK', at: line + 2 };
         return { reply: buf.toString('latin1', at + 1, line), at: line + 2 };
       case 0x2d: // '-'
         return { reply: new ErrorReply(buf.toString('utf8', at + 1, line)), at: line + 2 };
