@@ -42,6 +42,15 @@ export class FileWindow {
     return new ByteCursor(this.buf, at - this.start, this.start, this.end - this.start, onShort);
   }
 
+  private readonly shared = new ByteCursor(Buffer.alloc(0), 0, 0, 0, () => {
+    throw new Error('unused');
+  });
+
+  /** The same, as one cursor reused by every call: for a parse that is done before anything can await. */
+  sharedCursor(at: number, onShort: ShortHandler): ByteCursor {
+    return this.shared.reset(this.buf, at - this.start, this.start, this.end - this.start, onShort);
+  }
+
   /** Whether [from, to) is all in the window now. */
   holds(from: number, to: number): boolean {
     return from >= this.start && to <= this.end;

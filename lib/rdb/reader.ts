@@ -3,7 +3,7 @@
 import { open } from 'node:fs/promises';
 import type { ByteCursor, ShortHandler } from './cursor.js';
 import { crcHex } from './crc64.js';
-import { readLength, readString, skipLength } from './encodings.js';
+import { readLength, readString, skipLength, stringBodyLength } from './encodings.js';
 import { RdbFormatError, showBytes } from './errors.js';
 import { FileWindow } from './file-window.js';
 import { MODULE_OPCODE, NEWEST_RDB_VERSION, OLDEST_RDB_VERSION, RDB_OPCODE, RDB_TYPE } from './types.js';
@@ -64,6 +64,8 @@ type Item =
   | { kind: 'hint' } // RESIZEDB, SLOT_INFO, IDLE, FREQ: sizing and eviction data a copy does not need
   | { kind: 'eof' }
   | { kind: 'key'; type: number; layout: readonly Step[]; key: Buffer };
+/** An item and the offset just past it. */
+type Parsed = Item & { end: number };
 
 /** The file's keys one at a time (readRdbBatches, flattened). */
 export async function* readRdb(path: string, options: RdbReadOptions = {}): AsyncGenerator<RdbKey> {
@@ -87,7 +89,8 @@ export async function* readRdbBatches(path: string, options: RdbReadOptions = {}
     let batch: RdbKey[] = [];
     let bytes = 0;
     for (let at = HEADER_BYTES; ;) {
-      const { item, end } = itemAt(window, at) ?? (await nextItem(window, at, headerDone));
+      const item = itemAt(window, at) ?? (await nextItem(window, at, headerDone));
+      const { end } = item;
       if (!headerDone && item.kind !== 'aux') {
         headerDone = true;
         options.onHeader?.(header);
@@ -134,11 +137,9 @@ export async function* readRdbBatches(path: string, options: RdbReadOptions = {}
 }
 
 /** The opcode or key header at `at` if the window holds all of it (the common case: no await). */
-function itemAt(window: FileWindow, at: number): { item: Item; end: number } | undefined {
+function itemAt(window: FileWindow, at: number): Parsed | undefined {
   try {
-    const c = window.cursor(at, needMore);
-    const item = readItem(c);
-    return { item, end: c.offset };
+    return readItem(window.sharedCursor(at, needMore));
   } catch (err) {
     if (err instanceof NeedMore) return undefined;
     throw err;
@@ -147,23 +148,30 @@ function itemAt(window: FileWindow, at: number): { item: Item; end: number } | u
 
 /** Where the value at `start` ends if the window holds all of it, else undefined (scanToEnd reads on). */
 function valueEndAt(window: FileWindow, layout: readonly Step[], start: number): number | undefined {
-  const scanner = new ValueScanner(layout, start);
+  let end: number;
   try {
-    scanner.advance(window.cursor(start, needMore));
+    const c = window.sharedCursor(start, needMore);
+    if (layout.length === 1 && layout[0] === 'str') {
+      // One string (a string value, every listpack and ziplist encoding): no scanner to allocate.
+      const body = stringBodyLength(c);
+      end = c.offset + body;
+    } else {
+      const scanner = new ValueScanner(layout, start);
+      scanner.advance(c);
+      end = scanner.at;
+    }
   } catch (err) {
     if (err instanceof NeedMore) return undefined;
     throw err;
   }
-  return scanner.at <= window.endOffset ? scanner.at : undefined;
+  return end <= window.endOffset ? end : undefined;
 }
 
 /** The opcode or key header at `at`, reading more of the file until it is whole. */
-async function nextItem(window: FileWindow, at: number, headerDone: boolean): Promise<{ item: Item; end: number }> {
+async function nextItem(window: FileWindow, at: number, headerDone: boolean): Promise<Parsed> {
   for (;;) {
     try {
-      const c = window.cursor(at, needMore);
-      const item = readItem(c);
-      return { item, end: c.offset };
+      return readItem(window.cursor(at, needMore));
     } catch (err) {
       if (!(err instanceof NeedMore)) throw err;
       await readUpTo(window, err.need, at, placeOfItem(window, at, headerDone));
@@ -191,37 +199,37 @@ async function readVersion(window: FileWindow): Promise<number> {
 }
 
 /** Parses the opcode or key header at the cursor; the cursor throws NeedMore if the window is too short. */
-function readItem(c: ByteCursor): Item {
+function readItem(c: ByteCursor): Parsed {
   const start = c.offset;
   const type = c.u8();
   switch (type) {
     case RDB_OPCODE.AUX: {
       const name = readString(c).toString('latin1');
-      return { kind: 'aux', name, value: Buffer.from(readString(c)) };
+      return { kind: 'aux', name, value: readString(c, true), end: c.offset };
     }
     case RDB_OPCODE.SELECTDB:
-      return { kind: 'selectdb', db: readLength(c) };
+      return { kind: 'selectdb', db: readLength(c), end: c.offset };
     case RDB_OPCODE.EXPIRETIME_MS:
-      return { kind: 'expire', at: c.i64le() };
+      return { kind: 'expire', at: c.i64le(), end: c.offset };
     case RDB_OPCODE.EXPIRETIME:
-      return { kind: 'expire', at: c.i32le() * 1000 };
+      return { kind: 'expire', at: c.i32le() * 1000, end: c.offset };
     case RDB_OPCODE.RESIZEDB:
       readLength(c);
       readLength(c);
-      return { kind: 'hint' };
+      return { kind: 'hint', end: c.offset };
     case RDB_OPCODE.SLOT_INFO:
       readLength(c); // slot
       readLength(c); // keys in it
       readLength(c); // of which with an expiry
-      return { kind: 'hint' };
+      return { kind: 'hint', end: c.offset };
     case RDB_OPCODE.IDLE:
       readLength(c);
-      return { kind: 'hint' };
+      return { kind: 'hint', end: c.offset };
     case RDB_OPCODE.FREQ:
       c.u8();
-      return { kind: 'hint' };
+      return { kind: 'hint', end: c.offset };
     case RDB_OPCODE.FUNCTION2:
-      return { kind: 'function', code: Buffer.from(readString(c)) };
+      return { kind: 'function', code: readString(c, true), end: c.offset };
     case RDB_OPCODE.FUNCTION_PRE_GA:
       throw new RdbFormatError(`function library in the pre-release format of Redis 7.0 release candidates (opcode 0xf6) ${c.at(start)}: not supported, save the file again with Redis 7.0 or later`);
     case RDB_OPCODE.MODULE_AUX: {
@@ -229,17 +237,17 @@ function readItem(c: ByteCursor): Item {
       const whenOpcode = readLength(c);
       if (whenOpcode !== MODULE_OPCODE.UINT) throw new RdbFormatError(`module AUX data ${c.at(start)} has opcode ${whenOpcode} where its "when" field belongs`);
       readLength(c); // when: before or after the keys
-      return { kind: 'module-aux' };
+      return { kind: 'module-aux', end: c.offset };
     }
     case RDB_OPCODE.EOF:
-      return { kind: 'eof' };
+      return { kind: 'eof', end: c.offset };
   }
   if (type === RDB_TYPE.MODULE_PRE_GA) {
     throw new RdbFormatError(`module value in the pre-release format of Redis 4.0 release candidates (type 6) ${c.at(start)}: not supported`);
   }
   const layout = layoutOf(type);
   if (!layout) throw new RdbFormatError(`unknown value type ${type} ${c.at(start)}`);
-  return { kind: 'key', type, layout, key: Buffer.from(readString(c)) };
+  return { kind: 'key', type, layout, key: readString(c, true), end: c.offset };
 }
 
 /** What the file was in the middle of at `at`, for a truncation message. */
