@@ -1,8 +1,8 @@
 // Copy by DUMP and RESTORE: one read script per batch on the source, one RESTORE script on the target, the
 // payloads passed through untouched (big keys go by type in chunks); an .rdb file's values as pipelined RESTOREs.
 import { ErrorReply } from '@redis/client';
-import type { Arg, Connection } from '../net/connections.js';
-import { describeError } from '../net/connections.js';
+import type { Connection } from '../net/connections.js';
+import type { PipeReply } from '../net/resp.js';
 import {
   answerOf, asArray, asNumber, asText, failed, flagsFor, isScriptingRefused, mapLimited,
   READ_BUDGET_BYTES, recordCount, settleChunked, type CopyContext, type CopyStats, type KeyOutcome, type WriteAnswer,
@@ -187,37 +187,46 @@ async function restorePipelined(target: Connection, overwrite: boolean, sent: re
   }
   const replies = await target.sendPipelined(writer);
   let next = 0;
-  return sent.map(({ key, value: { expireAt: at } }): KeyOutcome => {
-    if (at > 0 && at <= now) return { key, status: 'vanished' };
-    const reply = replies[next++];
-    if (!(reply instanceof ErrorReply)) return { key, status: 'restored' };
-    if (/^BUSYKEY/.test(reply.message)) return { key, status: 'skipped' };
-    return { key, status: 'failed', reason: reply.message };
-  });
+  return sent.map(({ key, value: { expireAt: at } }): KeyOutcome => (at > 0 && at <= now ? { key, status: 'vanished' } : restoreAnswer(key, replies[next++])));
 }
 
-/** DUMP_WRITE's decisions, made here, for targets that refuse EVAL. */
+/** DUMP_WRITE's decisions, made here, for targets that refuse EVAL: the RESTOREs pipelined as for a file. */
 async function restorePlain(target: Connection, batch: DumpBatch, overwrite: boolean): Promise<WriteAnswer[]> {
   const now = Date.now();
   const records = parseDumpHeader(batch.header, batch.payloads);
-  return Promise.all(
-    batch.keys.map(async (key, i): Promise<WriteAnswer> => {
-      const { expireAt: at, payload } = records[i] as DumpRecord;
-      if (at === -3) return { key, status: 'failed', reason: payload.toString() };
-      if (at === -2 || (at > 0 && at <= now)) return { key, status: 'vanished' };
-      if (payload.length === 0) return { key, status: 'chunked' };
-      const args: Arg[] = ['RESTORE', key, String(Math.max(at, 0)), payload];
-      if (overwrite) args.push('REPLACE');
-      args.push('ABSTTL');
-      try {
-        await target.send(args);
-        return { key, status: 'restored' };
-      } catch (err) {
-        if (/^BUSYKEY/.test(describeError(err))) return { key, status: 'skipped' };
-        return failed(key, err);
-      }
-    }),
-  );
+  const answers = new Array<WriteAnswer | undefined>(batch.keys.length);
+  let bytes = batch.payloads.length;
+  batch.keys.forEach((key, i) => {
+    const { expireAt: at, payload } = records[i] as DumpRecord;
+    if (at === -3) answers[i] = { key, status: 'failed', reason: payload.toString() };
+    else if (at === -2 || (at > 0 && at <= now)) answers[i] = { key, status: 'vanished' };
+    else if (payload.length === 0) answers[i] = { key, status: 'chunked' };
+    else bytes += key.length + COMMAND_OVERHEAD;
+  });
+  const writer = target.writer(bytes);
+  const tail = overwrite ? REPLACE_TAIL : TAIL;
+  batch.keys.forEach((key, i) => {
+    if (answers[i]) return;
+    const { expireAt: at, payload } = records[i] as DumpRecord;
+    writer.begin(overwrite ? 6 : 5);
+    writer.reserve(RESTORE_ARG.length);
+    writer.at += RESTORE_ARG.copy(writer.buf, writer.at);
+    writer.bulk(key);
+    writer.integer(Math.max(at, 0));
+    writer.bulk(payload);
+    writer.reserve(tail.length);
+    writer.at += tail.copy(writer.buf, writer.at);
+  });
+  const replies = await target.sendPipelined(writer);
+  let next = 0;
+  return batch.keys.map((key, i): WriteAnswer => answers[i] ?? restoreAnswer(key, replies[next++]));
+}
+
+/** A RESTORE's reply: OK, BUSYKEY (the key exists: skipped), or the error for this key alone. */
+function restoreAnswer(key: Buffer, reply: PipeReply | undefined): KeyOutcome {
+  if (!(reply instanceof ErrorReply)) return { key, status: 'restored' };
+  if (/^BUSYKEY/.test(reply.message)) return { key, status: 'skipped' };
+  return { key, status: 'failed', reason: reply.message };
 }
 
 /** `auto`: dump until the target refuses RESTORE, then type for the refused keys and the rest of the run. */
