@@ -1,5 +1,5 @@
-// The whole file's CRC-64, checked before anything is copied: the reader checks it too, but only at the end,
-// and a value corrupted in the middle would by then have been restored under a fresh, matching payload CRC.
+// The whole file's CRC-64, checked before anything is copied (the reader's own check comes only at the end, when a
+// value corrupted mid-file would have been restored under a fresh payload CRC); the reader then skips its own.
 import { statSync, type Stats } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { Crc64, crcHex } from './crc64.js';
