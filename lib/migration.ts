@@ -177,6 +177,7 @@ export class Migration {
   /** A batch whose values came with it (an .rdb file): RESTOREd on the node each key belongs to. */
   private async copyStored(keys: readonly Buffer[], stored: readonly StoredValue[], lostSince?: number): Promise<KeyOutcome[]> {
     const { target } = this.run;
+    if (!target.cluster) return this.orStop(this.restoreOn(target.nodeForSlot(0), keys, stored, lostSince));
     const groups = new Map<Connection, { keys: Buffer[]; stored: StoredValue[] }>();
     keys.forEach((key, i) => {
       const node = target.nodeFor(key);
@@ -200,7 +201,7 @@ export class Migration {
     });
   }
 
-  private async restoreOn(node: Connection, keys: Buffer[], stored: StoredValue[], lostSince: number | undefined): Promise<KeyOutcome[]> {
+  private async restoreOn(node: Connection, keys: readonly Buffer[], stored: readonly StoredValue[], lostSince: number | undefined): Promise<KeyOutcome[]> {
     try {
       const outcomes = await restoreStored({ target: node, settings: this.run.settings, stats: this.run.stats, abandoned: this.abandoned }, keys, stored);
       this.dropIfDemoted(node, outcomes);

@@ -453,3 +453,43 @@ describe('a big key the target refuses part way through', () => {
     }
   });
 });
+
+describe('a target user that may not run scripts (ACL -@scripting)', () => {
+  const pair = serverPair();
+  let total = 0;
+  beforeAll(async () => {
+    total = await seedEveryType(pair.source);
+    await pair.source.cmd('SET', 'expired-on-the-way', 'x', 'PX', 3_600_000);
+    total += 1;
+    expect(await pair.target.cmd('ACL', 'SETUSER', 'noscripts', 'on', '>pw', '~*', '+@all', '-@scripting')).toBe('OK');
+  });
+  beforeEach(async () => freshTarget(pair.target));
+  const asNoScripts = { DESTINATION_REDIS_USERNAME: 'noscripts', DESTINATION_REDIS_PASSWORD: 'pw', COPY_METHOD: 'dump' };
+
+  it('dump pipelines plain RESTOREs: every key once; a second run skips them all; OVERWRITE_EXISTING_KEYS=true replaces them', async () => {
+    const run = await migrate(pair, asNoScripts);
+    expect(run.code, run.output).toBe(0);
+    expect(summary(run.stdout), run.output).toEqual({ restored: total, skipped: 0, failed: 0, vanished: 0 });
+    expect(await digest(pair.target)).toBe(await digest(pair.source));
+    const stats = await commandStats(pair.target);
+    expect(calls(stats, 'restore')).toBe(total);
+    expect(calls(stats, 'eval')).toBe(0);
+
+    await pair.target.cmd('SET', 'string', 'changed on the target');
+    const again = await migrate(pair, asNoScripts);
+    expect(summary(again.stdout), again.output).toEqual({ restored: 0, skipped: total, failed: 0, vanished: 0 });
+    expect(await pair.target.cmd('GET', 'string')).toBe('changed on the target');
+    const replaced = await migrate(pair, { ...asNoScripts, OVERWRITE_EXISTING_KEYS: 'true' });
+    expect(summary(replaced.stdout), replaced.output).toEqual({ restored: total, skipped: 0, failed: 0, vanished: 0 });
+    expect(await digest(pair.target)).toBe(await digest(pair.source));
+  });
+
+  it('an .rdb file read natively, as that user (AUTH with a user name on the pipeline socket): every key once', async () => {
+    await pair.source.cmd('SAVE');
+    const file = { SOURCE_RDB_FILE: join(pair.source.dir, 'dump.rdb'), RDB_READER: 'native' };
+    const run = await runMigrator({ ...file, DESTINATION_REDIS_HOST: '127.0.0.1', DESTINATION_REDIS_PORT: pair.target.port, SLEEP_TIME: 0, ...asNoScripts }, runDir());
+    expect(run.code, run.stdout + run.stderr).toBe(0);
+    expect(summary(run.stdout)).toEqual({ restored: total, skipped: 0, failed: 0, vanished: 0 });
+    expect(await digest(pair.target)).toBe(await digest(pair.source));
+  });
+});

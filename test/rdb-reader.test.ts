@@ -182,6 +182,21 @@ describe('CRC-64', () => {
     expect(pieces.digest()).toBe(expected);
   });
 
+  it('the word path (slicing by 16, long runs) equals the definition at every alignment and length around its edges', () => {
+    const backing = Buffer.alloc(1200);
+    for (let i = 0; i < backing.length; i++) backing[i] = (i * 2246822519 + 7) >>> 24;
+    for (const offset of [0, 1, 2, 3, 5]) {
+      for (const length of [0, 1, 15, 16, 17, 255, 256, 257, 259, 271, 272, 1000, 1195 - offset]) {
+        const data = backing.subarray(offset, offset + length); // byteOffset not a multiple of 4 for most
+        const expected = slowCrc64(data);
+        expect(crc64(data), `offset ${offset}, length ${length}`).toBe(expected);
+        // A run starting mid-buffer, after a short piece that took the byte path.
+        const split = new Crc64().update(data, 0, Math.min(3, length)).update(data, Math.min(3, length));
+        expect(split.digest(), `offset ${offset}, length ${length}, split`).toBe(expected);
+      }
+    }
+  });
+
   it('matches the checksum stored at the end of every fixture', () => {
     for (const name of FIXTURE_NAMES) {
       const file = readFileSync(fixturePath(name));

@@ -78,6 +78,26 @@ describe('a lost connection mid-run', () => {
     await expectEqual(pair, run);
   });
 
+  // The file path RESTOREs through a socket of its own (lib/net/pipeline.ts): its loss and stall are recovered too.
+  it.each([
+    ['cut once', {}, () => proxy.cutAll()],
+    ['stalled for 4 s (REPLY_TIMEOUT=1)', { REPLY_TIMEOUT: 1 }, () => proxy.stall(4000)],
+  ] as const)('an .rdb file read natively, the target %s: reconnected, every key copied and counted once', async (_, settings, fault) => {
+    await fresh('target');
+    await pair.source.cmd('SAVE');
+    const file = { SOURCE_RDB_FILE: `${pair.source.dir}/dump.rdb`, RDB_READER: 'native' };
+    const env = { ...file, DESTINATION_REDIS_HOST: '127.0.0.1', DESTINATION_REDIS_PORT: proxy.port, ...PACE, ...settings };
+    const run = spawnMigrator(env, runDir());
+    await waitUntil(async () => (await dbsize(pair.target)) >= KEYS / 5, 'a fifth of the keys on the target', 30_000, 5);
+    expect(await dbsize(pair.target), 'the run finished before the fault; the test proves nothing').toBeLessThan(KEYS);
+    await fault();
+    const done = await run.done;
+    expect(done.code, done.stdout + done.stderr).toBe(0);
+    expect(done.stdout).toMatch(/Reconnected \d+ time\(s\) after a lost connection/);
+    expect(summary(done.stdout)).toEqual({ restored: KEYS + 1, skipped: 0, failed: 0, vanished: 0 });
+    await expectEqual(pair, done);
+  });
+
   it('the target refusing connections for 1.5 s: the run waits, then finishes', async () => {
     await fresh('target');
     const run = await copyThrough(pair, 'target', proxy, {}, () => proxy.refuse(1500, true));

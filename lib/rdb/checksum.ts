@@ -1,11 +1,25 @@
-// The whole file's CRC-64, checked before anything is copied: the reader checks it too, but only at the end,
-// and a value corrupted in the middle would by then have been restored under a fresh, matching payload CRC.
+// The whole file's CRC-64, checked before anything is copied (the reader's own check comes only at the end, when a
+// value corrupted mid-file would have been restored under a fresh payload CRC); the reader then skips its own.
+import { statSync, type Stats } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { Crc64, crcHex } from './crc64.js';
 import { RdbFormatError } from './errors.js';
 import { NEWEST_RDB_VERSION, OLDEST_RDB_VERSION } from './types.js';
 
 const CHUNK_BYTES = 1 << 20;
+
+/** Files whose CRC matched, as they were then: the reader need not compute it again for the same file. */
+const verified = new Map<string, string>();
+const identity = (stats: Stats): string => `${stats.dev}:${stats.ino}:${stats.size}:${stats.mtimeMs}`;
+
+/** Whether verifyFileChecksum passed for `path` and the file is still the same (inode, size, mtime). */
+export function checksumVerified(path: string): boolean {
+  try {
+    return verified.get(path) === identity(statSync(path));
+  } catch {
+    return false;
+  }
+}
 
 /**
  * Throws RdbFormatError unless the file's trailing CRC-64 (its last 8 bytes, after the EOF opcode) matches its
@@ -15,7 +29,8 @@ const CHUNK_BYTES = 1 << 20;
 export async function verifyFileChecksum(path: string, stopped: () => boolean = () => false): Promise<void> {
   const file = await open(path, 'r');
   try {
-    const { size } = await file.stat();
+    const stats = await file.stat();
+    const { size } = stats;
     const header = Buffer.alloc(9);
     await file.read(header, 0, 9, 0);
     const version = Number(header.subarray(5, 9).toString('latin1'));
@@ -40,6 +55,7 @@ export async function verifyFileChecksum(path: string, stopped: () => boolean = 
     if (says !== crc.digest()) {
       throw new RdbFormatError(`CRC64 mismatch at byte ${size - 8}: file says ${crcHex(says)}, content gives ${crcHex(crc.digest())} (the file is corrupt or truncated); nothing was copied`);
     }
+    verified.set(path, identity(stats));
   } finally {
     await file.close();
   }

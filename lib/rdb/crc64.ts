@@ -1,13 +1,20 @@
 // CRC-64/Jones as Redis computes it (crc64.c): reflected, polynomial 0xad93d23594c935a9, init 0, no final xor.
-// It checks whole RDB files and DUMP payloads; table-driven (slicing by 8) on 32-bit halves, since bigint is slow.
+// It checks whole RDB files and DUMP payloads; table-driven on 32-bit halves, since bigint is slow: slicing by 16
+// over aligned 32-bit words for long runs (~2x: a file's chunks), by 8 over bytes for short ones (a payload).
+import { endianness } from 'node:os';
 
 /** The reflected polynomial, as two 32-bit halves. */
 const POLY_HI = 0x95ac9329;
 const POLY_LO = 0xac4bc9b5;
 
-/** TABLE_HI[k * 256 + b] / TABLE_LO[...]: the CRC of byte b followed by k zero bytes (slicing by 8). */
-const TABLE_HI = new Uint32Array(8 * 256);
-const TABLE_LO = new Uint32Array(8 * 256);
+/** TABLE_HI[k * 256 + b] / TABLE_LO[...]: the CRC of byte b followed by k zero bytes (slicing by 16). */
+const SLICES = 16;
+const TABLE_HI = new Uint32Array(SLICES * 256);
+const TABLE_LO = new Uint32Array(SLICES * 256);
+/** Runs this long take the word path; below, making a Uint32Array view costs more than it saves. */
+const WORD_PATH_BYTES = 256;
+/** A Uint32Array view reads words in the machine's byte order; the CRC's is little-endian. */
+const LITTLE_ENDIAN = endianness() === 'LE';
 
 function buildTables(): void {
   for (let byte = 0; byte < 256; byte++) {
@@ -25,7 +32,7 @@ function buildTables(): void {
     TABLE_HI[byte] = hi;
     TABLE_LO[byte] = lo;
   }
-  for (let k = 1; k < 8; k++) {
+  for (let k = 1; k < SLICES; k++) {
     for (let byte = 0; byte < 256; byte++) {
       const prev = (k - 1) * 256 + byte;
       const hi = TABLE_HI[prev] ?? 0;
@@ -45,6 +52,42 @@ export class Crc64 {
   private lo = 0;
 
   update(data: Uint8Array, start = 0, end = data.length): this {
+    let i = start;
+    if (end - i >= WORD_PATH_BYTES && LITTLE_ENDIAN) {
+      // Bytes up to a 4-byte boundary, then 16 bytes a step as words.
+      const head = (4 - ((data.byteOffset + i) & 3)) & 3;
+      this.updateBytes(data, i, i + head);
+      i += head;
+      const words = (end - i) >>> 4;
+      this.updateWords(new Uint32Array(data.buffer, data.byteOffset + i, words * 4));
+      i += words * 16;
+    }
+    return this.updateBytes(data, i, end);
+  }
+
+  /** Slicing by 16 over words already in little-endian order (4 per step). */
+  private updateWords(words: Uint32Array): void {
+    let hi = this.hi;
+    let lo = this.lo;
+    const th = TABLE_HI;
+    const tl = TABLE_LO;
+    for (let j = 0; j < words.length; j += 4) {
+      const a = lo ^ words[j]!, b = hi ^ words[j + 1]!, c = words[j + 2]!, d = words[j + 3]!;
+      const i15 = 15 * 256 + (a & 0xff), i14 = 14 * 256 + ((a >>> 8) & 0xff), i13 = 13 * 256 + ((a >>> 16) & 0xff), i12 = 12 * 256 + (a >>> 24);
+      const i11 = 11 * 256 + (b & 0xff), i10 = 10 * 256 + ((b >>> 8) & 0xff), i9 = 9 * 256 + ((b >>> 16) & 0xff), i8 = 8 * 256 + (b >>> 24);
+      const i7 = 7 * 256 + (c & 0xff), i6 = 6 * 256 + ((c >>> 8) & 0xff), i5 = 5 * 256 + ((c >>> 16) & 0xff), i4 = 4 * 256 + (c >>> 24);
+      const i3 = 3 * 256 + (d & 0xff), i2 = 2 * 256 + ((d >>> 8) & 0xff), i1 = 256 + ((d >>> 16) & 0xff), i0 = d >>> 24;
+      hi = th[i15]! ^ th[i14]! ^ th[i13]! ^ th[i12]! ^ th[i11]! ^ th[i10]! ^ th[i9]! ^ th[i8]!
+        ^ th[i7]! ^ th[i6]! ^ th[i5]! ^ th[i4]! ^ th[i3]! ^ th[i2]! ^ th[i1]! ^ th[i0]!;
+      lo = tl[i15]! ^ tl[i14]! ^ tl[i13]! ^ tl[i12]! ^ tl[i11]! ^ tl[i10]! ^ tl[i9]! ^ tl[i8]!
+        ^ tl[i7]! ^ tl[i6]! ^ tl[i5]! ^ tl[i4]! ^ tl[i3]! ^ tl[i2]! ^ tl[i1]! ^ tl[i0]!;
+    }
+    this.hi = hi >>> 0;
+    this.lo = lo >>> 0;
+  }
+
+  /** Slicing by 8 over bytes, then one byte at a time. */
+  private updateBytes(data: Uint8Array, start: number, end: number): this {
     let hi = this.hi;
     let lo = this.lo;
     let i = start;
@@ -78,9 +121,14 @@ export class Crc64 {
   /** The CRC as Redis stores it: 8 bytes, little-endian. */
   digestBytes(): Buffer {
     const out = Buffer.allocUnsafe(8);
-    out.writeUInt32LE(this.lo, 0);
-    out.writeUInt32LE(this.hi, 4);
+    this.writeDigest(out, 0);
     return out;
+  }
+
+  /** The same 8 bytes written into `target` at `at`. */
+  writeDigest(target: Buffer, at: number): void {
+    target.writeUInt32LE(this.lo, at);
+    target.writeUInt32LE(this.hi, at + 4);
   }
 }
 

@@ -6,14 +6,14 @@ export type ShortHandler = (neededEnd: number) => never;
 
 export class ByteCursor {
   constructor(
-    readonly buf: Buffer,
+    public buf: Buffer,
     /** Index into buf of the next byte. */
     public pos: number,
     /** File offset of buf[0], so messages and the caller speak in file offsets. */
-    readonly base: number,
+    public base: number,
     /** Index into buf just past the last usable byte. */
-    readonly end: number,
-    private readonly onShort: ShortHandler,
+    public end: number,
+    private onShort: ShortHandler,
     /** How an offset is named in messages: "at byte 12" or "at byte 12 of the value". */
     private readonly offsetSuffix = '',
   ) {}
@@ -96,6 +96,25 @@ export class ByteCursor {
     const value = this.buf.readFloatLE(this.pos);
     this.pos += 4;
     return value;
+  }
+
+  /** The cursor moved over other bytes, for a reader that reuses one cursor instead of allocating one per field. */
+  reset(buf: Buffer, pos: number, base: number, end: number, onShort: ShortHandler): this {
+    this.buf = buf;
+    this.pos = pos;
+    this.base = base;
+    this.end = end;
+    this.onShort = onShort;
+    return this;
+  }
+
+  /** `count` bytes as a Buffer of their own. */
+  copyOf(count: number): Buffer {
+    this.require(count);
+    const out = Buffer.allocUnsafe(count);
+    this.buf.copy(out, 0, this.pos, this.pos + count);
+    this.pos += count;
+    return out;
   }
 
   /** `count` bytes as a view into the buffer (no copy). */

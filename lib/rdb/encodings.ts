@@ -65,11 +65,11 @@ export function skipLength(c: ByteCursor): void {
   readLength(c);
 }
 
-/** A string: raw bytes as a view into the cursor's buffer (copy it to keep it), integers as decimal text. */
-export function readString(c: ByteCursor): Buffer {
+/** A string: raw bytes as a view into the cursor's buffer (`own`: a copy of its own), integers as decimal text. */
+export function readString(c: ByteCursor, own = false): Buffer {
   const start = c.offset;
   const n = lengthOrEncoding(c);
-  if (n >= 0) return c.bytes(n);
+  if (n >= 0) return own ? c.copyOf(n) : c.bytes(n);
   const encoding = -n - 1;
   switch (encoding) {
     case ENC_INT8:

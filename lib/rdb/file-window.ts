@@ -1,5 +1,6 @@
 // The part of an RDB file the reader is looking at: one reused buffer filled by fixed-size chunk reads, in
-// file order, never the whole file. Every byte passes through the running CRC-64 exactly once, as it leaves.
+// file order, never the whole file. Every byte passes through the running CRC-64 exactly once, as it leaves
+// (unless the CRC is not wanted: the run checked the whole file first).
 import type { FileHandle } from 'node:fs/promises';
 import { ByteCursor, type ShortHandler } from './cursor.js';
 import { Crc64 } from './crc64.js';
@@ -10,13 +11,15 @@ export class FileWindow {
   private start = 0;
   /** File offset just past the last byte read. */
   private end = 0;
-  private readonly crc = new Crc64();
+  private readonly crc: Crc64 | undefined;
 
   constructor(
     private readonly file: FileHandle,
     readonly fileSize: number,
     readonly chunkBytes: number,
+    checksum = true,
   ) {
+    this.crc = checksum ? new Crc64() : undefined;
     // Room for a record that straddles chunks plus the next chunk, without growing.
     this.buf = Buffer.allocUnsafe(4 * chunkBytes);
   }
@@ -37,6 +40,15 @@ export class FileWindow {
   /** A cursor at file offset `at` over the bytes in the window. */
   cursor(at: number, onShort: ShortHandler): ByteCursor {
     return new ByteCursor(this.buf, at - this.start, this.start, this.end - this.start, onShort);
+  }
+
+  private readonly shared = new ByteCursor(Buffer.alloc(0), 0, 0, 0, () => {
+    throw new Error('unused');
+  });
+
+  /** The same, as one cursor reused by every call: for a parse that is done before anything can await. */
+  sharedCursor(at: number, onShort: ShortHandler): ByteCursor {
+    return this.shared.reset(this.buf, at - this.start, this.start, this.end - this.start, onShort);
   }
 
   /** Whether [from, to) is all in the window now. */
@@ -82,13 +94,14 @@ export class FileWindow {
   /** The CRC-64 of the file from its first byte up to `offset`, which must be in the window. */
   checksumUpTo(offset: number): bigint {
     this.dropBefore(offset);
+    if (!this.crc) throw new Error('the CRC was not asked for');
     return this.crc.digest();
   }
 
   private dropBefore(offset: number): void {
     const count = offset - this.start;
     if (count <= 0) return;
-    this.crc.update(this.buf, 0, count);
+    this.crc?.update(this.buf, 0, count);
     this.buf.copyWithin(0, count, this.end - this.start);
     this.start = offset;
   }

@@ -3,16 +3,21 @@
 import { Crc64 } from './crc64.js';
 import { RdbFormatError } from './errors.js';
 
-const FOOTER_BYTES = 10;
+export const FOOTER_BYTES = 10;
 
 /** The DUMP payload RESTORE takes for a value read from a file of `rdbVersion`. */
 export function dumpPayload(valueBytes: Buffer, rdbVersion: number): Buffer {
   const payload = Buffer.allocUnsafe(valueBytes.length + FOOTER_BYTES);
-  valueBytes.copy(payload, 0);
-  payload.writeUInt16LE(rdbVersion, valueBytes.length);
-  const crc = new Crc64().update(payload, 0, valueBytes.length + 2).digestBytes();
-  crc.copy(payload, valueBytes.length + 2);
+  writeDumpPayload(valueBytes, rdbVersion, payload, 0);
   return payload;
+}
+
+/** The same payload written into `target` at `at` (a batch's encoded commands), with no buffer of its own. */
+export function writeDumpPayload(valueBytes: Buffer, rdbVersion: number, target: Buffer, at: number): void {
+  target.set(valueBytes, at);
+  const versionAt = at + valueBytes.length;
+  target.writeUInt16LE(rdbVersion, versionAt);
+  new Crc64().update(target, at, versionAt + 2).writeDigest(target, versionAt + 2);
 }
 
 /** The same payload with another RDB version and a CRC to match (for a target that checks the version). */

@@ -1,9 +1,9 @@
-// Reads an RDB file front to back in fixed-size chunks and yields one record per key: its database, name,
-// expiry and value bytes exactly as saved (a DUMP payload once footed). Checks the header and the final CRC-64.
+// Reads an RDB file front to back in fixed-size chunks and yields its keys, a few hundred at a time: database,
+// name, expiry and value bytes exactly as saved (a DUMP payload once footed). Checks the header and the final CRC-64.
 import { open } from 'node:fs/promises';
 import type { ByteCursor, ShortHandler } from './cursor.js';
 import { crcHex } from './crc64.js';
-import { readLength, readString, skipLength } from './encodings.js';
+import { readLength, readString, skipLength, stringBodyLength } from './encodings.js';
 import { RdbFormatError, showBytes } from './errors.js';
 import { FileWindow } from './file-window.js';
 import { MODULE_OPCODE, NEWEST_RDB_VERSION, OLDEST_RDB_VERSION, RDB_OPCODE, RDB_TYPE } from './types.js';
@@ -19,6 +19,8 @@ export interface RdbKey {
   type: number;
   /** type byte + value bytes as in the file */
   value: Buffer;
+  /** The file's RDB version, which a payload of these bytes is stamped with. */
+  rdbVersion: number;
 }
 
 export interface RdbHeader {
@@ -32,9 +34,14 @@ export interface RdbReadOptions {
   onHeader?: (h: RdbHeader) => void;
   /** FUNCTION2 library code */
   onFunction?: (code: Buffer) => void;
+  /** Whether to check the file's final CRC-64 (default true): off when the caller has checked it already. */
+  checksum?: boolean;
 }
 
 const DEFAULT_CHUNK_BYTES = 1 << 20;
+/** A yielded batch of keys ends at this many keys or value bytes: async steps per batch, not per key. */
+const BATCH_KEYS = 512;
+const BATCH_BYTES = 1 << 20;
 const MAGIC = 'REDIS';
 const HEADER_BYTES = 9;
 const CHECKSUM_BYTES = 8;
@@ -57,19 +64,33 @@ type Item =
   | { kind: 'hint' } // RESIZEDB, SLOT_INFO, IDLE, FREQ: sizing and eviction data a copy does not need
   | { kind: 'eof' }
   | { kind: 'key'; type: number; layout: readonly Step[]; key: Buffer };
+/** An item and the offset just past it. */
+type Parsed = Item & { end: number };
 
+/** The file's keys one at a time (readRdbBatches, flattened). */
 export async function* readRdb(path: string, options: RdbReadOptions = {}): AsyncGenerator<RdbKey> {
+  for await (const batch of readRdbBatches(path, options)) yield* batch;
+}
+
+/**
+ * The file's keys in file order, in batches of at most BATCH_KEYS keys or BATCH_BYTES of values (a bigger
+ * value alone). A key whose bytes the window holds is read without awaiting anything.
+ */
+export async function* readRdbBatches(path: string, options: RdbReadOptions = {}): AsyncGenerator<RdbKey[]> {
   const chunkBytes = options.chunkBytes ?? DEFAULT_CHUNK_BYTES;
   if (!Number.isInteger(chunkBytes) || chunkBytes < 64) throw new RangeError(`chunkBytes must be an integer of at least 64, not ${chunkBytes}`);
   const file = await open(path, 'r');
   try {
-    const window = new FileWindow(file, (await file.stat()).size, chunkBytes);
+    const window = new FileWindow(file, (await file.stat()).size, chunkBytes, options.checksum !== false);
     const header: RdbHeader = { version: await readVersion(window), aux: new Map() };
     let headerDone = false;
     let db = 0;
     let expireAt = -1;
+    let batch: RdbKey[] = [];
+    let bytes = 0;
     for (let at = HEADER_BYTES; ;) {
-      const { item, end } = await nextItem(window, at, headerDone);
+      const item = itemAt(window, at) ?? (await nextItem(window, at, headerDone));
+      const { end } = item;
       if (!headerDone && item.kind !== 'aux') {
         headerDone = true;
         options.onHeader?.(header);
@@ -92,13 +113,20 @@ export async function* readRdb(path: string, options: RdbReadOptions = {}): Asyn
           at = await scanToEnd(window, MODULE_AUX_BODY, end, 'inside module AUX data');
           break;
         case 'eof':
-          await checkChecksum(window, end);
+          if (options.checksum !== false) await checkChecksum(window, end);
+          if (batch.length > 0) yield batch;
           return;
         case 'key': {
-          at = await scanToEnd(window, item.layout, end, insideKey(item.key));
-          const value = await captureValue(window, item.type, end, at, item.key);
-          yield { db, key: item.key, expireAt, type: item.type, value };
+          at = valueEndAt(window, item.layout, end) ?? (await scanToEnd(window, item.layout, end, item.key));
+          const value = window.holds(end, at) ? copyValue(window, item.type, end, at) : await captureValue(window, item.type, end, at, item.key);
+          batch.push({ db, key: item.key, expireAt, type: item.type, value, rdbVersion: header.version });
+          bytes += value.length;
           expireAt = -1; // an expiry belongs to the one key after it
+          if (batch.length >= BATCH_KEYS || bytes >= BATCH_BYTES) {
+            yield batch;
+            batch = [];
+            bytes = 0;
+          }
           break;
         }
       }
@@ -108,13 +136,42 @@ export async function* readRdb(path: string, options: RdbReadOptions = {}): Asyn
   }
 }
 
+/** The opcode or key header at `at` if the window holds all of it (the common case: no await). */
+function itemAt(window: FileWindow, at: number): Parsed | undefined {
+  try {
+    return readItem(window.sharedCursor(at, needMore));
+  } catch (err) {
+    if (err instanceof NeedMore) return undefined;
+    throw err;
+  }
+}
+
+/** Where the value at `start` ends if the window holds all of it, else undefined (scanToEnd reads on). */
+function valueEndAt(window: FileWindow, layout: readonly Step[], start: number): number | undefined {
+  let end: number;
+  try {
+    const c = window.sharedCursor(start, needMore);
+    if (layout.length === 1 && layout[0] === 'str') {
+      // One string (a string value, every listpack and ziplist encoding): no scanner to allocate.
+      const body = stringBodyLength(c);
+      end = c.offset + body;
+    } else {
+      const scanner = new ValueScanner(layout, start);
+      scanner.advance(c);
+      end = scanner.at;
+    }
+  } catch (err) {
+    if (err instanceof NeedMore) return undefined;
+    throw err;
+  }
+  return end <= window.endOffset ? end : undefined;
+}
+
 /** The opcode or key header at `at`, reading more of the file until it is whole. */
-async function nextItem(window: FileWindow, at: number, headerDone: boolean): Promise<{ item: Item; end: number }> {
+async function nextItem(window: FileWindow, at: number, headerDone: boolean): Promise<Parsed> {
   for (;;) {
     try {
-      const c = window.cursor(at, needMore);
-      const item = readItem(c);
-      return { item, end: c.offset };
+      return readItem(window.cursor(at, needMore));
     } catch (err) {
       if (!(err instanceof NeedMore)) throw err;
       await readUpTo(window, err.need, at, placeOfItem(window, at, headerDone));
@@ -142,37 +199,37 @@ async function readVersion(window: FileWindow): Promise<number> {
 }
 
 /** Parses the opcode or key header at the cursor; the cursor throws NeedMore if the window is too short. */
-function readItem(c: ByteCursor): Item {
+function readItem(c: ByteCursor): Parsed {
   const start = c.offset;
   const type = c.u8();
   switch (type) {
     case RDB_OPCODE.AUX: {
       const name = readString(c).toString('latin1');
-      return { kind: 'aux', name, value: Buffer.from(readString(c)) };
+      return { kind: 'aux', name, value: readString(c, true), end: c.offset };
     }
     case RDB_OPCODE.SELECTDB:
-      return { kind: 'selectdb', db: readLength(c) };
+      return { kind: 'selectdb', db: readLength(c), end: c.offset };
     case RDB_OPCODE.EXPIRETIME_MS:
-      return { kind: 'expire', at: c.i64le() };
+      return { kind: 'expire', at: c.i64le(), end: c.offset };
     case RDB_OPCODE.EXPIRETIME:
-      return { kind: 'expire', at: c.i32le() * 1000 };
+      return { kind: 'expire', at: c.i32le() * 1000, end: c.offset };
     case RDB_OPCODE.RESIZEDB:
       readLength(c);
       readLength(c);
-      return { kind: 'hint' };
+      return { kind: 'hint', end: c.offset };
     case RDB_OPCODE.SLOT_INFO:
       readLength(c); // slot
       readLength(c); // keys in it
       readLength(c); // of which with an expiry
-      return { kind: 'hint' };
+      return { kind: 'hint', end: c.offset };
     case RDB_OPCODE.IDLE:
       readLength(c);
-      return { kind: 'hint' };
+      return { kind: 'hint', end: c.offset };
     case RDB_OPCODE.FREQ:
       c.u8();
-      return { kind: 'hint' };
+      return { kind: 'hint', end: c.offset };
     case RDB_OPCODE.FUNCTION2:
-      return { kind: 'function', code: Buffer.from(readString(c)) };
+      return { kind: 'function', code: readString(c, true), end: c.offset };
     case RDB_OPCODE.FUNCTION_PRE_GA:
       throw new RdbFormatError(`function library in the pre-release format of Redis 7.0 release candidates (opcode 0xf6) ${c.at(start)}: not supported, save the file again with Redis 7.0 or later`);
     case RDB_OPCODE.MODULE_AUX: {
@@ -180,17 +237,17 @@ function readItem(c: ByteCursor): Item {
       const whenOpcode = readLength(c);
       if (whenOpcode !== MODULE_OPCODE.UINT) throw new RdbFormatError(`module AUX data ${c.at(start)} has opcode ${whenOpcode} where its "when" field belongs`);
       readLength(c); // when: before or after the keys
-      return { kind: 'module-aux' };
+      return { kind: 'module-aux', end: c.offset };
     }
     case RDB_OPCODE.EOF:
-      return { kind: 'eof' };
+      return { kind: 'eof', end: c.offset };
   }
   if (type === RDB_TYPE.MODULE_PRE_GA) {
     throw new RdbFormatError(`module value in the pre-release format of Redis 4.0 release candidates (type 6) ${c.at(start)}: not supported`);
   }
   const layout = layoutOf(type);
   if (!layout) throw new RdbFormatError(`unknown value type ${type} ${c.at(start)}`);
-  return { kind: 'key', type, layout, key: Buffer.from(readString(c)) };
+  return { kind: 'key', type, layout, key: readString(c, true), end: c.offset };
 }
 
 /** What the file was in the middle of at `at`, for a truncation message. */
@@ -213,10 +270,11 @@ async function readUpTo(window: FileWindow, need: number, keepFrom: number, wher
 }
 
 /**
- * Walks a value from `start` to its end, reading chunks as needed. The window keeps the value's first byte
+ * Walks a value from `start` to its end, reading chunks as needed (`place`: a key, or where the file is). The window keeps the value's first byte
  * while the value fits in it, so small values are copied from memory; a bigger one lets its scanned part go.
  */
-async function scanToEnd(window: FileWindow, layout: readonly Step[], start: number, where: string): Promise<number> {
+async function scanToEnd(window: FileWindow, layout: readonly Step[], start: number, place: string | Buffer): Promise<number> {
+  const where = typeof place === 'string' ? place : insideKey(place);
   const scanner = new ValueScanner(layout, start);
   let keepStart = true;
   for (;;) {
@@ -232,6 +290,14 @@ async function scanToEnd(window: FileWindow, layout: readonly Step[], start: num
   // The last field may be a string body skipped by arithmetic alone: it must still fit in the file.
   if (scanner.at > window.fileSize) throw truncated(window, where);
   return scanner.at;
+}
+
+/** The type byte and the value's bytes, copied out of the window, which holds them. */
+function copyValue(window: FileWindow, type: number, start: number, end: number): Buffer {
+  const value = Buffer.allocUnsafe(1 + end - start);
+  value[0] = type;
+  window.copyOut(start, end, value, 1);
+  return value;
 }
 
 /** The type byte and the value's bytes, from the window if it still holds them, else read again by position. */

@@ -1,7 +1,8 @@
 // SOURCE_RDB_FILE with RDB_READER=native: the file read by our own reader (lib/rdb/), in one pass, cut into
 // one section per database, each a stream of batches whose values are already there (no source server).
 import { READ_BUDGET_BYTES } from '../batch.js';
-import { readRdb, type RdbKey } from '../rdb/reader.js';
+import { checksumVerified } from '../rdb/checksum.js';
+import { readRdb, readRdbBatches, type RdbKey } from '../rdb/reader.js';
 import { logicalType } from '../rdb/types.js';
 import { DONE, globMatches, type KeyBatch, type KeySelection, type SelectionCounts, type StoredValue } from './scan.js';
 
@@ -30,33 +31,65 @@ export interface FileFacts {
  * is read and the file is closed.
  */
 export async function* databaseSections(path: string, selection: FileSelection, size: number, facts: FileFacts, stopped: () => boolean): AsyncGenerator<DatabaseSection> {
-  const options = { onHeader: (header: { version: number }) => void (facts.version = header.version) };
-  const keys = readRdb(path, options)[Symbol.asyncIterator]();
+  const options = {
+    onHeader: (header: { version: number }) => void (facts.version = header.version),
+    // The run checked the whole file's CRC before the first key (verifyFileChecksum): once is enough.
+    checksum: !checksumVerified(path),
+  };
+  const records = new Records(readRdbBatches(path, options)[Symbol.asyncIterator]());
   try {
-    let next = await keys.next();
-    while (!next.done && !stopped()) {
-      const db = next.value.db;
+    let record = await records.peek();
+    while (record && !stopped()) {
+      const db = record.db;
       if (selection.onlyDb !== undefined && db !== selection.onlyDb) {
-        next = await keys.next();
+        records.skip();
+        record = await records.peek();
         continue;
       }
-      const section: { next: IteratorResult<RdbKey> } = { next };
       const counts: SelectionCounts = { scanned: 0, excluded: 0 };
-      yield { db, batches: sectionBatches(keys, section, db, selection, size, counts, facts), counts };
+      yield { db, batches: sectionBatches(records, db, selection, size, counts), counts };
       if (selection.onlyDb !== undefined || stopped()) return;
       // Whatever the consumer left of this database is passed over.
-      while (!section.next.done && section.next.value.db === db) section.next = await keys.next();
-      next = section.next;
+      for (record = await records.peek(); record?.db === db; record = await records.peek()) records.skip();
     }
   } finally {
-    await keys.return?.(undefined);
+    await records.close();
   }
 }
 
-async function* sectionBatches(
-  keys: AsyncIterator<RdbKey>, section: { next: IteratorResult<RdbKey> }, db: number, selection: FileSelection, size: number,
-  counts: SelectionCounts, facts: FileFacts,
-): AsyncGenerator<KeyBatch> {
+/** The reader's batches as one stream of keys, read a key at a time with an await only between batches. */
+class Records {
+  private batch: RdbKey[] = [];
+  private index = 0;
+  private ended = false;
+
+  constructor(private readonly batches: AsyncIterator<RdbKey[]>) {}
+
+  /** The next key without awaiting, or undefined when the batch in hand is used up (then call peek). */
+  current(): RdbKey | undefined {
+    return this.batch[this.index];
+  }
+
+  /** The next key, reading the next batch if needed; undefined at the end of the file. */
+  async peek(): Promise<RdbKey | undefined> {
+    while (this.index >= this.batch.length && !this.ended) {
+      const next = await this.batches.next();
+      if (next.done) this.ended = true;
+      else [this.batch, this.index] = [next.value, 0];
+    }
+    return this.batch[this.index];
+  }
+
+  skip(): void {
+    this.index += 1;
+  }
+
+  async close(): Promise<void> {
+    await this.batches.return?.(undefined);
+  }
+}
+
+async function* sectionBatches(records: Records, db: number, selection: FileSelection, size: number, counts: SelectionCounts): AsyncGenerator<KeyBatch> {
   const match = selection.match === '*' ? undefined : Buffer.from(selection.match);
   const exclude = selection.exclude ? Buffer.from(selection.exclude) : undefined;
   const type = selection.type.toLowerCase();
@@ -68,9 +101,8 @@ async function* sectionBatches(
     [batch, stored, bytes] = [[], [], 0];
     return out;
   };
-  while (!section.next.done && section.next.value.db === db) {
-    const record = section.next.value;
-    section.next = await keys.next();
+  for (let record = await records.peek(); record?.db === db; record = records.current() ?? (await records.peek())) {
+    records.skip();
     if ((match && !globMatches(match, record.key)) || (type && logicalType(record.type) !== type)) continue;
     if (exclude && globMatches(exclude, record.key)) {
       counts.excluded += 1;
@@ -80,7 +112,7 @@ async function* sectionBatches(
     // Bounded by bytes as well as keys: a big value goes in a batch of its own, not with the keys before it.
     if (batch.length > 0 && bytes + record.value.length > READ_BUDGET_BYTES) yield full();
     batch.push(record.key);
-    stored.push({ expireAt: record.expireAt, type: record.type, value: record.value, rdbVersion: facts.version });
+    stored.push(record); // a record is a StoredValue: no object of its own per key
     bytes += record.value.length;
     if (batch.length === size || bytes >= READ_BUDGET_BYTES) yield full();
   }
