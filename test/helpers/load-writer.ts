@@ -755,10 +755,12 @@ async function main(): Promise<void> {
     process.stdin.resume();
   }
 
-  // Token bucket: tokens accrue at `rate`, are spent in one pipelined burst per tick, and cap at 100 ms worth.
+  // Token bucket: tokens accrue at `rate` (up to 1 s worth, so a stalled process catches up) and go out as one pipelined
+  // burst per 10 ms tick, at most 50 ms worth, so catching up is spread over a few ticks.
   const perMs = o.rate / 1000;
-  const cap = Math.max(1, o.rate * 0.1);
-  const maxInflight = Math.min(RING - 1 - Math.ceil(cap), Math.max(1000, o.rate));
+  const cap = Math.max(1, o.rate);
+  const burst = Math.max(1, Math.min(Math.ceil(o.rate * 0.05), RING / 4));
+  const maxInflight = Math.min(RING - 1 - burst, Math.max(1000, o.rate));
   let tokens = 0;
   startedAt = performance.now();
   let last = startedAt;
@@ -775,7 +777,7 @@ async function main(): Promise<void> {
     if (writer.nodes.some((n) => !n.socket)) return; // a node is down: wait for it
     let inflight = 0;
     for (const node of writer.nodes) inflight += node.inflight;
-    let n = Math.min(Math.floor(tokens), maxInflight - inflight);
+    let n = Math.min(Math.floor(tokens), burst, maxInflight - inflight);
     if (o.count > 0) n = Math.min(n, o.count - sent);
     if (n <= 0) return;
     for (let i = 0; i < n; i++) writer.next();
