@@ -1,7 +1,9 @@
 // Load generator for live-mode tests and the bench: a seeded mix of writes (every type, binary keys, big lists, streams with pending
 // entries) at a fixed rate over raw RESP. Run: tsx test/helpers/load-writer.ts port=6379 rate=20000 [name=value ...] (names in DEFAULTS).
 import { connect, type Socket } from 'node:net';
+import { resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { pathToFileURL } from 'node:url';
 import { keySlot, SLOT_COUNT } from '../../lib/net/cluster.js';
 
 /** Commands the mix picks from, with their default weights. */
@@ -64,6 +66,9 @@ export interface WriterStats {
   aborted?: string;
 }
 
+/** A bad argument: reported by its message alone. */
+class UsageError extends Error {}
+
 function parseArgs(argv: string[]): WriterOptions {
   const options: WriterOptions = { ...DEFAULTS };
   const record = options as unknown as Record<string, string | number | boolean>;
@@ -72,16 +77,16 @@ function parseArgs(argv: string[]): WriterOptions {
     const name = eq > 0 ? arg.slice(0, eq).replace(/^--/, '') : '';
     const text = arg.slice(eq + 1);
     const current = record[name];
-    if (current === undefined) throw new Error(`unknown argument "${arg}"; use name=value with a name of: ${Object.keys(DEFAULTS).join(', ')}`);
+    if (current === undefined) throw new UsageError(`unknown argument "${arg}"; use name=value with a name of: ${Object.keys(DEFAULTS).join(', ')}`);
     if (typeof current === 'boolean') record[name] = text === 'true' || text === '1';
     else if (typeof current === 'number') {
       const value = Number(text.replace(/_/g, ''));
-      if (!Number.isFinite(value) || value < 0) throw new Error(`${name} must be a number of 0 or more, got "${text}"`);
+      if (!Number.isFinite(value) || value < 0) throw new UsageError(`${name} must be a number of 0 or more, got "${text}"`);
       record[name] = value;
     } else record[name] = text;
   }
-  if (options.rate <= 0) throw new Error('rate must be above 0');
-  if (/[{}]/.test(options.prefix)) throw new Error('prefix must not contain braces: it goes inside the hash tag');
+  if (options.rate <= 0) throw new UsageError('rate must be above 0');
+  if (/[{}]/.test(options.prefix)) throw new UsageError('prefix must not contain braces: it goes inside the hash tag');
   return options;
 }
 
@@ -90,11 +95,11 @@ function parseMix(text: string): number[] {
   for (const part of text.split(',').filter((p) => p.trim() !== '')) {
     const [name = '', value = ''] = part.split(':').map((s) => s.trim().toLowerCase());
     const weight = Number(value);
-    if (!weights.has(name) || !Number.isFinite(weight) || weight < 0) throw new Error(`bad mix entry "${part}"; use name:weight with a name of: ${MIX_NAMES.join(', ')}`);
+    if (!weights.has(name) || !Number.isFinite(weight) || weight < 0) throw new UsageError(`bad mix entry "${part}"; use name:weight with a name of: ${MIX_NAMES.join(', ')}`);
     weights.set(name, weight);
   }
   const list = MIX_NAMES.map((name) => weights.get(name) ?? 0);
-  if (list.every((w) => w === 0)) throw new Error('the mix has no command with a weight above 0');
+  if (list.every((w) => w === 0)) throw new UsageError('the mix has no command with a weight above 0');
   return list;
 }
 
@@ -748,6 +753,7 @@ async function main(): Promise<void> {
     process.exit(1);
   }
 
+  // npx does not pass a kill on to its child: scripts signal this process itself (load.ts runs node --import tsx).
   process.once('SIGTERM', () => void finish(0));
   process.once('SIGINT', () => void finish(0));
   if (o.watchStdin) {
@@ -790,7 +796,10 @@ async function main(): Promise<void> {
   tick();
 }
 
-main().catch((err: unknown) => {
-  say(`failed: ${err instanceof Error ? err.stack ?? err.message : String(err)}`);
-  process.exit(1);
-});
+// Only when run as a script: load.ts imports its types, and anything may import MIX_DEFAULTS.
+if (process.argv[1] && import.meta.url === pathToFileURL(resolve(process.argv[1])).href) {
+  main().catch((err: unknown) => {
+    say(err instanceof UsageError ? err.message : `failed: ${err instanceof Error ? err.stack ?? err.message : String(err)}`);
+    process.exit(1);
+  });
+}
