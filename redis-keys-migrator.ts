@@ -383,7 +383,8 @@ async function live(session: Session, log: ErrorLog): Promise<number> {
     outcome = await replicate({
       settings, source, target, snapshot: session.keys, recovery: session.recovery, interruption: session.interruption, log, say,
       rescan: () => selectKeys(settings, source, { scanned: 0, excluded: 0 }, []),
-      verification: verificationSetup(session),
+      // Ctrl-C is the cutover, which the verification belongs to (a second one stops the process at once).
+      verification: { ...verificationSetup(session), shouldStop: () => false },
       startProgress: (counts) => startProgress(session, counts),
     });
   } catch (err) {

@@ -1,6 +1,6 @@
 // Benchmark entry point: seeds a throwaway source, copies it four ways into a throwaway target, checks the first
 // copy with the tool's compare mode, then copies between two 3-master clusters; writes test/bench-results.md and
-// media/benchmark.svg. Options: --keys N (or BENCH_KEYS), --scaling.
+// media/benchmark.svg. Options: --keys N (or BENCH_KEYS), --scaling, --live-only (only the live rows).
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
@@ -12,6 +12,7 @@ import {
 } from './bench-rows.js';
 import { logSlowCalls, watchScriptCalls } from './bench-scripts.js';
 import { seedSource } from './bench-seed.js';
+import { renderLive, runLiveRows, type LivePoint } from './bench-live.js';
 import { startCluster, type TestCluster } from './helpers/cluster.js';
 import { ROOT, startRedis, type RedisServer } from './helpers/servers.js';
 
@@ -26,6 +27,8 @@ const CHART_FILE = join(ROOT, 'media', 'benchmark.svg');
 interface Options {
   keys: number;
   scaling: boolean;
+  /** Only the live rows (h), which need no seeded dataset. */
+  liveOnly: boolean;
 }
 
 const say = (line: string): void => void process.stdout.write(`${line}\n`);
@@ -33,16 +36,18 @@ const say = (line: string): void => void process.stdout.write(`${line}\n`);
 function parseOptions(argv: string[], env: NodeJS.ProcessEnv): Options {
   let keysText = env.BENCH_KEYS;
   let scaling = false;
+  let liveOnly = false;
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
     if (arg === '--scaling') scaling = true;
+    else if (arg === '--live-only') liveOnly = true;
     else if (arg === '--keys') keysText = argv[++i];
     else if (arg?.startsWith('--keys=')) keysText = arg.slice('--keys='.length);
-    else throw new Error(`unknown argument ${arg}; use --keys N and/or --scaling`);
+    else throw new Error(`unknown argument ${arg}; use --keys N, --scaling, --live-only`);
   }
   const keys = keysText === undefined || keysText === '' ? DEFAULT_KEYS : Number(keysText.replace(/_/g, ''));
   if (!Number.isInteger(keys) || keys < 1) throw new Error(`key count must be a whole number above 0, got ${keysText}`);
-  return { keys, scaling };
+  return { keys, scaling, liveOnly };
 }
 
 /** Stoppers for servers still running, so an error or Ctrl-C leaves no redis-server behind. */
@@ -238,8 +243,8 @@ async function runScaling(mainRows: RowResult[], mainKeys: number): Promise<Scal
   return points;
 }
 
-function writeOutputs(info: RunInfo, rows: RowResult[], scaling: ScalingPoint[] | undefined): string {
-  const report = renderReport(info, rows, scaling);
+function writeOutputs(info: RunInfo, rows: RowResult[], scaling: ScalingPoint[] | undefined, live: LivePoint[]): string {
+  const report = `${renderReport(info, rows, scaling)}\n${renderLive(live)}`;
   writeFileSync(RESULTS_FILE, report);
   mkdirSync(join(ROOT, 'media'), { recursive: true });
   const title = `Keys per second copying ${formatCount(info.keys)} keys between local Redis servers`;
@@ -253,16 +258,23 @@ async function main(): Promise<number> {
   stopOnSignal('SIGINT');
   stopOnSignal('SIGTERM');
   say(`Benchmark: ${formatCount(options.keys)} keys; memory scaling ${options.scaling ? 'on' : 'off (slow; npm run bench -- --scaling adds row (a) at 200,000 and 2,000,000 keys)'}`);
+  if (options.liveOnly) {
+    const live = renderLive(await runLiveRows(say));
+    say(`\n${live}`);
+    return 0;
+  }
   const { info, rows } = await withServers((source, target) => runMainRows(source, target, options.keys));
-  let report = writeOutputs(info, rows, undefined);
+  say('Live replication rows ...');
+  const live = await runLiveRows(say);
+  let report = writeOutputs(info, rows, undefined, live);
   let scaling: ScalingPoint[] | undefined;
   if (options.scaling) {
     scaling = await runScaling(rows, options.keys);
-    report = writeOutputs(info, rows, scaling);
+    report = writeOutputs(info, rows, scaling, live);
   }
   say(`\n${report}`);
   say(`Written: ${RESULTS_FILE}, ${CHART_FILE}`);
-  const failed = [...rows, ...(scaling ?? []).map((p) => p.row)].filter((r) => r.problems.length > 0);
+  const failed = [...rows, ...(scaling ?? []).map((p) => p.row), ...live].filter((r) => r.problems.length > 0);
   if (failed.length > 0) process.stderr.write(`${failed.length} row(s) had problems (see notes above); exit code 1\n`);
   return failed.length > 0 ? 1 : 0;
 }

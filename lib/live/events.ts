@@ -49,7 +49,8 @@ export class ChangeFeed {
   constructor(
     private readonly source: Side,
     private readonly options: FeedOptions,
-    private readonly onKey: (key: Buffer) => void,
+    /** `event`: the event's name (set, del, xadd...). */
+    private readonly onKey: (key: Buffer, event: string) => void,
     private readonly onGap: (reason: string) => void,
   ) {
     this.match = options.match === '*' ? undefined : Buffer.from(options.match);
@@ -124,19 +125,21 @@ export class ChangeFeed {
 
   private received(channel: Buffer, message: Buffer): void {
     this.probeWaiter?.(channel, message);
-    const key = this.keyOf(channel, message);
-    if (key === undefined || this.stopped) return;
+    const change = this.changeOf(channel, message);
+    if (change === undefined || this.stopped) return;
+    const { key, event } = change;
     if (key.subarray(0, PROBE_PREFIX.length).toString('latin1') === PROBE_PREFIX) return;
     if ((this.match && !globMatches(this.match, key)) || (this.exclude && globMatches(this.exclude, key))) return;
     this.events += 1;
-    this.onKey(key);
+    this.onKey(key, event);
   }
 
-  /** The key an event is about, or undefined for a message of the class not in use. */
-  private keyOf(channel: Buffer, message: Buffer): Buffer | undefined {
+  /** The key an event is about and the event's name, or undefined for a message of the class not in use. */
+  private changeOf(channel: Buffer, message: Buffer): { key: Buffer; event: string } | undefined {
     const prefix = `__${this.eventClass}@${this.options.db}__:`;
     if (channel.length < prefix.length || channel.subarray(0, prefix.length).toString('latin1') !== prefix) return undefined;
-    return this.eventClass === 'keyevent' ? message : Buffer.from(channel.subarray(prefix.length));
+    const rest = channel.subarray(prefix.length);
+    return this.eventClass === 'keyevent' ? { key: message, event: rest.toString('latin1') } : { key: Buffer.from(rest), event: message.toString('latin1') };
   }
 
   /**

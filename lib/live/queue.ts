@@ -5,6 +5,8 @@ interface Waiting {
   key: Buffer;
   /** When the oldest change not yet copied arrived (ms since the epoch): the lag counts from here. */
   since: number;
+  /** False for a copy the run asked for itself (a stream's periodic copy): not a change, so no lag. */
+  timed: boolean;
 }
 
 export class ChangeQueue {
@@ -26,14 +28,19 @@ export class ChangeQueue {
   }
 
   /** A key changed at `at`. False when the queue is full and the key not already in it: a gap. */
-  add(key: Buffer, at = Date.now()): boolean {
+  add(key: Buffer, at = Date.now(), timed = true): boolean {
     const id = key.toString('latin1');
-    if (this.waiting.has(id)) return true;
+    const queued = this.waiting.get(id);
+    if (queued) {
+      // A change to a key queued for a periodic copy: from now on its wait is a change's lag.
+      if (timed && !queued.timed) Object.assign(queued, { since: at, timed: true });
+      return true;
+    }
     if (this.waiting.size >= this.capacity) {
       this.overflowed = true;
       return false;
     }
-    this.waiting.set(id, { key, since: at });
+    this.waiting.set(id, { key, since: at, timed });
     this.wake?.();
     return true;
   }
@@ -62,7 +69,7 @@ export class ChangeQueue {
 
   /** How long the oldest waiting change has waited, in ms (0 when none). */
   oldestAge(now = Date.now()): number {
-    for (const entry of this.waiting.values()) return now - entry.since;
+    for (const entry of this.waiting.values()) if (entry.timed) return now - entry.since;
     return 0;
   }
 

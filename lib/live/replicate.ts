@@ -11,7 +11,7 @@ import { globMatches, type KeyBatch } from '../sources/scan.js';
 import { asArray, asText } from '../batch.js';
 import { formatDuration, Progress } from '../progress.js';
 import { summaryLines } from '../report.js';
-import { compareInto, DiffSink, emptyTally, tallyLine, verifyAll, type Tally, type VerificationSetup } from '../verify/comparison.js';
+import { compareInto, DiffSink, emptyTally, tallyLine, verifyAll, verifyBatches, type Tally, type VerificationSetup } from '../verify/comparison.js';
 import type { KeyVerdict } from '../verify/compare-key.js';
 import { ChangeFeed, LiveRefusal } from './events.js';
 import { ChangeQueue } from './queue.js';
@@ -52,6 +52,61 @@ export interface LiveOutcome {
   seconds: number;
 }
 
+/** Events after which a key may be a stream without a stream event of its own. */
+const MAY_MAKE_A_STREAM = new Set(['rename_to', 'copy_to', 'move_to', 'restore']);
+
+/** How often every known stream is copied again, for what its consumers read (which sends no event). */
+const STREAM_RESYNC_MS = 5000;
+
+/**
+ * The source's streams, found by SCAN TYPE stream when the live phase starts and from stream events after:
+ * a consumer's XREADGROUP or XACK changes a group and sends no keyspace event, so these are copied again
+ * every few seconds and once more at the cutover. Bounded; past the bound, the sweep settles group state.
+ */
+class StreamWatch {
+  private readonly keys = new Map<string, Buffer>();
+  overflow = false;
+
+  constructor(private readonly max: number) {}
+
+  /** Keys that may be streams (renamed into place, say): their TYPE is asked at the next resync. */
+  private readonly maybe = new Map<string, Buffer>();
+
+  add(key: Buffer): void {
+    if (this.keys.size < this.max) this.keys.set(key.toString('latin1'), key);
+    else if (!this.keys.has(key.toString('latin1'))) this.overflow = true;
+  }
+
+  consider(key: Buffer): void {
+    if (this.maybe.size < this.max) this.maybe.set(key.toString('latin1'), key);
+  }
+
+  async find(source: Side, settings: Settings): Promise<void> {
+    const exclude = settings.excludePattern ? Buffer.from(settings.excludePattern) : undefined;
+    for (const master of source.masters) {
+      let cursor = '0';
+      do {
+        const [next, keys] = asArray(await master.send(['SCAN', cursor, 'MATCH', settings.matchPattern, 'COUNT', '1000', 'TYPE', 'stream']));
+        cursor = asText(next);
+        for (const key of asArray(keys ?? []) as Buffer[]) if (!(exclude && globMatches(exclude, key))) this.add(key);
+      } while (cursor !== '0' && !this.overflow);
+    }
+  }
+
+  all(): IterableIterator<Buffer> {
+    return this.keys.values();
+  }
+
+  /** Every known stream queued to be copied again; the possible ones first asked their TYPE. */
+  async requeue(source: Side, queue: ChangeQueue): Promise<void> {
+    const maybe = [...this.maybe.values()];
+    this.maybe.clear();
+    const types = await Promise.all(maybe.map((key) => source.nodeFor(key).send(['TYPE', key])));
+    maybe.forEach((key, i) => asText(types[i] ?? null) === 'stream' && this.add(key));
+    for (const key of this.keys.values()) if (!queue.has(key)) queue.add(key, Date.now(), false);
+  }
+}
+
 /** Changed keys remembered for the final verification; past this many, every key is verified instead. */
 const CHANGED_KEYS_MAX = 200_000;
 const GAP_LINES_MAX = 20;
@@ -64,6 +119,7 @@ export async function replicate(ctx: LiveContext): Promise<LiveOutcome> {
   const compare = { ttlToleranceMs: settings.ttlToleranceMs, chunkSize: settings.chunkSize, dumpMaxBytes: settings.dumpMaxBytes };
   const sweep = new RepairSweep(source, target, queue, { match: settings.matchPattern, exclude: settings.excludePattern, rate: settings.live.sweepRate, compare }, ctx.log);
   const changed = new Map<string, Buffer>();
+  const streams = new StreamWatch(settings.live.queueSize);
   let changedOverflow = false;
   let lastChange = Date.now();
   const gap = (reason: string): void => {
@@ -71,9 +127,11 @@ export async function replicate(ctx: LiveContext): Promise<LiveOutcome> {
     ctx.log.write(`Gap in the source's events: ${reason}; a repair sweep covers it`, 'WARNING');
     sweep.requestFull();
   };
-  const feed = new ChangeFeed(source, { db: settings.source.db, match: settings.matchPattern, exclude: settings.excludePattern, probe: settings.live.probe, reconnectTimeoutMs: settings.reconnectTimeoutMs, say }, (key) => {
+  const feed = new ChangeFeed(source, { db: settings.source.db, match: settings.matchPattern, exclude: settings.excludePattern, probe: settings.live.probe, reconnectTimeoutMs: settings.reconnectTimeoutMs, say }, (key, event) => {
     lastChange = Date.now();
     sweep.sawEvent(key);
+    if (event.startsWith('x')) streams.add(key);
+    else if (MAY_MAKE_A_STREAM.has(event)) streams.consider(key);
     if (!queue.add(key) && !sweep.pendingFull) gap(`the queue of changed keys is full (LIVE_QUEUE_SIZE=${settings.live.queueSize})`);
     if (changed.size < CHANGED_KEYS_MAX) changed.set(key.toString('latin1'), key);
     else changedOverflow = true;
@@ -99,6 +157,9 @@ export async function replicate(ctx: LiveContext): Promise<LiveOutcome> {
       say(`Live: applying changes (${queue.size} queued during the copy); Ctrl-C or SIGTERM for the cutover`);
     }
 
+    // Streams' consumer groups change with no event (XREADGROUP, XACK): every stream is copied again now and then.
+    await streams.find(source, settings);
+    const resync = setInterval(() => void streams.requeue(source, queue).catch(() => undefined), STREAM_RESYNC_MS);
     // The live phase: the same pipeline, every write a replace, keys gone from the source deleted.
     const lag = new LagStats();
     const migration = new Migration({ source, target, settings: { ...settings, overwrite: true }, stats: { bytesMoved: 0 }, recovery: ctx.recovery, mirrorDeletions: true }, ctx.log, say);
@@ -120,10 +181,13 @@ export async function replicate(ctx: LiveContext): Promise<LiveOutcome> {
     const progress = Progress.ofLine(settings.progress, () => liveLine(migration, queue, lag, gaps.length, sweep.repairs, liveStart));
     const sweeping = sweep.run(() => stopping);
     const live = await migration.copyAll(liveBatches(queue, settings.pipelineBatchSize, () => stopping, lag, async () => {
-      // The feed stops first, so the queue can only shrink; then what is queued is drained.
+      // The feed stops first, so the queue can only shrink; then what is queued is drained, every stream with it.
       await feed.stop();
+      clearInterval(resync);
+      await streams.requeue(source, queue);
     }));
     clearInterval(watch);
+    clearInterval(resync);
     progress.stop();
     await sweeping;
     await sweep.finish();
@@ -135,6 +199,7 @@ export async function replicate(ctx: LiveContext): Promise<LiveOutcome> {
     const outcome: LiveOutcome = {
       snapshot, live: result, deleted: migration.deleted, events: feed.events, gaps, repairs: sweep.repairs, lag: lag.summary(), ended, fatal: result.fatal, seconds,
     };
+    for (const key of streams.all()) if (changed.size < CHANGED_KEYS_MAX) changed.set(key.toString('latin1'), key);
     if (!result.fatal) outcome.verification = await verifyChanged(ctx, [...changed.values()], changedOverflow || settings.verify);
     return outcome;
   } finally {
@@ -188,7 +253,7 @@ async function* liveBatches(queue: ChangeQueue, size: number, stopping: () => bo
     }
     const keys = taken.map((t) => t.key);
     yield { keys, unit: 0, resumeCursor: '0', runId: '', settled: () => {
-      lag.add(taken.map((t) => t.since));
+      lag.add(taken.filter((t) => t.timed).map((t) => t.since));
       queue.release(keys);
     } };
   }
@@ -227,16 +292,18 @@ async function verifyChanged(ctx: LiveContext, keys: Buffer[], everything: boole
   const tally = emptyTally();
   const sink = new DiffSink(setup.output);
   const compare = compareInto(ctx.source, ctx.target, setup.options);
+  async function* batches(): AsyncGenerator<Buffer[]> {
+    for (let i = 0; i < keys.length; i += setup.batchSize) yield keys.slice(i, i + setup.batchSize);
+  }
   try {
-    for (let i = 0; i < keys.length && !setup.shouldStop(); i += setup.batchSize) {
-      const batch = keys.slice(i, i + setup.batchSize);
+    await verifyBatches(batches(), async (batch) => {
       const verdicts = await compare(batch);
       const gone = verdicts.filter((v) => v.verdict === 'vanished');
       const still = await Promise.all(gone.map((v) => ctx.target.nodeFor(v.key).send(['EXISTS', v.key])));
       const extra = new Set(gone.filter((_, j) => still[j] === 1).map((v) => v.key));
       const judged = verdicts.map((v): KeyVerdict => (extra.has(v.key) ? { key: v.key, verdict: 'different', category: 'value', detail: 'gone from the source, still on the target' } : v.verdict === 'vanished' ? { key: v.key, verdict: 'identical' } : v));
       sink.record(judged, tally, 'live');
-    }
+    }, setup.shouldStop);
   } finally {
     sink.close();
   }

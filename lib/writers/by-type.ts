@@ -120,10 +120,17 @@ export async function copyKeyInChunks(ctx: CopyContext, key: Buffer): Promise<Ke
       afterChunk: fields ? (building, values) => fields.copy(building, values) : undefined,
       finish: kind === 'stream' ? (building) => copyStreamState(source, target, key, building, settings.chunkSize, dangling) : undefined,
     });
+    if (outcome.status === 'failed' && (await goneMeanwhile(source, key, outcome.reason))) return { key, status: 'vanished' };
     return fields && outcome.status === 'restored' ? fields.noted(outcome) : outcome;
   } catch (err) {
-    return failed(key, err);
+    const outcome = failed(key, err);
+    return outcome.status === 'failed' && (await goneMeanwhile(source, key, outcome.reason)) ? { key, status: 'vanished' } : outcome;
   }
+}
+
+/** A source read that found no key (XINFO on a stream deleted or renamed away mid-copy): the key vanished. */
+async function goneMeanwhile(source: Connection, key: Buffer, reason: string): Promise<boolean> {
+  return /no such key/i.test(reason) && !(await exists(source, key));
 }
 
 /**

@@ -117,3 +117,41 @@ export async function buildKeysOf(server: RedisServer, key: string): Promise<Buf
   } while (cursor !== '0');
   return found;
 }
+
+/**
+ * The first key on which two servers differ, or null: TYPE, PEXPIRETIME and DEBUG DIGEST-VALUE for every key but
+ * streams; streams by entries, groups (last-delivered ID) and pending entries (ID, consumer, delivery count), leaving
+ * out delivery times, which a copy by type can only approximate. Read with plain commands, not the tool.
+ */
+export async function firstKeyspaceDifference(a: RedisServer, b: RedisServer): Promise<string | null> {
+  const [sizeA, sizeB] = await Promise.all([a.cmd('DBSIZE'), b.cmd('DBSIZE')]);
+  if (sizeA !== sizeB) return `DBSIZE ${String(sizeA)} and ${String(sizeB)}`;
+  let cursor = '0';
+  do {
+    const [next, keys] = (await a.client.sendCommand(['SCAN', cursor, 'COUNT', '1000'])) as [Buffer, Buffer[]];
+    cursor = next.toString();
+    for (const key of keys) {
+      const [one, other] = await Promise.all([keyState(a, key), keyState(b, key)]);
+      if (one !== other) return `${key.toString()}: ${one.slice(0, 200)} | ${other.slice(0, 200)}`;
+    }
+  } while (cursor !== '0');
+  return null;
+}
+
+async function keyState(server: RedisServer, key: Buffer): Promise<string> {
+  const send = (...args: (string | Buffer)[]): Promise<unknown> => server.client.sendCommand(args);
+  const type = String(await send('TYPE', key));
+  const expireAt = String(await send('PEXPIRETIME', key));
+  if (type !== 'stream') return `${type} ${expireAt} ${String(((await send('DEBUG', 'DIGEST-VALUE', key)) as Buffer[])[0])}`;
+  const entries = JSON.stringify(await send('XRANGE', key, '-', '+'));
+  const groups = (await send('XINFO', 'GROUPS', key)) as unknown[][];
+  const state = [];
+  for (const group of groups) {
+    const fields = new Map<string, unknown>();
+    for (let i = 0; i + 1 < group.length; i += 2) fields.set(String(group[i]), group[i + 1]);
+    const name = String(fields.get('name'));
+    const pending = ((await send('XPENDING', key, name, '-', '+', '100000')) as unknown[][]).map(([id, consumer, , count]) => `${String(id)}/${String(consumer)}/${String(count)}`);
+    state.push(`${name}@${String(fields.get('last-delivered-id'))}:${pending.join(',')}`);
+  }
+  return `stream ${expireAt} ${entries} ${state.sort().join(';')}`;
+}
