@@ -400,7 +400,7 @@ async function live(session: Session, log: ErrorLog): Promise<number> {
     mode: settings.mode === 'live' ? 'live' : 'liveonly',
     counts: outcome.snapshot ? { ...outcome.snapshot.counts, excluded: session.selection.excluded } : undefined,
     live: {
-      applied: outcome.live.counts.restored, deleted: outcome.deleted, failed: outcome.live.counts.failed, events: outcome.events, gaps: outcome.gaps.length,
+      applied: outcome.live.counts.restored, deleted: outcome.deleted, failed: outcome.live.counts.failed, events: outcome.events, gaps: outcome.gapCount,
       repairs: outcome.repairs, lag_ms: outcome.lag, ended: outcome.ended,
     },
     verification: outcome.verification ? { live: outcome.verification } : undefined,

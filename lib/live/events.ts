@@ -51,7 +51,8 @@ export class ChangeFeed {
     private readonly options: FeedOptions,
     /** `event`: the event's name (set, del, xadd...). */
     private readonly onKey: (key: Buffer, event: string) => void,
-    private readonly onGap: (reason: string) => void,
+    /** `counts` false: no gap of its own, only a sweep to run (a subscription back after its loss). */
+    private readonly onGap: (reason: string, counts?: boolean) => void,
   ) {
     this.match = options.match === '*' ? undefined : Buffer.from(options.match);
     this.exclude = options.exclude ? Buffer.from(options.exclude) : undefined;
@@ -111,7 +112,7 @@ export class ChangeFeed {
         // A failed-over master is another node now: the watch subscribes to it; this one may be gone.
         if (!this.source.masters.some((m) => address(m) === where)) return;
         await this.subscribe(master, [this.eventClass]);
-        this.onGap(`subscribed again to ${master.label}`);
+        this.onGap(`subscribed again to ${master.label}`, false);
         return;
       } catch (err) {
         if (Date.now() + wait > deadline) {

@@ -42,7 +42,9 @@ export interface LiveOutcome {
   live: MigrationResult;
   deleted: number;
   events: number;
+  /** The first gaps' reasons, and how many there were. */
   gaps: string[];
+  gapCount: number;
   repairs: number;
   lag: { p50: number; p99: number; max: number; samples: number };
   verification?: Tally;
@@ -116,16 +118,20 @@ export async function replicate(ctx: LiveContext): Promise<LiveOutcome> {
   if (!settings.overwrite) await refuseOccupiedTarget(ctx);
   const queue = new ChangeQueue(settings.live.queueSize);
   const gaps: string[] = [];
+  let gapCount = 0;
   const compare = { ttlToleranceMs: settings.ttlToleranceMs, chunkSize: settings.chunkSize, dumpMaxBytes: settings.dumpMaxBytes };
   const sweep = new RepairSweep(source, target, queue, { match: settings.matchPattern, exclude: settings.excludePattern, rate: settings.live.sweepRate, compare }, ctx.log);
   const changed = new Map<string, Buffer>();
   const streams = new StreamWatch(settings.live.queueSize);
   let changedOverflow = false;
   let lastChange = Date.now();
-  const gap = (reason: string): void => {
+  /** A gap (counted and logged), or only a new sweep (`counts` false: a subscription back after its gap). */
+  const gap = (reason: string, counts = true): void => {
+    sweep.requestFull();
+    if (!counts) return;
+    gapCount += 1;
     if (gaps.length < GAP_LINES_MAX) gaps.push(reason);
     ctx.log.write(`Gap in the source's events: ${reason}; a repair sweep covers it`, 'WARNING');
-    sweep.requestFull();
   };
   const feed = new ChangeFeed(source, { db: settings.source.db, match: settings.matchPattern, exclude: settings.excludePattern, probe: settings.live.probe, reconnectTimeoutMs: settings.reconnectTimeoutMs, say }, (key, event) => {
     lastChange = Date.now();
@@ -152,7 +158,7 @@ export async function replicate(ctx: LiveContext): Promise<LiveOutcome> {
       snapshot = await copySnapshot(ctx);
       for (const line of summaryLines(snapshot, settings.errorLogFile, 0, false, settings.scanType)) say(`Snapshot: ${line}`);
       if (snapshot.interrupted || snapshot.fatal) {
-        return { snapshot, live: emptyResult(), deleted: 0, events: feed.events, gaps, repairs: 0, lag: new LagStats().summary(), ended: 'stopped early', fatal: snapshot.fatal, seconds: 0 };
+        return { snapshot, live: emptyResult(), deleted: 0, events: feed.events, gaps, gapCount, repairs: 0, lag: new LagStats().summary(), ended: 'stopped early', fatal: snapshot.fatal, seconds: 0 };
       }
       say(`Live: applying changes (${queue.size} queued during the copy); Ctrl-C or SIGTERM for the cutover`);
     }
@@ -178,7 +184,7 @@ export async function replicate(ctx: LiveContext): Promise<LiveOutcome> {
       else if (idle > 0 && Date.now() - lastChange >= idle && queue.size === 0 && queue.inFlight === 0 && !sweep.pendingFull) stop('idle');
     }, 200);
     const liveStart = Date.now();
-    const progress = Progress.ofLine(settings.progress, () => liveLine(migration, queue, lag, gaps.length, sweep.repairs, liveStart));
+    const progress = Progress.ofLine(settings.progress, () => liveLine(migration, queue, lag, gapCount, sweep.repairs, liveStart));
     const sweeping = sweep.run(() => stopping);
     const live = await migration.copyAll(liveBatches(queue, settings.pipelineBatchSize, () => stopping, lag, async () => {
       // The feed stops first, so the queue can only shrink; then what is queued is drained, every stream with it.
@@ -197,7 +203,7 @@ export async function replicate(ctx: LiveContext): Promise<LiveOutcome> {
     const result = { ...leftover, fatal: live.fatal ?? leftover.fatal ?? feed.fatal };
     const seconds = (Date.now() - started) / 1000;
     const outcome: LiveOutcome = {
-      snapshot, live: result, deleted: migration.deleted, events: feed.events, gaps, repairs: sweep.repairs, lag: lag.summary(), ended, fatal: result.fatal, seconds,
+      snapshot, live: result, deleted: migration.deleted, events: feed.events, gaps, gapCount, repairs: sweep.repairs, lag: lag.summary(), ended, fatal: result.fatal, seconds,
     };
     for (const key of streams.all()) if (changed.size < CHANGED_KEYS_MAX) changed.set(key.toString('latin1'), key);
     if (!result.fatal) outcome.verification = await verifyChanged(ctx, [...changed.values()], changedOverflow || settings.verify);
@@ -215,7 +221,7 @@ export function liveSummaryLines(outcome: LiveOutcome, errorLogFile: string): st
       `lag p50 ${lag.p50} ms, p99 ${lag.p99} ms, max ${lag.max} ms`,
   ];
   if (live.counts.failed > 0) lines.push(`Errors occurred during the execution. Check |${errorLogFile}| for details`);
-  if (outcome.gaps.length > 0) lines.push(`Gaps in the source's events: ${outcome.gaps.length}${outcome.gaps.length >= GAP_LINES_MAX ? '+' : ''} (${outcome.gaps.slice(0, 3).join('; ')}); each was covered by a repair sweep`);
+  if (outcome.gapCount > 0) lines.push(`Gaps in the source's events: ${outcome.gapCount} (${outcome.gaps.slice(0, 3).join('; ')}); each was covered by a repair sweep`);
   lines.push(`Repairs: ${outcome.repairs} keys differed with no event to say so${outcome.repairs > 0 ? ` (each in |${errorLogFile}|)` : ''}`);
   if (outcome.fatal) lines.push(`Stopped early: ${outcome.fatal}`);
   if (outcome.verification) lines.push(`Verification of changed keys: ${tallyLine(outcome.verification)}`);
