@@ -94,22 +94,31 @@ export class RepairSweep {
 
   /** Sweeps until `stopped()`: full passes when asked, else background rounds at the rate. */
   async run(stopped: () => boolean): Promise<void> {
-    let source = new Walk(this.source, this.options.match);
-    let target = new Walk(this.target, this.options.match);
+    // The background rounds walk on from where they were; a full pass walks both sides from the start.
+    const background = { source: new Walk(this.source, this.options.match), target: new Walk(this.target, this.options.match) };
     while (!stopped()) {
-      if (this.fullRequested) {
-        this.fullRequested = false;
-        [source, target] = [new Walk(this.source, this.options.match), new Walk(this.target, this.options.match)];
-        await this.fullPass(source, target, stopped);
-        this.passes += 1;
-      } else if (this.options.rate > 0) {
-        const count = Math.max(1, Math.round((this.options.rate * STEP_MS) / 1000));
-        const [a, b] = await Promise.all([this.step(source, count, 'source'), this.step(target, count, 'target')]);
-        if (a && b) this.passes += 1;
+      try {
+        await this.round(background.source, background.target, stopped);
+      } catch {
+        // A lost connection: the run's recovery brings it back; what this round did not cover, a full pass will.
+        this.fullRequested = true;
+        await sleep(500);
       }
-      await this.settleSuspects(false);
       await sleep(STEP_MS);
     }
+  }
+
+  private async round(source: Walk, target: Walk, stopped: () => boolean): Promise<void> {
+    if (this.fullRequested) {
+      this.fullRequested = false;
+      await this.fullPass(new Walk(this.source, this.options.match), new Walk(this.target, this.options.match), stopped);
+      this.passes += 1;
+    } else if (this.options.rate > 0) {
+      const count = Math.max(1, Math.round((this.options.rate * STEP_MS) / 1000));
+      const [a, b] = await Promise.all([this.step(source, count, 'source'), this.step(target, count, 'target')]);
+      if (a && b) this.passes += 1;
+    }
+    await this.settleSuspects(false);
   }
 
   /** Before the final verification: suspects still waiting are settled now. */
