@@ -103,6 +103,17 @@ const BUILD_EXPIRY_MS = 60 * 60 * 1000;
  * therefore leaves no partial key under the real name, and a rerun copies the key whole.
  */
 export async function copyKeyInChunks(ctx: CopyContext, key: Buffer): Promise<KeyOutcome> {
+  for (let attempt = 1; ; attempt++) {
+    const outcome = await copyKeyOnce(ctx, key);
+    // A stream replaced on the source while its pages were read (deleted and written again, renamed over):
+    // its last ID went back below what was copied. The build is gone; the key is copied again from the start.
+    if (outcome.status !== 'failed' || !STREAM_REPLACED.test(outcome.reason) || attempt >= 3) return outcome;
+  }
+}
+
+const STREAM_REPLACED = /XSETID is smaller than the target stream top item/;
+
+async function copyKeyOnce(ctx: CopyContext, key: Buffer): Promise<KeyOutcome> {
   const { source, target, settings } = ctx;
   try {
     const kind = asText(await source.send(['TYPE', key]));

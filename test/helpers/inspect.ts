@@ -121,28 +121,42 @@ export async function buildKeysOf(server: RedisServer, key: string): Promise<Buf
 /**
  * The first key on which two servers differ, or null: TYPE, PEXPIRETIME and DEBUG DIGEST-VALUE for every key but
  * streams; streams by entries, groups (last-delivered ID) and pending entries (ID, consumer, delivery count), leaving
- * out delivery times, which a copy by type can only approximate. Read with plain commands, not the tool.
+ * out delivery times, which a copy by type can only approximate. Keys of both sides are looked at; one that
+ * expires within two seconds may be gone on one side already (each server expires keys on its own) and is passed
+ * over. Read with plain commands, not the tool.
  */
 export async function firstKeyspaceDifference(a: RedisServer, b: RedisServer): Promise<string | null> {
-  const [sizeA, sizeB] = await Promise.all([a.cmd('DBSIZE'), b.cmd('DBSIZE')]);
-  if (sizeA !== sizeB) return `DBSIZE ${String(sizeA)} and ${String(sizeB)}`;
-  let cursor = '0';
-  do {
-    const [next, keys] = (await a.client.sendCommand(['SCAN', cursor, 'COUNT', '1000'])) as [Buffer, Buffer[]];
-    cursor = next.toString();
-    for (const key of keys) {
-      const [one, other] = await Promise.all([keyState(a, key), keyState(b, key)]);
-      if (one !== other) return `${key.toString()}: ${one.slice(0, 200)} | ${other.slice(0, 200)}`;
-    }
-  } while (cursor !== '0');
+  for (const [one, other] of [[a, b], [b, a]] as const) {
+    let cursor = '0';
+    do {
+      const [next, keys] = (await one.client.sendCommand(['SCAN', cursor, 'COUNT', '1000'])) as [Buffer, Buffer[]];
+      cursor = next.toString();
+      for (const key of keys) {
+        const [mine, theirs] = await Promise.all([keyState(one, key), keyState(other, key)]);
+        if (mine.state === theirs.state || [mine, theirs].some((k) => k.expireAt > 0 && k.expireAt < Date.now() + 2000)) continue;
+        return `${key.toString()}: ${mine.state.slice(0, 200)} | ${theirs.state.slice(0, 200)}`;
+      }
+    } while (cursor !== '0');
+  }
   return null;
 }
 
-async function keyState(server: RedisServer, key: Buffer): Promise<string> {
+/** A key changing while it is read (renamed away mid-look) reads as gone. */
+async function keyState(server: RedisServer, key: Buffer): Promise<{ state: string; expireAt: number }> {
+  try {
+    return await keyStateNow(server, key);
+  } catch (err) {
+    if (err instanceof Error && /no such key/i.test(err.message)) return { state: 'none', expireAt: -2 };
+    throw err;
+  }
+}
+
+async function keyStateNow(server: RedisServer, key: Buffer): Promise<{ state: string; expireAt: number }> {
   const send = (...args: (string | Buffer)[]): Promise<unknown> => server.client.sendCommand(args);
   const type = String(await send('TYPE', key));
   const expireAt = String(await send('PEXPIRETIME', key));
-  if (type !== 'stream') return `${type} ${expireAt} ${String(((await send('DEBUG', 'DIGEST-VALUE', key)) as Buffer[])[0])}`;
+  if (type === 'none') return { state: 'none', expireAt: -2 };
+  if (type !== 'stream') return { state: `${type} ${expireAt} ${String(((await send('DEBUG', 'DIGEST-VALUE', key)) as Buffer[])[0])}`, expireAt: Number(expireAt) };
   const entries = JSON.stringify(await send('XRANGE', key, '-', '+'));
   const groups = (await send('XINFO', 'GROUPS', key)) as unknown[][];
   const state = [];
@@ -153,5 +167,5 @@ async function keyState(server: RedisServer, key: Buffer): Promise<string> {
     const pending = ((await send('XPENDING', key, name, '-', '+', '100000')) as unknown[][]).map(([id, consumer, , count]) => `${String(id)}/${String(consumer)}/${String(count)}`);
     state.push(`${name}@${String(fields.get('last-delivered-id'))}:${pending.join(',')}`);
   }
-  return `stream ${expireAt} ${entries} ${state.sort().join(';')}`;
+  return { state: `stream ${expireAt} ${entries} ${state.sort().join(';')}`, expireAt: Number(expireAt) };
 }
