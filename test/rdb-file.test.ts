@@ -6,27 +6,15 @@ import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { oldestVersionReading, typeReadableBy } from '../lib/rdb/types.js';
-import { differenceFromManifest, manifestKeys, readManifest } from './helpers/manifest.js';
+import { differenceFromManifest, manifestKeys, rdbFixture, readManifest } from './helpers/manifest.js';
 import { moduleValueBody, rdbFile, rdbString } from './helpers/rdb-files.js';
 import { runDir } from './helpers/fixtures.js';
 import { summary } from './helpers/inspect.js';
 import { digest } from './helpers/sample-data.js';
-import { ROOT, runMigrator, startRedis, type LocalServer } from './helpers/servers.js';
+import { runMigrator, startRedis, type LocalServer } from './helpers/servers.js';
 
-const FIXTURES = join(ROOT, 'test', 'fixtures', 'rdb');
-const fixture = (name: string): string => join(FIXTURES, `${name}.rdb`);
-
-interface Entry {
-  type: string;
-  dump: string;
-  expire_at_ms: number | 'relative';
-  value: unknown;
-}
-interface Manifest {
-  databases: Record<string, Record<string, Entry>>;
-  functions: string[];
-}
-const manifest = (name: string): Manifest => JSON.parse(readFileSync(join(FIXTURES, `${name}.json`), 'utf8')) as Manifest;
+const fixture = rdbFixture;
+const manifest = readManifest;
 
 describe('our reader (the default RDB_READER) into Redis 7.0', () => {
   let target: LocalServer;
@@ -91,7 +79,7 @@ describe('our reader (the default RDB_READER) into Redis 7.0', () => {
     await target.cmd('FLUSHALL');
     await target.cmd('FUNCTION', 'FLUSH');
     const run = await runMigrator(settings(fixture(name)), runDir());
-    const [code] = manifest(name).functions;
+    const [code] = manifest(name).functions ?? [];
     expect(manifest(name).functions).toHaveLength(1);
     expect(run.stdout).toMatch(/^Functions: 1 library loaded, 0 skipped \(already on the target\), 0 failed$/m);
     const listed = (await target.cmd('FUNCTION', 'LIST', 'WITHCODE')) as unknown[][];

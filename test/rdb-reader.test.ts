@@ -15,6 +15,7 @@ import { logicalType } from '../lib/rdb/types.js';
 import { RdbFormatError, readRdb, type RdbHeader, type RdbKey, type RdbReadOptions } from '../lib/rdb/reader.js';
 import { startRedis, type LocalServer } from './helpers/servers.js';
 import { moduleValueBody, rdbFile, rdbLength, rdbString } from './helpers/rdb-files.js';
+import type { Manifest, ManifestEntry, ManifestGroup } from './helpers/manifest.js';
 
 const FIXTURES = join(import.meta.dirname, 'fixtures', 'rdb');
 const FIXTURE_NAMES = ['redis-6.2', 'redis-7.0', 'redis-7.2', 'redis-7.4', 'valkey-8.0'] as const;
@@ -22,34 +23,6 @@ type FixtureName = (typeof FIXTURE_NAMES)[number];
 const fixturePath = (name: FixtureName): string => join(FIXTURES, `${name}.rdb`);
 
 // ---- The manifest (test/fixtures/rdb/README.md) ----
-
-interface ManifestGroup {
-  name: string;
-  last_delivered_id: string;
-  entries_read: number | null;
-  pending: [string, string, number][];
-  consumers: string[];
-}
-
-interface ManifestEntry {
-  type: 'string' | 'list' | 'set' | 'zset' | 'hash' | 'stream';
-  encoding: string;
-  dump: string;
-  expire_at_ms: number | 'relative';
-  value: unknown;
-  field_expire_at_ms?: Record<string, number>;
-  last_id?: string;
-  entries_added?: number;
-  max_deleted_entry_id?: string;
-  groups?: ManifestGroup[];
-}
-
-interface Manifest {
-  rdb_header: string;
-  server: { version: string; valkey: boolean };
-  functions?: string[];
-  databases: Record<string, Record<string, ManifestEntry>>;
-}
 
 const loadManifest = (name: FixtureName): Manifest => JSON.parse(readFileSync(join(FIXTURES, `${name}.json`), 'utf8')) as Manifest;
 

@@ -8,6 +8,7 @@ import {
 import { Pipeline } from './pipeline.js';
 import { RespWriter, type PipeReply } from './resp.js';
 import { packKeys } from './scripts.js';
+import { tlsOptions } from './tls.js';
 import type { Endpoint } from '../settings.js';
 
 /** A reply with bulk strings as Buffers; errors reject the command's promise instead. */
@@ -23,19 +24,7 @@ function socketOptions(endpoint: Endpoint) {
   if (endpoint.socketPath) return { ...common, path: endpoint.socketPath };
   const { tls } = endpoint;
   if (!tls) return { ...common, host: endpoint.host, port: endpoint.port };
-  return {
-    ...common,
-    host: endpoint.host,
-    port: endpoint.port,
-    tls: true as const,
-    ca: tls.ca,
-    cert: tls.cert,
-    key: tls.key,
-    servername: tls.servername ?? (isIP(endpoint.host) ? undefined : endpoint.host),
-    rejectUnauthorized: tls.verify !== 'none',
-    // 'ca': the chain must lead to a trusted CA, but any host name is accepted.
-    ...(tls.verify === 'full' ? {} : { checkServerIdentity: () => undefined }),
-  };
+  return { ...common, tls: true as const, ...tlsOptions(endpoint, tls) };
 }
 
 /**

@@ -1,10 +1,11 @@
 // A second socket to a server, for batches of commands the run encodes itself (lib/net/resp.ts): one write per
 // batch, replies counted back in order. Same address, TLS, AUTH and SELECT as the node-redis connection.
-import { isIP, connect as netConnect, type Socket } from 'node:net';
+import { connect as netConnect, type Socket } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import { ErrorReply, SocketClosedUnexpectedlyError } from '@redis/client';
 import type { Endpoint } from '../settings.js';
 import { RespParser, RespWriter, type PipeReply } from './resp.js';
+import { tlsOptions } from './tls.js';
 
 interface Waiter {
   count: number;
@@ -13,21 +14,12 @@ interface Waiter {
   reject: (err: Error) => void;
 }
 
-/** The socket node-redis would open for `endpoint` (lib/net/connections.ts makes the same choices). */
+/** The socket node-redis would open for `endpoint`: the same address, and the same TLS options (tls.ts). */
 function connectSocket(endpoint: Endpoint): Socket {
   if (endpoint.socketPath) return netConnect({ path: endpoint.socketPath });
   const { tls } = endpoint;
   if (!tls) return netConnect({ host: endpoint.host, port: endpoint.port });
-  return tlsConnect({
-    host: endpoint.host,
-    port: endpoint.port,
-    ca: tls.ca,
-    cert: tls.cert,
-    key: tls.key,
-    servername: tls.servername ?? (isIP(endpoint.host) ? undefined : endpoint.host),
-    rejectUnauthorized: tls.verify !== 'none',
-    ...(tls.verify === 'full' ? {} : { checkServerIdentity: () => undefined }),
-  });
+  return tlsConnect(tlsOptions(endpoint, tls));
 }
 
 export class Pipeline {

@@ -7,15 +7,17 @@ import { ROOT, type RedisServer } from './servers.js';
 export const RDB_FIXTURES = join(ROOT, 'test', 'fixtures', 'rdb');
 export const rdbFixture = (name: string): string => join(RDB_FIXTURES, `${name}.rdb`);
 
-interface Group {
+export interface ManifestGroup {
   name: string;
   last_delivered_id: string;
+  entries_read: number | null;
   pending: [string, string, number][];
   consumers: string[];
 }
 
 export interface ManifestEntry {
-  type: string;
+  type: 'string' | 'list' | 'set' | 'zset' | 'hash' | 'stream';
+  encoding: string;
   dump: string;
   expire_at_ms: number | 'relative';
   value: unknown;
@@ -23,12 +25,14 @@ export interface ManifestEntry {
   last_id?: string;
   entries_added?: number;
   max_deleted_entry_id?: string;
-  groups?: Group[];
+  groups?: ManifestGroup[];
 }
 
 export interface Manifest {
+  rdb_header: string;
+  server: { version: string; valkey: boolean };
+  functions?: string[];
   databases: Record<string, Record<string, ManifestEntry>>;
-  functions: string[];
 }
 
 export const readManifest = (name: string): Manifest => JSON.parse(readFileSync(join(RDB_FIXTURES, `${name}.json`), 'utf8')) as Manifest;
