@@ -1,6 +1,7 @@
 // redis-keys-migrator: copies keys from a source Redis to a target Redis, skipping keys the target already has.
 // The story of one run: settings, source (a server or an .rdb file), connect, select keys, copy (or compare,
 // or dry run), verify, report. Exit codes are in EXIT.
+import './lib/sized-heap.js';
 import { config as loadDotenv } from 'dotenv';
 import {
   addCounts, Checkpoint, CheckpointError, fingerprintOf, noCounts, readCheckpoint, resumeLine, startingPoints, total, type Previous, type UnitState,
@@ -13,7 +14,7 @@ import { selectedKeys, type KeyBatch, type ScanRecovery, type ScanUnit, type Sel
 import { Migration, type Counts, type MigrationResult } from './lib/migration.js';
 import { Progress } from './lib/progress.js';
 import { afterLossLines, countsText, summaryLines, timingLine, writeJsonSummary, type JsonSummary } from './lib/report.js';
-import { Interruption, outliveClosedOutput, runWithSizedHeap } from './lib/runtime.js';
+import { Interruption, outliveClosedOutput } from './lib/runtime.js';
 import { rdbFileVersion, RdbError, startRdbServer, type RdbServer } from './lib/sources/rdb-server.js';
 import { Recovery } from './lib/net/recovery.js';
 import { verifyFileChecksum } from './lib/rdb/checksum.js';
@@ -62,7 +63,6 @@ async function main(): Promise<number> {
     process.stdout.write(renderHelp());
     return EXIT.ok;
   }
-  await runWithSizedHeap();
   outliveClosedOutput();
 
   // 1. Settings: the environment wins over .env; a bad value stops us before any connection.
