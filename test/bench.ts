@@ -19,6 +19,12 @@ import { ROOT, startRedis, type RedisServer } from './helpers/servers.js';
 const DEFAULT_KEYS = 1_000_000;
 const SCALING_SIZES = [200_000, 2_000_000];
 const ROW_ORDER: Exclude<RowId, 'cluster'>[] = ['dump', 'compare', 'checkpoint', 'type', 'migrate', 'replicaof', 'rdb-native', 'rdb-server', 'rdb-load'];
+/**
+ * The goals that compare two tool rows ((a″) with (a), (f) with (f′)) ask for a few per cent, and one run of a row
+ * varies by ±15% here: each pair runs PAIRED_REPEATS more times, interleaved, and the goal takes the medians.
+ */
+const PAIRS: [Exclude<RowId, 'cluster'>, Exclude<RowId, 'cluster'>][] = [['dump', 'checkpoint'], ['rdb-native', 'rdb-server']];
+const PAIRED_REPEATS = 2;
 /** Rows that run on the target the row before left, not an emptied one: compare checks the copy (a) just made. */
 const KEEPS_TARGET: ReadonlySet<RowId> = new Set<RowId>(['compare']);
 const RESULTS_FILE = join(ROOT, 'test', 'bench-results.md');
@@ -156,7 +162,7 @@ function report(row: RowResult): RowResult {
   return row;
 }
 
-async function runMainRows(source: RedisServer, target: RedisServer, keys: number): Promise<{ info: RunInfo; rows: RowResult[] }> {
+async function runMainRows(source: RedisServer, target: RedisServer, keys: number): Promise<{ info: RunInfo; rows: RowResult[]; repeats: RowResult[] }> {
   say(`Seeding ${formatCount(keys)} keys ...`);
   const seedSeconds = await seedSource(source, keys);
   const info = await describeRun(source, keys, seedSeconds);
@@ -175,8 +181,24 @@ async function runMainRows(source: RedisServer, target: RedisServer, keys: numbe
     }
     rows.push(await runRow(id, source, target, keys, sourceDigest));
   }
+  const repeats = await runPairedRepeats(source, target, keys, sourceDigest, baseline);
   rows.push(await runClusterRow(source, keys, sourceDigest));
-  return { info, rows };
+  return { info, rows, repeats };
+}
+
+/** Each pair of PAIRS again, PAIRED_REPEATS times, the order swapped each round, every run into an emptied target. */
+async function runPairedRepeats(source: RedisServer, target: RedisServer, keys: number, sourceDigest: string, baseline: Map<string, string>): Promise<RowResult[]> {
+  const repeats: RowResult[] = [];
+  for (let round = 0; round < PAIRED_REPEATS; round++) {
+    say(`  paired repeats, round ${round + 1} of ${PAIRED_REPEATS} ...`);
+    for (const pair of PAIRS) {
+      for (const id of round % 2 === 0 ? [...pair].reverse() : pair) {
+        await resetTarget(target, baseline);
+        repeats.push(await runRow(id, source, target, keys, sourceDigest));
+      }
+    }
+  }
+  return repeats;
 }
 
 /**
@@ -243,8 +265,8 @@ async function runScaling(mainRows: RowResult[], mainKeys: number): Promise<Scal
   return points;
 }
 
-function writeOutputs(info: RunInfo, rows: RowResult[], scaling: ScalingPoint[] | undefined, live: LivePoint[]): string {
-  const report = `${renderReport(info, rows, scaling)}\n${renderLive(live)}`;
+function writeOutputs(info: RunInfo, rows: RowResult[], repeats: RowResult[], scaling: ScalingPoint[] | undefined, live: LivePoint[]): string {
+  const report = `${renderReport(info, rows, repeats, scaling)}\n${renderLive(live)}`;
   writeFileSync(RESULTS_FILE, report);
   mkdirSync(join(ROOT, 'media'), { recursive: true });
   const title = `Keys per second copying ${formatCount(info.keys)} keys between local Redis servers`;
@@ -263,18 +285,18 @@ async function main(): Promise<number> {
     say(`\n${live}`);
     return 0;
   }
-  const { info, rows } = await withServers((source, target) => runMainRows(source, target, options.keys));
+  const { info, rows, repeats } = await withServers((source, target) => runMainRows(source, target, options.keys));
   say('Live replication rows ...');
   const live = await runLiveRows(say);
-  let report = writeOutputs(info, rows, undefined, live);
+  let report = writeOutputs(info, rows, repeats, undefined, live);
   let scaling: ScalingPoint[] | undefined;
   if (options.scaling) {
     scaling = await runScaling(rows, options.keys);
-    report = writeOutputs(info, rows, scaling, live);
+    report = writeOutputs(info, rows, repeats, scaling, live);
   }
   say(`\n${report}`);
   say(`Written: ${RESULTS_FILE}, ${CHART_FILE}`);
-  const failed = [...rows, ...(scaling ?? []).map((p) => p.row), ...live].filter((r) => r.problems.length > 0);
+  const failed = [...rows, ...repeats, ...(scaling ?? []).map((p) => p.row), ...live].filter((r) => r.problems.length > 0);
   if (failed.length > 0) process.stderr.write(`${failed.length} row(s) had problems (see notes above); exit code 1\n`);
   return failed.length > 0 ? 1 : 0;
 }
