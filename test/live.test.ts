@@ -146,6 +146,35 @@ describe('live replication', () => {
     }
   });
 
+  it('every connection to the target cut, then every one to the source, while the load writer runs: reconnected, nothing lost, converged, verified', async () => {
+    const dir = await fresh();
+    await seedStrings(source, 500);
+    const [toSource, toTarget] = await Promise.all([startProxy(source.port), startProxy(target.port)]);
+    try {
+      const run = await startLive(dir, { SOURCE_REDIS_PORT: toSource.port, DESTINATION_REDIS_PORT: toTarget.port, LIVE_SWEEP_RATE: 2000 });
+      const load = startLoad({ port: source.port, rate: 2000, duration: 3, keys: 1000, seed: 3 });
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+      const targetLinks = toTarget.open;
+      toTarget.cutAll();
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+      const sourceLinks = toSource.open;
+      toSource.cutAll();
+      expect((await load.done).errors).toBe(0);
+      await waitUntil(async () => (await firstKeyspaceDifference(source, target)) === null, 'the target to converge', 30_000, 200);
+      const result = await cutover(run);
+      expect(result.code, result.stdout + readFileSync(join(dir, 'redis-keys-migrator-error.log'), 'utf8')).toBe(0);
+      // The cuts really hit the run's connections: data and events on the source, writes on the target.
+      expect(targetLinks).toBeGreaterThan(0);
+      expect(sourceLinks).toBeGreaterThan(1);
+      expect(toTarget.accepted).toBeGreaterThan(targetLinks);
+      expect(result.stdout).toMatch(/^Verification of changed keys: 0 missing, 0 type, 0 value, 0 ttl/m);
+      expect(summaryOf(dir).live.gaps, result.stdout).toBeGreaterThan(0);
+      expect(await firstKeyspaceDifference(source, target)).toBeNull();
+    } finally {
+      await Promise.all([toSource.close(), toTarget.close()]);
+    }
+  });
+
   it('FLUSHALL on the source mid-run: detected (no per-key events), the target emptied by the sweep', async () => {
     const dir = await fresh();
     await seedStrings(source, 500);
