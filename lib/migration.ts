@@ -219,13 +219,22 @@ export class Migration {
   private async deleteVanished(target: Connection, outcomes: readonly KeyOutcome[]): Promise<void> {
     const gone = outcomes.filter((o) => o.status === 'vanished').map((o) => o.key);
     const type = this.run.settings.scanType.toLowerCase();
-    const deleted = await Promise.all(
-      gone.map(async (key) => {
-        if (type && String(await target.send(['TYPE', key])).toLowerCase() !== type) return 0;
-        return Number(await target.send(['DEL', key]));
-      }),
-    );
+    const deleted = await Promise.all(gone.map((key) => this.deleteWhereItLives(target, key, type)));
     this.deleted += deleted.reduce((sum, n) => sum + n, 0);
+  }
+
+  /** DEL on `node`, or where a cluster target says the key lives now (its slot moved or is moving). */
+  private async deleteWhereItLives(node: Connection, key: Buffer, type: string): Promise<number> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        if (type && String(await node.send(['TYPE', key])).toLowerCase() !== type) return 0;
+        return Number(await node.send(['DEL', key]));
+      } catch (err) {
+        if (!this.run.target.cluster || !isRedirect(describeError(err)) || attempt >= REDIRECT_ATTEMPTS) throw err;
+        if (attempt > 1) await sleep(50 * 2 ** attempt);
+        node = await this.run.target.locate(key);
+      }
+    }
   }
 
   /** A primary demoted mid-failover answers READONLY per key: that is the server's state, not the keys'. */
@@ -326,7 +335,9 @@ export class Migration {
   /** One redirected key, copied where it lives now (a big key's abandoned build expires by itself). */
   private async copyWhereItLives({ key }: KeyOutcome): Promise<KeyOutcome[]> {
     const [source, target] = await Promise.all([(this.run.source as Side).locate(key), this.run.target.locate(key)]);
-    return this.copyOn(this.contextFor(source, target), [key]);
+    const outcomes = await this.copyOn(this.contextFor(source, target), [key]);
+    if (this.run.mirrorDeletions) await this.deleteVanished(target, outcomes);
+    return outcomes;
   }
 
   private contextFor(source: Connection, target: Connection): CopyContext {

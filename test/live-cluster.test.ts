@@ -1,11 +1,13 @@
 // MIGRATION_MODE=live from a Redis Cluster with replicas into another cluster: every master's events followed,
 // and a source master failed over mid-run (a new master to subscribe to, a gap to sweep); the target converges.
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { failOver, keyspaceOf, ownerOf, startCluster, waitUntil, type TestCluster } from './helpers/cluster.js';
 import { runDir } from './helpers/fixtures.js';
 import { startLoad } from './helpers/load.js';
-import { spawnMigrator, type LocalServer } from './helpers/servers.js';
+import { endpoints, spawnMigrator, startRedis, type LocalServer } from './helpers/servers.js';
 
 let source: TestCluster;
 let target: TestCluster;
@@ -57,3 +59,54 @@ describe('live replication from a cluster', () => {
     expect((await keyspaceOf(await target.servingMasters())).size).toBe((await expected()).size);
   }, 90_000);
 });
+
+describe('live replication into a cluster that reshards', () => {
+  it('a slot moved to another target master mid-run: deletes and changes of its keys follow it there; converged; exit 0', async () => {
+    const standalone = await startRedis(['--notify-keyspace-events', 'KEA']);
+    try {
+      await Promise.all(target.masters.map((m) => m.cmd('FLUSHALL')));
+      const tagged = (i: number): string => `{moving}:${i}`;
+      for (let i = 0; i < 200; i++) await standalone.cmd('SET', tagged(i), `seed-${i}`);
+      for (let i = 0; i < 200; i++) await standalone.cmd('SET', `other:${i}`, `seed-${i}`);
+      const dir = runDir();
+      const run = spawnMigrator({
+        ...endpoints(standalone, target.masters[0] as LocalServer), ...target.settings('DESTINATION'), MIGRATION_MODE: 'live', SLEEP_TIME: 0, PROGRESS: 'off', LIVE_SWEEP_RATE: 0,
+      }, dir);
+      await waitUntil(async () => run.output().includes('Live: applying changes'), 'the live phase', 30_000, 50);
+      const from = (await ownerOf(target, tagged(0))) as LocalServer;
+      const to = target.masters.find((m) => m.port !== from.port) as LocalServer;
+      await moveSlot(target, Number(await from.cmd('CLUSTER', 'KEYSLOT', tagged(0))), from, to);
+      for (let i = 0; i < 100; i++) await standalone.cmd('DEL', tagged(i));
+      for (let i = 100; i < 150; i++) await standalone.cmd('SET', tagged(i), `changed-${i}`);
+      const expected = async (): Promise<string> => JSON.stringify([...(await keyspaceOf([standalone]))].sort());
+      const converged = waitUntil(async () => (await expected()) === JSON.stringify([...(await keyspaceOf(target.masters))].sort()), 'the target to converge', 30_000, 200);
+      await converged.catch(async (err: Error) => {
+        run.signalAll('SIGTERM');
+        const result = await run.done;
+        throw new Error(`${err.message}\n${result.stdout}${result.stderr}${readFileSync(join(dir, 'redis-keys-migrator-error.log'), 'utf8')}`);
+      });
+      run.signalAll('SIGTERM');
+      const result = await run.done;
+      expect(result.code, result.stdout + result.stderr).toBe(0);
+      expect(result.stdout).toMatch(/^Live: \d+ changes applied, 100 keys deleted, 0 failed/m);
+      expect(Number(await to.cmd('EXISTS', tagged(0)))).toBe(0);
+      expect(await to.cmd('GET', tagged(120))).toBe('changed-120');
+    } finally {
+      await standalone.stop();
+    }
+  }, 60_000);
+});
+
+/** Moves one slot, keys and all, from one master to another, as redis-cli --cluster reshard does. */
+async function moveSlot(cluster: TestCluster, slot: number, from: LocalServer, to: LocalServer): Promise<void> {
+  const id = async (node: LocalServer): Promise<string> => String(await node.cmd('CLUSTER', 'MYID'));
+  const [fromId, toId] = await Promise.all([id(from), id(to)]);
+  await to.cmd('CLUSTER', 'SETSLOT', slot, 'IMPORTING', fromId);
+  await from.cmd('CLUSTER', 'SETSLOT', slot, 'MIGRATING', toId);
+  for (;;) {
+    const keys = (await from.client.sendCommand(['CLUSTER', 'GETKEYSINSLOT', String(slot), '100'])) as Buffer[];
+    if (keys.length === 0) break;
+    await from.client.sendCommand(['MIGRATE', '127.0.0.1', String(to.port), '', '0', '5000', 'KEYS', ...keys]);
+  }
+  for (const node of cluster.masters) await node.cmd('CLUSTER', 'SETSLOT', slot, 'NODE', toId);
+}
