@@ -9,6 +9,8 @@ import { calls, commandStats, summary } from './helpers/inspect.js';
 import { spawnMigrator, sleep } from './helpers/parity-helpers.js';
 import { digest, seedEveryType } from './helpers/sample-data.js';
 import { endpoints, freePort, runMigrator, startRedis, tempDir, type RedisServer, type RunResult } from './helpers/servers.js';
+import { samePayload } from '../lib/verify/compare-key.js';
+import { dumpPayload } from '../lib/rdb/payload.js';
 import { rdbChanges, readReport, seedBig, shownDiffs, tallyOf, writeCommandsRun, type ReportLine, type ShownDiff } from './helpers/verify-helpers.js';
 
 let source: RedisServer;
@@ -471,4 +473,18 @@ describe('VERIFY=true after a copy', () => {
     expect(reportOf(run).map((r) => `${r.heading} ${r.category} ${r.key}`).sort()).toEqual([`copied missing ${deleted}`, `copied value ${changed}`]);
     expect(run.code, run.output).toBe(4);
   }, 30_000);
+});
+
+describe('payload comparison (the DUMP reads that settle most keys)', () => {
+  const value = Buffer.from([0x00, 0x05, ...Buffer.from('hello')]);
+  const stamped = (version: number, body = value): Buffer => dumpPayload(body, version);
+  it('a value stamped with another RDB version (restamped for an older target, or a module value) is the same value', () => {
+    expect(samePayload({ expireAt: -1, payload: stamped(12) }, { expireAt: -1, payload: stamped(10) })).toBe(true);
+  });
+  it('other value bytes, a value cut short, or an empty read are not', () => {
+    const other = Buffer.from([0x00, 0x05, ...Buffer.from('hellp')]);
+    expect(samePayload({ expireAt: -1, payload: stamped(10) }, { expireAt: -1, payload: stamped(10, other) })).toBe(false);
+    expect(samePayload({ expireAt: -1, payload: stamped(10) }, { expireAt: -1, payload: stamped(10).subarray(1) })).toBe(false);
+    expect(samePayload({ expireAt: -1, payload: Buffer.alloc(0) }, { expireAt: -1, payload: Buffer.alloc(0) })).toBe(false);
+  });
 });

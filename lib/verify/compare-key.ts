@@ -6,6 +6,7 @@ import { displayKey } from '../error-log.js';
 import { COMPARABLE_TYPES, GROUP_FIELDS, serverView, storedView, type StreamEntry, type ValueView } from './value-views.js';
 import { decodeValue, type RdbValue } from '../rdb/decode.js';
 import { RdbFormatError } from '../rdb/errors.js';
+import { FOOTER_BYTES } from '../rdb/payload.js';
 import type { StoredValue } from '../sources/scan.js';
 import { CONTENT_DIGEST, DUMP_READ, parseDumpHeader, READ_FLAGS, withFlags, type DumpRecord } from '../net/scripts.js';
 
@@ -98,7 +99,12 @@ function quickVerdict(key: Buffer, srcExpireAt: number, tgt: DumpRecord, samePay
   return samePayload ? ttlVerdict(key, srcExpireAt, tgt.expireAt, toleranceMs) : undefined;
 }
 
-const samePayload = (src: DumpRecord, tgt: DumpRecord): boolean => src.payload.length > 0 && src.payload.equals(tgt.payload);
+/**
+ * The same value bytes, whatever the RDB version stamp and CRC after them: a payload restamped for an older
+ * target holds the same value, and a module's value (which only its module could decode) is settled here.
+ */
+export const samePayload = (src: DumpRecord, tgt: DumpRecord): boolean =>
+  src.payload.length > FOOTER_BYTES && src.payload.length === tgt.payload.length && src.payload.compare(tgt.payload, 0, tgt.payload.length - FOOTER_BYTES, 0, src.payload.length - FOOTER_BYTES) === 0;
 
 /** Identical, or a ttl difference, for a key whose content is the same on both sides. */
 function ttlVerdict(key: Buffer, srcExpireAt: number, tgtExpireAt: number, toleranceMs: number): KeyVerdict {

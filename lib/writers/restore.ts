@@ -131,13 +131,14 @@ async function crossVersions(ctx: CopyContext, batch: DumpBatch, answers: WriteA
     again.length > 0 ? restore(ctx.target, ctx.settings.overwrite, { keys: again.map((a) => a.key), header: again.map((a, j) => `${a.record.expireAt},${(restamped[j] as Buffer).length};`).join(''), payloads: Buffer.concat(restamped) }) : [],
     byType.length > 0 ? copyBatchByType(ctx, byType.map((i) => batch.keys[i] as Buffer)) : [],
   ]);
-  const out = answers.map((a, i) => {
-    const payload = (records[i] as DumpRecord).payload;
-    return a.status === 'failed' && payload[0] === RDB_TYPE.MODULE_2 ? { ...a, reason: moduleRefusal(payload.subarray(0, payload.length - 10), a.reason, ctx.target) } : a;
-  });
+  const out = [...answers];
   restampable.forEach((index, j) => (out[index] = crossed(restoredAgain[j] as WriteAnswer, 'restamped')));
   byType.forEach((index, j) => (out[index] = crossed(copied[j] as KeyOutcome, 'byType')));
-  return out;
+  // Named after the last attempt: a module value restamped for an older target fails there as elsewhere.
+  return out.map((a, i) => {
+    const payload = (records[i] as DumpRecord).payload;
+    return a.status === 'failed' && payload[0] === RDB_TYPE.MODULE_2 ? { ...a, reason: moduleRefusal(payload.subarray(0, payload.length - FOOTER_BYTES), a.reason, ctx.target) } : a;
+  });
 }
 
 /** RESTORE's own words for a module value it cannot load ("Bad data format") do not say why: the module is named. */
