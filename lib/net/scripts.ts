@@ -256,7 +256,7 @@ end
 local function write_values(k, kind, values)
   if kind == 'stream' then return write_stream(k, values) end
   local command = WRITE[kind]
-  if command == nil then return { err = 'cannot copy type ' .. kind .. ' by type' } end
+  if command == nil then return { err = 'cannot copy type ' .. kind .. ' by type (a module value? COPY_METHOD=dump copies it where the target has the module)' } end
   if kind == 'string' and mode == 'append' then command = 'APPEND' end
   return redis.pcall(command, k, unpack(values))
 end

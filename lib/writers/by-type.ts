@@ -291,7 +291,7 @@ async function* readChunks(source: Connection, key: Buffer, kind: string, size: 
       yield* streamChunks(source, key, size, dangling);
       return;
     default:
-      throw new KeyProblem(`cannot copy type ${kind} by type`);
+      throw new KeyProblem(`cannot copy type ${kind} by type (a module value? COPY_METHOD=dump copies it where the target has the module)`);
   }
 }
 
