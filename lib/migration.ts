@@ -4,7 +4,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { describeError, isConnectionLoss, isLossReason, isRefusal, type Connection } from './net/connections.js';
 import { CHUNKED_KEYS_AT_ONCE, mapLimited, type Abandoned, type CopyContext, type CopyStats, type KeyOutcome } from './batch.js';
 import type { Checkpoint } from './checkpoint.js';
-import { forEachPair, isRedirect, type NodePair, type Side } from './net/cluster.js';
+import { forEachPair, isClusterDown, isRedirect, type NodePair, type Side } from './net/cluster.js';
 import type { KeyBatch, StoredValue } from './sources/scan.js';
 import { ConnectionLost, type Recovery } from './net/recovery.js';
 import { compareBatch } from './verify/compare-key.js';
@@ -84,6 +84,8 @@ async function settleRetriedStored(target: Connection, outcomes: KeyOutcome[], s
 const BATCHES_IN_FLIGHT = 4;
 /** Times a key whose cluster slot moved or is moving is located again and retried before it counts as failed. */
 const REDIRECT_ATTEMPTS = 5;
+/** The longest wait between two tries of keys a cluster refused while down. */
+const CLUSTER_DOWN_RETRY_MS = 1000;
 
 export class Migration {
   readonly counts: Counts = { restored: 0, skipped: 0, failed: 0, vanished: 0 };
@@ -310,12 +312,17 @@ export class Migration {
   /**
    * Keys a cluster node refused because their slot moved or is moving (resharding): each is located again
    * (MOVED re-reads the slot map, ASK sends the write with ASKING) and copied there, a few times at most.
+   * Keys refused because the cluster is down (a failover under way) are tried again for as long as a lost
+   * connection would be, RECONNECT_TIMEOUT.
    */
   private async followRedirects(outcomes: KeyOutcome[], again: (outcome: KeyOutcome) => Promise<KeyOutcome[]>): Promise<KeyOutcome[]> {
-    for (let attempt = 0; attempt < REDIRECT_ATTEMPTS && this.fatal === undefined; attempt++) {
+    const started = Date.now();
+    for (let attempt = 0; this.fatal === undefined; attempt++) {
       const redirected = new Set(outcomes.filter((o) => o.status === 'failed' && isRedirect(o.reason)));
       if (redirected.size === 0) break;
-      if (attempt > 0) await sleep(50 * 2 ** attempt);
+      const down = [...redirected].every((o) => o.status === 'failed' && isClusterDown(o.reason));
+      if (attempt >= REDIRECT_ATTEMPTS && !(down && Date.now() - started < this.run.settings.reconnectTimeoutMs)) break;
+      if (attempt > 0) await sleep(Math.min(50 * 2 ** attempt, CLUSTER_DOWN_RETRY_MS));
       const retried = await mapLimited([...redirected], CHUNKED_KEYS_AT_ONCE, (outcome) => this.orStop(again(outcome)));
       outcomes = [...outcomes.filter((o) => !redirected.has(o)), ...retried.flat()];
     }

@@ -133,6 +133,24 @@ describe('a failover in a cluster during a copy between clusters', () => {
     expect(await keyspaceOf(await target.servingMasters())).toEqual(expected);
   }, 60_000);
 
+  it('the target cluster down for 4 s (a slot served by no node, as while a failover is under way): the run waits and finishes, none failed', async () => {
+    const slot = keySlot('key:1');
+    const nodes = target.nodes;
+    const ranges = (await (target.masters[0] as LocalServer).cmd('CLUSTER', 'SLOTS')) as [number, number, [string, number]][];
+    const ownerPort = Number(ranges.find(([low, high]) => slot >= low && slot <= high)?.[2][1]);
+    const slotOwner = nodes.find((n) => n.port === ownerPort) as LocalServer;
+    const run = await copyDuring(async () => {
+      await Promise.all(nodes.map((n) => n.cmd('CLUSTER', 'DELSLOTS', slot)));
+      await waitUntil(async () => String(await slotOwner.cmd('CLUSTER', 'INFO')).includes('cluster_state:fail'), 'cluster_state:fail', 5000, 20);
+      await new Promise((resolve) => setTimeout(resolve, 4000));
+      await slotOwner.cmd('CLUSTER', 'ADDSLOTS', slot);
+      await waitUntil(async () => (await Promise.all(nodes.map(async (n) => String(await n.cmd('CLUSTER', 'INFO')).includes('cluster_state:ok')))).every(Boolean), 'cluster_state:ok on every node', 10_000, 50);
+    });
+    expect(run.code, describeRun(run)).toBe(0);
+    expect(summary(run.stdout), describeRun(run)).toEqual({ restored: TOTAL, skipped: 0, failed: 0, vanished: 0 });
+    expect(await keyspaceOf(await target.servingMasters())).toEqual(expected);
+  }, 60_000);
+
   // Last: the killed node stays dead, so its shard has no replica any more.
   it('a target master killed (SIGKILL), its replica promoted by the cluster: the run reconnects and finishes, the target equals the source', async () => {
     const master = target.masters[2] as LocalServer;

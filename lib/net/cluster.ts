@@ -52,7 +52,15 @@ export function slotTag(slot: number): string {
 
 /** A per-key error that means "this node does not hold that key now": the slot moved, or is moving. */
 export function isRedirect(reason: string): boolean {
-  return /non local key|^(ERR )?(MOVED|ASK) \d+ |^TRYAGAIN|^CLUSTERDOWN/.test(reason);
+  return /non local key|^(ERR )?(MOVED|ASK) \d+ /.test(reason) || isClusterDown(reason);
+}
+
+/**
+ * A per-key error that means "the cluster cannot serve this now": a failover under way, a slot no master
+ * serves. Scripts say it in words of their own ("… while the cluster is down"), after the command's name.
+ */
+export function isClusterDown(reason: string): boolean {
+  return /^([A-Z]+: )?(TRYAGAIN|CLUSTERDOWN)|while the cluster is down/.test(reason);
 }
 
 /** The nodes of one side and which of them owns each key. */
