@@ -175,6 +175,28 @@ describe('live replication', () => {
     }
   });
 
+  it('the source gone for good mid-run: the run stops once RECONNECT_TIMEOUT is past, exit 1, one line naming the loss', async () => {
+    const dir = await fresh();
+    await seedStrings(source, 100);
+    const proxy = await startProxy(source.port);
+    try {
+      const run = await startLive(dir, { SOURCE_REDIS_PORT: proxy.port, RECONNECT_TIMEOUT: 2 });
+      const before = proxy.accepted;
+      const refused = proxy.refuse(30_000, true);
+      const lostAt = Date.now();
+      const result = await Promise.race([run.done, new Promise<undefined>((resolve) => setTimeout(resolve, 15_000))]);
+      expect(result, `still running 15 s after the source went away\n${run.output()}`).toBeDefined();
+      expect(result?.code, run.output()).toBe(1);
+      expect(Date.now() - lostAt, "it waited about RECONNECT_TIMEOUT first").toBeGreaterThanOrEqual(1500);
+      expect(result?.stdout).toMatch(/^Stopped early: .*(RECONNECT_TIMEOUT|lost)/m);
+      // Tried again with backoff, not in a storm of connections against a server that is struggling already.
+      expect(proxy.accepted - before, 'connection attempts while the source was away').toBeLessThan(100);
+      void refused;
+    } finally {
+      await proxy.close();
+    }
+  });
+
   it('FLUSHALL on the source mid-run: detected (no per-key events), the target emptied by the sweep', async () => {
     const dir = await fresh();
     await seedStrings(source, 500);

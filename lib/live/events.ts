@@ -36,6 +36,8 @@ export class ChangeFeed {
   /** Events taken (after the filters). */
   events = 0;
   private readonly subscribers = new Map<string, Subscriber>();
+  /** Masters whose subscription is being set up again after a loss. */
+  private readonly resubscribing = new Set<string>();
   private eventClass: EventClass = 'keyevent';
   private readonly match: Buffer | undefined;
   private readonly exclude: Buffer | undefined;
@@ -103,11 +105,21 @@ export class ChangeFeed {
 
   /** A lost subscription: a gap; subscribe again (with backoff) until RECONNECT_TIMEOUT, then give up. */
   private async resubscribe(master: Connection, where: string, reason: string): Promise<void> {
-    if (this.stopped) return;
+    // One attempt at a time per master: RECONNECT_TIMEOUT counts from the loss, not from each try.
+    if (this.stopped || this.resubscribing.has(where)) return;
+    this.resubscribing.add(where);
+    try {
+      await this.subscribeAgain(master, where, reason);
+    } finally {
+      this.resubscribing.delete(where);
+    }
+  }
+
+  private async subscribeAgain(master: Connection, where: string, reason: string): Promise<void> {
     this.subscribers.delete(where);
     this.onGap(reason);
     const deadline = Date.now() + this.options.reconnectTimeoutMs;
-    for (let wait = 100; !this.stopped; wait = Math.min(wait * 2, 2000)) {
+    for (let wait = 100; !this.stopped && this.fatal === undefined; wait = Math.min(wait * 2, 2000)) {
       try {
         // A failed-over master is another node now: the watch subscribes to it; this one may be gone.
         if (!this.source.masters.some((m) => address(m) === where)) return;

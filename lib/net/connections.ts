@@ -350,8 +350,10 @@ export async function openSubscriber(
   const client = makeClient(endpoint);
   let closing = false;
   let told = false;
+  // Only a subscription that was up can be lost: a failure to set one up is thrown, not told.
+  let subscribed = false;
   const tell = (reason: string): void => {
-    if (closing || told) return;
+    if (closing || told || !subscribed) return;
     told = true;
     lost(reason);
   };
@@ -360,6 +362,7 @@ export async function openSubscriber(
   try {
     await withTimeout(client.connect(), CONNECT_TIMEOUT_MS, () => client.destroy());
     await withTimeout(client.pSubscribe(patterns, (message, channel) => onMessage(channel, message), true), CONNECT_TIMEOUT_MS, () => client.destroy());
+    subscribed = true;
   } catch (err) {
     closing = true;
     client.destroy();

@@ -174,6 +174,18 @@ export interface RunningMigrator {
   signalAll(signal: NodeJS.Signals): void;
 }
 
+/** Process groups of runs not yet ended: a test that fails midway must not leave its run behind, working on. */
+const runningGroups = new Set<number>();
+process.once('exit', () => {
+  for (const group of runningGroups) {
+    try {
+      process.kill(-group, 'SIGKILL');
+    } catch {
+      // Already gone.
+    }
+  }
+});
+
 /** Starts the real script in its own process group, for tests that interrupt or kill it mid-run. */
 export function spawnMigrator(env: Record<string, string | number>, cwd: string): RunningMigrator {
   const childEnv: Record<string, string> = { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '' };
@@ -183,8 +195,12 @@ export function spawnMigrator(env: Record<string, string | number>, cwd: string)
   let stderr = '';
   child.stdout?.on('data', (d: Buffer) => (stdout += d.toString()));
   child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
+  if (child.pid !== undefined) runningGroups.add(child.pid);
   const done = new Promise<RunResult>((resolveRun) => {
-    child.on('exit', (code, signal) => resolveRun({ code: code ?? (signal === 'SIGKILL' ? 137 : 128), stdout, stderr }));
+    child.on('exit', (code, signal) => {
+      if (child.pid !== undefined) runningGroups.delete(child.pid);
+      resolveRun({ code: code ?? (signal === 'SIGKILL' ? 137 : 128), stdout, stderr });
+    });
   });
   return {
     pid: child.pid ?? 0,
