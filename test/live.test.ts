@@ -175,17 +175,17 @@ describe('live replication', () => {
     }
   });
 
-  it('the source gone for good mid-run: the run stops once RECONNECT_TIMEOUT is past, exit 1, one line naming the loss', async () => {
+  it.each(['source', 'target'] as const)('the %s gone for good mid-run: the run stops once RECONNECT_TIMEOUT is past, exit 1, one line naming the loss', async (side) => {
     const dir = await fresh();
     await seedStrings(source, 100);
-    const proxy = await startProxy(source.port);
+    const proxy = await startProxy(side === 'source' ? source.port : target.port);
     try {
-      const run = await startLive(dir, { SOURCE_REDIS_PORT: proxy.port, RECONNECT_TIMEOUT: 2 });
+      const run = await startLive(dir, { [side === 'source' ? 'SOURCE_REDIS_PORT' : 'DESTINATION_REDIS_PORT']: proxy.port, RECONNECT_TIMEOUT: 2 });
       const before = proxy.accepted;
       const refused = proxy.refuse(30_000, true);
       const lostAt = Date.now();
       const result = await Promise.race([run.done, new Promise<undefined>((resolve) => setTimeout(resolve, 15_000))]);
-      expect(result, `still running 15 s after the source went away\n${run.output()}`).toBeDefined();
+      expect(result, `still running 15 s after the ${side} went away\n${run.output()}`).toBeDefined();
       expect(result?.code, run.output()).toBe(1);
       expect(Date.now() - lostAt, "it waited about RECONNECT_TIMEOUT first").toBeGreaterThanOrEqual(1500);
       expect(result?.stdout).toMatch(/^Stopped early: .*(RECONNECT_TIMEOUT|lost)/m);

@@ -1,7 +1,8 @@
 // Live replication: subscribe, copy everything (live) or nothing (liveonly), then keep copying each changed
 // key through the same pipeline until cutover; gaps start repair sweeps, and the changed keys are verified at the end.
 import type { Side } from '../net/cluster.js';
-import type { Recovery } from '../net/recovery.js';
+import { isConnectionLoss } from '../net/connections.js';
+import { ConnectionLost, type Recovery } from '../net/recovery.js';
 import { Migration, type MigrationResult } from '../migration.js';
 import type { ErrorLog } from '../error-log.js';
 import { displayKey } from '../error-log.js';
@@ -59,6 +60,8 @@ const MAY_MAKE_A_STREAM = new Set(['rename_to', 'copy_to', 'move_to', 'restore']
 
 /** How often every known stream is copied again, for what its consumers read (which sends no event). */
 const STREAM_RESYNC_MS = 5000;
+/** How often both sides are asked whether they are there, so a server lost while no change comes is noticed. */
+const HEARTBEAT_MS = 1000;
 
 /**
  * The source's streams, found by SCAN TYPE stream when the live phase starts and from stream events after:
@@ -170,6 +173,7 @@ export async function replicate(ctx: LiveContext): Promise<LiveOutcome> {
     const lag = new LagStats();
     const migration = new Migration({ source, target, settings: { ...settings, overwrite: true }, stats: { bytesMoved: 0 }, recovery: ctx.recovery, mirrorDeletions: true }, ctx.log, say);
     let ended: LiveOutcome['ended'] = 'signal';
+    let lostFor: string | undefined;
     let stopping = ctx.interruption.requested;
     const stop = (why: LiveOutcome['ended']): void => {
       if (stopping) return;
@@ -183,6 +187,10 @@ export async function replicate(ctx: LiveContext): Promise<LiveOutcome> {
       if (feed.fatal) stop('stopped early');
       else if (idle > 0 && Date.now() - lastChange >= idle && queue.size === 0 && queue.inFlight === 0 && !sweep.pendingFull) stop('idle');
     }, 200);
+    const heartbeat = watchServers(ctx, queue, (reason) => {
+      lostFor ??= reason;
+      stop('stopped early');
+    });
     const liveStart = Date.now();
     const progress = Progress.ofLine(settings.progress, () => liveLine(migration, queue, lag, gapCount, sweep.repairs, liveStart));
     const sweeping = sweep.run(() => stopping);
@@ -192,6 +200,9 @@ export async function replicate(ctx: LiveContext): Promise<LiveOutcome> {
       clearInterval(resync);
       await streams.requeue(source, queue);
     }));
+    // The copy can end by itself (a server lost past RECONNECT_TIMEOUT): the sweep and the feed stop with it.
+    stop('stopped early');
+    heartbeat.stop();
     clearInterval(watch);
     clearInterval(resync);
     progress.stop();
@@ -200,7 +211,7 @@ export async function replicate(ctx: LiveContext): Promise<LiveOutcome> {
     // Keys the last sweep queued are copied too, before anyone looks.
     // The same Migration again: its counts go on adding up.
     const leftover = live.fatal ? live : await migration.copyAll(liveBatches(queue, settings.pipelineBatchSize, () => true, lag, async () => undefined));
-    const result = { ...leftover, fatal: live.fatal ?? leftover.fatal ?? feed.fatal };
+    const result = { ...leftover, fatal: live.fatal ?? leftover.fatal ?? feed.fatal ?? lostFor };
     const seconds = (Date.now() - started) / 1000;
     const outcome: LiveOutcome = {
       snapshot, live: result, deleted: migration.deleted, events: feed.events, gaps, gapCount, repairs: sweep.repairs, lag: lag.summary(), ended, fatal: result.fatal, seconds,
@@ -325,4 +336,34 @@ function liveLine(migration: Migration, queue: ChangeQueue, lag: LagStats, gaps:
 
 function emptyResult(): MigrationResult {
   return { counts: { restored: 0, skipped: 0, failed: 0, vanished: 0 }, crossing: { restamped: 0, byType: 0, degraded: 0 }, errorLimitReached: false, interrupted: false };
+}
+
+/**
+ * Asks every master of both sides for a PING while nothing is being copied: a server lost then is reconnected
+ * as for a lost batch, and `lost` is told once RECONNECT_TIMEOUT is past (otherwise the run would wait for
+ * changes with a dead target, or a source whose events no longer come).
+ */
+function watchServers(ctx: LiveContext, queue: ChangeQueue, lost: (reason: string) => void): { stop(): void } {
+  let checking = false;
+  const check = async (): Promise<void> => {
+    if (checking || queue.inFlight > 0) return;
+    checking = true;
+    try {
+      for (const master of [...ctx.source.masters, ...ctx.target.masters]) {
+        try {
+          await master.send(['PING']);
+        } catch (err) {
+          if (!isConnectionLoss(err) && master.lostBecause === undefined) throw err;
+          await ctx.recovery.recover(master.label, err);
+        }
+      }
+    } catch (err) {
+      // A reply other than a loss (an ACL that refuses PING, say) is no reason to stop.
+      if (err instanceof ConnectionLost) lost(err.message);
+    } finally {
+      checking = false;
+    }
+  };
+  const timer = setInterval(() => void check(), HEARTBEAT_MS);
+  return { stop: () => clearInterval(timer) };
 }
