@@ -15,6 +15,8 @@ import { PROBE_PREFIX } from './events.js';
 const SUSPECT_WAIT_MS = 2000;
 /** Differences waiting for their events at most; past it they are repaired at once. */
 const SUSPECTS_MAX = 10_000;
+/** Keys whose latest event time is kept, newest last; past it the oldest are forgotten (bounded memory). */
+const RECENT_EVENTS_MAX = 100_000;
 const STEP_MS = 100;
 
 export interface SweepOptions {
@@ -63,6 +65,11 @@ export class RepairSweep {
   /** Full passes done (after gaps) and background rounds completed. */
   passes = 0;
   private readonly suspects = new Map<string, Suspect>();
+  /**
+   * When each key's latest event came: a key changed again while it was being looked at has its newest event
+   * on the way, and that difference is the change, not a lost event (a busy source changes a key every second).
+   */
+  private readonly lastEvent = new Map<string, number>();
   private fullRequested = false;
   private readonly exclude: Buffer | undefined;
   private readonly compare: (keys: readonly Buffer[]) => Promise<KeyVerdict[]>;
@@ -89,7 +96,11 @@ export class RepairSweep {
 
   /** An event arrived for `key`: a difference seen for it was that change on its way, not a missed event. */
   sawEvent(key: Buffer): void {
-    if (this.suspects.size > 0) this.suspects.delete(key.toString('latin1'));
+    const id = key.toString('latin1');
+    if (this.suspects.size > 0) this.suspects.delete(id);
+    this.lastEvent.delete(id);
+    this.lastEvent.set(id, Date.now());
+    if (this.lastEvent.size > RECENT_EVENTS_MAX) this.lastEvent.delete(this.lastEvent.keys().next().value as string);
   }
 
   /** Sweeps until `stopped()`: full passes when asked, else background rounds at the rate. */
@@ -150,25 +161,33 @@ export class RepairSweep {
 
   /** Source keys the target does not hold the same. */
   private async checkSourceKeys(keys: Buffer[]): Promise<void> {
+    const lookedAt = Date.now();
     for (const verdict of await this.compare(keys)) {
       if (verdict.verdict !== 'different') continue;
       // Consumer-group reads (XREADGROUP, XACK) send no events at all: such drift is copied again, not counted as a loss.
       if (isGroupDrift(verdict.detail)) this.queue.add(verdict.key);
-      else this.suspect(verdict.key, `${verdict.category}: ${verdict.detail}`);
+      else this.suspect(verdict.key, `${verdict.category}: ${verdict.detail}`, lookedAt);
     }
   }
 
   /** Target keys gone from the source: deletions whose events were missed. */
   private async checkTargetKeys(keys: Buffer[]): Promise<void> {
+    const lookedAt = Date.now();
     const present = await Promise.all(keys.map((key) => this.source.nodeFor(key).send(['EXISTS', key])));
-    keys.forEach((key, i) => present[i] === 0 && this.suspect(key, 'gone from the source, still on the target'));
+    keys.forEach((key, i) => present[i] === 0 && this.suspect(key, 'gone from the source, still on the target', lookedAt));
   }
 
-  private suspect(key: Buffer, detail: string): void {
+  /** Whether an event for `key` came at `at` or later. */
+  private changedSince(key: Buffer, at: number): boolean {
+    return (this.lastEvent.get(key.toString('latin1')) ?? -Infinity) >= at;
+  }
+
+  /** A difference seen by a look that began at `lookedAt`; one whose event came meanwhile is that change. */
+  private suspect(key: Buffer, detail: string, lookedAt: number): void {
     const id = key.toString('latin1');
-    if (this.suspects.has(id)) return;
-    if (this.suspects.size >= SUSPECTS_MAX) return void this.repair({ key, foundAt: Date.now(), detail });
-    this.suspects.set(id, { key, foundAt: Date.now(), detail });
+    if (this.suspects.has(id) || this.changedSince(key, lookedAt) || this.queue.has(key)) return;
+    if (this.suspects.size >= SUSPECTS_MAX) return void this.repair({ key, foundAt: lookedAt, detail });
+    this.suspects.set(id, { key, foundAt: lookedAt, detail });
   }
 
   /** Differences that waited long enough with no event are looked at again; those that stand are repaired. */
@@ -182,6 +201,8 @@ export class RepairSweep {
     const present = await Promise.all(open.map((s) => this.target.nodeFor(s.key).send(['EXISTS', s.key])));
     open.forEach((s, i) => {
       const verdict = verdicts[i];
+      // Changed since it was first seen, up to this second look: its event came, and the queue has it or had it.
+      if (this.changedSince(s.key, s.foundAt) || this.queue.has(s.key)) return;
       if (verdict?.verdict === 'different' && isGroupDrift(verdict.detail)) this.queue.add(s.key);
       else if (verdict?.verdict === 'different' || (verdict?.verdict === 'vanished' && present[i] === 1)) this.repair(s);
     });
