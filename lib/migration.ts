@@ -317,14 +317,20 @@ export class Migration {
    */
   private async followRedirects(outcomes: KeyOutcome[], again: (outcome: KeyOutcome) => Promise<KeyOutcome[]>): Promise<KeyOutcome[]> {
     const started = Date.now();
-    for (let attempt = 0; this.fatal === undefined; attempt++) {
-      const redirected = new Set(outcomes.filter((o) => o.status === 'failed' && isRedirect(o.reason)));
-      if (redirected.size === 0) break;
-      const down = [...redirected].every((o) => o.status === 'failed' && isClusterDown(o.reason));
-      if (attempt >= REDIRECT_ATTEMPTS && !(down && Date.now() - started < this.run.settings.reconnectTimeoutMs)) break;
-      if (attempt > 0) await sleep(Math.min(50 * 2 ** attempt, CLUSTER_DOWN_RETRY_MS));
-      const retried = await mapLimited([...redirected], CHUNKED_KEYS_AT_ONCE, (outcome) => this.orStop(again(outcome)));
-      outcomes = [...outcomes.filter((o) => !redirected.has(o)), ...retried.flat()];
+    let unshow: (() => void) | undefined;
+    try {
+      for (let attempt = 0; this.fatal === undefined; attempt++) {
+        const redirected = new Set(outcomes.filter((o) => o.status === 'failed' && isRedirect(o.reason)));
+        if (redirected.size === 0) break;
+        const down = [...redirected].filter((o): o is FailedOutcome => o.status === 'failed' && isClusterDown(o.reason));
+        if (attempt >= REDIRECT_ATTEMPTS && !(down.length === redirected.size && Date.now() - started < this.run.settings.reconnectTimeoutMs)) break;
+        if (down.length > 0 && attempt > 0) unshow ??= this.run.recovery?.showWaiting(`a cluster that is down (${down[0]?.reason})`, started);
+        if (attempt > 0) await sleep(Math.min(50 * 2 ** attempt, CLUSTER_DOWN_RETRY_MS));
+        const retried = await mapLimited([...redirected], CHUNKED_KEYS_AT_ONCE, (outcome) => this.orStop(again(outcome)));
+        outcomes = [...outcomes.filter((o) => !redirected.has(o)), ...retried.flat()];
+      }
+    } finally {
+      unshow?.();
     }
     return outcomes;
   }

@@ -13,7 +13,7 @@ export interface ProgressSnapshot {
   failed: number;
   vanished: number;
   /** Set while the run waits for a lost server: what was lost, and since when (ms since the epoch). */
-  waiting?: { reason: string; since: number };
+  waiting?: { reason: string; since: number; doing?: 'reconnecting' | 'waiting' };
 }
 
 const TTY_EVERY_MS = 250;
@@ -39,7 +39,7 @@ export function progressLine(s: ProgressSnapshot, elapsedSeconds: number): strin
     `${count(s.scanned)}/${count(total)} keys (${percent.toFixed(1)}%), ${count(rate)} keys/s, ${mbps.toFixed(1)} MB/s, ` +
     `ETA ${formatDuration(eta)}; restored ${count(s.restored)}, skipped ${count(s.skipped)}, ` +
     `failed ${count(s.failed)}, vanished ${count(s.vanished)}` +
-    (s.waiting ? `; reconnecting: ${s.waiting.reason}, for ${formatDuration((Date.now() - s.waiting.since) / 1000)}` : '')
+    (s.waiting ? `; ${s.waiting.doing ?? 'reconnecting'}: ${s.waiting.reason}, for ${formatDuration((Date.now() - s.waiting.since) / 1000)}` : '')
   );
 }
 

@@ -198,6 +198,8 @@ describe('progressLine', () => {
   it('says what it is reconnecting to, and for how long, while a server is lost', () => {
     const waiting = { reason: 'destination 10.0.0.6:6379 (Socket closed unexpectedly)', since: Date.now() - 12_000 };
     expect(progressLine(snapshot({ total: 500, waiting }), 1)).toMatch(/; reconnecting: destination 10\.0\.0\.6:6379 \(Socket closed unexpectedly\), for 1[23] s$/);
+    const down = { reason: 'a cluster that is down (CLUSTERDOWN The cluster is down)', since: Date.now() - 3_000, doing: 'waiting' as const };
+    expect(progressLine(snapshot({ total: 500, waiting: down }), 1)).toMatch(/; waiting: a cluster that is down \(CLUSTERDOWN The cluster is down\), for [34](\.\d)? s$/);
   });
 });
 

@@ -11,6 +11,8 @@ export class ConnectionLost extends Error {}
 export interface Waiting {
   reason: string;
   since: number;
+  /** 'waiting' for a server that answers but cannot serve yet (a cluster that is down); else 'reconnecting'. */
+  doing?: 'reconnecting' | 'waiting';
 }
 
 const FIRST_PAUSE_MS = 100;
@@ -34,6 +36,19 @@ export class Recovery {
   /** The run is over: a late loss (a read-ahead) reconnects nothing. */
   close(): void {
     this.closed = true;
+  }
+
+  /**
+   * Shows on the progress line that keys wait for a server that answers but cannot serve them yet (a cluster
+   * that is down), unless a reconnection is shown already; the returned call takes it away again.
+   */
+  showWaiting(reason: string, since: number): () => void {
+    if (this.waiting) return () => undefined;
+    const shown: Waiting = { reason, since, doing: 'waiting' };
+    this.waiting = shown;
+    return () => {
+      if (this.waiting === shown) this.waiting = undefined;
+    };
   }
 
   /** A batch got through to the target: a later loss starts a new timeout. */
