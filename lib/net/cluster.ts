@@ -57,10 +57,10 @@ export function isRedirect(reason: string): boolean {
 
 /**
  * A per-key error that means "the cluster cannot serve this now": a failover under way, a slot no master
- * serves. Scripts say it in words of their own ("… while the cluster is down"), after the command's name.
+ * serves. Scripts say it in words of their own ("… while the cluster is down"); a reason may name its command first.
  */
 export function isClusterDown(reason: string): boolean {
-  return /^([A-Z]+: )?(TRYAGAIN|CLUSTERDOWN)|while the cluster is down/.test(reason);
+  return /(^|: )(TRYAGAIN|CLUSTERDOWN)\b|while the cluster is down/.test(reason);
 }
 
 /** The nodes of one side and which of them owns each key. */
