@@ -1,5 +1,6 @@
 // Progress on stderr while a run goes: one line redrawn in place on a terminal, a plain line every few
 // seconds elsewhere (CI, nohup, a log file). The parity summary stays on stdout, untouched.
+import type { Waiting } from './net/recovery.js';
 
 export type ProgressMode = 'auto' | 'plain' | 'off';
 
@@ -12,8 +13,8 @@ export interface ProgressSnapshot {
   skipped: number;
   failed: number;
   vanished: number;
-  /** Set while the run waits for a lost server: what was lost, and since when (ms since the epoch). */
-  waiting?: { reason: string; since: number; doing?: 'reconnecting' | 'waiting' };
+  /** Set while the run waits for a lost server (or a cluster that is down): why, and since when. */
+  waiting?: Waiting;
 }
 
 const TTY_EVERY_MS = 250;

@@ -69,13 +69,12 @@ const HEARTBEAT_MS = 1000;
  * every few seconds and once more at the cutover. Bounded; past the bound, the sweep settles group state.
  */
 class StreamWatch {
-  private readonly keys = new Map<string, Buffer>();
   overflow = false;
-
-  constructor(private readonly max: number) {}
-
+  private readonly keys = new Map<string, Buffer>();
   /** Keys that may be streams (renamed into place, say): their TYPE is asked at the next resync. */
   private readonly maybe = new Map<string, Buffer>();
+
+  constructor(private readonly max: number) {}
 
   add(key: Buffer): void {
     if (this.keys.size < this.max) this.keys.set(key.toString('latin1'), key);

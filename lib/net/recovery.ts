@@ -10,6 +10,7 @@ export class ConnectionLost extends Error {}
 /** What the progress line shows while the run waits for a server. */
 export interface Waiting {
   reason: string;
+  /** ms since the epoch. */
   since: number;
   /** 'waiting' for a server that answers but cannot serve yet (a cluster that is down); else 'reconnecting'. */
   doing?: 'reconnecting' | 'waiting';

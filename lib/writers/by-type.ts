@@ -95,6 +95,9 @@ function inWriteOrder(kind: string, values: Buffer[]): Buffer[] {
 
 /** How long a key being built may live if the run dies; renewed with every chunk, so only an abandoned build expires. */
 const BUILD_EXPIRY_MS = 60 * 60 * 1000;
+/** XSETID's refusal when the source stream's last ID went back below what the build holds. */
+const STREAM_REPLACED = /XSETID is smaller than the target stream top item/;
+const STREAM_COPY_ATTEMPTS = 3;
 
 /**
  * Copies one key in bounded chunks, built under a temporary name in the key's own hash slot (see
@@ -107,11 +110,9 @@ export async function copyKeyInChunks(ctx: CopyContext, key: Buffer): Promise<Ke
     const outcome = await copyKeyOnce(ctx, key);
     // A stream replaced on the source while its pages were read (deleted and written again, renamed over):
     // its last ID went back below what was copied. The build is gone; the key is copied again from the start.
-    if (outcome.status !== 'failed' || !STREAM_REPLACED.test(outcome.reason) || attempt >= 3) return outcome;
+    if (outcome.status !== 'failed' || !STREAM_REPLACED.test(outcome.reason) || attempt >= STREAM_COPY_ATTEMPTS) return outcome;
   }
 }
-
-const STREAM_REPLACED = /XSETID is smaller than the target stream top item/;
 
 async function copyKeyOnce(ctx: CopyContext, key: Buffer): Promise<KeyOutcome> {
   const { source, target, settings } = ctx;
