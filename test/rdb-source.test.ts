@@ -280,7 +280,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  // tsx runs the script in a child, which runs itself again with a sized heap: end the whole tree, by pid.
+  // tsx runs the script in a child of its cli: end the whole tree, by pid.
   for (const run of spawned) if (run.child.pid !== undefined) killTree(run.child.pid);
   await Promise.race([Promise.all(spawned.map((run) => run.exited)), sleep(5_000)]);
   for (const watch of watches) watch.cleanUp();
