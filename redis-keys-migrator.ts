@@ -413,6 +413,7 @@ async function live(session: Session, log: ErrorLog): Promise<number> {
 function liveExitStatus(outcome: LiveOutcome): number {
   if (outcome.snapshot?.interrupted) return EXIT.interrupted;
   if (outcome.fatal) return EXIT.settingsOrConnection;
+  if (outcome.snapshot?.errorLimitReached || outcome.live.errorLimitReached) return EXIT.errorLimitReached;
   if ((outcome.snapshot?.counts.failed ?? 0) + outcome.live.counts.failed > 0) return EXIT.keysFailed;
   return outcome.verification && differing(outcome.verification) > 0 ? EXIT.differencesFound : EXIT.ok;
 }

@@ -24,7 +24,7 @@ export function logTimestamp(date: Date): string {
 }
 
 /** One line per reason, so a multi-line server error cannot break the one-record-per-line format. */
-function oneLine(text: string): string {
+export function oneLine(text: string): string {
   return text.replace(/[\r\n]+/g, ' ').trim();
 }
 

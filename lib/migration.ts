@@ -10,7 +10,7 @@ import { ConnectionLost, type Recovery } from './net/recovery.js';
 import { compareBatch } from './verify/compare-key.js';
 import { copyBatchAuto, copyBatchByDump, restoreStored, RestoreRefused } from './writers/restore.js';
 import { copyBatchByType } from './writers/by-type.js';
-import type { ErrorLog } from './error-log.js';
+import { displayKey, oneLine, type ErrorLog } from './error-log.js';
 import type { OutcomeRecorder } from './verify/comparison.js';
 import type { Settings } from './settings.js';
 
@@ -97,6 +97,8 @@ export class Migration {
   private stopping = false;
   private interrupted = false;
   private errorLimitReached = false;
+  /** The latest failure, named on the console if the error limit stops the run. */
+  private lastFailure: { key: Buffer; reason: string } | undefined;
   private fatal: string | undefined;
   private writesSincePause = 0;
   private skipsSincePause = 0;
@@ -379,8 +381,10 @@ export class Migration {
     this.journal?.add(outcomes);
     for (const outcome of outcomes) {
       this.counts[outcome.status] += 1;
-      if (outcome.status === 'failed') this.log.keyFailed(outcome.key, outcome.reason);
-      else if (outcome.via) this.crossing[outcome.via] += 1;
+      if (outcome.status === 'failed') {
+        this.log.keyFailed(outcome.key, outcome.reason);
+        this.lastFailure = outcome;
+      } else if (outcome.via) this.crossing[outcome.via] += 1;
       if (outcome.status !== 'failed' && outcome.dropped) {
         this.crossing.degraded += 1;
         this.log.keyDegraded(outcome.key, outcome.dropped);
@@ -406,6 +410,7 @@ export class Migration {
       this.errorLimitReached = true;
       this.stopping = true;
       this.say(`Max errored keys limit of ${limit} reached`);
+      if (this.lastFailure) this.say(`The last failure, key |${displayKey(this.lastFailure.key)}|: ${oneLine(this.lastFailure.reason)}`);
     }
   }
 

@@ -222,6 +222,21 @@ describe('live replication', () => {
     expect(await target.cmd('GET', 'key:1')).toBe('new');
     expect(summaryOf(dir).verification?.live).toMatchObject({ checked: 1, identical: 1 });
   });
+
+  it('MAX_ERRORED_KEYS_LIMIT stops a live run: exit 3, the limit and the last failure named on the console', async () => {
+    const dir = await fresh();
+    const run = await startLive(dir, { MIGRATION_MODE: 'liveonly', OVERWRITE_EXISTING_KEYS: 'true', MAX_ERRORED_KEYS_LIMIT: 5 });
+    await target.cmd('CONFIG', 'SET', 'maxmemory', '1');
+    try {
+      for (let i = 0; i < 20; i++) await source.cmd('SET', `key:${i}`, 'x'.repeat(100));
+      const result = await run.done;
+      expect(result.code, result.stdout).toBe(3);
+      expect(result.stdout).toMatch(/^Max errored keys limit of 5 reached$/m);
+      expect(result.stdout).toMatch(/^The last failure, key \|key:\d+\|: OOM command not allowed/m);
+    } finally {
+      await target.cmd('CONFIG', 'SET', 'maxmemory', '0');
+    }
+  });
 });
 
 describe('live replication refuses what it cannot do safely', () => {

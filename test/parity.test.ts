@@ -200,6 +200,7 @@ describe('per-key errors (target ACL user limited to ~ok:*)', () => {
       expectNoStackTrace(run);
       expect(run.code).toBe(3);
       expect(run.stdout).toMatch(/^Max errored keys limit of 5 reached$/m);
+      expect(run.stdout).toMatch(/^The last failure, key \|bad:[^|]+\|: \S/m);
       const counts = summaryOf(run.stdout);
       expect(counts.failed).toBeGreaterThanOrEqual(5);
       expect(counts.restored + counts.skipped + counts.failed + counts.vanished).toBeLessThan(badKeys.length);
