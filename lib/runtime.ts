@@ -11,7 +11,7 @@ import v8 from 'node:v8';
  * V8's defaults let a busy copy keep ~50 MB of garbage: the young generation grows to 32 MB, the old one by
  * up to 4x per collection. Heap limits are read only at start, but these two are read at each collection:
  * the young generation stays at what loading the modules left (8 MB), the old one grows by 20%. Measured on
- * 300,000 mixed keys: peak RSS 114-124 MB against 145-155 MB, at less CPU than the sized-heap child
+ * 300,000 mixed keys: peak RSS 114-130 MB against 145-195 MB, at less CPU than the sized-heap child
  * process (`--max-semi-space-size=2`) that did this before, and without its second start.
  */
 const HEAP_FLAGS = ['--semi-space-growth-factor=1', '--heap-growing-percent=20'];
@@ -85,10 +85,10 @@ export function outliveClosedOutput(): void {
 // ---- The launchers: npm, npx and tsx above this process ----
 //
 // `npx tsx redis-keys-migrator.ts` runs npm (titled "npm exec tsx …"), which runs `sh -c 'tsx' …`, which runs
-// tsx's cli, which runs this process. `kill PID`, `timeout`, systemd and
-// container runtimes signal the first process alone. npm passes SIGINT and SIGTERM to its `sh` only, and there
-// they stop: dash dies of SIGTERM (npm then exits 143 and the rest of the run is orphaned), and it holds SIGINT
-// until its child exits (so nothing of ours is told). What this process can see instead: a launcher gone, and
+// tsx's cli, which runs this process. `kill PID`, `timeout`, systemd and container runtimes signal the first
+// process alone. npm passes SIGINT and SIGTERM to its `sh` only, and there they stop: dash dies of SIGTERM
+// (npm then exits 143 and the rest of the run is orphaned), and it holds SIGINT until its child exits (so
+// nothing of ours is told). What this process can see instead: a launcher gone, and
 // the `sh` woken. That shell sleeps in wait4 and catches only SIGINT and SIGCHLD, and SIGCHLD comes only from
 // tsx stopping, continuing or ending; so a context switch of the shell while tsx runs is a signal it caught.
 // (A stop signal sent to an orphaned process group wakes it too, and is then dropped; nothing sends those.)
