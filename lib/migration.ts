@@ -123,6 +123,11 @@ export class Migration {
     this.wakeUp?.();
   }
 
+  /** No new batches will be copied: Ctrl-C, the error limit, or a failure of the whole run. */
+  get stopped(): boolean {
+    return this.stopping;
+  }
+
   /** The method in use now: `auto` until a fallback, then the method it fell back to. */
   get methodUsed(): string {
     return this.method === 'auto' ? 'dump' : this.method;

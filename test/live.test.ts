@@ -2,6 +2,7 @@
 // the copy end on the target; lost events (a killed subscriber, an output buffer overrun, FLUSHALL) are gaps, repaired.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runDir } from './helpers/fixtures.js';
 import { digest, seedStrings } from './helpers/sample-data.js';
@@ -228,8 +229,9 @@ describe('live replication', () => {
     const run = await startLive(dir, { MIGRATION_MODE: 'liveonly', OVERWRITE_EXISTING_KEYS: 'true', MAX_ERRORED_KEYS_LIMIT: 5 });
     await target.cmd('CONFIG', 'SET', 'maxmemory', '1');
     try {
-      for (let i = 0; i < 20; i++) await source.cmd('SET', `key:${i}`, 'x'.repeat(100));
-      const result = await run.done;
+      // Exactly the limit: the last change is the one that reaches it, and no further change wakes the run.
+      for (let i = 0; i < 5; i++) await source.cmd('SET', `key:${i}`, 'x'.repeat(100));
+      const result = await Promise.race([run.done, sleep(15_000).then(() => ({ code: -1, stdout: `still running after 15 s:\n${run.output()}` }))]);
       expect(result.code, result.stdout).toBe(3);
       expect(result.stdout).toMatch(/^Max errored keys limit of 5 reached$/m);
       expect(result.stdout).toMatch(/^The last failure, key \|key:\d+\|: OOM command not allowed/m);

@@ -183,7 +183,8 @@ export async function replicate(ctx: LiveContext): Promise<LiveOutcome> {
     ctx.interruption.onRequest(() => stop('signal'));
     const idle = settings.live.idleTimeoutMs;
     const watch = setInterval(() => {
-      if (feed.fatal) stop('stopped early');
+      // The copy's own stop (the error limit) ends the wait for changes too, which may never come.
+      if (feed.fatal || migration.stopped) stop('stopped early');
       else if (idle > 0 && Date.now() - lastChange >= idle && queue.size === 0 && queue.inFlight === 0 && !sweep.pendingFull) stop('idle');
     }, 200);
     const heartbeat = watchServers(ctx, queue, (reason) => {
