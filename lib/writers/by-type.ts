@@ -217,8 +217,9 @@ export async function buildInChunks(ctx: Omit<CopyContext, 'source'>, key: Buffe
     await content.finish?.(building);
     return await moveIntoPlace(target, building, key, content.expireAt, settings.overwrite);
   } catch (err) {
-    // Where the connection is gone, the build is removed once the run has reconnected (else it expires).
-    if (written) await dropBuilding(target, building, { key, status: 'vanished' }).catch(() => ctx.abandoned?.push({ target, key: building }));
+    // Even with no chunk confirmed: a chunk whose reply was lost may have been written. Where the connection
+    // is gone, the build is removed once the run has reconnected (else it expires).
+    await dropBuilding(target, building, { key, status: 'vanished' }).catch(() => ctx.abandoned?.push({ target, key: building }));
     return failed(key, err);
   }
 }

@@ -15,6 +15,12 @@ export interface FaultProxy {
   stall(ms: number): Promise<void>;
   /** For `ms` milliseconds, every new connection is accepted and destroyed at once (refused); existing ones are cut too when `cutExisting` is true. */
   refuse(ms: number, cutExisting?: boolean): Promise<void>;
+  /**
+   * The first command sent upstream whose bytes hold `marker` reaches the server, but its reply never comes
+   * back: that client's connection is reset a moment later (a reply lost with the connection). Resolves then.
+   * The marker must not straddle two TCP chunks (short markers in one command: fine for tests).
+   */
+  loseReplyTo(marker: string): Promise<void>;
   /** Points the proxy at another upstream port from now on (for a server restarted on a new port / a failover). */
   retarget(port: number): void;
   close(): Promise<void>;
@@ -26,6 +32,8 @@ interface Pair {
   /** Chunks that slipped through while stalled, kept per direction so none are lost or reordered. */
   toUpstream: Buffer[];
   toClient: Buffer[];
+  /** Replies to this client are dropped (loseReplyTo). */
+  repliesLost?: boolean;
 }
 
 /** Sends an RST rather than a FIN where it can, so the far end sees a reset, not a polite close. */
@@ -50,6 +58,7 @@ export async function startProxy(upstreamPort: number, upstreamHost = '127.0.0.1
   const held = new Set<Socket>();
   /** Pending stall/refuse timers with their resolvers, so close() can end them instead of leaving handles. */
   const timers = new Map<NodeJS.Timeout, () => void>();
+  let replyLoss: { marker: Buffer; fired: () => void } | undefined;
 
   const after = (ms: number, then: () => void): Promise<void> =>
     new Promise<void>((resolve) => {
@@ -69,6 +78,8 @@ export async function startProxy(upstreamPort: number, upstreamHost = '127.0.0.1
         backlog.push(chunk);
         return;
       }
+      if (to === pair.client && pair.repliesLost) return;
+      if (to === pair.upstream && replyLoss && chunk.includes(replyLoss.marker)) loseReplies(pair, replyLoss.fired);
       if (!to.write(chunk)) from.pause();
     });
     to.on('drain', () => {
@@ -109,6 +120,17 @@ export async function startProxy(upstreamPort: number, upstreamHost = '127.0.0.1
     }
     wire(client);
   });
+
+  /** The command in flight goes on to the server; the client never hears back and is reset. */
+  const loseReplies = (pair: Pair, fired: () => void): void => {
+    replyLoss = undefined;
+    pair.repliesLost = true;
+    setTimeout(() => {
+      reset(pair.client);
+      pair.upstream.end();
+      fired();
+    }, 100);
+  };
 
   const cutAll = (): void => {
     for (const pair of pairs) {
@@ -169,6 +191,10 @@ export async function startProxy(upstreamPort: number, upstreamHost = '127.0.0.1
         refusals--;
       });
     },
+    loseReplyTo: (marker) =>
+      new Promise<void>((resolve) => {
+        replyLoss = { marker: Buffer.from(marker), fired: resolve };
+      }),
     retarget: (newPort) => {
       targetPort = newPort;
     },
