@@ -24,7 +24,7 @@ export interface CopyContext {
   settings: Settings;
   /** Shared by every node pair of a run. */
   stats: CopyStats;
-  /** Builds of big keys a lost connection kept from removing: the run removes them once it reconnects. */
+  /** Builds of big keys a lost connection or a refusal kept from removing: removed once reconnected, and at the end. */
   abandoned?: Abandoned[];
 }
 

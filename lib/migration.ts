@@ -161,6 +161,7 @@ export class Migration {
       this.abort(err);
     }
     await Promise.all(inFlight);
+    await this.dropAbandoned();
     return {
       counts: this.counts,
       crossing: this.crossing,
@@ -302,7 +303,7 @@ export class Migration {
     return again(since);
   }
 
-  /** Builds left by a lost connection, removed now that it is back (one that fails again expires by itself). */
+  /** Builds left by a lost connection or a refusal, removed now (one that fails again expires by itself). */
   private async dropAbandoned(): Promise<void> {
     const builds = this.abandoned.splice(0);
     await Promise.all(builds.map(({ target, key }) => target.send(['DEL', key]).catch(() => undefined)));

@@ -209,17 +209,19 @@ export async function buildInChunks(ctx: Omit<CopyContext, 'source'>, key: Buffe
       const [answer] = await writeTyped(target, mode, [{ key: building, kind: content.kind, expireAt: -1, expireIn: BUILD_EXPIRY_MS, values }]);
       written = true;
       ctx.stats.bytesMoved += values.reduce((sum, v) => sum + v.length, 0);
-      if (answer?.status !== 'restored') return await dropBuilding(target, building, { ...chunkOutcome(answer), key });
+      if (answer?.status !== 'restored') return await dropBuilding(ctx, building, { ...chunkOutcome(answer), key });
       await content.afterChunk?.(building, values);
       mode = 'append';
     }
-    if (!written || !(await content.stillThere())) return await dropBuilding(target, building, { key, status: 'vanished' });
+    if (!written || !(await content.stillThere())) return await dropBuilding(ctx, building, { key, status: 'vanished' });
     await content.finish?.(building);
-    return await moveIntoPlace(target, building, key, content.expireAt, settings.overwrite);
+    const placed = await moveIntoPlace(target, building, key, content.expireAt, settings.overwrite);
+    // Refused (the cluster down, the slot moved): the key is tried again under a new build name.
+    return placed.status === 'failed' ? await dropBuilding(ctx, building, placed) : placed;
   } catch (err) {
     // Even with no chunk confirmed: a chunk whose reply was lost may have been written. Where the connection
     // is gone, the build is removed once the run has reconnected (else it expires).
-    await dropBuilding(target, building, { key, status: 'vanished' }).catch(() => ctx.abandoned?.push({ target, key: building }));
+    await dropBuilding(ctx, building, { key, status: 'vanished' }).catch(() => ctx.abandoned?.push({ target, key: building }));
     return failed(key, err);
   }
 }
@@ -235,12 +237,16 @@ export function buildingName(key: Buffer, attempt: string): Buffer {
   return Buffer.concat([Buffer.from(`${BUILDING_PREFIX}{${slotTag(keySlot(key))}}:${attempt}:`), key]);
 }
 
-/** A build abandoned (a failed chunk, a source key gone): removed here, or left to its own expiry if that fails too. */
-async function dropBuilding(target: Connection, building: Buffer, outcome: KeyOutcome): Promise<KeyOutcome> {
+/**
+ * A build given up (a failed chunk, a source key gone): removed here. A DEL refused too (the cluster down) is
+ * left to the run, which removes such builds again at the end of the copy; a lost connection throws.
+ */
+async function dropBuilding(ctx: Omit<CopyContext, 'source'>, building: Buffer, outcome: KeyOutcome): Promise<KeyOutcome> {
   try {
-    await target.send(['DEL', building]);
+    await ctx.target.send(['DEL', building]);
   } catch (err) {
     if (!(err instanceof ErrorReply)) throw err;
+    ctx.abandoned?.push({ target: ctx.target, key: building });
   }
   return outcome;
 }
