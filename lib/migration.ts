@@ -86,6 +86,8 @@ const BATCHES_IN_FLIGHT = 4;
 const REDIRECT_ATTEMPTS = 5;
 /** The longest wait between two tries of keys a cluster refused while down. */
 const CLUSTER_DOWN_RETRY_MS = 1000;
+/** The pause before another try of a redirected key: doubling from 100 ms, at most CLUSTER_DOWN_RETRY_MS. */
+const redirectPause = (attempt: number): Promise<void> => sleep(Math.min(50 * 2 ** attempt, CLUSTER_DOWN_RETRY_MS));
 
 export class Migration {
   readonly counts: Counts = { restored: 0, skipped: 0, failed: 0, vanished: 0 };
@@ -241,7 +243,7 @@ export class Migration {
         return Number(await node.send(['DEL', key]));
       } catch (err) {
         if (!this.run.target.cluster || !isRedirect(describeError(err)) || attempt >= REDIRECT_ATTEMPTS) throw err;
-        if (attempt > 1) await sleep(50 * 2 ** attempt);
+        if (attempt > 1) await redirectPause(attempt);
         node = await this.run.target.locate(key);
       }
     }
@@ -333,7 +335,7 @@ export class Migration {
         const down = [...redirected].filter((o): o is FailedOutcome => o.status === 'failed' && isClusterDown(o.reason));
         if (attempt >= REDIRECT_ATTEMPTS && !(down.length === redirected.size && Date.now() - started < this.run.settings.reconnectTimeoutMs)) break;
         if (down.length > 0 && attempt > 0) unshow ??= this.run.recovery?.showWaiting(`a cluster that is down (${down[0]?.reason})`, started);
-        if (attempt > 0) await sleep(Math.min(50 * 2 ** attempt, CLUSTER_DOWN_RETRY_MS));
+        if (attempt > 0) await redirectPause(attempt);
         const retried = await mapLimited([...redirected], CHUNKED_KEYS_AT_ONCE, (outcome) => this.orStop(again(outcome)));
         outcomes = [...outcomes.filter((o) => !redirected.has(o)), ...retried.flat()];
       }

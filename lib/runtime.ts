@@ -88,9 +88,9 @@ export function outliveClosedOutput(): void {
 // tsx's cli, which runs this process. `kill PID`, `timeout`, systemd and container runtimes signal the first
 // process alone. npm passes SIGINT and SIGTERM to its `sh` only, and there they stop: dash dies of SIGTERM
 // (npm then exits 143 and the rest of the run is orphaned), and it holds SIGINT until its child exits (so
-// nothing of ours is told). What this process can see instead: a launcher gone, and
-// the `sh` woken. That shell sleeps in wait4 and catches only SIGINT and SIGCHLD, and SIGCHLD comes only from
-// tsx stopping, continuing or ending; so a context switch of the shell while tsx runs is a signal it caught.
+// nothing of ours is told). What this process can see instead: a launcher gone, and the `sh` woken. That
+// shell sleeps in wait4 and catches only SIGINT and SIGCHLD, and SIGCHLD comes only from tsx stopping,
+// continuing or ending; so a context switch of the shell while tsx runs is a signal it caught.
 // (A stop signal sent to an orphaned process group wakes it too, and is then dropped; nothing sends those.)
 // Where /bin/sh is bash, `sh -c 'tsx' …` execs tsx, and npm's signals reach tsx, which passes them on.
 
@@ -123,10 +123,10 @@ interface LauncherEvents {
  * only for this process being orphaned by tsx's cli. A stop sent before this process started (while tsx
  * loads the script, about a second) is not seen.
  */
-function watchLaunchers(events: LauncherEvents): { stop(): void } {
+function watchLaunchers(events: LauncherEvents): void {
   const chain = launcherChain();
   if (chain === undefined) return watchParentOnly(events);
-  if (chain.length === 0) return { stop: () => undefined };
+  if (chain.length === 0) return;
   const shells = chain.filter((proc) => isShellCommand(proc.argv)).map((proc) => ({ pid: proc.pid, seen: contextSwitches(proc.pid) }));
   const parent = process.ppid;
   // A stop and continue (Ctrl-Z then `fg`, `docker pause`) wakes the shell too, with SIGCHLD: no request.
@@ -164,19 +164,17 @@ function watchLaunchers(events: LauncherEvents): { stop(): void } {
     clearInterval(timer);
     process.off('SIGCONT', onContinue);
   };
-  return { stop };
 }
 
 /** Without /proc: tsx's cli is our parent (its preflight is in our execArgv), and it should outlive us. */
-function watchParentOnly(events: LauncherEvents): { stop(): void } {
-  if (!process.execArgv.some((arg) => /[\\/]tsx[\\/]dist[\\/]preflight\.c?js$/.test(arg))) return { stop: () => undefined };
+function watchParentOnly(events: LauncherEvents): void {
+  if (!process.execArgv.some((arg) => /[\\/]tsx[\\/]dist[\\/]preflight\.c?js$/.test(arg))) return;
   const parent = process.ppid;
   const timer = setInterval(() => {
     if (process.ppid === parent) return;
     clearInterval(timer);
     events.gone();
   }, POLL_MS).unref();
-  return { stop: () => clearInterval(timer) };
 }
 
 /** The launchers above this process, nearest first; undefined without a readable /proc. */

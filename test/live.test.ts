@@ -2,14 +2,13 @@
 // the copy end on the target; lost events (a killed subscriber, an output buffer overrun, FLUSHALL) are gaps, repaired.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runDir } from './helpers/fixtures.js';
 import { digest, seedStrings } from './helpers/sample-data.js';
 import { firstKeyspaceDifference } from './helpers/inspect.js';
 import { startLoad } from './helpers/load.js';
 import { startProxy } from './helpers/proxy.js';
-import { endpoints, runMigrator, spawnMigrator, startRedis, waitUntil, type LocalServer, type RunningMigrator } from './helpers/servers.js';
+import { endedWithin, endpoints, runMigrator, spawnMigrator, startRedis, waitUntil, type LocalServer, type RunningMigrator } from './helpers/servers.js';
 
 const NOTIFY = ['--notify-keyspace-events', 'KEA'];
 const FAST = { SLEEP_TIME: 0, PROGRESS: 'off', LIVE_SWEEP_RATE: 0, REPLY_TIMEOUT: 5 };
@@ -185,7 +184,7 @@ describe('live replication', () => {
       const before = proxy.accepted;
       const refused = proxy.refuse(30_000, true);
       const lostAt = Date.now();
-      const result = await Promise.race([run.done, new Promise<undefined>((resolve) => setTimeout(resolve, 15_000))]);
+      const result = await endedWithin(run, 15_000);
       expect(result, `still running 15 s after the ${side} went away\n${run.output()}`).toBeDefined();
       expect(result?.code, run.output()).toBe(1);
       expect(Date.now() - lostAt, "it waited about RECONNECT_TIMEOUT first").toBeGreaterThanOrEqual(1500);
@@ -231,10 +230,10 @@ describe('live replication', () => {
     try {
       // Exactly the limit: the last change is the one that reaches it, and no further change wakes the run.
       for (let i = 0; i < 5; i++) await source.cmd('SET', `key:${i}`, 'x'.repeat(100));
-      const result = await Promise.race([run.done, sleep(15_000).then(() => ({ code: -1, stdout: `still running after 15 s:\n${run.output()}` }))]);
-      expect(result.code, result.stdout).toBe(3);
-      expect(result.stdout).toMatch(/^Max errored keys limit of 5 reached$/m);
-      expect(result.stdout).toMatch(/^The last failure, key \|key:\d+\|: OOM command not allowed/m);
+      const result = await endedWithin(run, 15_000);
+      expect(result?.code, result?.stdout ?? `still running after 15 s:\n${run.output()}`).toBe(3);
+      expect(result?.stdout).toMatch(/^Max errored keys limit of 5 reached$/m);
+      expect(result?.stdout).toMatch(/^The last failure, key \|key:\d+\|: OOM command not allowed/m);
     } finally {
       await target.cmd('CONFIG', 'SET', 'maxmemory', '0');
     }

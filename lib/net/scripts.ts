@@ -17,6 +17,9 @@ do
 end
 `;
 
+/** Why a type the type copy has no command for (a module's) cannot go that way, and what can copy it. */
+export const NOT_BY_TYPE_HINT = 'a module value? COPY_METHOD=dump copies it where the target has the module';
+
 /** One key of a DUMP read: expire-at (-1 none, -2 gone, -3 error: the payload is the message) and payload. */
 export interface DumpRecord {
   expireAt: number;
@@ -256,7 +259,7 @@ end
 local function write_values(k, kind, values)
   if kind == 'stream' then return write_stream(k, values) end
   local command = WRITE[kind]
-  if command == nil then return { err = 'cannot copy type ' .. kind .. ' by type (a module value? COPY_METHOD=dump copies it where the target has the module)' } end
+  if command == nil then return { err = 'cannot copy type ' .. kind .. ' by type (${NOT_BY_TYPE_HINT})' } end
   if kind == 'string' and mode == 'append' then command = 'APPEND' end
   return redis.pcall(command, k, unpack(values))
 end

@@ -8,7 +8,7 @@ import {
 import { randomBytes } from 'node:crypto';
 import { ErrorReply } from '@redis/client';
 import { keySlot, slotTag } from '../net/cluster.js';
-import { MOVE_INTO_PLACE, READ_FLAGS, TYPE_READ, TYPE_WRITE, WRITE_FLAGS, withFlags } from '../net/scripts.js';
+import { MOVE_INTO_PLACE, NOT_BY_TYPE_HINT, READ_FLAGS, TYPE_READ, TYPE_WRITE, WRITE_FLAGS, withFlags } from '../net/scripts.js';
 
 /** A key as read for writing: values already in write order. */
 export interface TypedRecord {
@@ -299,7 +299,7 @@ async function* readChunks(source: Connection, key: Buffer, kind: string, size: 
       yield* streamChunks(source, key, size, dangling);
       return;
     default:
-      throw new KeyProblem(`cannot copy type ${kind} by type (a module value? COPY_METHOD=dump copies it where the target has the module)`);
+      throw new KeyProblem(`cannot copy type ${kind} by type (${NOT_BY_TYPE_HINT})`);
   }
 }
 

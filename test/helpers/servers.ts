@@ -216,6 +216,19 @@ export function spawnMigrator(env: Record<string, string | number>, cwd: string)
   };
 }
 
+/** The run's result if it ends within `ms`, else undefined: for runs that must stop by themselves. */
+export async function endedWithin(run: RunningMigrator, ms: number): Promise<RunResult | undefined> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<undefined>((resolve) => {
+    timer = setTimeout(() => resolve(undefined), ms);
+  });
+  try {
+    return await Promise.race([run.done, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 /** Polls `condition` every `everyMs` until it is true; fails after `timeoutMs`, naming `what`. */
 export async function waitUntil(condition: () => Promise<boolean>, what: string, timeoutMs = 20_000, everyMs = 100): Promise<void> {
   const deadline = Date.now() + timeoutMs;
