@@ -180,7 +180,7 @@ function pairedLines(rows: RowResult[], repeats: RowResult[]): string[] {
     const speed = median(runsOf(id, rows, repeats).flatMap((r) => keysPerSecond(r) ?? []));
     lines.push(`| ${LETTER[id]} ${ROW_LABELS[id]} | ${runs.map((r) => fixed(r.wallSeconds, 2)).join(', ')} | ${speed ? formatCount(speed) : '—'} |`);
   }
-  lines.push('', 'Runs of a pair alternate in order, each into an emptied target; a run with a problem is left out of the median.');
+  lines.push('', 'Runs of a group alternate in order, each into an emptied target (the cluster row: its copy repeated into the emptied target cluster); a run with a problem is left out of the median.');
   return lines;
 }
 
@@ -216,7 +216,7 @@ export function renderReport(info: RunInfo, rows: RowResult[], repeats: RowResul
     'the target digest is DEBUG DIGEST compared with the source\'s. (a′) runs right after (a) on the target (a) filled, not emptied: it',
     'writes nothing and must report every key identical (exit 0); its digest check is equal by construction and kept as a guard.',
     '(a″) is (a) with CHECKPOINT_FILE set: the resilience a run always has (reply watchdog, lost-batch retry) plus the checkpoint',
-    'written ten times a second; it is held to 0.97× (a), by the medians of interleaved runs (see Paired repeats).',
+    'written ten times a second; it is held to 0.97× (a), by the medians of interleaved runs (see Repeats).',
     '(f), (f′) and (g) start from the source saved to an .rdb file (SAVE): (f) and (f′) copy it into the emptied target with',
     'SOURCE_RDB_FILE, read by our reader or loaded into a private redis-server (its RSS is the peak); (g) is a redis-server',
     'loading the same file, timed until it accepts connections: the limit for reading the file.',
@@ -235,7 +235,7 @@ export function renderReport(info: RunInfo, rows: RowResult[], repeats: RowResul
     '',
     ...targetLines(rows, repeats, info.keys),
     '',
-    '## Paired repeats (the medians behind the (a″) and (f)/(f′) targets)',
+    '## Repeats (every copy row three times, interleaved; the medians behind the (a″) and (f)/(f′) targets)',
     '',
     ...pairedLines(rows, repeats),
     '',

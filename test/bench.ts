@@ -20,10 +20,11 @@ const DEFAULT_KEYS = 1_000_000;
 const SCALING_SIZES = [200_000, 2_000_000];
 const ROW_ORDER: Exclude<RowId, 'cluster'>[] = ['dump', 'compare', 'checkpoint', 'type', 'migrate', 'replicaof', 'rdb-native', 'rdb-server', 'rdb-load'];
 /**
- * The goals that compare two tool rows ((a″) with (a), (f) with (f′)) ask for a few per cent, and one run of a row
- * varies by ±15% here: each pair runs PAIRED_REPEATS more times, interleaved, and the goal takes the medians.
+ * One run of a row varies by ±15% here, and the goals that compare two tool rows ((a″) with (a), (f) with (f′)) ask
+ * for a few per cent: every copy row runs PAIRED_REPEATS more times, the rows of a group interleaved, and goals and
+ * before/after comparisons take the medians. The cluster row repeats its timed copy the same number of times.
  */
-const PAIRS: [Exclude<RowId, 'cluster'>, Exclude<RowId, 'cluster'>][] = [['dump', 'checkpoint'], ['rdb-native', 'rdb-server']];
+const PAIRS: Exclude<RowId, 'cluster'>[][] = [['dump', 'checkpoint', 'type'], ['rdb-native', 'rdb-server']];
 const PAIRED_REPEATS = 2;
 /** Rows that run on the target the row before left, not an emptied one: compare checks the copy (a) just made. */
 const KEEPS_TARGET: ReadonlySet<RowId> = new Set<RowId>(['compare']);
@@ -182,11 +183,12 @@ async function runMainRows(source: RedisServer, target: RedisServer, keys: numbe
     rows.push(await runRow(id, source, target, keys, sourceDigest));
   }
   const repeats = await runPairedRepeats(source, target, keys, sourceDigest, baseline);
-  rows.push(await runClusterRow(source, keys, sourceDigest));
-  return { info, rows, repeats };
+  const [cluster, ...clusterRepeats] = await runClusterRows(source, keys, sourceDigest);
+  if (cluster) rows.push(cluster);
+  return { info, rows, repeats: [...repeats, ...clusterRepeats] };
 }
 
-/** Each pair of PAIRS again, PAIRED_REPEATS times, the order swapped each round, every run into an emptied target. */
+/** Each group of PAIRS again, PAIRED_REPEATS times, the order reversed each round, every run into an emptied target. */
 async function runPairedRepeats(source: RedisServer, target: RedisServer, keys: number, sourceDigest: string, baseline: Map<string, string>): Promise<RowResult[]> {
   const repeats: RowResult[] = [];
   for (let round = 0; round < PAIRED_REPEATS; round++) {
@@ -220,21 +222,34 @@ async function clusterCpuSeconds(cluster: TestCluster): Promise<number> {
  * Row (e): two fresh 3-master clusters. The tool fills the source cluster from the seeded server (not timed,
  * checked by digest), then the timed run copies cluster to cluster with the same settings as (a).
  */
-async function runClusterRow(seeded: RedisServer, keys: number, sourceDigest: string): Promise<RowResult> {
+async function runClusterRows(seeded: RedisServer, keys: number, sourceDigest: string): Promise<RowResult[]> {
   say(`  ${ROW_LABELS.cluster}: two clusters, the source one filled by the tool ...`);
   try {
     return await withPair(() => startCluster(), (source, target) => measureBetweenClusters(seeded, source, target, keys, sourceDigest));
   } catch (err) {
-    return { id: 'cluster', keys, problems: [err instanceof Error ? err.message : String(err)] };
+    return [{ id: 'cluster', keys, problems: [err instanceof Error ? err.message : String(err)] }];
   }
 }
 
-/** The tool fills `source` from the seeded server (checked by digest), then the timed copy runs between the clusters. */
-async function measureBetweenClusters(seeded: RedisServer, source: TestCluster, target: TestCluster, keys: number, sourceDigest: string): Promise<RowResult> {
+/**
+ * The tool fills `source` from the seeded server (checked by digest), then the timed copy runs between the
+ * clusters 1 + PAIRED_REPEATS times, the target cluster emptied before each.
+ */
+async function measureBetweenClusters(seeded: RedisServer, source: TestCluster, target: TestCluster, keys: number, sourceDigest: string): Promise<RowResult[]> {
   const fill = await runToolTimed('dump', { ...sideSettings('SOURCE', seeded), ...sideSettings('DESTINATION', source.nodes[0] as RedisServer, true) }, keys);
   if (fill.problems.length > 0 || (await clusterDigest(source)) !== sourceDigest) {
-    return { id: 'cluster', keys, problems: [`filling the source cluster went wrong: ${fill.problems.join('; ') || 'its digest differs'}`] };
+    return [{ id: 'cluster', keys, problems: [`filling the source cluster went wrong: ${fill.problems.join('; ') || 'its digest differs'}`] }];
   }
+  const runs: RowResult[] = [];
+  for (let run = 0; run <= PAIRED_REPEATS; run++) {
+    await Promise.all(target.masters.map((node) => node.cmd('FLUSHALL')));
+    runs.push(await timeClusterCopy(source, target, keys, sourceDigest));
+  }
+  return runs;
+}
+
+/** One timed copy between the clusters, with the servers' CPU and the target's combined digest. */
+async function timeClusterCopy(source: TestCluster, target: TestCluster, keys: number, sourceDigest: string): Promise<RowResult> {
   const cpuBefore = await Promise.all([clusterCpuSeconds(source), clusterCpuSeconds(target)]);
   const row = await measureClusterTool(source.nodes[0] as RedisServer, target.nodes[0] as RedisServer, keys);
   const cpuAfter = await Promise.all([clusterCpuSeconds(source), clusterCpuSeconds(target)]);
