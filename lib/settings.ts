@@ -117,7 +117,7 @@ export interface Settings {
   rdbFile: string;
   rdbReader: 'server' | 'native';
   redisServerPath: string;
-  destination: Endpoint;
+  target: Endpoint;
   matchPattern: string;
   scanType: string;
   excludePattern: string;
@@ -297,9 +297,22 @@ function liveRefusals(env: Env, mode: 'live' | 'liveonly'): void {
   }
 }
 
+const CORE_TYPES = ['string', 'list', 'set', 'zset', 'hash', 'stream'];
+
+/** What RDB_READER=native does not do, in one line naming the setting. */
+function nativeReaderRefusals(env: Env): void {
+  if (parseChoice(env, 'COPY_METHOD', ['auto', 'dump', 'type'] as const) === 'type') {
+    throw new SettingsError('COPY_METHOD=type with SOURCE_RDB_FILE needs RDB_READER=server: this tool\'s own reader restores the values as the file holds them (COPY_METHOD=auto or dump)');
+  }
+  const scanType = parseScanType(env);
+  if (scanType && !CORE_TYPES.includes(scanType.toLowerCase())) {
+    throw new SettingsError(`RDB_READER=native filters by the six core types (SCAN_TYPE ${CORE_TYPES.join(', ')}), got ${JSON.stringify(scanType)}: use RDB_READER=server`);
+  }
+}
+
 export function parseSettings(env: Env): Settings {
   const source = parseEndpoint(env, 'source');
-  const destination = parseEndpoint(env, 'destination');
+  const target = parseEndpoint(env, 'destination');
   if (source.cluster && raw(env, 'SOURCE_RDB_FILE')) {
     throw new SettingsError('SOURCE_RDB_FILE and SOURCE_REDIS_CLUSTER=true do not go together: an .rdb file is loaded into one private server');
   }
@@ -308,14 +321,15 @@ export function parseSettings(env: Env): Settings {
   if (raw(env, 'CHECKPOINT_FILE') && raw(env, 'SOURCE_RDB_FILE')) {
     throw new SettingsError('CHECKPOINT_FILE and SOURCE_RDB_FILE do not go together: each load of the file is a new server, on which no SCAN cursor can resume');
   }
-  source.replyTimeoutMs = destination.replyTimeoutMs = parseSeconds(env, 'REPLY_TIMEOUT') * 1000;
+  source.replyTimeoutMs = target.replyTimeoutMs = parseSeconds(env, 'REPLY_TIMEOUT') * 1000;
+  if (raw(env, 'SOURCE_RDB_FILE') && parseChoice(env, 'RDB_READER', ['native', 'server'] as const) === 'native') nativeReaderRefusals(env);
   return {
     source,
     sourceDbChosen: (env.SOURCE_REDIS_DB_INDEX ?? '') !== '' || /\/[0-9]+$/.test(raw(env, 'SOURCE_REDIS_URL')),
     rdbFile: raw(env, 'SOURCE_RDB_FILE'),
     rdbReader: parseChoice(env, 'RDB_READER', ['native', 'server'] as const),
     redisServerPath: raw(env, 'REDIS_SERVER_PATH'),
-    destination,
+    target,
     matchPattern: raw(env, 'SCAN_MATCH_PATTERN'),
     scanType: parseScanType(env),
     excludePattern: raw(env, 'KEY_EXCLUDE_PATTERN'),

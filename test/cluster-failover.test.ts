@@ -3,10 +3,10 @@
 // its replica. The run rides through each, exits 0, and the target then holds exactly the source's keys,
 // compared key by key without the tool.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { failOver, keyspaceOf, promoted, startCluster, waitUntil, type TestCluster } from './helpers/cluster.js';
 import { runDir } from './helpers/fixtures.js';
 import { summary } from './helpers/inspect.js';
-import { spawnMigrator, type LocalServer, type RedisServer, type RunResult } from './helpers/servers.js';
+import { type LocalServer, type RedisServer, type RunResult, spawnMigrator, waitUntil } from './helpers/servers.js';
+import { failOver, keyspaceOf, promoted, startCluster, type TestCluster } from './helpers/cluster.js';
 
 const KEYS = 40_000;
 const LISTS = 3;

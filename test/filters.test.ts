@@ -2,8 +2,8 @@
 // real redis-server: for each pattern, the keys our RegExp accepts must be exactly the keys
 // `SCAN 0 MATCH <pattern>` returns, over a few hundred keys full of glob metacharacters and binary bytes.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { globMatches } from '../lib/sources/scan.js';
 import { startRedis, type RedisServer } from './helpers/servers.js';
+import { globMatches } from '../lib/sources/glob.js';
 
 /** Symbols keys are built from: letters, every glob metacharacter, control and high bytes, a UTF-8 letter. */
 const SYMBOLS: Buffer[] = [

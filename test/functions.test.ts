@@ -4,7 +4,7 @@
 import { copyFileSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { fileLibraries, libraryName } from '../lib/writers/functions.js';
+import { fileLibraries, libraryName } from '../lib/copy/functions.js';
 import { startCluster, type TestCluster } from './helpers/cluster.js';
 import { runDir, serverPair } from './helpers/fixtures.js';
 import { pairs, summary } from './helpers/inspect.js';

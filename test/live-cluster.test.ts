@@ -4,10 +4,10 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { failOver, keyspaceOf, ownerOf, startCluster, waitUntil, type TestCluster } from './helpers/cluster.js';
 import { runDir } from './helpers/fixtures.js';
 import { startLoad } from './helpers/load.js';
-import { endpoints, spawnMigrator, startRedis, type LocalServer } from './helpers/servers.js';
+import { endpoints, type LocalServer, spawnMigrator, startRedis, waitUntil } from './helpers/servers.js';
+import { failOver, keyspaceOf, ownerOf, startCluster, type TestCluster } from './helpers/cluster.js';
 
 let source: TestCluster;
 let target: TestCluster;

@@ -4,13 +4,14 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { runDir, serverPair, type Pair } from './helpers/fixtures.js';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Side } from '../lib/net/cluster.js';
-import { BUILDING_PREFIX } from '../lib/writers/by-type.js';
-import { selectedKeys, type KeyBatch } from '../lib/sources/scan.js';
+import { BUILDING_PREFIX } from '../lib/copy/by-type.js';
 import { summary } from './helpers/inspect.js';
 import { startProxy, type FaultProxy } from './helpers/proxy.js';
 import { digest, seedStrings } from './helpers/sample-data.js';
 import { endpoints, runMigrator, spawnMigrator, startRedis, waitUntil, type RedisServer, type RunResult } from './helpers/servers.js';
+import { Side } from '../lib/net/side.js';
+import type { RecordBatch } from '../lib/records.js';
+import { selectedKeys } from '../lib/sources/scan.js';
 
 const KEYS = 60_000;
 /** KEYS strings, one with an exact far expiry, and a list big enough to be copied in chunks. */
@@ -279,7 +280,7 @@ describe('a scan that sits between two batches while its server restarts', () =>
       expect(first.done).toBe(false);
       await pair.source.restart();
       await side.reconnect();
-      const seen = new Set<string>((first.value as KeyBatch).keys.map((k) => k.toString()));
+      const seen = new Set<string>((first.value as RecordBatch).keys.map((k) => k.toString()));
       for await (const batch of scan) for (const key of batch.keys) seen.add(key.toString());
       expect(restarts).toHaveLength(1);
       expect(seen.size).toBe(5000);

@@ -15,12 +15,12 @@ function settingsError(env: Record<string, string>): SettingsError {
 describe('defaults', () => {
   it("equal the Python script's", () => {
     const s = parseSettings({});
-    expect(s.destination).toMatchObject({ host: 'localhost', port: 6380, db: 0 });
+    expect(s.target).toMatchObject({ host: 'localhost', port: 6380, db: 0 });
     expect(s.source).toMatchObject({ host: 'localhost', port: 6381, db: 0 });
     expect(s.source.username).toBeUndefined();
     expect(s.source.password).toBeUndefined();
-    expect(s.destination.username).toBeUndefined();
-    expect(s.destination.password).toBeUndefined();
+    expect(s.target.username).toBeUndefined();
+    expect(s.target.password).toBeUndefined();
     expect(s.matchPattern).toBe('*');
     expect(s.scanBatchSize).toBe(1000);
     expect(s.pipelineBatchSize).toBe(1000);
@@ -81,7 +81,7 @@ describe('values', () => {
       COLLECTION_CHUNK_SIZE: '10',
     });
     expect(s.source).toEqual({ side: 'source', host: 'src.example', port: 7001, db: 2, username: 'reader', password: 'readpw', replyTimeoutMs: 10_000 });
-    expect(s.destination).toMatchObject({ host: 'dst.example', port: 7002, db: 5 });
+    expect(s.target).toMatchObject({ host: 'dst.example', port: 7002, db: 5 });
     expect(s).toMatchObject({
       matchPattern: 'user:*',
       scanBatchSize: 50,
@@ -110,7 +110,7 @@ describe('values', () => {
     expect(parseSettings({}).reconnectTimeoutMs).toBe(60_000);
     expect(parseSettings({ RECONNECT_TIMEOUT: '2.5' }).reconnectTimeoutMs).toBe(2500);
     const s = parseSettings({ REPLY_TIMEOUT: '0.5' });
-    expect([s.source.replyTimeoutMs, s.destination.replyTimeoutMs]).toEqual([500, 500]);
+    expect([s.source.replyTimeoutMs, s.target.replyTimeoutMs]).toEqual([500, 500]);
   });
 });
 
@@ -179,9 +179,9 @@ describe('URLs', () => {
       DESTINATION_REDIS_URL: 'redis://dst.example:7002/9',
     });
     expect(s.source).toEqual({ side: 'source', host: 'src.example', port: 7001, db: 3, username: 'mover', password: 'p@ss:w/rd%', replyTimeoutMs: 10_000 });
-    expect(s.destination).toMatchObject({ host: 'dst.example', port: 7002, db: 9 });
-    expect(s.destination.username).toBeUndefined();
-    expect(s.destination.password).toBeUndefined();
+    expect(s.target).toMatchObject({ host: 'dst.example', port: 7002, db: 9 });
+    expect(s.target.username).toBeUndefined();
+    expect(s.target.password).toBeUndefined();
   });
 
   it('percent-decode the user name too', () => {
@@ -197,9 +197,9 @@ describe('URLs', () => {
 
   it('take a password without a user name', () => {
     const s = parseSettings({ DESTINATION_REDIS_URL: 'redis://:onlypw@h:1/2' });
-    expect(s.destination.username).toBeUndefined();
-    expect(s.destination.password).toBe('onlypw');
-    expect(s.destination.db).toBe(2);
+    expect(s.target.username).toBeUndefined();
+    expect(s.target.password).toBe('onlypw');
+    expect(s.target.db).toBe(2);
   });
 
   it('replace host, port and db settings', () => {
@@ -237,7 +237,7 @@ describe('cluster settings', () => {
     expect(parseSettings({}).source.cluster).toBeUndefined();
     const s = parseSettings({ SOURCE_REDIS_CLUSTER: 'true', DESTINATION_REDIS_CLUSTER: 'false' });
     expect(s.source.cluster).toBe(true);
-    expect(s.destination.cluster).toBeUndefined();
+    expect(s.target.cluster).toBeUndefined();
   });
 
   it.each([

@@ -3,9 +3,10 @@
 import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describeError, isRefusal, openSubscriber, type Connection, type Subscriber } from '../net/connections.js';
-import { keySlot, slotTag, type Side } from '../net/cluster.js';
-import { globMatches } from '../sources/scan.js';
-import { asText } from '../batch.js';
+import type { Side } from '../net/side.js';
+import { keySlot, slotTag } from '../net/cluster.js';
+import { globMatches } from '../sources/glob.js';
+import { asText } from '../net/reply.js';
 
 /** Keyevent channels name the event and carry the key; keyspace channels name the key and carry the event. */
 type EventClass = 'keyevent' | 'keyspace';

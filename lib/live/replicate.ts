@@ -1,23 +1,24 @@
 // Live replication: subscribe, copy everything (live) or nothing (liveonly), then keep copying each changed
 // key through the same pipeline until cutover; gaps start repair sweeps, and the changed keys are verified at the end.
-import type { Side } from '../net/cluster.js';
 import { isConnectionLoss } from '../net/connections.js';
 import { ConnectionLost, type Recovery } from '../net/recovery.js';
-import { Migration, type MigrationResult } from '../migration.js';
-import type { ErrorLog } from '../error-log.js';
-import { displayKey } from '../error-log.js';
+import { Migration, type MigrationResult } from '../copy/migration.js';
+import type { ErrorLog } from '../run/error-log.js';
+import { displayKey } from '../run/error-log.js';
 import type { Interruption } from '../runtime.js';
 import type { Settings } from '../settings.js';
-import { globMatches, type KeyBatch } from '../sources/scan.js';
-import { asArray, asText } from '../batch.js';
-import { formatDuration, Progress } from '../progress.js';
-import { summaryLines } from '../report.js';
+import { formatDuration, Progress } from '../run/progress.js';
+import { summaryLines } from '../run/report.js';
 import { compareInto, DiffSink, emptyTally, tallyLine, verifyAll, verifyBatches, type Tally, type VerificationSetup } from '../verify/comparison.js';
 import type { KeyVerdict } from '../verify/compare-key.js';
 import { ChangeFeed, LiveRefusal } from './events.js';
 import { ChangeQueue } from './queue.js';
 import { RepairSweep } from './sweep.js';
 import { LagStats } from './lag.js';
+import type { Side } from '../net/side.js';
+import { globMatches } from '../sources/glob.js';
+import { asArray, asText } from '../net/reply.js';
+import type { RecordBatch } from '../records.js';
 
 export { LiveRefusal } from './events.js';
 
@@ -26,9 +27,9 @@ export interface LiveContext {
   source: Side;
   target: Side;
   /** The snapshot's batches (the usual scan), for MIGRATION_MODE=live. */
-  snapshot: AsyncIterable<KeyBatch>;
+  snapshot: AsyncIterable<RecordBatch>;
   /** A fresh scan of the source, for a verification of every key. */
-  rescan: () => AsyncIterable<KeyBatch>;
+  rescan: () => AsyncIterable<RecordBatch>;
   recovery: Recovery;
   interruption: Interruption;
   log: ErrorLog;
@@ -255,7 +256,7 @@ async function copySnapshot(ctx: LiveContext): Promise<MigrationResult> {
 }
 
 /** Queued keys in batches, as long as the run goes on; once stopping, `closeFeed` runs and the queue is drained. */
-async function* liveBatches(queue: ChangeQueue, size: number, stopping: () => boolean, lag: LagStats, closeFeed: () => Promise<void>): AsyncGenerator<KeyBatch> {
+async function* liveBatches(queue: ChangeQueue, size: number, stopping: () => boolean, lag: LagStats, closeFeed: () => Promise<void>): AsyncGenerator<RecordBatch> {
   let closed = false;
   for (;;) {
     if (stopping() && !closed) {
@@ -269,7 +270,7 @@ async function* liveBatches(queue: ChangeQueue, size: number, stopping: () => bo
       continue;
     }
     const keys = taken.map((t) => t.key);
-    yield { keys, unit: 0, resumeCursor: '0', runId: '', settled: () => {
+    yield { keys, settled: () => {
       lag.add(taken.filter((t) => t.timed).map((t) => t.since));
       queue.release(keys);
     } };

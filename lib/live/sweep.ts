@@ -2,14 +2,14 @@
 // deleted); every repair is counted and logged, since each one means pub/sub lost an event.
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Connection } from '../net/connections.js';
-import type { Side } from '../net/cluster.js';
-import { asArray, asText } from '../batch.js';
-import { displayKey, type ErrorLog } from '../error-log.js';
-import { globMatches } from '../sources/scan.js';
+import { displayKey, type ErrorLog } from '../run/error-log.js';
 import { compareInto } from '../verify/comparison.js';
 import type { CompareOptions, KeyVerdict } from '../verify/compare-key.js';
 import type { ChangeQueue } from './queue.js';
 import { PROBE_PREFIX } from './events.js';
+import type { Side } from '../net/side.js';
+import { asArray, asText } from '../net/reply.js';
+import { globMatches } from '../sources/glob.js';
 
 /** A difference waits this long for its event before it counts as a repair: the event may still be on its way. */
 const SUSPECT_WAIT_MS = 2000;

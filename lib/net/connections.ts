@@ -1,6 +1,5 @@
 // Connections to the source and the target: connect fast or fail fast, binary-safe replies,
 // and what each server can do (version, scripting, PEXPIRETIME), found out once at start.
-import { isIP } from 'node:net';
 import {
   ClientClosedError, ClientOfflineError, ConnectionTimeoutError, createClient, DisconnectsClientError, ErrorReply, RESP_TYPES,
   SocketClosedUnexpectedlyError, SocketTimeoutError,
@@ -11,9 +10,8 @@ import { packKeys } from './scripts.js';
 import { tlsOptions } from './tls.js';
 import type { Endpoint } from '../settings.js';
 
-/** A reply with bulk strings as Buffers; errors reject the command's promise instead. */
-export type Reply = null | number | string | Buffer | Reply[];
-export type Arg = string | Buffer;
+import type { Arg, Reply } from './reply.js';
+
 
 const BUFFERS = { [RESP_TYPES.BLOB_STRING]: Buffer } as const;
 const CONNECT_TIMEOUT_MS = 5000;
@@ -434,6 +432,11 @@ function hasFieldExpiry(info: string, redisVersion: readonly number[]): boolean 
 }
 
 /** A short reason without stack or secrets. node-redis wraps some causes in AggregateError. */
+/** The server refused to run scripts at all (ACL or a managed service), as opposed to a failure inside one. */
+export function isScriptingRefused(err: unknown): boolean {
+  return /NOPERM.*'eval'|unknown command .?eval|scripting is disabled/i.test(describeError(err));
+}
+
 export function describeError(err: unknown): string {
   if (err instanceof AggregateError && err.errors.length > 0) return describeError(err.errors[0]);
   if (err instanceof Error) return err.message || err.name;

@@ -2,7 +2,7 @@
 // RECONNECT_TIMEOUT, one reconnection at a time however many batches noticed the loss, then let them retry.
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describeError } from './connections.js';
-import type { Side } from './cluster.js';
+import type { Side } from './side.js';
 
 /** The run gave up on a lost server: RECONNECT_TIMEOUT passed, or is 0. */
 export class ConnectionLost extends Error {}

@@ -1,7 +1,7 @@
 // RESP2 by hand for pipelines of many small commands: a growable Buffer the commands are written into, one
 // socket write for all of them, and an incremental reply parser. node-redis spends ~80 µs of CPU per command.
 import { ErrorReply } from '@redis/client';
-import type { Arg, Reply } from './connections.js';
+import type { Arg, Reply } from './reply.js';
 
 /** One command's reply; an error reply is a value here, not a rejection, so each command answers for itself. */
 export type PipeReply = Reply | ErrorReply;

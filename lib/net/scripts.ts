@@ -50,6 +50,11 @@ export function withFlags(body: string, flags: string | undefined): string {
   return flags === undefined ? UNPACK_KEYS + body : `#!lua flags=${flags}\n${UNPACK_KEYS}${body}`;
 }
 
+/** The flags a script may declare on this server: none before Redis 7, which takes scripts without a shebang. */
+export function flagsFor(server: { capabilities: { scriptFlags: boolean } }, flags: string): string | undefined {
+  return server.capabilities.scriptFlags ? flags : undefined;
+}
+
 export const READ_FLAGS = 'no-writes,allow-cross-slot-keys';
 export const WRITE_FLAGS = 'allow-cross-slot-keys';
 

@@ -108,3 +108,15 @@ export function oldestVersionReading(type: number): number {
   for (let version = OLDEST_RDB_VERSION; version <= NEWEST_RDB_VERSION; version++) if (typeReadableBy(type, version)) return version;
   return NEWEST_RDB_VERSION + 1;
 }
+
+/** The newest RDB format each redis-server release reads (from Redis's rdb.h, RDB_VERSION). */
+const RDB_VERSION_OF_RELEASE: readonly [number, number, number][] = [
+  [2, 6, 6], [3, 2, 7], [4, 0, 8], [5, 0, 9], [7, 0, 10], [7, 2, 11], [7, 4, 12],
+];
+
+export function rdbVersionReadBy(serverVersion: number[]): number | undefined {
+  const [major = 0, minor = 0] = serverVersion;
+  let readable: number | undefined;
+  for (const [ma, mi, rdb] of RDB_VERSION_OF_RELEASE) if (major > ma || (major === ma && minor >= mi)) readable = rdb;
+  return readable;
+}

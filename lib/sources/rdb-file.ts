@@ -1,15 +1,16 @@
 // SOURCE_RDB_FILE with RDB_READER=native: the file read by our own reader (lib/rdb/), in one pass, cut into
 // one section per database, each a stream of batches whose values are already there (no source server).
-import { READ_BUDGET_BYTES } from '../batch.js';
 import { checksumVerified } from '../rdb/checksum.js';
 import { readRdb, readRdbBatches, type RdbKey } from '../rdb/reader.js';
 import { logicalType } from '../rdb/types.js';
-import { DONE, globMatches, type KeyBatch, type KeySelection, type SelectionCounts, type StoredValue } from './scan.js';
+import { globMatches } from './glob.js';
+import { READ_BUDGET_BYTES, type RecordBatch, type SelectionCounts, type StoredValue } from '../records.js';
+import type { KeySelection } from './scan.js';
 
 /** One database of the file: its number, its selected keys in batches, and what the selection counted. */
 export interface DatabaseSection {
   db: number;
-  batches: AsyncIterable<KeyBatch>;
+  batches: AsyncIterable<RecordBatch>;
   counts: SelectionCounts;
 }
 
@@ -89,15 +90,15 @@ class Records {
   }
 }
 
-async function* sectionBatches(records: Records, db: number, selection: FileSelection, size: number, counts: SelectionCounts): AsyncGenerator<KeyBatch> {
+async function* sectionBatches(records: Records, db: number, selection: FileSelection, size: number, counts: SelectionCounts): AsyncGenerator<RecordBatch> {
   const match = selection.match === '*' ? undefined : Buffer.from(selection.match);
   const exclude = selection.exclude ? Buffer.from(selection.exclude) : undefined;
   const type = selection.type.toLowerCase();
   let batch: Buffer[] = [];
   let stored: StoredValue[] = [];
   let bytes = 0;
-  const full = (): KeyBatch => {
-    const out: KeyBatch = { keys: batch, unit: 0, resumeCursor: '0', runId: '', stored };
+  const full = (): RecordBatch => {
+    const out: RecordBatch = { keys: batch, stored };
     [batch, stored, bytes] = [[], [], 0];
     return out;
   };
@@ -116,7 +117,7 @@ async function* sectionBatches(records: Records, db: number, selection: FileSele
     bytes += record.value.length;
     if (batch.length === size || bytes >= READ_BUDGET_BYTES) yield full();
   }
-  if (batch.length > 0) yield { ...full(), resumeCursor: DONE };
+  if (batch.length > 0) yield full();
 }
 
 /**

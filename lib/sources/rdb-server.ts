@@ -5,22 +5,11 @@ import { accessSync, constants as fsConstants, mkdtempSync, openSync, readSync, 
 import { tmpdir } from 'node:os';
 import { basename, join, resolve } from 'node:path';
 import { createClient } from '@redis/client';
+import { rdbVersionReadBy } from '../rdb/types.js';
 import type { Endpoint } from '../settings.js';
 
 /** Why the file cannot be used, in one line: missing, unreadable, not an RDB, too new, or refused by redis-server. */
 export class RdbError extends Error {}
-
-/** The newest RDB format each redis-server release reads (from Redis's rdb.h, RDB_VERSION). */
-const RDB_VERSION_OF_RELEASE: readonly [number, number, number][] = [
-  [2, 6, 6], [3, 2, 7], [4, 0, 8], [5, 0, 9], [7, 0, 10], [7, 2, 11], [7, 4, 12],
-];
-
-export function rdbVersionReadBy(serverVersion: number[]): number | undefined {
-  const [major = 0, minor = 0] = serverVersion;
-  let readable: number | undefined;
-  for (const [ma, mi, rdb] of RDB_VERSION_OF_RELEASE) if (major > ma || (major === ma && minor >= mi)) readable = rdb;
-  return readable;
-}
 
 /** Reads the 9-byte header: "REDIS" and a 4-digit version. */
 export function rdbFileVersion(path: string): number {

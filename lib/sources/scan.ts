@@ -1,7 +1,11 @@
-// Which keys a run covers: SCAN with MATCH, COUNT and TYPE on the server, then KEY_EXCLUDE_PATTERN here,
-// matched byte for byte by a port of Redis's own glob matcher.
-import { isConnectionLoss, type Connection, type Reply } from '../net/connections.js';
-import { asArray, asText } from '../batch.js';
+// Which keys a run covers: SCAN with MATCH, COUNT and TYPE on the server, then KEY_EXCLUDE_PATTERN here
+// (lib/sources/glob.ts), in batches with the scan's position beside them.
+import { isConnectionLoss, type Connection } from '../net/connections.js';
+import { asArray, asText, type Reply } from '../net/reply.js';
+import { DONE, type RecordBatch, type SelectionCounts } from '../records.js';
+import type { Settings } from '../settings.js';
+import type { Side } from '../net/side.js';
+import { globTest } from './glob.js';
 
 export interface KeySelection {
   match: string;
@@ -12,117 +16,18 @@ export interface KeySelection {
   scanCount: number;
 }
 
-const STAR = 0x2a;
-const QUESTION = 0x3f;
-const OPEN = 0x5b;
-const CLOSE = 0x5d;
-const BACKSLASH = 0x5c;
-const CARET = 0x5e;
-const DASH = 0x2d;
-
-/** Redis compares range ends as C `char`, which is signed: bytes from 0x80 sort below 'a'. */
-const signed = (byte: number): number => (byte > 127 ? byte - 256 : byte);
-
 /**
- * Redis's own glob matcher (stringmatchlen in util.c), ported byte for byte so KEY_EXCLUDE_PATTERN means
- * exactly what SCAN MATCH would: escapes inside classes, reversed ranges, unclosed classes and all.
+ * Every source master's scan, merged: each from its checkpoint cursor (`startCursors`, by master), or 0. With
+ * `recovery` (a copy), a scan gets past lost connections; without it a lost SCAN ends the run.
  */
-export function globMatches(pattern: Uint8Array, key: Uint8Array): boolean {
-  return matchFrom(pattern, 0, key, 0, { giveUp: false });
+export function scanMasters(settings: Settings, source: Side, selection: SelectionCounts, startCursors: readonly string[], recovery?: ScanRecovery): AsyncIterable<RecordBatch> {
+  const filters = { match: settings.matchPattern, type: settings.scanType, exclude: settings.excludePattern, scanCount: settings.scanBatchSize };
+  const scans = source.mastersBySlot.map(({ slot }, index) => {
+    const unit: ScanUnit = { index, node: () => source.nodeForSlot(slot), startCursor: startCursors[index] ?? '0' };
+    return selectedKeys(unit, filters, settings.pipelineBatchSize, selection, recovery);
+  });
+  return mergeBatches(scans);
 }
-
-function matchFrom(p: Uint8Array, pi: number, s: Uint8Array, si: number, state: { giveUp: boolean }): boolean {
-  while (pi < p.length && si < s.length) {
-    const c = p[pi];
-    if (c === STAR) {
-      while (pi + 1 < p.length && p[pi + 1] === STAR) pi++;
-      if (pi === p.length - 1) return true;
-      for (; si < s.length; si++) {
-        if (matchFrom(p, pi + 1, s, si, state)) return true;
-        if (state.giveUp) return false;
-      }
-      // No match for the rest from anywhere: longer matches for earlier stars cannot help either.
-      state.giveUp = true;
-      return false;
-    } else if (c === QUESTION) {
-      si++;
-    } else if (c === OPEN) {
-      const [matched, end] = matchClass(p, pi + 1, s[si] as number);
-      if (!matched) return false;
-      pi = end;
-      si++;
-    } else {
-      if (c === BACKSLASH && p.length - pi >= 2) pi++;
-      if (p[pi] !== s[si]) return false;
-      si++;
-    }
-    pi++;
-    if (si === s.length) {
-      while (pi < p.length && p[pi] === STAR) pi++;
-      break;
-    }
-  }
-  return pi === p.length && si === s.length;
-}
-
-/** A [...] class from just after '['; returns whether `byte` is in it, and where the class ends. */
-function matchClass(p: Uint8Array, start: number, byte: number): [boolean, number] {
-  let pi = start;
-  const negate = p[pi] === CARET;
-  if (negate) pi++;
-  let match = false;
-  for (;; pi++) {
-    if (p[pi] === BACKSLASH && p.length - pi >= 2) {
-      pi++;
-      if (p[pi] === byte) match = true;
-    } else if (p[pi] === CLOSE) {
-      break;
-    } else if (pi >= p.length) {
-      pi--; // an unclosed class takes the rest of the pattern
-      break;
-    } else if (p.length - pi >= 3 && p[pi + 1] === DASH) {
-      const [low, high] = [signed(p[pi] as number), signed(p[pi + 2] as number)].sort((a, b) => a - b) as [number, number];
-      if (signed(byte) >= low && signed(byte) <= high) match = true;
-      pi += 2;
-    } else if (p[pi] === byte) {
-      match = true;
-    }
-  }
-  return [negate ? !match : match, pi];
-}
-
-/** Counts what the selection left out on this side of SCAN. */
-export interface SelectionCounts {
-  scanned: number;
-  excluded: number;
-}
-
-/** A batch of selected keys, and where a later run may resume the scan once it and every earlier batch are done. */
-export interface KeyBatch {
-  keys: Buffer[];
-  /** Which master's scan (see ScanUnit) the keys come from. */
-  unit: number;
-  /** The SCAN cursor to resume from, or DONE when the unit's scan ended with this batch. */
-  resumeCursor: string;
-  /** The run_id of the server that cursor belongs to: a checkpoint takes it only for that server. */
-  runId: string;
-  /** Set by a source that holds the values already (an .rdb file), one per key: nothing is read from a server. */
-  stored?: StoredValue[];
-  /** Called once the batch is done with (copied, failed or abandoned): live mode's queue frees its keys. */
-  settled?: () => void;
-}
-
-/** A key's value as an .rdb file holds it: its type byte and bytes as saved, a DUMP payload once footed. */
-export interface StoredValue {
-  /** Absolute ms, or -1. */
-  expireAt: number;
-  type: number;
-  value: Buffer;
-  /** The file's RDB version. */
-  rdbVersion: number;
-}
-
-export const DONE = 'done';
 
 /** One master's scan: it follows that master's slots to a new node after a failover. */
 export interface ScanUnit {
@@ -147,8 +52,8 @@ export async function* selectedKeys(
   size: number,
   counts: SelectionCounts = { scanned: 0, excluded: 0 },
   recovery?: ScanRecovery,
-): AsyncGenerator<KeyBatch> {
-  const excluded = selection.exclude ? Buffer.from(selection.exclude) : undefined;
+): AsyncGenerator<RecordBatch> {
+  const excluded = globTest(selection.exclude);
   const scan = ['SCAN', unit.startCursor, 'MATCH', selection.match, 'COUNT', String(selection.scanCount)];
   if (selection.type) scan.push('TYPE', selection.type);
   let node = unit.node();
@@ -158,9 +63,9 @@ export async function* selectedKeys(
   /** When this SCAN call was first lost, while it keeps failing. */
   let lostSince: number | undefined;
   if (unit.startCursor === DONE) return;
-  const yielded = (keys: Buffer[], resumeCursor: string): KeyBatch => {
+  const yielded = (keys: Buffer[], resumeCursor: string): RecordBatch => {
     lastResume = resumeCursor;
-    return { keys, unit: unit.index, resumeCursor, runId };
+    return { keys, position: { unit: unit.index, resumeCursor, runId } };
   };
   for (;;) {
     // A reconnection made for a batch (or a failover) may have put another server behind this unit since the
@@ -186,7 +91,7 @@ export async function* selectedKeys(
     const page = asArray(keys ?? null) as Buffer[];
     for (let i = 0; i < page.length; i++) {
       const key = page[i] as Buffer;
-      if (excluded && globMatches(excluded, key)) {
+      if (excluded?.(key)) {
         counts.excluded += 1;
         continue;
       }
@@ -206,3 +111,23 @@ export async function* selectedKeys(
 }
 
 const resumeAt = (cursor: string | undefined): string => (cursor === '0' || cursor === undefined ? DONE : cursor);
+
+/** Batches from several scans, as each arrives: every master is scanned at once, one batch ahead at most. */
+export async function* mergeBatches<T>(scans: AsyncIterator<T>[]): AsyncGenerator<T> {
+  const next = (i: number): Promise<[number, IteratorResult<T>]> => {
+    const pulled = (scans[i] as AsyncIterator<T>).next().then((r): [number, IteratorResult<T>] => [i, r]);
+    // A prefetch still pending when the run stops (Ctrl-C, a lost server) may fail unobserved; that is no crash.
+    pulled.catch(() => undefined);
+    return pulled;
+  };
+  const pending = new Map<number, Promise<[number, IteratorResult<T>]>>(scans.map((_, i) => [i, next(i)]));
+  while (pending.size > 0) {
+    const [i, result] = await Promise.race(pending.values());
+    if (result.done) {
+      pending.delete(i);
+      continue;
+    }
+    pending.set(i, next(i));
+    yield result.value;
+  }
+}

@@ -1,14 +1,15 @@
 // Comparing one key: is each source key on the target, of the same type, with the same content and expiry?
 // Identical DUMP payloads settle most keys at once; the rest are compared logically, in chunks.
 import { CommandRefused, type Connection } from '../net/connections.js';
-import { asArray, asText, flagsFor, mapLimited, READ_BUDGET_BYTES, STRING_CHUNK_BYTES } from '../batch.js';
-import { displayKey } from '../error-log.js';
+import { displayKey } from '../run/error-log.js';
 import { COMPARABLE_TYPES, GROUP_FIELDS, serverView, storedView, type StreamEntry, type ValueView } from './value-views.js';
 import { decodeValue, type RdbValue } from '../rdb/decode.js';
 import { RdbFormatError } from '../rdb/errors.js';
 import { FOOTER_BYTES } from '../rdb/payload.js';
-import type { StoredValue } from '../sources/scan.js';
-import { CONTENT_DIGEST, DUMP_READ, parseDumpHeader, READ_FLAGS, withFlags, type DumpRecord } from '../net/scripts.js';
+import { asArray, asText } from '../net/reply.js';
+import { CONTENT_DIGEST, DUMP_READ, type DumpRecord, flagsFor, parseDumpHeader, READ_FLAGS, withFlags } from '../net/scripts.js';
+import { mapLimited } from '../concurrency.js';
+import { READ_BUDGET_BYTES, type StoredValue, STRING_CHUNK_BYTES } from '../records.js';
 
 export type DiffCategory = 'missing' | 'type' | 'value' | 'ttl';
 export const CATEGORIES: readonly DiffCategory[] = ['missing', 'type', 'value', 'ttl'];

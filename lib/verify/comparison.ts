@@ -4,11 +4,11 @@
 import { closeSync, createReadStream, openSync, rmSync, writeSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { byNode, forEachPair, type Side } from '../net/cluster.js';
-import { displayKey } from '../error-log.js';
-import type { KeyOutcome } from '../batch.js';
-import type { KeyBatch, StoredValue } from '../sources/scan.js';
+import { displayKey } from '../run/error-log.js';
 import { CATEGORIES, compareBatch, compareStoredBatch, type CompareOptions, type DiffCategory, type KeyVerdict } from './compare-key.js';
+import { byNode, forEachPair } from '../net/routing.js';
+import type { Side } from '../net/side.js';
+import type { KeyOutcome, RecordBatch, StoredValue } from '../records.js';
 
 export interface Tally {
   checked: number;
@@ -107,7 +107,7 @@ export function compareStoredInto(target: Side, options: CompareOptions) {
 }
 
 /** A batch compared the way its source allows: against the file's values it carries, or the source server's. */
-function batchComparer(setup: VerificationSetup): (batch: KeyBatch) => Promise<KeyVerdict[]> {
+function batchComparer(setup: VerificationSetup): (batch: RecordBatch) => Promise<KeyVerdict[]> {
   const stored = compareStoredInto(setup.target, setup.options);
   const fromServer = setup.source ? compareInto(setup.source, setup.target, setup.options) : undefined;
   return (batch) => {
@@ -180,7 +180,7 @@ export interface VerificationSetup {
 }
 
 /** Compare mode: every key the scan (or the file) yields, checked against the target. */
-export async function verifyAll(setup: VerificationSetup, batches: AsyncIterable<KeyBatch>): Promise<Tally> {
+export async function verifyAll(setup: VerificationSetup, batches: AsyncIterable<RecordBatch>): Promise<Tally> {
   const tally = emptyTally();
   const sink = new DiffSink(setup.output);
   const compare = batchComparer(setup);
@@ -217,7 +217,7 @@ export interface OutcomeRecorder {
 /** VERIFY=true: follows a copy, then checks the keys it restored and those it skipped, with a tally for each. */
 export interface CopyVerification extends OutcomeRecorder {
   /** The copy's batches, passed through as they go to the copy. */
-  follow(batches: AsyncIterable<KeyBatch>): AsyncIterable<KeyBatch>;
+  follow(batches: AsyncIterable<RecordBatch>): AsyncIterable<RecordBatch>;
   /** After the copy: the tallies, once every check is done. */
   finish(): Promise<CopyTallies>;
   /** Frees what it holds, finished or not. */
@@ -236,7 +236,7 @@ class JournalVerification implements CopyVerification {
 
   constructor(private readonly setup: VerificationSetup, private readonly source: Side) {}
 
-  follow(batches: AsyncIterable<KeyBatch>): AsyncIterable<KeyBatch> {
+  follow(batches: AsyncIterable<RecordBatch>): AsyncIterable<RecordBatch> {
     return batches;
   }
 
@@ -281,7 +281,7 @@ class InlineVerification implements CopyVerification {
     this.compare = compareStoredInto(setup.target, setup.options);
   }
 
-  async *follow(batches: AsyncIterable<KeyBatch>): AsyncGenerator<KeyBatch> {
+  async *follow(batches: AsyncIterable<RecordBatch>): AsyncGenerator<RecordBatch> {
     for await (const batch of batches) {
       batch.keys.forEach((key, i) => {
         const value = batch.stored?.[i];

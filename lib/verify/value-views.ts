@@ -1,9 +1,9 @@
 // One key's value as a logical comparison reads it, from either kind of side: a server, read command by
 // command in chunks, or a value already in memory (decoded from an .rdb file). compare-key.ts compares two views.
-import type { Connection, Reply } from '../net/connections.js';
-import { asArray, asNumber, asText } from '../batch.js';
 import type { RdbValue, StreamValue } from '../rdb/decode.js';
 import { parseScore } from '../rdb/encodings.js';
+import { asArray, asNumber, asText, type Reply } from '../net/reply.js';
+import type { Connection } from '../net/connections.js';
 
 export interface ScoredMember {
   member: Buffer;

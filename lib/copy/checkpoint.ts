@@ -3,11 +3,9 @@
 import { accessSync, constants, readFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { open, rename } from 'node:fs/promises';
-import type { Connection } from './net/connections.js';
-import { DONE, type KeyBatch } from './sources/scan.js';
-import type { Counts } from './migration.js';
-import type { Endpoint, Settings } from './settings.js';
-import type { KeyOutcome } from './batch.js';
+import type { Connection } from '../net/connections.js';
+import type { Endpoint, Settings } from '../settings.js';
+import { DONE, noCounts, total, type Counts, type KeyOutcome, type ScanPosition } from '../records.js';
 
 /** The settings that decide which keys go where: a checkpoint is only good for the same ones. */
 export type Fingerprint = Record<string, string>;
@@ -39,9 +37,6 @@ export class CheckpointError extends Error {}
 const FORMAT = 'redis-keys-migrator checkpoint 1';
 /** Often enough that a resume re-reads little; the write is small and off the event loop, so it costs nothing measurable. */
 const WRITE_EVERY_MS = 100;
-export const noCounts = (): Counts => ({ restored: 0, skipped: 0, failed: 0, vanished: 0 });
-const zero = noCounts;
-export const total = (c: Counts): number => c.restored + c.skipped + c.failed + c.vanished;
 
 /** A batch handed to the copy; its place in the scan is confirmed once it and every earlier one are done. */
 interface Ticket {
@@ -83,7 +78,7 @@ export function readCheckpoint(path: string, fingerprint: Fingerprint): Previous
     }
   }
   const targetRunIds = Array.isArray(doc.targetRunIds) ? doc.targetRunIds : [];
-  return { kind: doc.complete ? 'complete' : 'resume', counts: { ...zero(), ...doc.counts }, units: doc.units, targetRunIds, updatedAt: doc.updatedAt };
+  return { kind: doc.complete ? 'complete' : 'resume', counts: { ...noCounts(), ...doc.counts }, units: doc.units, targetRunIds, updatedAt: doc.updatedAt };
 }
 
 /** A new checkpoint's folder must exist and take files, or the run would find out only at its first write. */
@@ -174,9 +169,9 @@ export class Checkpoint {
     }
   }
 
-  started(batch: KeyBatch): Ticket {
-    const ticket: Ticket = { unit: batch.unit, resumeCursor: batch.resumeCursor, runId: batch.runId, done: false, counts: zero() };
-    this.queues[batch.unit]?.push(ticket);
+  started(position: ScanPosition): Ticket {
+    const ticket: Ticket = { ...position, done: false, counts: noCounts() };
+    this.queues[position.unit]?.push(ticket);
     return ticket;
   }
 
@@ -210,7 +205,7 @@ export class Checkpoint {
     clearInterval(this.timer);
     if (ending === 'void') {
       for (const unit of this.units) unit.cursor = '0';
-      Object.assign(this.counts, zero());
+      Object.assign(this.counts, noCounts());
     }
     const doc = this.document(ending === 'complete');
     this.writing = this.writing.then(() => this.save(doc));
@@ -251,8 +246,8 @@ export function fingerprintOf(settings: Settings): Fingerprint {
   return {
     SOURCE_REDIS_HOST: where(settings.source),
     SOURCE_REDIS_DB_INDEX: String(settings.source.db),
-    DESTINATION_REDIS_HOST: where(settings.destination),
-    DESTINATION_REDIS_DB_INDEX: String(settings.destination.db),
+    DESTINATION_REDIS_HOST: where(settings.target),
+    DESTINATION_REDIS_DB_INDEX: String(settings.target.db),
     SCAN_MATCH_PATTERN: settings.matchPattern,
     SCAN_TYPE: settings.scanType,
     KEY_EXCLUDE_PATTERN: settings.excludePattern,
@@ -264,8 +259,4 @@ export function resumeLine(file: string, previous: Previous, units: readonly Uni
   const cursors = units.map((u) => (units.length > 1 ? `${u.address} ${u.cursor}` : u.cursor)).join(', ');
   const done = previous.kind === 'none' ? 0 : total(previous.counts);
   return `Resuming from ${file}: ${done} keys done, cursor ${cursors}`;
-}
-
-export function addCounts(a: Counts, b: Counts): Counts {
-  return { restored: a.restored + b.restored, skipped: a.skipped + b.skipped, failed: a.failed + b.failed, vanished: a.vanished + b.vanished };
 }

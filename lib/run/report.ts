@@ -1,9 +1,10 @@
 // What a run tells at the end: the Python script's summary lines (unchanged), then the elapsed time and
 // throughput, and, for machines, the same as one JSON document (SUMMARY_JSON_FILE).
 import { writeFileSync } from 'node:fs';
-import type { Counts, CrossingCounts, MigrationResult } from './migration.js';
 import { formatDuration } from './progress.js';
-import type { Tally } from './verify/comparison.js';
+import type { Tally } from '../verify/comparison.js';
+import type { Counts, CrossingCounts } from '../records.js';
+import type { MigrationResult } from '../copy/migration.js';
 
 export function formatBytes(bytes: number): string {
   const units = ['B', 'KB', 'MB', 'GB', 'TB'];

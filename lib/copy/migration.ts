@@ -1,18 +1,21 @@
 // The run loop: take the source's keys in batches, copy each batch with a fixed number in flight,
 // count what happened to every key, pace as the Python script does, and stop on the error limit or a signal.
 import { setTimeout as sleep } from 'node:timers/promises';
-import { describeError, isConnectionLoss, isLossReason, isRefusal, type Connection } from './net/connections.js';
-import { CHUNKED_KEYS_AT_ONCE, mapLimited, type Abandoned, type CopyContext, type CopyStats, type KeyOutcome } from './batch.js';
+import { describeError, isConnectionLoss, isLossReason, isRefusal, type Connection } from '../net/connections.js';
 import type { Checkpoint } from './checkpoint.js';
-import { forEachPair, isClusterDown, isRedirect, type NodePair, type Side } from './net/cluster.js';
-import type { KeyBatch, StoredValue } from './sources/scan.js';
-import { ConnectionLost, type Recovery } from './net/recovery.js';
-import { compareBatch } from './verify/compare-key.js';
-import { copyBatchAuto, copyBatchByDump, restoreStored, RestoreRefused } from './writers/restore.js';
-import { copyBatchByType } from './writers/by-type.js';
-import { displayKey, oneLine, type ErrorLog } from './error-log.js';
-import type { OutcomeRecorder } from './verify/comparison.js';
-import type { Settings } from './settings.js';
+import { ConnectionLost, type Recovery } from '../net/recovery.js';
+import { compareBatch } from '../verify/compare-key.js';
+import { copyBatchAuto, copyBatchByDump, restoreStored, RestoreRefused } from './restore.js';
+import { copyBatchByType } from './by-type.js';
+import { displayKey, oneLine, type ErrorLog } from '../run/error-log.js';
+import type { OutcomeRecorder } from '../verify/comparison.js';
+import type { Settings } from '../settings.js';
+import { mapLimited } from '../concurrency.js';
+import { type Abandoned, CHUNKED_KEYS_AT_ONCE, type CopyContext, type CopyStats } from './context.js';
+import { forEachPair, type NodePair } from '../net/routing.js';
+import type { Side } from '../net/side.js';
+import { isClusterDown, isRedirect } from '../net/cluster.js';
+import { noCounts, noCrossings, type Counts, type CrossingCounts, type FailedOutcome, type KeyOutcome, type RecordBatch, type StoredValue } from '../records.js';
 
 /** Both sides of a run: each a server, or a cluster whose keys are routed by slot. */
 export interface RunContext {
@@ -28,21 +31,6 @@ export interface RunContext {
   mirrorDeletions?: boolean;
 }
 
-export interface Counts {
-  restored: number;
-  skipped: number;
-  failed: number;
-  vanished: number;
-}
-
-/** Keys restored across RDB versions, by way (see Crossing), and those the target could not hold whole. */
-export interface CrossingCounts {
-  restamped: number;
-  byType: number;
-  /** Restored without something the target has no place for (hash-field expiries); each is in the error log. */
-  degraded: number;
-}
-
 export interface MigrationResult {
   counts: Counts;
   crossing: CrossingCounts;
@@ -53,8 +41,6 @@ export interface MigrationResult {
   /** Set when the run ended early because a server went away or answered nonsense. */
   fatal?: string;
 }
-
-type FailedOutcome = Extract<KeyOutcome, { status: 'failed' }>;
 
 /**
  * A retried file batch finds its own earlier RESTOREs, whose replies were lost, as existing keys: a key whose
@@ -90,8 +76,8 @@ const CLUSTER_DOWN_RETRY_MS = 1000;
 const redirectPause = (attempt: number): Promise<void> => sleep(Math.min(50 * 2 ** attempt, CLUSTER_DOWN_RETRY_MS));
 
 export class Migration {
-  readonly counts: Counts = { restored: 0, skipped: 0, failed: 0, vanished: 0 };
-  readonly crossing: CrossingCounts = { restamped: 0, byType: 0, degraded: 0 };
+  readonly counts: Counts = noCounts();
+  readonly crossing: CrossingCounts = noCrossings();
   /** Keys deleted on the target because they were gone from the source (live replication). */
   deleted = 0;
   private method: 'dump' | 'type' | 'auto';
@@ -135,7 +121,7 @@ export class Migration {
     return this.method === 'auto' ? 'dump' : this.method;
   }
 
-  async copyAll(batches: AsyncIterable<KeyBatch>): Promise<MigrationResult> {
+  async copyAll(batches: AsyncIterable<RecordBatch>): Promise<MigrationResult> {
     const { settings } = this.run;
     const inFlight = new Set<Promise<void>>();
     const limit = settings.sleepSeconds > 0 ? 1 : BATCHES_IN_FLIGHT;
@@ -144,7 +130,7 @@ export class Migration {
         while (inFlight.size >= limit) await Promise.race(inFlight);
         await this.pauseIfOwed();
         if (this.stopping) break;
-        const ticket = this.run.checkpoint?.started(batch);
+        const ticket = batch.position && this.run.checkpoint?.started(batch.position);
         const copying = batch.stored ? this.copyStored(batch.keys, batch.stored) : this.copyBatch(batch.keys);
         const task: Promise<void> = copying.then(
           (outcomes) => {

@@ -1,11 +1,11 @@
 // Function libraries (Redis 7 FUNCTION): read from the source's masters or an .rdb file's FUNCTION2 records, and
 // loaded with FUNCTION LOAD on every target master that lacks them; told in one line, each failure in the error log.
-import { asArray, asText } from '../batch.js';
-import { Side } from '../net/cluster.js';
-import { ConnectionError, describeError, type Connection, type Reply } from '../net/connections.js';
 import { readRdb } from '../rdb/reader.js';
-import type { ErrorLog } from '../error-log.js';
+import type { ErrorLog } from '../run/error-log.js';
 import type { Endpoint } from '../settings.js';
+import { asArray, asText, type Reply } from '../net/reply.js';
+import { Side } from '../net/side.js';
+import { type Connection, ConnectionError, describeError } from '../net/connections.js';
 
 export interface Library {
   /** From FUNCTION LIST, or the code's `#!lua name=<name>` line; empty when the code names none. */

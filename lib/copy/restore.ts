@@ -1,21 +1,19 @@
 // Copy by DUMP and RESTORE: one read script per batch on the source, one RESTORE script on the target, the
 // payloads passed through untouched (big keys go by type in chunks); an .rdb file's values as pipelined RESTOREs.
 import { ErrorReply } from '@redis/client';
-import type { Connection } from '../net/connections.js';
 import type { PipeReply } from '../net/resp.js';
-import {
-  answerOf, asArray, asNumber, asText, failed, flagsFor, isScriptingRefused, mapLimited,
-  READ_BUDGET_BYTES, recordCount, settleChunked, type CopyContext, type CopyStats, type Crossing, type KeyOutcome, type WriteAnswer,
-} from '../batch.js';
 import { copyBatchByType, copyKeyInChunks, readExpireAt } from './by-type.js';
 import { FOOTER_BYTES, payloadChecksumOk, payloadRdbVersion, payloadTypeByte, restampPayload, writeDumpPayload } from '../rdb/payload.js';
-import { OLDEST_RDB_VERSION, RDB_TYPE, typeReadableBy } from '../rdb/types.js';
 import { decodeValue } from '../rdb/decode.js';
 import { RdbFormatError } from '../rdb/errors.js';
 import { writeDecoded } from './decoded.js';
-import type { StoredValue } from '../sources/scan.js';
-import { rdbVersionReadBy } from '../sources/rdb-server.js';
-import { DUMP_READ, DUMP_WRITE, parseDumpHeader, READ_FLAGS, WRITE_FLAGS, withFlags, type DumpRecord } from '../net/scripts.js';
+import { asArray, asNumber, asText } from '../net/reply.js';
+import { DUMP_READ, DUMP_WRITE, type DumpRecord, flagsFor, parseDumpHeader, READ_FLAGS, withFlags, WRITE_FLAGS } from '../net/scripts.js';
+import { type Connection, isScriptingRefused } from '../net/connections.js';
+import { mapLimited } from '../concurrency.js';
+import { type Crossing, type KeyOutcome, READ_BUDGET_BYTES, type StoredValue } from '../records.js';
+import { answerOf, type CopyContext, type CopyStats, failed, recordCount, settleChunked, type WriteAnswer } from './context.js';
+import { OLDEST_RDB_VERSION, RDB_TYPE, rdbVersionReadBy, typeReadableBy } from '../rdb/types.js';
 
 /** What a DUMP read returns for the first keys of a batch, in the layout DUMP_WRITE takes (lib/net/scripts.ts). */
 export interface DumpBatch {

@@ -1,14 +1,14 @@
 // Copy by type: small keys read and written whole, a batch per script call; big keys and streams
 // key by key in bounded chunks, with stream consumer groups and pending entries recreated.
-import type { Arg, Connection, Reply } from '../net/connections.js';
-import {
-  answerOf, asArray, asNumber, asText, CHUNKED_KEYS_AT_ONCE, failed, flagsFor, isScriptingRefused, KeyProblem, mapLimited,
-  READ_BUDGET_BYTES, recordCount, settleChunked, STRING_CHUNK_BYTES, type CopyContext, type KeyOutcome, type WriteAnswer,
-} from '../batch.js';
 import { randomBytes } from 'node:crypto';
 import { ErrorReply } from '@redis/client';
 import { keySlot, slotTag } from '../net/cluster.js';
-import { MOVE_INTO_PLACE, NOT_BY_TYPE_HINT, READ_FLAGS, TYPE_READ, TYPE_WRITE, WRITE_FLAGS, withFlags } from '../net/scripts.js';
+import { type Arg, asArray, asNumber, asText, type Reply } from '../net/reply.js';
+import { type Connection, isScriptingRefused } from '../net/connections.js';
+import { flagsFor, MOVE_INTO_PLACE, NOT_BY_TYPE_HINT, READ_FLAGS, TYPE_READ, TYPE_WRITE, withFlags, WRITE_FLAGS } from '../net/scripts.js';
+import { mapLimited } from '../concurrency.js';
+import { type KeyOutcome, READ_BUDGET_BYTES, STRING_CHUNK_BYTES } from '../records.js';
+import { answerOf, CHUNKED_KEYS_AT_ONCE, type CopyContext, failed, KeyProblem, recordCount, settleChunked, type WriteAnswer } from './context.js';
 
 /** A key as read for writing: values already in write order. */
 export interface TypedRecord {

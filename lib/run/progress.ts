@@ -1,6 +1,6 @@
 // Progress on stderr while a run goes: one line redrawn in place on a terminal, a plain line every few
 // seconds elsewhere (CI, nohup, a log file). The parity summary stays on stdout, untouched.
-import type { Waiting } from './net/recovery.js';
+import type { Waiting } from '../net/recovery.js';
 
 export type ProgressMode = 'auto' | 'plain' | 'off';
 

@@ -1,11 +1,13 @@
 // Values from an .rdb file that the target cannot RESTORE (an encoding newer than it reads: a Redis 7.2 listpack
 // set, a 7.4 hash with field expiries, into 7.0): decoded here and written by type, small ones a batch per call.
-import type { Arg, Connection } from '../net/connections.js';
-import { failed, mapLimited, CHUNKED_KEYS_AT_ONCE, KeyProblem, type CopyContext, type KeyOutcome } from '../batch.js';
 import { decodeValue, type RdbValue, type StreamValue } from '../rdb/decode.js';
 import { RdbFormatError } from '../rdb/errors.js';
-import type { StoredValue } from '../sources/scan.js';
 import { buildInChunks, compareStreamIds, exists, fieldExpiriesDropped, PLACEHOLDER, writeTyped, type TypedRecord } from './by-type.js';
+import type { Arg } from '../net/reply.js';
+import type { Connection } from '../net/connections.js';
+import { mapLimited } from '../concurrency.js';
+import type { KeyOutcome, StoredValue } from '../records.js';
+import { CHUNKED_KEYS_AT_ONCE, type CopyContext, failed, KeyProblem } from './context.js';
 
 /** A key and its value as the file holds it. */
 export interface DecodedWrite {

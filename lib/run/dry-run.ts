@@ -1,14 +1,17 @@
 // DRY_RUN: reads what a copy would copy (type, memory, expiry of each key, and whether the target has it)
 // and reports it, writing nothing. One read-only script call per batch on each side; from an .rdb file, the
 // batch's values say the rest.
-import { byNode, forEachPair, type NodePair, type Side } from './net/cluster.js';
-import type { Connection } from './net/connections.js';
-import { logicalType } from './rdb/types.js';
-import type { KeyBatch, StoredValue } from './sources/scan.js';
-import { asText, flagsFor } from './batch.js';
+import type { Connection } from '../net/connections.js';
+import { logicalType } from '../rdb/types.js';
 import { displayKey } from './error-log.js';
 import { formatBytes } from './report.js';
-import { READ_FLAGS, withFlags } from './net/scripts.js';
+import { byNode, forEachPair, type NodePair } from '../net/routing.js';
+import type { Side } from '../net/side.js';
+import { asText } from '../net/reply.js';
+import { flagsFor, READ_FLAGS, withFlags } from '../net/scripts.js';
+import type { RecordBatch, StoredValue } from '../records.js';
+import { exitStatus } from './exit.js';
+import { say, timingOf, writeSummary, type Session } from './session.js';
 
 /** Per key: "type,memory-bytes,expire-at;" (type 'none' for a key gone meanwhile). */
 const DESCRIBE = `
@@ -40,7 +43,7 @@ interface TypeTally {
   bytes: number;
 }
 
-export class DryRun {
+class DryRun {
   private readonly byType = new Map<string, TypeTally>();
   private readonly largest: { key: Buffer; kind: string; bytes: number }[] = [];
   keys = 0;
@@ -52,7 +55,7 @@ export class DryRun {
   /** `source` undefined: the keys come from an .rdb file, each batch with its values. */
   constructor(private readonly source: Side | undefined, private readonly target: Side) {}
 
-  async add(batch: KeyBatch): Promise<void> {
+  async add(batch: RecordBatch): Promise<void> {
     const { keys, stored } = batch;
     if (stored) {
       await Promise.all(byNode(this.target, keys, stored).map((group) => this.addStored(group.node, group.keys, group.values)));
@@ -117,7 +120,7 @@ export class DryRun {
   }
 }
 
-export async function dryRunBatches(dryRun: DryRun, batches: AsyncIterable<KeyBatch>, shouldStop: () => boolean): Promise<void> {
+async function dryRunBatches(dryRun: DryRun, batches: AsyncIterable<RecordBatch>, shouldStop: () => boolean): Promise<void> {
   for await (const batch of batches) {
     if (shouldStop()) break;
     await dryRun.add(batch);
@@ -127,4 +130,14 @@ export async function dryRunBatches(dryRun: DryRun, batches: AsyncIterable<KeyBa
 /** Per key, '1' when the target has it, '0' when not. */
 async function existing(target: Connection, keys: readonly Buffer[]): Promise<string> {
   return asText(await target.evalScript(withFlags(EXISTS_EACH, flagsFor(target, READ_FLAGS)), keys, []));
+}
+
+/** DRY_RUN: what a copy would do, from reads only. */
+export async function dryRun(session: Session): Promise<number> {
+  const report = new DryRun(session.source, session.target);
+  await dryRunBatches(report, session.keys, () => session.interruption.requested);
+  for (const line of report.report(session.settings.overwrite)) say(line);
+  const status = exitStatus({ interrupted: session.interruption.requested, ...session.libraries });
+  writeSummary(session.settings, { mode: 'dry-run', timing: timingOf(session, 0), exitStatus: status });
+  return status;
 }

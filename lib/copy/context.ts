@@ -1,0 +1,80 @@
+// The context every copy method works in, and the helpers they share: a key's failure, a write script's
+// per-key answer, and the big keys a batch leaves to be copied alone in chunks.
+import { ErrorReply } from '@redis/client';
+import { mapLimited } from '../concurrency.js';
+import { describeError, type Connection } from '../net/connections.js';
+import { asText, type Reply } from '../net/reply.js';
+import type { KeyOutcome } from '../records.js';
+import type { Settings } from '../settings.js';
+
+/** One source node and one target node (the only ones, unless a side is a cluster), for one run. */
+export interface CopyContext {
+  source: Connection;
+  target: Connection;
+  settings: Settings;
+  /** Shared by every node pair of a run. */
+  stats: CopyStats;
+  /** Builds of big keys a lost connection or a refusal kept from removing: removed once reconnected, and at the end. */
+  abandoned?: Abandoned[];
+}
+
+/** A big key's temporary build left on a target node. */
+export interface Abandoned {
+  target: Connection;
+  key: Buffer;
+}
+
+export interface CopyStats {
+  /** Value bytes sent to the target so far, for the progress line's MB/s. */
+  bytesMoved: number;
+}
+
+/** A key that cannot be copied for a reason of its own, such as a module type the type copy cannot write. */
+export class KeyProblem extends Error {}
+
+/**
+ * A key failed because a server answered with an error. Anything else (a lost socket, a bug) is not the
+ * key's fault: it is rethrown and ends the run instead of failing every key after it.
+ */
+export function failed(key: Buffer, err: unknown): KeyOutcome {
+  if (!(err instanceof ErrorReply || err instanceof KeyProblem)) throw err;
+  return { key, status: 'failed', reason: describeError(err) };
+}
+
+/** A write script's answer for one key; `chunked` means the key is too big for the batch and goes alone. */
+export type WriteAnswer = KeyOutcome | { key: Buffer; status: 'chunked' };
+
+/** Reads a write script's per-key answer: 1 written, 0 skipped, 2 gone, 3 to copy in chunks, or an error text. */
+export function answerOf(key: Buffer, reply: Reply | undefined): WriteAnswer {
+  switch (reply) {
+    case 1:
+      return { key, status: 'restored' };
+    case 0:
+      return { key, status: 'skipped' };
+    case 2:
+      return { key, status: 'vanished' };
+    case 3:
+      return { key, status: 'chunked' };
+    default:
+      return { key, status: 'failed', reason: asText(reply) };
+  }
+}
+
+/** How many records a batch header holds: one ';' ends each. */
+export function recordCount(header: string): number {
+  let n = 0;
+  for (let i = header.indexOf(';'); i >= 0; i = header.indexOf(';', i + 1)) n++;
+  return n;
+}
+
+/** Big keys copied in chunks at the same time, per batch: overlaps round trips, bounds memory. */
+export const CHUNKED_KEYS_AT_ONCE = 8;
+
+/** Copies, key by key in chunks, what a batch write left for that; the rest are settled already. */
+export async function settleChunked(answers: readonly WriteAnswer[], copyAlone: (key: Buffer) => Promise<KeyOutcome>): Promise<KeyOutcome[]> {
+  const outcomes = answers.slice() as KeyOutcome[];
+  const chunked = answers.flatMap((a, i) => (a.status === 'chunked' ? [i] : []));
+  const copied = await mapLimited(chunked, CHUNKED_KEYS_AT_ONCE, (i) => copyAlone((answers[i] as WriteAnswer).key));
+  chunked.forEach((index, j) => (outcomes[index] = copied[j] as KeyOutcome));
+  return outcomes;
+}

@@ -1,0 +1,51 @@
+// A batch's keys split by the nodes that hold them: the pair of source and target nodes, or the target's node alone.
+import type { Connection } from './connections.js';
+import type { Side } from './side.js';
+
+/** Keys of a batch grouped by the pair of nodes that hold them, in first-seen order. */
+export interface NodePair {
+  source: Connection;
+  target: Connection;
+  keys: Buffer[];
+}
+
+export function routeKeys(source: Side, target: Side, keys: readonly Buffer[]): NodePair[] {
+  if (!source.cluster && !target.cluster) {
+    return keys.length === 0 ? [] : [{ source: source.nodeFor(keys[0] as Buffer), target: target.nodeFor(keys[0] as Buffer), keys: [...keys] }];
+  }
+  const pairs = new Map<Connection, Map<Connection, NodePair>>();
+  for (const key of keys) {
+    const from = source.nodeFor(key);
+    const to = target.nodeFor(key);
+    const byTarget = pairs.get(from) ?? new Map<Connection, NodePair>();
+    pairs.set(from, byTarget);
+    const pair = byTarget.get(to) ?? { source: from, target: to, keys: [] };
+    byTarget.set(to, pair);
+    pair.keys.push(key);
+  }
+  return [...pairs.values()].flatMap((byTarget) => [...byTarget.values()]);
+}
+
+/** A batch's keys, each with what goes with it (a value from a file), grouped by the node of `side` holding them. */
+export function byNode<T>(side: Side, keys: readonly Buffer[], values: readonly T[]): { node: Connection; keys: Buffer[]; values: T[] }[] {
+  const groups = new Map<Connection, { node: Connection; keys: Buffer[]; values: T[] }>();
+  keys.forEach((key, i) => {
+    const node = side.nodeFor(key);
+    const group = groups.get(node) ?? { node, keys: [], values: [] };
+    groups.set(node, group);
+    group.keys.push(key);
+    group.values.push(values[i] as T);
+  });
+  return [...groups.values()];
+}
+
+/** Runs `work` on each node pair of a batch at once; results come back grouped by pair. */
+export async function forEachPair<R>(
+  source: Side,
+  target: Side,
+  keys: readonly Buffer[],
+  work: (pair: NodePair) => Promise<R[]>,
+): Promise<R[]> {
+  const results = await Promise.all(routeKeys(source, target, keys).map(work));
+  return results.flat();
+}

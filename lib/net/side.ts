@@ -1,0 +1,245 @@
+// Where each key lives on one side: a standalone server is a single node; a Redis Cluster maps each key's
+// hash slot to the master that owns it, read from CLUSTER SLOTS and read again after a MOVED redirection.
+import { isIP } from 'node:net';
+import { keySlot, SLOT_COUNT } from './cluster.js';
+import { Connection, ConnectionError, describeError } from './connections.js';
+import { asArray, asNumber, asText, type Reply } from './reply.js';
+import type { Endpoint } from '../settings.js';
+
+/** The nodes of one side and which of them owns each key. */
+export class Side {
+  /** Every connection opened, by host:port; a promise, so two lookups racing for a new node share one connection. */
+  private readonly nodes = new Map<string, Promise<Connection>>();
+  private slots: Connection[] = [];
+  /** A slot map being read; concurrent MOVED redirections wait for the same read. */
+  private reading: Promise<void> | undefined;
+  /** Each slot's shard (master and replica addresses) as CLUSTER SLOTS named it at the start of the run. */
+  private openedWith: ReadonlySet<string>[] = [];
+  private shards: ReadonlySet<string>[] = [];
+  readonly cluster: boolean;
+
+  private constructor(readonly endpoint: Endpoint) {
+    this.cluster = endpoint.cluster === true;
+  }
+
+  /** Connects to the server or, for a cluster, to every master the seed node names. */
+  static async open(endpoint: Endpoint): Promise<Side> {
+    if (endpoint.tls?.verify === 'none') {
+      process.stderr.write(`Warning: TLS to the ${endpoint.side} checks no certificate (TLS_VERIFY=none): anyone in between can read the data\n`);
+    }
+    const side = new Side(endpoint);
+    const seed = await side.nodeAt(endpoint.host, endpoint.port, endpoint);
+    try {
+      if (!side.cluster) {
+        if (seed.capabilities.clusterNode) throw new ConnectionError(`${seed.label}: this is a Redis Cluster node; set ${clusterSetting(endpoint)}=true to reach the whole cluster`);
+        if (endpoint.side === 'destination' && seed.capabilities.replica) {
+          throw new ConnectionError(`${seed.label}: this is a read-only replica (INFO replication role:slave); point the DESTINATION_REDIS_* settings at the primary`);
+        }
+        side.slots = new Array<Connection>(SLOT_COUNT).fill(seed);
+      } else {
+        if (!seed.capabilities.clusterNode) throw new ConnectionError(`${seed.label}: not a Redis Cluster node (cluster support disabled); set ${clusterSetting(endpoint)}=false`);
+        await side.readSlots(seed);
+        side.openedWith = side.shards;
+      }
+    } catch (err) {
+      await side.close();
+      throw err;
+    }
+    side.openedRunIds = new Set(side.masters.map((m) => m.capabilities.runId));
+    return side;
+  }
+
+  /** Every master (the one server, for a standalone side). */
+  get masters(): Connection[] {
+    return [...new Set(this.slots)];
+  }
+
+  nodeFor(key: Buffer): Connection {
+    return this.slots[keySlot(key)] as Connection;
+  }
+
+  /** The slot ranges `master` serves now, as "0-5460,10923-16383"; empty for a standalone server. */
+  slotRangesOf(master: Connection): string {
+    if (!this.cluster) return '';
+    const ranges: string[] = [];
+    for (let slot = 0; slot < SLOT_COUNT; slot++) {
+      if (this.slots[slot] !== master) continue;
+      const first = slot;
+      while (slot + 1 < SLOT_COUNT && this.slots[slot + 1] === master) slot++;
+      ranges.push(first === slot ? String(first) : `${first}-${slot}`);
+    }
+    return ranges.join(',');
+  }
+
+  /** The master serving `slot` now. */
+  nodeForSlot(slot: number): Connection {
+    return this.slots[slot] as Connection;
+  }
+
+  /** A slot each master serves: where its scan goes on after a failover. */
+  get mastersBySlot(): { slot: number; master: Connection }[] {
+    return this.masters.map((master) => ({ slot: this.slots.indexOf(master), master }));
+  }
+
+  /** run_ids of the masters at the start: another one at the end means a restart or a failover. */
+  private openedRunIds = new Set<string>();
+
+  /** Some master now is another server process than any at the start (restarted, or a replica promoted). */
+  get mastersReplacedSinceStart(): boolean {
+    return this.masters.some((m) => !this.openedRunIds.has(m.capabilities.runId));
+  }
+
+  /**
+   * Whether a slot is now served outside the shard that served it at the start (resharding). A failover
+   * within a shard (a replica promoted) is not a move: the scan follows it and starts that master over.
+   */
+  async slotsMovedSinceStart(): Promise<boolean> {
+    if (!this.cluster) return false;
+    await this.refreshSlots();
+    return this.slots.some((node, slot) => !this.openedWith[slot]?.has(address(node.endpoint)));
+  }
+
+  /** Reads the slot map again from a master that answers (live mode watches for new or failed-over masters). */
+  async refreshSlots(): Promise<void> {
+    if (!this.cluster) return;
+    await this.readSlots(this.masters.find((m) => m.lostBecause === undefined) ?? (this.masters[0] as Connection));
+  }
+
+  /**
+   * After a lost connection: reconnects what was lost and, for a cluster, reads the slot map again from any
+   * node that answers (a failover promotes a replica elsewhere). Throws while the side is not whole again;
+   * the caller waits and tries again.
+   */
+  async reconnect(): Promise<boolean> {
+    if (!this.cluster) return reconnectNode(this.slots[0] as Connection);
+    const known = await Promise.allSettled(this.nodes.values());
+    const nodes = known.flatMap((c) => (c.status === 'fulfilled' ? [c.value] : []));
+    const lost = nodes.filter((node) => node.lostBecause !== undefined);
+    await Promise.allSettled(lost.map(reconnectNode));
+    if (lost.length === 0) return false;
+    // Any node that answers, until one gives a whole map: one that has not seen the failover yet names the dead master.
+    let lastError: unknown = new Error('no node of the cluster answers');
+    for (const node of nodes.filter((n) => n.lostBecause === undefined)) {
+      try {
+        await this.readSlots(node);
+        const stillLost = this.lost;
+        if (!stillLost) return true;
+        lastError = new Error(`${stillLost.label}: ${stillLost.lostBecause ?? 'lost'}`);
+      } catch (err) {
+        lastError = err;
+      }
+    }
+    throw lastError;
+  }
+
+  /**
+   * Where `key` lives now, asked of the node the map names: it answers for itself, redirects with MOVED
+   * (the map is read again) or, while its slot migrates, with ASK (the next command goes with ASKING).
+   */
+  async locate(key: Buffer): Promise<Connection> {
+    const node = this.nodeFor(key);
+    if (!this.cluster) return node;
+    try {
+      await node.send(['EXISTS', key]);
+      return node;
+    } catch (err) {
+      const reason = describeError(err);
+      // The cluster is failing over, or the slot is mid-move: the same node, after the caller's pause.
+      if (/^(CLUSTERDOWN|TRYAGAIN)/.test(reason)) return node;
+      const redirect = /^(MOVED|ASK) \d+ (\S+):(\d+)/.exec(reason);
+      if (!redirect) throw err;
+      const to = await this.nodeAt(redirect[2] as string, Number(redirect[3]));
+      if (redirect[1] === 'ASK') return to.asking();
+      await this.readSlots(to);
+      return to;
+    }
+  }
+
+  /** A master whose connection went away, if any did (connections no slot points at are not asked). */
+  get lost(): Connection | undefined {
+    return this.masters.find((c) => c.lostBecause !== undefined);
+  }
+
+  async close(): Promise<void> {
+    const opened = await Promise.allSettled(this.nodes.values());
+    await Promise.all(opened.map((c) => (c.status === 'fulfilled' ? c.value.close() : undefined)));
+  }
+
+  private readSlots(from: Connection): Promise<void> {
+    this.reading ??= this.readSlotsFrom(from).finally(() => (this.reading = undefined));
+    return this.reading;
+  }
+
+  private async readSlotsFrom(from: Connection): Promise<void> {
+    const slots = new Array<Connection>(SLOT_COUNT);
+    const shards = new Array<ReadonlySet<string>>(SLOT_COUNT);
+    for (const range of asArray(await from.send(['CLUSTER', 'SLOTS']))) {
+      const [first, last, ...members] = asArray(range);
+      // An empty host means "the node you asked".
+      const addresses = members.map((member) => {
+        const [host, port] = asArray(member as Reply);
+        return { host: asText(host) || from.endpoint.host, port: asNumber(port) };
+      });
+      const master = addresses[0] as { host: string; port: number };
+      const node = await this.nodeAt(master.host, master.port);
+      slots.fill(node, asNumber(first), asNumber(last) + 1);
+      shards.fill(new Set(addresses.map(address)), asNumber(first), asNumber(last) + 1);
+    }
+    // findIndex visits the holes of the sparse array too.
+    const uncovered = slots.findIndex((node) => node === undefined);
+    if (uncovered >= 0) throw new ConnectionError(`${from.label}: no node serves slot ${uncovered} (CLUSTER SLOTS); is the cluster fully set up?`);
+    this.slots = slots;
+    this.shards = shards;
+  }
+
+  private nodeAt(host: string, port: number, endpoint = nodeEndpoint(this.endpoint, host, port)): Promise<Connection> {
+    const name = `${host}:${port}`;
+    const known = this.nodes.get(name);
+    if (known) return known;
+    const opening = Connection.open(endpoint);
+    this.nodes.set(name, opening);
+    // A failed open is not kept: the next lookup tries again, and close() passes over it.
+    opening.catch(() => this.nodes.delete(name));
+    return opening;
+  }
+}
+
+const address = (at: { host: string; port: number }): string => `${at.host}:${at.port}`;
+
+/**
+ * A lost node connected again (true), or found up (false); a target that came back as a replica (mid-failover)
+ * is not back yet.
+ */
+async function reconnectNode(node: Connection): Promise<boolean> {
+  const wasLost = node.lostBecause !== undefined;
+  if (wasLost) await node.reconnect();
+  if (node.endpoint.side === 'destination' && node.capabilities.replica) {
+    node.drop(`READONLY: ${node.label} is a replica now`);
+    throw new Error(`${node.label} is a replica now (a failover under way?)`);
+  }
+  return wasLost;
+}
+
+/**
+ * The same server on both sides (the same run_id, or a cluster master shared) and the same database: a copy
+ * would find every key present and do nothing.
+ */
+export function sameServer(source: Side, target: Side): boolean {
+  if (source.endpoint.db !== target.endpoint.db) return false;
+  const ids = new Set(source.masters.map((m) => m.capabilities.runId));
+  return target.masters.some((m) => m.capabilities.runId !== '' && ids.has(m.capabilities.runId));
+}
+
+function clusterSetting(endpoint: Endpoint): string {
+  return endpoint.side === 'source' ? 'SOURCE_REDIS_CLUSTER' : 'DESTINATION_REDIS_CLUSTER';
+}
+
+/**
+ * A master as the seed's settings reach it: same credentials and TLS. A node announced by IP address is
+ * checked against the seed's host name, as one certificate usually covers every node of a managed cluster.
+ */
+function nodeEndpoint(seed: Endpoint, host: string, port: number): Endpoint {
+  const endpoint: Endpoint = { ...seed, host, port };
+  if (seed.tls && !seed.tls.servername && isIP(host) && !isIP(seed.host)) endpoint.tls = { ...seed.tls, servername: seed.host };
+  return endpoint;
+}

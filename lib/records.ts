@@ -1,0 +1,91 @@
+// The seam between sources and writers: what a source yields (batches of records, their place in the scan
+// beside them) and what a writer returns (one outcome per key), with the counts a run keeps of them.
+// A leaf: it imports nothing from the rest of lib/.
+
+/** A key's value as an .rdb file holds it: its type byte and bytes as saved, a DUMP payload once footed. */
+export interface StoredValue {
+  /** Absolute ms, or -1. */
+  expireAt: number;
+  type: number;
+  value: Buffer;
+  /** The file's RDB version. */
+  rdbVersion: number;
+}
+
+/** The cursor of a scan that has nothing left to read. */
+export const DONE = 'done';
+
+/** Where a later run may resume one master's scan once a batch and every earlier one are done. */
+export interface ScanPosition {
+  /** Which master's scan (its index among the source's masters) the keys come from. */
+  unit: number;
+  /** The SCAN cursor to resume from, or DONE when the unit's scan ended with this batch. */
+  resumeCursor: string;
+  /** The run_id of the server that cursor belongs to: a checkpoint takes it only for that server. */
+  runId: string;
+}
+
+/**
+ * A batch of records: the keys, and their values where the source holds them already (an .rdb file), one per
+ * key; a server's keys are read from it as they are written. Bookkeeping travels beside the records.
+ */
+export interface RecordBatch {
+  keys: Buffer[];
+  /** Set by a source that holds the values already (an .rdb file), one per key: nothing is read from a server. */
+  stored?: StoredValue[];
+  /** Where the scan stands after this batch; none for a batch no checkpoint follows (live changes, a file). */
+  position?: ScanPosition;
+  /** Called once the batch is done with (copied, failed or abandoned): live mode's queue frees its keys. */
+  settled?: () => void;
+}
+
+/**
+ * How a key crossed to a target that reads an older RDB version than its payload carries: RESTOREd with the
+ * target's version stamp (its encodings are ones the target reads), or written by type (decoded from a file,
+ * or read from the source by type).
+ */
+export type Crossing = 'restamped' | 'byType';
+
+/** What copying one key came to. `dropped` names what the target could not hold (hash-field expiries on a server that has none). */
+export type KeyOutcome =
+  | { key: Buffer; status: 'restored' | 'skipped' | 'vanished'; via?: Crossing; dropped?: string }
+  | { key: Buffer; status: 'failed'; reason: string };
+
+export type FailedOutcome = Extract<KeyOutcome, { status: 'failed' }>;
+
+/** Keys by outcome. */
+export interface Counts {
+  restored: number;
+  skipped: number;
+  failed: number;
+  vanished: number;
+}
+
+export const noCounts = (): Counts => ({ restored: 0, skipped: 0, failed: 0, vanished: 0 });
+
+export const total = (c: Counts): number => c.restored + c.skipped + c.failed + c.vanished;
+
+export function addCounts(a: Counts, b: Counts): Counts {
+  return { restored: a.restored + b.restored, skipped: a.skipped + b.skipped, failed: a.failed + b.failed, vanished: a.vanished + b.vanished };
+}
+
+/** Keys restored across RDB versions, by way (see Crossing), and those the target could not hold whole. */
+export interface CrossingCounts {
+  restamped: number;
+  byType: number;
+  /** Restored without something the target has no place for (hash-field expiries); each is in the error log. */
+  degraded: number;
+}
+
+export const noCrossings = (): CrossingCounts => ({ restamped: 0, byType: 0, degraded: 0 });
+
+/** What the selection counted on this side of SCAN (or of the file): keys taken, and keys KEY_EXCLUDE_PATTERN left out. */
+export interface SelectionCounts {
+  scanned: number;
+  excluded: number;
+}
+
+/** Bytes one read may gather into a batch (a read call, a file batch): bounds memory in flight and server blocking. */
+export const READ_BUDGET_BYTES = 4 * 1024 * 1024;
+/** Strings longer than this are read and written in windows of this size (GETRANGE, APPEND). */
+export const STRING_CHUNK_BYTES = 1024 * 1024;

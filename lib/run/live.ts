@@ -1,0 +1,52 @@
+// MIGRATION_MODE=live or liveonly: subscribed to the source's changes, a copy (live), then every change applied
+// until the cutover (Ctrl-C, SIGTERM, LIVE_IDLE_TIMEOUT), then the changed keys verified.
+import { liveSummaryLines, replicate, LiveRefusal, type LiveOutcome } from '../live/replicate.js';
+import type { Side } from '../net/side.js';
+import { scanMasters } from '../sources/scan.js';
+import { differing } from '../verify/comparison.js';
+import type { ErrorLog } from './error-log.js';
+import { EXIT, exitStatus } from './exit.js';
+import { timingLine } from './report.js';
+import { say, startProgress, timingOf, verificationSetup, writeSummary, type Session } from './session.js';
+
+export async function live(session: Session, log: ErrorLog): Promise<number> {
+  const { settings, target } = session;
+  const source = session.source as Side;
+  let outcome: LiveOutcome;
+  try {
+    outcome = await replicate({
+      settings, source, target, snapshot: session.keys, recovery: session.recovery, interruption: session.interruption, log, say,
+      rescan: () => scanMasters(settings, source, { scanned: 0, excluded: 0 }, []),
+      // Ctrl-C is the cutover, which the verification belongs to (a second one stops the process at once).
+      verification: { ...verificationSetup(session), shouldStop: () => false },
+      startProgress: (counts) => startProgress(session, counts),
+    });
+  } catch (err) {
+    if (!(err instanceof LiveRefusal)) throw err;
+    say(`Cannot replicate live : ${err.message}`);
+    return EXIT.settingsOrConnection;
+  }
+  for (const line of liveSummaryLines(outcome, settings.errorLogFile)) say(line);
+  const timing = timingOf(session, 0);
+  say(timingLine(timing));
+  const status = exitStatus({
+    // Live mode's Ctrl-C is its cutover: only one during the snapshot interrupts the run.
+    interrupted: outcome.snapshot?.interrupted,
+    stoppedEarly: Boolean(outcome.fatal),
+    errorLimitReached: outcome.snapshot?.errorLimitReached || outcome.live.errorLimitReached,
+    failed: (outcome.snapshot?.counts.failed ?? 0) + outcome.live.counts.failed + session.libraries.failed,
+    differences: (outcome.verification ? differing(outcome.verification) : 0) + session.libraries.differences,
+  });
+  writeSummary(settings, {
+    mode: settings.mode === 'live' ? 'live' : 'liveonly',
+    counts: outcome.snapshot ? { ...outcome.snapshot.counts, excluded: session.selection.excluded } : undefined,
+    live: {
+      applied: outcome.live.counts.restored, deleted: outcome.deleted, failed: outcome.live.counts.failed, events: outcome.events, gaps: outcome.gapCount,
+      repairs: outcome.repairs, lag_ms: outcome.lag, ended: outcome.ended,
+    },
+    verification: outcome.verification ? { live: outcome.verification } : undefined,
+    timing,
+    exitStatus: status,
+  });
+  return status;
+}

@@ -1,0 +1,163 @@
+// A run's source, opened one way whatever it is: a server or a cluster (scanned once connected), an .rdb file
+// read by our reader (RDB_READER=native: its records come with their values), or an .rdb file loaded into a
+// private redis-server (RDB_READER=server: then scanned like any server). It yields the databases to copy.
+import { fileLibraries, sourceLibraries, type Libraries } from '../copy/functions.js';
+import type { Side } from '../net/side.js';
+import { verifyFileChecksum } from '../rdb/checksum.js';
+import { RdbFormatError } from '../rdb/reader.js';
+import type { RecordBatch, SelectionCounts } from '../records.js';
+import type { Settings } from '../settings.js';
+import { databaseSections, otherDatabase } from './rdb-file.js';
+import { rdbFileVersion, RdbError, startRdbServer, type RdbServer } from './rdb-server.js';
+
+/** The source could not be opened or read: one line, after its heading ("Error reading SOURCE_RDB_FILE"). */
+export class SourceError extends Error {
+  constructor(readonly heading: string, message: string) {
+    super(message);
+  }
+}
+
+/** One database to copy: the endpoints for it and, from a file read by our reader, its records. */
+export interface Database {
+  /** The run's settings with this database's source and target. */
+  settings: Settings;
+  /** "Database 0 -> 0", when a run covers several. */
+  heading?: string;
+  /** From a file read by our reader; a server's keys are scanned once it is connected. */
+  file?: { batches: AsyncIterable<RecordBatch>; counts: SelectionCounts };
+}
+
+export interface Source {
+  databases(stopped: () => boolean): AsyncIterable<Database>;
+  /** The function libraries it holds: a server's (given as `side` once connected) or the file's. */
+  libraries(side: Side | undefined): Promise<Libraries>;
+  /** What the run says of the source at its end. */
+  closingLines(): string[];
+  close(): Promise<void>;
+}
+
+/** How opening a source talks: `say` for the run's lines, `progress` for a private server's loading. */
+export interface Voices {
+  say: (line: string) => void;
+  progress: (line: string) => void;
+}
+
+export async function openSource(settings: Settings, stopped: () => boolean, voices: Voices): Promise<Source> {
+  if (!settings.rdbFile) return serverSource(settings);
+  if (settings.rdbReader === 'native') return fileSource(settings, stopped);
+  return privateServerSource(settings, stopped, voices);
+}
+
+function serverSource(settings: Settings): Source {
+  return {
+    databases: async function* () {
+      yield { settings };
+    },
+    libraries: (side) => sourceLibraries(side as Side),
+    closingLines: () => [],
+    close: async () => undefined,
+  };
+}
+
+/**
+ * RDB_READER=native: the file checked whole first, then read in one pass, each database in turn copied into
+ * the same number on the target (or only SOURCE_REDIS_DB_INDEX's, into DESTINATION_REDIS_DB_INDEX).
+ */
+async function fileSource(settings: Settings, stopped: () => boolean): Promise<Source> {
+  const reading = 'Error reading SOURCE_RDB_FILE';
+  await asSourceError(reading, () => checkFileFirst(settings, stopped));
+  const onlyDb = settings.sourceDbChosen ? settings.source.db : undefined;
+  const filters = { match: settings.matchPattern, type: settings.scanType, exclude: settings.excludePattern, scanCount: settings.scanBatchSize, onlyDb };
+  return {
+    databases: async function* () {
+      let sections = 0;
+      const all = databaseSections(settings.rdbFile, filters, settings.pipelineBatchSize, { version: 0 }, stopped);
+      for await (const section of sourceErrors(reading, all)) {
+        const target = onlyDb === undefined ? { ...settings.target, db: section.db } : settings.target;
+        sections += 1;
+        yield {
+          settings: { ...settings, target },
+          heading: onlyDb === undefined ? `Database ${section.db} -> ${target.db}` : undefined,
+          file: { batches: sourceErrors(reading, section.batches), counts: section.counts },
+        };
+      }
+      // A file with no key still meets the target once: the run connects and reports nothing copied.
+      if (sections === 0 && !stopped()) yield { settings, file: { batches: noBatches(), counts: { scanned: 0, excluded: 0 } } };
+    },
+    libraries: () => asSourceError(reading, () => fileLibraries(settings.rdbFile)),
+    closingLines: () => [],
+    close: async () => undefined,
+  };
+}
+
+/**
+ * Before a key is written, the file must be there and whole: a corrupt or truncated one is refused. A cluster
+ * target takes db 0 only, and the reader learns a file's databases only as it reads, so with no
+ * SOURCE_REDIS_DB_INDEX this first pass reads the records themselves (the reader checks the CRC at the end, as
+ * the plain checksum pass does) and refuses at the first key in another database.
+ */
+async function checkFileFirst(settings: Settings, stopped: () => boolean): Promise<void> {
+  rdbFileVersion(settings.rdbFile);
+  if (!settings.target.cluster || settings.sourceDbChosen) return verifyFileChecksum(settings.rdbFile, stopped);
+  const other = await otherDatabase(settings.rdbFile, 0, stopped);
+  if (other !== undefined) throw new RdbError(clusterRefusal(settings.rdbFile, `database ${other} (and maybe others)`));
+}
+
+/** A cluster has db 0 only: the one line refusing a file with keys elsewhere, for either reader. */
+function clusterRefusal(file: string, databases: string): string {
+  return `${file} has keys in ${databases}, and DESTINATION_REDIS_CLUSTER=true takes database 0 only: set SOURCE_REDIS_DB_INDEX to the one to copy`;
+}
+
+/**
+ * RDB_READER=server: the file loaded into a private redis-server, then each database with keys copied into
+ * the same number (or only SOURCE_REDIS_DB_INDEX's). A cluster target has db 0 only.
+ */
+async function privateServerSource(settings: Settings, stopped: () => boolean, voices: Voices): Promise<Source> {
+  const loading = 'Error loading SOURCE_RDB_FILE';
+  const rdb = await asSourceError(loading, () => startRdbServer(settings.rdbFile, settings.redisServerPath, voices.progress, stopped));
+  voices.say(`Loaded ${settings.rdbFile} into a private redis-server (used_memory_human ${rdb.usedMemoryHuman}; databases with keys: ${rdb.databases.join(', ') || 'none'})`);
+  const pairs = await asSourceError(loading, async () => databasePairs(settings, rdb)).catch(async (err: unknown) => {
+    await rdb.stop();
+    throw err;
+  });
+  return {
+    databases: async function* () {
+      for (const pair of pairs) yield { settings: { ...settings, ...pair }, heading: pairs.length > 1 ? `Database ${pair.source.db} -> ${pair.target.db}` : undefined };
+    },
+    libraries: (side) => sourceLibraries(side as Side),
+    closingLines: () => [`Private redis-server for SOURCE_RDB_FILE: used_memory_human ${rdb.usedMemoryHuman}`],
+    close: () => rdb.stop(),
+  };
+}
+
+function databasePairs(settings: Settings, rdb: RdbServer): Pick<Settings, 'source' | 'target'>[] {
+  if (settings.sourceDbChosen) return [{ source: rdb.endpoint(settings.source.db), target: settings.target }];
+  const dbs = rdb.databases.length > 0 ? rdb.databases : [0];
+  if (settings.target.cluster && dbs.some((db) => db !== 0)) throw new RdbError(clusterRefusal(settings.rdbFile, `databases ${dbs.join(', ')}`));
+  return dbs.map((db) => ({ source: rdb.endpoint(db), target: { ...settings.target, db } }));
+}
+
+/** The file's own errors (unreadable, corrupt, refused) as a SourceError under `heading`. */
+async function asSourceError<T>(heading: string, work: () => Promise<T> | T): Promise<T> {
+  try {
+    return await work();
+  } catch (err) {
+    if (err instanceof RdbFormatError || err instanceof RdbError) throw new SourceError(heading, err.message);
+    throw err;
+  }
+}
+
+async function* sourceErrors<T>(heading: string, items: AsyncIterable<T>): AsyncGenerator<T> {
+  const iterator = items[Symbol.asyncIterator]();
+  try {
+    for (;;) {
+      const next = await asSourceError(heading, () => iterator.next());
+      if (next.done) return;
+      yield next.value;
+    }
+  } finally {
+    await iterator.return?.(undefined);
+  }
+}
+
+async function* noBatches(): AsyncGenerator<RecordBatch> {}
