@@ -3,7 +3,7 @@
 import { randomBytes } from 'node:crypto';
 import { ErrorReply } from '@redis/client';
 import { keySlot, slotTag } from '../net/cluster.js';
-import { type Arg, asArray, asNumber, asText, type Reply } from '../net/reply.js';
+import { type Arg, asArray, asMap, asNumber, asText, type Reply } from '../net/reply.js';
 import { type Connection, isScriptingRefused } from '../net/connections.js';
 import { flagsFor, MOVE_INTO_PLACE, NOT_BY_TYPE_HINT, READ_FLAGS, TYPE_READ, TYPE_WRITE, withFlags, WRITE_FLAGS } from '../net/scripts.js';
 import { mapLimited } from '../concurrency.js';
@@ -361,7 +361,7 @@ export function compareStreamIds(a: string, b: string): number {
 async function danglingPendingIds(source: Connection, key: Buffer, size: number): Promise<string[]> {
   const dangling = new Set<string>();
   for (const group of asArray(await source.send(['XINFO', 'GROUPS', key]))) {
-    const name = toMap(group).get('name') as Buffer;
+    const name = asMap(group).get('name') as Buffer;
     await forEachPendingPage(source, key, name, size, async (page) => {
       const ids = page.map((item) => asText(asArray(item)[0]));
       const found = await Promise.all(ids.map((id) => source.send(['XRANGE', key, id, id])));
@@ -381,29 +381,22 @@ async function forEachPendingPage(source: Connection, key: Buffer, group: Buffer
   }
 }
 
-function toMap(reply: Reply): Map<string, Reply> {
-  const items = asArray(reply);
-  const map = new Map<string, Reply>();
-  for (let i = 0; i + 1 < items.length; i += 2) map.set(asText(items[i]), items[i + 1] as Reply);
-  return map;
-}
-
 /**
  * Each group with its consumers and pending entries (delivery count and idle time); then the placeholders
  * go, and XSETID sets the last ID and counters as the source has them.
  */
 async function copyStreamState(source: Connection, target: Connection, key: Buffer, building: Buffer, size: number, dangling: readonly string[]): Promise<void> {
-  const info = toMap(await source.send(['XINFO', 'STREAM', key]));
+  const info = asMap(await source.send(['XINFO', 'STREAM', key]));
   const modern = (target.capabilities.version[0] ?? 0) >= 7 && info.has('entries-added');
   for (const groupReply of asArray(await source.send(['XINFO', 'GROUPS', key]))) {
-    const group = toMap(groupReply);
+    const group = asMap(groupReply);
     const name = group.get('name') as Buffer;
     const create: Arg[] = ['XGROUP', 'CREATE', building, name, asText(group.get('last-delivered-id'))];
     const entriesRead = group.get('entries-read');
     if (modern && entriesRead !== null && entriesRead !== undefined) create.push('ENTRIESREAD', asText(entriesRead));
     await target.send(create);
     for (const consumerReply of asArray(await source.send(['XINFO', 'CONSUMERS', key, name]))) {
-      await target.send(['XGROUP', 'CREATECONSUMER', building, name, toMap(consumerReply).get('name') as Buffer]);
+      await target.send(['XGROUP', 'CREATECONSUMER', building, name, asMap(consumerReply).get('name') as Buffer]);
     }
     await forEachPendingPage(source, key, name, size, async (page) => {
       await Promise.all(

@@ -5,7 +5,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { describeError, isRefusal, openSubscriber, type Connection, type Subscriber } from '../net/connections.js';
 import type { Side } from '../net/side.js';
 import { keySlot, slotTag } from '../net/cluster.js';
-import { globMatches } from '../sources/glob.js';
+import { globTest, matchTest } from '../sources/glob.js';
 import { asText } from '../net/reply.js';
 
 /** Keyevent channels name the event and carry the key; keyspace channels name the key and carry the event. */
@@ -40,8 +40,8 @@ export class ChangeFeed {
   /** Masters whose subscription is being set up again after a loss. */
   private readonly resubscribing = new Set<string>();
   private eventClass: EventClass = 'keyevent';
-  private readonly match: Buffer | undefined;
-  private readonly exclude: Buffer | undefined;
+  private readonly match: ((key: Uint8Array) => boolean) | undefined;
+  private readonly exclude: ((key: Uint8Array) => boolean) | undefined;
   private readonly flushCalls = new Map<string, number>();
   private watcher: NodeJS.Timeout | undefined;
   private probeWaiter: ((channel: Buffer, message: Buffer) => void) | undefined;
@@ -57,8 +57,8 @@ export class ChangeFeed {
     /** `counts` false: no gap of its own, only a sweep to run (a subscription back after its loss). */
     private readonly onGap: (reason: string, counts?: boolean) => void,
   ) {
-    this.match = options.match === '*' ? undefined : Buffer.from(options.match);
-    this.exclude = options.exclude ? Buffer.from(options.exclude) : undefined;
+    this.match = matchTest(options.match);
+    this.exclude = globTest(options.exclude);
   }
 
   /**
@@ -143,7 +143,7 @@ export class ChangeFeed {
     if (change === undefined || this.stopped) return;
     const { key, event } = change;
     if (key.subarray(0, PROBE_PREFIX.length).toString('latin1') === PROBE_PREFIX) return;
-    if ((this.match && !globMatches(this.match, key)) || (this.exclude && globMatches(this.exclude, key))) return;
+    if ((this.match && !this.match(key)) || this.exclude?.(key)) return;
     this.events += 1;
     this.onKey(key, event);
   }

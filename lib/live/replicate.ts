@@ -16,7 +16,7 @@ import { ChangeQueue } from './queue.js';
 import { RepairSweep } from './sweep.js';
 import { LagStats } from './lag.js';
 import type { Side } from '../net/side.js';
-import { globMatches } from '../sources/glob.js';
+import { globTest } from '../sources/glob.js';
 import { asArray, asText } from '../net/reply.js';
 import type { RecordBatch } from '../records.js';
 
@@ -87,13 +87,13 @@ class StreamWatch {
   }
 
   async find(source: Side, settings: Settings): Promise<void> {
-    const exclude = settings.excludePattern ? Buffer.from(settings.excludePattern) : undefined;
+    const exclude = globTest(settings.excludePattern);
     for (const master of source.masters) {
       let cursor = '0';
       do {
         const [next, keys] = asArray(await master.send(['SCAN', cursor, 'MATCH', settings.matchPattern, 'COUNT', '1000', 'TYPE', 'stream']));
         cursor = asText(next);
-        for (const key of asArray(keys ?? []) as Buffer[]) if (!(exclude && globMatches(exclude, key))) this.add(key);
+        for (const key of asArray(keys ?? []) as Buffer[]) if (!exclude?.(key)) this.add(key);
       } while (cursor !== '0' && !this.overflow);
     }
   }
@@ -283,13 +283,13 @@ async function* liveBatches(queue: ChangeQueue, size: number, stopping: () => bo
  */
 async function refuseOccupiedTarget(ctx: LiveContext): Promise<void> {
   const { settings } = ctx;
-  const exclude = settings.excludePattern ? Buffer.from(settings.excludePattern) : undefined;
+  const exclude = globTest(settings.excludePattern);
   for (const master of ctx.target.masters) {
     let cursor = '0';
     do {
       const [next, keys] = asArray(await master.send(['SCAN', cursor, 'MATCH', settings.matchPattern, 'COUNT', '1000']));
       cursor = asText(next);
-      const found = (asArray(keys ?? []) as Buffer[]).find((k) => !(exclude && globMatches(exclude, k)));
+      const found = (asArray(keys ?? []) as Buffer[]).find((k) => !exclude?.(k));
       if (found) {
         throw new LiveRefusal(
           `MIGRATION_MODE=${settings.mode} replaces and deletes target keys as the source changes them, and ${master.label} already holds |${displayKey(found)}|, ` +

@@ -9,7 +9,7 @@ import type { ChangeQueue } from './queue.js';
 import { PROBE_PREFIX } from './events.js';
 import type { Side } from '../net/side.js';
 import { asArray, asText } from '../net/reply.js';
-import { globMatches } from '../sources/glob.js';
+import { globTest } from '../sources/glob.js';
 
 /** A difference waits this long for its event before it counts as a repair: the event may still be on its way. */
 const SUSPECT_WAIT_MS = 2000;
@@ -71,7 +71,7 @@ export class RepairSweep {
    */
   private readonly lastEvent = new Map<string, number>();
   private fullRequested = false;
-  private readonly exclude: Buffer | undefined;
+  private readonly exclude: ((key: Uint8Array) => boolean) | undefined;
   private readonly compare: (keys: readonly Buffer[]) => Promise<KeyVerdict[]>;
 
   constructor(
@@ -81,7 +81,7 @@ export class RepairSweep {
     private readonly options: SweepOptions,
     private readonly log: ErrorLog,
   ) {
-    this.exclude = options.exclude ? Buffer.from(options.exclude) : undefined;
+    this.exclude = globTest(options.exclude);
     this.compare = compareInto(source, target, options.compare);
   }
 
@@ -156,7 +156,7 @@ export class RepairSweep {
 
   private selected(key: Buffer): boolean {
     if (key.subarray(0, PROBE_PREFIX.length).toString('latin1') === PROBE_PREFIX) return false;
-    return !(this.exclude && globMatches(this.exclude, key));
+    return !this.exclude?.(key);
   }
 
   /** Source keys the target does not hold the same. */

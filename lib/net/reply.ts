@@ -17,3 +17,11 @@ export function asNumber(reply: Reply | undefined): number {
 export function asText(reply: Reply | undefined): string {
   return reply === null || reply === undefined ? '' : String(reply);
 }
+
+/** A flat field, value, field, value… reply (XINFO, CONFIG GET) as a map by field name. */
+export function asMap(reply: Reply): Map<string, Reply> {
+  const items = asArray(reply);
+  const map = new Map<string, Reply>();
+  for (let i = 0; i + 1 < items.length; i += 2) map.set(asText(items[i]), items[i + 1] as Reply);
+  return map;
+}

@@ -79,6 +79,13 @@ function matchClass(p: Uint8Array, start: number, byte: number): [boolean, numbe
   return [negate ? !match : match, pi];
 }
 
+/** SCAN MATCH as a test of keys: none for a bare `*`, which selects every key (the empty one too, as SCAN does not filter then). */
+export function matchTest(pattern: string): ((key: Uint8Array) => boolean) | undefined {
+  if (pattern === '*') return undefined;
+  const bytes = Buffer.from(pattern);
+  return (key) => globMatches(bytes, key);
+}
+
 /** A pattern as a test of keys; undefined for the empty pattern (nothing to test). Compiled once, used per key. */
 export function globTest(pattern: string): ((key: Uint8Array) => boolean) | undefined {
   if (pattern === '') return undefined;

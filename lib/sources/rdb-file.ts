@@ -3,7 +3,7 @@
 import { checksumVerified } from '../rdb/checksum.js';
 import { readRdb, readRdbBatches, type RdbKey } from '../rdb/reader.js';
 import { logicalType } from '../rdb/types.js';
-import { globMatches } from './glob.js';
+import { globTest, matchTest } from './glob.js';
 import { READ_BUDGET_BYTES, type RecordBatch, type SelectionCounts, type StoredValue } from '../records.js';
 import type { KeySelection } from './scan.js';
 
@@ -91,8 +91,8 @@ class Records {
 }
 
 async function* sectionBatches(records: Records, db: number, selection: FileSelection, size: number, counts: SelectionCounts): AsyncGenerator<RecordBatch> {
-  const match = selection.match === '*' ? undefined : Buffer.from(selection.match);
-  const exclude = selection.exclude ? Buffer.from(selection.exclude) : undefined;
+  const match = matchTest(selection.match);
+  const exclude = globTest(selection.exclude);
   const type = selection.type.toLowerCase();
   let batch: Buffer[] = [];
   let stored: StoredValue[] = [];
@@ -104,8 +104,8 @@ async function* sectionBatches(records: Records, db: number, selection: FileSele
   };
   for (let record = await records.peek(); record?.db === db; record = records.current() ?? (await records.peek())) {
     records.skip();
-    if ((match && !globMatches(match, record.key)) || (type && logicalType(record.type) !== type)) continue;
-    if (exclude && globMatches(exclude, record.key)) {
+    if ((match && !match(record.key)) || (type && logicalType(record.type) !== type)) continue;
+    if (exclude?.(record.key)) {
       counts.excluded += 1;
       continue;
     }

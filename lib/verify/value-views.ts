@@ -2,7 +2,7 @@
 // command in chunks, or a value already in memory (decoded from an .rdb file). compare-key.ts compares two views.
 import type { RdbValue, StreamValue } from '../rdb/decode.js';
 import { parseScore } from '../rdb/encodings.js';
-import { asArray, asNumber, asText, type Reply } from '../net/reply.js';
+import { asArray, asMap, asNumber, asText, type Reply } from '../net/reply.js';
 import type { Connection } from '../net/connections.js';
 
 export interface ScoredMember {
@@ -52,13 +52,6 @@ const LENGTH_COMMAND: Record<string, string> = { string: 'STRLEN', list: 'LLEN',
 /** The types a logical comparison reads. */
 export const COMPARABLE_TYPES = Object.keys(LENGTH_COMMAND);
 
-function fieldsOf(reply: Reply): Map<string, Reply> {
-  const items = asArray(reply);
-  const map = new Map<string, Reply>();
-  for (let i = 0; i + 1 < items.length; i += 2) map.set(asText(items[i]), items[i + 1] as Reply);
-  return map;
-}
-
 const consumerSummary = (consumers: { name: string; pending: number }[]): string =>
   consumers.map((c) => `${c.name}:${c.pending}`).sort().join(',');
 
@@ -101,10 +94,10 @@ export function serverView(server: Connection, key: Buffer): ValueView {
       });
     },
     streamGroups: async () => {
-      const groups = asArray(await send('XINFO', 'GROUPS', key)).map(fieldsOf);
+      const groups = asArray(await send('XINFO', 'GROUPS', key)).map(asMap);
       return Promise.all(groups.map(async (group): Promise<GroupSummary> => {
         const name = asText(group.get('name'));
-        const consumers = asArray(await send('XINFO', 'CONSUMERS', key, name)).map(fieldsOf);
+        const consumers = asArray(await send('XINFO', 'CONSUMERS', key, name)).map(asMap);
         return {
           name,
           fields: { 'last-delivered-id': asText(group.get('last-delivered-id')), pending: asText(group.get('pending')), consumers: asText(group.get('consumers')) },
