@@ -6,15 +6,13 @@ import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { drawChart, formatCount } from './bench-chart.js';
 import { chartBars, keysPerSecond, renderReport, type RunInfo, type ScalingPoint } from './bench-report.js';
-import {
-  configSnapshot, digest, infoValue, isToolRow, killRunningTools, measureClusterTool, measureMigrate, measureRdbLoad, measureRdbTool, measureReplication, measureTool, measureToolFloor,
-  resetTarget, runToolTimed, serverCpuSeconds, sideSettings, ROW_LABELS, type RowId, type RowResult,
-} from './bench-rows.js';
 import { logSlowCalls, watchScriptCalls } from './bench-scripts.js';
 import { seedSource } from './bench-seed.js';
 import { renderLive, runLiveRows, type LivePoint } from './bench-live.js';
 import { startCluster, type TestCluster } from './helpers/cluster.js';
 import { ROOT, startRedis, type RedisServer } from './helpers/servers.js';
+import { digest } from './helpers/sample-data.js';
+import { configSnapshot, infoValue, isToolRow, killRunningTools, measureClusterTool, measureMigrate, measureRdbLoad, measureRdbTool, measureReplication, measureTool, measureToolFloor, resetTarget, ROW_LABELS, type RowId, type RowResult, runToolTimed, serverCpuSeconds, sideSettings } from './bench-rows.js';
 
 const DEFAULT_KEYS = 1_000_000;
 const SCALING_SIZES = [200_000, 2_000_000];

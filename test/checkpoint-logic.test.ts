@@ -1,19 +1,14 @@
-// lib/checkpoint.ts on its own, with files in a temporary folder and no server: which batches move a cursor
+// lib/copy/checkpoint.ts on its own, with files in a temporary folder and no server: which batches move a cursor
 // (only once every batch before them is confirmed), where each master's scan starts on a rerun, what the
 // file holds, and which checkpoints are refused.
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import type { KeyOutcome } from '../lib/batch.js';
-import {
-  addCounts, Checkpoint, CheckpointError, fingerprintOf, noCounts, readCheckpoint, resumeLine, startingPoints, total,
-  type Ending, type Fingerprint, type MasterIdentity, type Previous, type UnitState,
-} from '../lib/checkpoint.js';
-import type { Counts } from '../lib/migration.js';
 import type { Connection } from '../lib/net/connections.js';
 import { parseSettings } from '../lib/settings.js';
-import { DONE, type KeyBatch } from '../lib/sources/scan.js';
+import { addCounts, type Counts, DONE, type KeyOutcome, noCounts, type ScanPosition, total } from '../lib/records.js';
+import { Checkpoint, CheckpointError, type Ending, type Fingerprint, fingerprintOf, type MasterIdentity, type Previous, readCheckpoint, resumeLine, startingPoints, type UnitState } from '../lib/copy/checkpoint.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'checkpoint-logic-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -23,12 +18,8 @@ const newPath = (): string => join(dir, `run-${++files}.checkpoint`);
 const FINGERPRINT: Fingerprint = { SOURCE_REDIS_HOST: 'src:6379', SCAN_MATCH_PATTERN: 'user:*' };
 
 const unit = (address: string, runId: string, cursor = '0', slots = ''): UnitState => ({ address, runId, slots, cursor });
-const batch = (unitIndex: number, resumeCursor: string, runId: string, keys = 1): KeyBatch => ({
-  keys: Array.from({ length: keys }, (_, i) => Buffer.from(`k${i}`)),
-  unit: unitIndex,
-  resumeCursor,
-  runId,
-});
+/** A batch's place in its master's scan, as the copy hands it to the checkpoint. */
+const batch = (unitIndex: number, resumeCursor: string, runId: string): ScanPosition => ({ unit: unitIndex, resumeCursor, runId });
 const outcomes = (counts: Partial<Counts>): KeyOutcome[] =>
   (Object.entries(counts) as [keyof Counts, number][]).flatMap(([status, n]) =>
     Array.from({ length: n }, (_, i): KeyOutcome => (status === 'failed' ? { key: Buffer.from(`f${i}`), status, reason: 'ERR x' } : { key: Buffer.from(`${status}${i}`), status })),

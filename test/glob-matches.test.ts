@@ -2,7 +2,7 @@
 // on its own. Each expected answer below is what SCAN MATCH answered on redis-server 7.0.15 for a database
 // holding only that key (see test/filters.test.ts for the same comparison run live against a server).
 import { describe, expect, it } from 'vitest';
-import { globMatches } from '../lib/sources/scan.js';
+import { globMatches } from '../lib/sources/glob.js';
 
 const latin1 = (s: string): Buffer => Buffer.from(s, 'latin1');
 const matches = (pattern: string, key: string): boolean => globMatches(latin1(pattern), latin1(key));

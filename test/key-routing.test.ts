@@ -2,7 +2,8 @@
 // Redis 7.0.15, the hash-tag rules of the cluster spec, slotTag, and mergeBatches, which interleaves the
 // batches of every master's scan.
 import { describe, expect, it } from 'vitest';
-import { keySlot, mergeBatches, SLOT_COUNT, slotTag } from '../lib/net/cluster.js';
+import { mergeBatches } from '../lib/sources/scan.js';
+import { keySlot, SLOT_COUNT, slotTag } from '../lib/net/cluster.js';
 
 const slot = (key: string | Buffer): number => keySlot(typeof key === 'string' ? Buffer.from(key, 'latin1') : key);
 
