@@ -8,7 +8,7 @@ import { total } from './lib/records.js';
 import { compare } from './lib/run/compare.js';
 import { copy } from './lib/run/copy.js';
 import { dryRun } from './lib/run/dry-run.js';
-import { ErrorLog } from './lib/run/error-log.js';
+import { ErrorLog } from './lib/report/error-log.js';
 import { EXIT, worse } from './lib/run/exit.js';
 import { live } from './lib/run/live.js';
 import { connect, disconnect, isLive, libraryOptions, previousRun, say, stoppedBy, type Session } from './lib/run/session.js';

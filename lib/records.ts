@@ -79,6 +79,18 @@ export interface CrossingCounts {
 
 export const noCrossings = (): CrossingCounts => ({ restamped: 0, byType: 0, degraded: 0 });
 
+/** What a copy came to: every key's outcome counted, and how it ended. */
+export interface MigrationResult {
+  counts: Counts;
+  crossing: CrossingCounts;
+  errorLimitReached: boolean;
+  interrupted: boolean;
+  /** Set when `auto` switched from dump to type; the target's reason. */
+  fallbackReason?: string;
+  /** Set when the run ended early because a server went away or answered nonsense. */
+  fatal?: string;
+}
+
 /** What the selection counted on this side of SCAN (or of the file): keys taken, and keys KEY_EXCLUDE_PATTERN left out. */
 export interface SelectionCounts {
   scanned: number;
@@ -89,3 +101,15 @@ export interface SelectionCounts {
 export const READ_BUDGET_BYTES = 4 * 1024 * 1024;
 /** Strings longer than this are read and written in windows of this size (GETRANGE, APPEND). */
 export const STRING_CHUNK_BYTES = 1024 * 1024;
+
+/** Shows a key for humans: printable ASCII kept, other bytes as \xNN, backslash and bar escaped. */
+export function displayKey(key: Buffer): string {
+  let out = '';
+  for (const byte of key) {
+    if (byte === 0x5c) out += '\\\\';
+    else if (byte === 0x7c) out += '\\x7c'; // the log brackets keys with bars
+    else if (byte >= 0x20 && byte < 0x7f) out += String.fromCharCode(byte);
+    else out += `\\x${byte.toString(16).padStart(2, '0')}`;
+  }
+  return out;
+}

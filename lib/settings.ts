@@ -3,7 +3,7 @@
 
 import { readFileSync } from 'node:fs';
 
-export type SettingGroup = 'connection' | 'what to copy' | 'how to copy' | 'verification' | 'live replication' | 'pacing' | 'errors' | 'output';
+type SettingGroup = 'connection' | 'what to copy' | 'how to copy' | 'verification' | 'live replication' | 'pacing' | 'errors' | 'output';
 
 interface SettingSpec {
   name: string;
@@ -77,9 +77,9 @@ export const SETTINGS: readonly SettingSpec[] = [
   { name: 'CHECKPOINT_FILE', group: 'errors', default: '', meaning: 'path: record progress every few seconds; a rerun with the same file resumes where the last one stopped' },
 ];
 
-export type CopyMethod = 'auto' | 'dump' | 'type';
+type CopyMethod = 'auto' | 'dump' | 'type';
 
-export interface LiveSettings {
+interface LiveSettings {
   idleTimeoutMs: number;
   queueSize: number;
   sweepRate: number;
@@ -102,7 +102,7 @@ export interface Endpoint {
   replyTimeoutMs?: number;
 }
 
-export interface TlsOptions {
+interface TlsOptions {
   verify: 'full' | 'ca' | 'none';
   ca?: Buffer;
   cert?: Buffer;
@@ -163,7 +163,7 @@ function shown(name: string, value: string): string {
   return SETTINGS.find((s) => s.name === name)?.secret ? '(hidden)' : JSON.stringify(value);
 }
 
-export function parseInteger(env: Env, name: string, min: number, max = Number.MAX_SAFE_INTEGER): number {
+function parseInteger(env: Env, name: string, min: number, max = Number.MAX_SAFE_INTEGER): number {
   const value = raw(env, name).trim();
   const n = Number(value);
   if (!/^[0-9]+$/.test(value) || n < min || n > max) {
@@ -173,7 +173,7 @@ export function parseInteger(env: Env, name: string, min: number, max = Number.M
   return n;
 }
 
-export function parseSeconds(env: Env, name: string): number {
+function parseSeconds(env: Env, name: string): number {
   const value = raw(env, name).trim();
   const n = Number(value);
   if (value === '' || !Number.isFinite(n) || n < 0) {
@@ -182,14 +182,14 @@ export function parseSeconds(env: Env, name: string): number {
   return n;
 }
 
-export function parseBoolean(env: Env, name: string): boolean {
+function parseBoolean(env: Env, name: string): boolean {
   const value = raw(env, name).trim().toLowerCase();
   if (['true', '1', 'yes', 'on'].includes(value)) return true;
   if (['false', '0', 'no', 'off'].includes(value)) return false;
   throw new SettingsError(`${name} must be true or false, got ${shown(name, value)}`);
 }
 
-export function parseChoice<T extends string>(env: Env, name: string, choices: readonly T[]): T {
+function parseChoice<T extends string>(env: Env, name: string, choices: readonly T[]): T {
   const value = raw(env, name).trim();
   const choice = choices.find((c) => c === value.toLowerCase());
   if (choice === undefined) {

@@ -4,11 +4,11 @@
 import { copyFileSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { fileLibraries, libraryName } from '../lib/copy/functions.js';
 import { startCluster, type TestCluster } from './helpers/cluster.js';
 import { runDir, serverPair } from './helpers/fixtures.js';
 import { pairs, summary } from './helpers/inspect.js';
 import { endpoints, ROOT, runMigrator, startRedis, type LocalServer, type RedisServer, type RunResult } from './helpers/servers.js';
+import { fileLibraries, libraryName } from '../lib/sources/libraries.js';
 
 const library = (name: string, fn: string, answer: string): string =>
   `#!lua name=${name}\nredis.register_function('${fn}', function(keys, args) return '${answer}' end)`;

@@ -4,9 +4,9 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import type { MigrationResult } from '../lib/copy/migration.js';
-import { formatDuration, progressLine, type ProgressSnapshot } from '../lib/run/progress.js';
-import { afterLossLines, countsText, crossingLines, formatBytes, summaryLines, timingLine, writeJsonSummary } from '../lib/run/report.js';
+import { formatDuration, progressLine, type ProgressSnapshot } from '../lib/report/progress.js';
+import { afterLossLines, countsText, crossingLines, formatBytes, summaryLines, timingLine, writeJsonSummary } from '../lib/report/summary.js';
+import type { MigrationResult } from '../lib/records.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'summary-format-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));

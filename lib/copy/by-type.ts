@@ -28,7 +28,7 @@ interface TypedBatch {
   values: Buffer;
 }
 
-export type WriteMode = 'create' | 'replace' | 'append';
+type WriteMode = 'create' | 'replace' | 'append';
 
 export async function copyBatchByType(ctx: CopyContext, keys: readonly Buffer[]): Promise<KeyOutcome[]> {
   const outcomes: KeyOutcome[] = [];
@@ -179,7 +179,7 @@ export function fieldExpiriesDropped(count: number, target: Connection): string 
 }
 
 /** A key's content for a chunked build: read from a source server, or decoded from a file (decoded.ts). */
-export interface ChunkedContent {
+interface ChunkedContent {
   kind: string;
   expireAt: number;
   /** The values in write order, a bounded chunk at a time; a stream's first chunk may be empty. */

@@ -10,7 +10,7 @@ import type { KeyOutcome, StoredValue } from '../records.js';
 import { CHUNKED_KEYS_AT_ONCE, type CopyContext, failed, KeyProblem } from './context.js';
 
 /** A key and its value as the file holds it. */
-export interface DecodedWrite {
+interface DecodedWrite {
   key: Buffer;
   stored: StoredValue;
 }
@@ -90,7 +90,7 @@ function valuesInWriteOrder(value: Exclude<RdbValue, { type: 'stream' | 'module'
 }
 
 /** A score as ZADD parses it back to the same double: shortest round-trip digits, or inf. */
-export function scoreText(score: number): string {
+function scoreText(score: number): string {
   if (score === Infinity) return 'inf';
   if (score === -Infinity) return '-inf';
   return String(score);

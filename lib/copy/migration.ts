@@ -7,18 +7,18 @@ import { ConnectionLost, type Recovery } from '../net/recovery.js';
 import { compareBatch } from '../verify/compare-key.js';
 import { copyBatchAuto, copyBatchByDump, restoreStored, RestoreRefused } from './restore.js';
 import { copyBatchByType } from './by-type.js';
-import { displayKey, oneLine, type ErrorLog } from '../run/error-log.js';
 import type { OutcomeRecorder } from '../verify/comparison.js';
 import type { Settings } from '../settings.js';
-import { mapLimited } from '../concurrency.js';
+import { InFlight, mapLimited } from '../concurrency.js';
 import { type Abandoned, CHUNKED_KEYS_AT_ONCE, type CopyContext, type CopyStats } from './context.js';
 import { forEachPair, type NodePair } from '../net/routing.js';
 import type { Side } from '../net/side.js';
 import { isClusterDown, isRedirect } from '../net/cluster.js';
-import { noCounts, noCrossings, type Counts, type CrossingCounts, type FailedOutcome, type KeyOutcome, type RecordBatch, type StoredValue } from '../records.js';
+import { type Counts, type CrossingCounts, displayKey, type FailedOutcome, type KeyOutcome, type MigrationResult, noCounts, noCrossings, type RecordBatch, type StoredValue } from '../records.js';
+import { type ErrorLog, oneLine } from '../report/error-log.js';
 
 /** Both sides of a run: each a server, or a cluster whose keys are routed by slot. */
-export interface RunContext {
+interface RunContext {
   /** None when the values come with the batches (an .rdb file read by our reader). */
   source?: Side;
   target: Side;
@@ -29,17 +29,6 @@ export interface RunContext {
   checkpoint?: Checkpoint;
   /** Live replication: a key gone from the source is deleted on the target as well. */
   mirrorDeletions?: boolean;
-}
-
-export interface MigrationResult {
-  counts: Counts;
-  crossing: CrossingCounts;
-  errorLimitReached: boolean;
-  interrupted: boolean;
-  /** Set when `auto` switched from dump to type; the target's reason. */
-  fallbackReason?: string;
-  /** Set when the run ended early because a server went away or answered nonsense. */
-  fatal?: string;
 }
 
 /**
@@ -123,11 +112,10 @@ export class Migration {
 
   async copyAll(batches: AsyncIterable<RecordBatch>): Promise<MigrationResult> {
     const { settings } = this.run;
-    const inFlight = new Set<Promise<void>>();
-    const limit = settings.sleepSeconds > 0 ? 1 : BATCHES_IN_FLIGHT;
+    const inFlight = new InFlight(() => (settings.sleepSeconds > 0 ? 1 : BATCHES_IN_FLIGHT));
     try {
       for await (const batch of batches) {
-        while (inFlight.size >= limit) await Promise.race(inFlight);
+        await inFlight.room();
         await this.pauseIfOwed();
         if (this.stopping) break;
         const ticket = batch.position && this.run.checkpoint?.started(batch.position);
@@ -139,16 +127,12 @@ export class Migration {
           },
           (err: unknown) => this.abort(err),
         );
-        const tracked = task.finally(() => {
-          inFlight.delete(tracked);
-          batch.settled?.();
-        });
-        inFlight.add(tracked);
+        inFlight.add(task, batch.settled);
       }
     } catch (err) {
       this.abort(err);
     }
-    await Promise.all(inFlight);
+    await inFlight.drain();
     await this.dropAbandoned();
     return {
       counts: this.counts,

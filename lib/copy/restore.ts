@@ -1,7 +1,7 @@
 // Copy by DUMP and RESTORE: one read script per batch on the source, one RESTORE script on the target, the
 // payloads passed through untouched (big keys go by type in chunks); an .rdb file's values as pipelined RESTOREs.
 import { ErrorReply } from '@redis/client';
-import type { PipeReply } from '../net/resp.js';
+import type { PipeReply, RespWriter } from '../net/resp.js';
 import { copyBatchByType, copyKeyInChunks, readExpireAt } from './by-type.js';
 import { FOOTER_BYTES, payloadChecksumOk, payloadRdbVersion, payloadTypeByte, restampPayload, writeDumpPayload } from '../rdb/payload.js';
 import { decodeValue } from '../rdb/decode.js';
@@ -16,14 +16,14 @@ import { answerOf, type CopyContext, type CopyStats, failed, recordCount, settle
 import { OLDEST_RDB_VERSION, RDB_TYPE, rdbVersionReadBy, typeReadableBy } from '../rdb/types.js';
 
 /** What a DUMP read returns for the first keys of a batch, in the layout DUMP_WRITE takes (lib/net/scripts.ts). */
-export interface DumpBatch {
+interface DumpBatch {
   keys: Buffer[];
   header: string;
   payloads: Buffer;
 }
 
 /** The target cannot take DUMP payloads at all: no RESTORE command, or not for this user. */
-export function isRestoreRefused(reason: string): boolean {
+function isRestoreRefused(reason: string): boolean {
   return /unknown command .?restore|NOPERM.*'restore'|can't run this command or subcommand/i.test(reason);
 }
 
@@ -53,7 +53,7 @@ export async function copyBatchByDump(ctx: CopyContext, keys: readonly Buffer[])
   return outcomes;
 }
 
-export async function readDumps(ctx: CopyContext, keys: readonly Buffer[]): Promise<DumpBatch> {
+async function readDumps(ctx: CopyContext, keys: readonly Buffer[]): Promise<DumpBatch> {
   if (ctx.source.scriptsAllowed) {
     try {
       return await readDumpsByScript(ctx.source, keys, ctx.settings.dumpMaxBytes);
@@ -227,21 +227,13 @@ async function restorePipelined(target: Connection, overwrite: boolean, sent: re
   let bytes = 0;
   for (const { key, value } of live) bytes += key.length + value.value.length + COMMAND_OVERHEAD;
   const writer = target.writer(bytes);
-  const tail = overwrite ? REPLACE_TAIL : TAIL;
   for (const { key, value, version } of live) {
-    writer.begin(overwrite ? 6 : 5);
-    writer.reserve(RESTORE_ARG.length);
-    writer.at += RESTORE_ARG.copy(writer.buf, writer.at);
-    writer.bulk(key);
-    writer.integer(Math.max(value.expireAt, 0));
     const length = value.value.length + FOOTER_BYTES;
-    writer.bulkStart(length);
+    restoreStart(writer, key, value.expireAt, length, overwrite);
     writeDumpPayload(value.value, version, writer.buf, writer.at);
     writer.at += length;
-    writer.bulkEnd();
+    restoreEnd(writer, overwrite);
     stats.bytesMoved += length;
-    writer.reserve(tail.length);
-    writer.at += tail.copy(writer.buf, writer.at);
   }
   const replies = await target.sendPipelined(writer);
   let next = 0;
@@ -262,22 +254,35 @@ async function restorePlain(target: Connection, batch: DumpBatch, overwrite: boo
     else bytes += key.length + COMMAND_OVERHEAD;
   });
   const writer = target.writer(bytes);
-  const tail = overwrite ? REPLACE_TAIL : TAIL;
   batch.keys.forEach((key, i) => {
     if (answers[i]) return;
     const { expireAt: at, payload } = records[i] as DumpRecord;
-    writer.begin(overwrite ? 6 : 5);
-    writer.reserve(RESTORE_ARG.length);
-    writer.at += RESTORE_ARG.copy(writer.buf, writer.at);
-    writer.bulk(key);
-    writer.integer(Math.max(at, 0));
-    writer.bulk(payload);
-    writer.reserve(tail.length);
-    writer.at += tail.copy(writer.buf, writer.at);
+    restoreStart(writer, key, at, payload.length, overwrite);
+    writer.buf.set(payload, writer.at);
+    writer.at += payload.length;
+    restoreEnd(writer, overwrite);
   });
   const replies = await target.sendPipelined(writer);
   let next = 0;
   return batch.keys.map((key, i): WriteAnswer => answers[i] ?? restoreAnswer(key, replies[next++]));
+}
+
+/** `RESTORE key <at> $<length>`: the caller writes the payload's `length` bytes at `writer.at`, then calls restoreEnd. */
+function restoreStart(writer: RespWriter, key: Buffer, expireAt: number, length: number, overwrite: boolean): void {
+  writer.begin(overwrite ? 6 : 5);
+  writer.reserve(RESTORE_ARG.length);
+  writer.at += RESTORE_ARG.copy(writer.buf, writer.at);
+  writer.bulk(key);
+  writer.integer(Math.max(expireAt, 0));
+  writer.bulkStart(length);
+}
+
+/** The payload's end, then `[REPLACE] ABSTTL`. */
+function restoreEnd(writer: RespWriter, overwrite: boolean): void {
+  writer.bulkEnd();
+  const tail = overwrite ? REPLACE_TAIL : TAIL;
+  writer.reserve(tail.length);
+  writer.at += tail.copy(writer.buf, writer.at);
 }
 
 /** A RESTORE's reply: OK, BUSYKEY (the key exists: skipped), or the error for this key alone. */

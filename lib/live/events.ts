@@ -20,7 +20,7 @@ export const PROBE_PREFIX = 'redis-keys-migrator:probe:';
 
 export class LiveRefusal extends Error {}
 
-export interface FeedOptions {
+interface FeedOptions {
   db: number;
   match: string;
   exclude: string;

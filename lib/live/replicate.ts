@@ -2,13 +2,11 @@
 // key through the same pipeline until cutover; gaps start repair sweeps, and the changed keys are verified at the end.
 import { isConnectionLoss } from '../net/connections.js';
 import { ConnectionLost, type Recovery } from '../net/recovery.js';
-import { Migration, type MigrationResult } from '../copy/migration.js';
-import type { ErrorLog } from '../run/error-log.js';
-import { displayKey } from '../run/error-log.js';
+import type { ErrorLog } from '../report/error-log.js';
 import type { Interruption } from '../runtime.js';
 import type { Settings } from '../settings.js';
-import { formatDuration, Progress } from '../run/progress.js';
-import { summaryLines } from '../run/report.js';
+import { formatDuration, Progress } from '../report/progress.js';
+import { summaryLines } from '../report/summary.js';
 import { compareInto, DiffSink, emptyTally, tallyLine, verifyAll, verifyBatches, type Tally, type VerificationSetup } from '../verify/comparison.js';
 import type { KeyVerdict } from '../verify/compare-key.js';
 import { ChangeFeed, LiveRefusal } from './events.js';
@@ -18,11 +16,12 @@ import { LagStats } from './lag.js';
 import type { Side } from '../net/side.js';
 import { globTest } from '../sources/glob.js';
 import { asArray, asText } from '../net/reply.js';
-import type { RecordBatch } from '../records.js';
+import { displayKey, type MigrationResult, type RecordBatch } from '../records.js';
+import { Migration } from '../copy/migration.js';
 
 export { LiveRefusal } from './events.js';
 
-export interface LiveContext {
+interface LiveContext {
   settings: Settings;
   source: Side;
   target: Side;

@@ -2,7 +2,6 @@
 // deleted); every repair is counted and logged, since each one means pub/sub lost an event.
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Connection } from '../net/connections.js';
-import { displayKey, type ErrorLog } from '../run/error-log.js';
 import { compareInto } from '../verify/comparison.js';
 import type { CompareOptions, KeyVerdict } from '../verify/compare-key.js';
 import type { ChangeQueue } from './queue.js';
@@ -10,6 +9,8 @@ import { PROBE_PREFIX } from './events.js';
 import type { Side } from '../net/side.js';
 import { asArray, asText } from '../net/reply.js';
 import { globTest } from '../sources/glob.js';
+import { displayKey } from '../records.js';
+import type { ErrorLog } from '../report/error-log.js';
 
 /** A difference waits this long for its event before it counts as a repair: the event may still be on its way. */
 const SUSPECT_WAIT_MS = 2000;
@@ -19,7 +20,7 @@ const SUSPECTS_MAX = 10_000;
 const RECENT_EVENTS_MAX = 100_000;
 const STEP_MS = 100;
 
-export interface SweepOptions {
+interface SweepOptions {
   match: string;
   exclude: string;
   /** Keys per second while nothing is wrong (0: none); a sweep after a gap goes at full speed. */
@@ -56,7 +57,7 @@ class Walk {
 }
 
 /** A stream that differs only in its consumer groups' state (what a consumer read or acknowledged). */
-export function isGroupDrift(detail: string): boolean {
+function isGroupDrift(detail: string): boolean {
   return /^group .*: (last-delivered-id|pending|consumers) /.test(detail);
 }
 

@@ -45,7 +45,7 @@ type Client = ReturnType<typeof makeClient>;
 export class ConnectionError extends Error {}
 
 /** No reply came for this long while commands were waiting: the server or the network stalled. */
-export class ReplyTimeout extends Error {}
+class ReplyTimeout extends Error {}
 
 const LOSS_ERRORS = [ClientClosedError, ClientOfflineError, ConnectionTimeoutError, DisconnectsClientError, SocketClosedUnexpectedlyError, SocketTimeoutError, ReplyTimeout];
 const LOSS_CODES = /^(ECONNRESET|ECONNREFUSED|ECONNABORTED|EPIPE|ETIMEDOUT|EHOSTUNREACH|ENETUNREACH|ENOTFOUND|EAI_AGAIN)$/;
@@ -77,7 +77,7 @@ export function isRefusal(err: unknown): boolean {
   return err instanceof CommandRefused || err instanceof ErrorReply;
 }
 
-export interface Capabilities {
+interface Capabilities {
   version: number[];
   /** PEXPIRETIME exists (Redis 7+): expiries copy as the same absolute millisecond. */
   expireTime: boolean;

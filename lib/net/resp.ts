@@ -120,7 +120,7 @@ function digitCount(value: number): number {
 }
 
 /** A reply that could not be parsed: the stream is out of step, and the connection must go. */
-export class ProtocolError extends Error {}
+class ProtocolError extends Error {}
 
 /** Not a whole reply yet at this offset. */
 const PARTIAL = Symbol('partial');

@@ -9,7 +9,7 @@ export interface NodePair {
   keys: Buffer[];
 }
 
-export function routeKeys(source: Side, target: Side, keys: readonly Buffer[]): NodePair[] {
+function routeKeys(source: Side, target: Side, keys: readonly Buffer[]): NodePair[] {
   if (!source.cluster && !target.cluster) {
     return keys.length === 0 ? [] : [{ source: source.nodeFor(keys[0] as Buffer), target: target.nodeFor(keys[0] as Buffer), keys: [...keys] }];
   }

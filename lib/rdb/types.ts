@@ -63,7 +63,7 @@ export const MODULE_OPCODE = {
 /** The quicklist node containers of RDB_TYPE_LIST_QUICKLIST_2. */
 export const QUICKLIST_NODE = { PLAIN: 1, PACKED: 2 } as const;
 
-export type LogicalType = 'string' | 'list' | 'set' | 'zset' | 'hash' | 'stream' | 'module';
+type LogicalType = 'string' | 'list' | 'set' | 'zset' | 'hash' | 'stream' | 'module';
 
 const LOGICAL: Record<number, LogicalType> = {
   0: 'string',

@@ -1,12 +1,12 @@
 // MIGRATION_MODE=copy: the copy with its checkpoint, then the summary and, with VERIFY=true, the check.
 import { Checkpoint, fingerprintOf } from '../copy/checkpoint.js';
-import { Migration, type MigrationResult } from '../copy/migration.js';
-import { addCounts, noCounts } from '../records.js';
 import { copyVerification, differing, tallyLine, type CopyTallies, type CopyVerification } from '../verify/comparison.js';
-import type { ErrorLog } from './error-log.js';
+import type { ErrorLog } from '../report/error-log.js';
 import { exitStatus } from './exit.js';
-import { afterLossLines, countsText, summaryLines, timingLine } from './report.js';
+import { afterLossLines, countsText, summaryLines, timingLine } from '../report/summary.js';
 import { say, sourceStayedPut, startProgress, timingOf, verificationSetup, writeSummary, type Session } from './session.js';
+import { addCounts, type MigrationResult, noCounts } from '../records.js';
+import { Migration } from '../copy/migration.js';
 
 /** The copy: batches in flight, pacing, the error limit; then the summary and, with VERIFY=true, the check. */
 export async function copy(session: Session, log: ErrorLog): Promise<number> {

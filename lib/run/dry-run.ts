@@ -3,15 +3,14 @@
 // batch's values say the rest.
 import type { Connection } from '../net/connections.js';
 import { logicalType } from '../rdb/types.js';
-import { displayKey } from './error-log.js';
-import { formatBytes } from './report.js';
+import { formatBytes } from '../report/summary.js';
 import { byNode, forEachPair, type NodePair } from '../net/routing.js';
 import type { Side } from '../net/side.js';
 import { asText } from '../net/reply.js';
 import { flagsFor, READ_FLAGS, withFlags } from '../net/scripts.js';
-import type { RecordBatch, StoredValue } from '../records.js';
 import { exitStatus } from './exit.js';
 import { say, timingOf, writeSummary, type Session } from './session.js';
+import { displayKey, type RecordBatch, type StoredValue } from '../records.js';
 
 /** Per key: "type,memory-bytes,expire-at;" (type 'none' for a key gone meanwhile). */
 const DESCRIBE = `

@@ -4,9 +4,9 @@ import { liveSummaryLines, replicate, LiveRefusal, type LiveOutcome } from '../l
 import type { Side } from '../net/side.js';
 import { scanMasters } from '../sources/scan.js';
 import { differing } from '../verify/comparison.js';
-import type { ErrorLog } from './error-log.js';
+import type { ErrorLog } from '../report/error-log.js';
 import { EXIT, exitStatus } from './exit.js';
-import { timingLine } from './report.js';
+import { timingLine } from '../report/summary.js';
 import { say, startProgress, timingOf, verificationSetup, writeSummary, type Session } from './session.js';
 
 export async function live(session: Session, log: ErrorLog): Promise<number> {

@@ -11,8 +11,8 @@ import type { Settings } from '../settings.js';
 import type { Database } from '../sources/open.js';
 import { scanMasters, type ScanRecovery } from '../sources/scan.js';
 import type { VerificationSetup } from '../verify/comparison.js';
-import { Progress, type ProgressSnapshot } from './progress.js';
-import { writeJsonSummary, type JsonSummary } from './report.js';
+import { Progress, type ProgressSnapshot } from '../report/progress.js';
+import { writeJsonSummary, type JsonSummary } from '../report/summary.js';
 import { EXIT } from './exit.js';
 
 export const say = (line: string): void => void process.stdout.write(`${line}\n`);

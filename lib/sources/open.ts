@@ -1,7 +1,6 @@
 // A run's source, opened one way whatever it is: a server or a cluster (scanned once connected), an .rdb file
 // read by our reader (RDB_READER=native: its records come with their values), or an .rdb file loaded into a
 // private redis-server (RDB_READER=server: then scanned like any server). It yields the databases to copy.
-import { fileLibraries, sourceLibraries, type Libraries } from '../copy/functions.js';
 import type { Side } from '../net/side.js';
 import { verifyFileChecksum } from '../rdb/checksum.js';
 import { RdbFormatError } from '../rdb/reader.js';
@@ -9,6 +8,7 @@ import type { RecordBatch, SelectionCounts } from '../records.js';
 import type { Settings } from '../settings.js';
 import { databaseSections, otherDatabase } from './rdb-file.js';
 import { rdbFileVersion, RdbError, startRdbServer, type RdbServer } from './rdb-server.js';
+import { fileLibraries, type Libraries, sourceLibraries } from './libraries.js';
 
 /** The source could not be opened or read: one line, after its heading ("Error reading SOURCE_RDB_FILE"). */
 export class SourceError extends Error {
@@ -37,7 +37,7 @@ export interface Source {
 }
 
 /** How opening a source talks: `say` for the run's lines, `progress` for a private server's loading. */
-export interface Voices {
+interface Voices {
   say: (line: string) => void;
   progress: (line: string) => void;
 }

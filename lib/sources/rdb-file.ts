@@ -8,19 +8,19 @@ import { READ_BUDGET_BYTES, type RecordBatch, type SelectionCounts, type StoredV
 import type { KeySelection } from './scan.js';
 
 /** One database of the file: its number, its selected keys in batches, and what the selection counted. */
-export interface DatabaseSection {
+interface DatabaseSection {
   db: number;
   batches: AsyncIterable<RecordBatch>;
   counts: SelectionCounts;
 }
 
-export interface FileSelection extends KeySelection {
+interface FileSelection extends KeySelection {
   /** Only this database (SOURCE_REDIS_DB_INDEX given); every database otherwise. */
   onlyDb?: number;
 }
 
 /** What the reader learnt of the file as it went: its RDB version (its function libraries: lib/writers/functions.ts). */
-export interface FileFacts {
+interface FileFacts {
   version: number;
 }
 

@@ -30,7 +30,7 @@ export function scanMasters(settings: Settings, source: Side, selection: Selecti
 }
 
 /** One master's scan: it follows that master's slots to a new node after a failover. */
-export interface ScanUnit {
+interface ScanUnit {
   index: number;
   /** The node serving this unit's keys now. */
   node(): Connection;

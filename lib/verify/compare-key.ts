@@ -1,7 +1,6 @@
 // Comparing one key: is each source key on the target, of the same type, with the same content and expiry?
 // Identical DUMP payloads settle most keys at once; the rest are compared logically, in chunks.
 import { CommandRefused, type Connection } from '../net/connections.js';
-import { displayKey } from '../run/error-log.js';
 import { COMPARABLE_TYPES, GROUP_FIELDS, serverView, storedView, type StreamEntry, type ValueView } from './value-views.js';
 import { decodeValue, type RdbValue } from '../rdb/decode.js';
 import { RdbFormatError } from '../rdb/errors.js';
@@ -9,12 +8,12 @@ import { FOOTER_BYTES } from '../rdb/payload.js';
 import { asArray, asText } from '../net/reply.js';
 import { CONTENT_DIGEST, DUMP_READ, type DumpRecord, flagsFor, parseDumpHeader, READ_FLAGS, withFlags } from '../net/scripts.js';
 import { mapLimited } from '../concurrency.js';
-import { READ_BUDGET_BYTES, type StoredValue, STRING_CHUNK_BYTES } from '../records.js';
+import { displayKey, READ_BUDGET_BYTES, type StoredValue, STRING_CHUNK_BYTES } from '../records.js';
 
 export type DiffCategory = 'missing' | 'type' | 'value' | 'ttl';
 export const CATEGORIES: readonly DiffCategory[] = ['missing', 'type', 'value', 'ttl'];
 
-export interface Difference {
+interface Difference {
   key: Buffer;
   category: DiffCategory;
   detail: string;
@@ -114,7 +113,7 @@ function ttlVerdict(key: Buffer, srcExpireAt: number, tgtExpireAt: number, toler
 }
 
 /** Compares one key from fresh reads. */
-export async function compareKey(source: Connection, target: Connection, key: Buffer, options: CompareOptions): Promise<KeyVerdict> {
+async function compareKey(source: Connection, target: Connection, key: Buffer, options: CompareOptions): Promise<KeyVerdict> {
   const [[src], [tgt]] = await Promise.all([snapshotsOfAll(source, [key], options.dumpMaxBytes), snapshotsOfAll(target, [key], options.dumpMaxBytes)]);
   return judge(source, target, key, src as DumpRecord, tgt as DumpRecord, options);
 }
@@ -217,7 +216,7 @@ async function typeOf(server: Connection, key: Buffer): Promise<string> {
  * A short hint of the first difference in content, or null when the values are logically equal: the source
  * view against the target's, window by window (sets and hashes: the source's pages looked up on the target).
  */
-export async function firstDifference(source: ValueView, target: ValueView, kind: string, size: number): Promise<string | null> {
+async function firstDifference(source: ValueView, target: ValueView, kind: string, size: number): Promise<string | null> {
   if (!COMPARABLE_TYPES.includes(kind)) return `cannot compare type ${kind}`;
   const [srcLen, tgtLen] = await Promise.all([source.length(kind), target.length(kind)]);
   if (srcLen !== tgtLen) return `length ${srcLen} on the source, ${tgtLen} on the target`;

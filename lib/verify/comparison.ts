@@ -4,11 +4,14 @@
 import { closeSync, createReadStream, openSync, rmSync, writeSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { displayKey } from '../run/error-log.js';
 import { CATEGORIES, compareBatch, compareStoredBatch, type CompareOptions, type DiffCategory, type KeyVerdict } from './compare-key.js';
 import { byNode, forEachPair } from '../net/routing.js';
 import type { Side } from '../net/side.js';
-import type { KeyOutcome, RecordBatch, StoredValue } from '../records.js';
+import { InFlight } from '../concurrency.js';
+import { displayKey, type KeyOutcome, type RecordBatch, type StoredValue } from '../records.js';
+
+/** Checks running at once, beyond which the copy waits: memory stays bounded by the batches in hand. */
+const CHECKS_IN_FLIGHT = 4;
 
 export interface Tally {
   checked: number;
@@ -30,7 +33,7 @@ export function tallyLine(tally: Tally): string {
   return `${counts} (${tally.checked} keys checked, ${tally.identical} identical${vanished})`;
 }
 
-export interface DiffOutput {
+interface DiffOutput {
   showDiffs: boolean;
   reportFile: string;
   say: (line: string) => void;
@@ -77,18 +80,14 @@ export async function verifyBatches<T>(
   compare: (batch: T) => Promise<void>,
   shouldStop: () => boolean,
 ): Promise<void> {
-  const inFlight = new Set<Promise<void>>();
+  const inFlight = new InFlight(() => CHECKS_IN_FLIGHT);
   let failure: unknown;
   for await (const batch of batches) {
-    while (inFlight.size >= 4) await Promise.race(inFlight);
+    await inFlight.room();
     if (shouldStop() || failure !== undefined) break;
-    const task = compare(batch).catch((err: unknown) => {
-      failure ??= err;
-    });
-    const tracked: Promise<void> = task.finally(() => inFlight.delete(tracked));
-    inFlight.add(tracked);
+    inFlight.add(compare(batch).catch((err: unknown) => void (failure ??= err)));
   }
-  await Promise.all(inFlight);
+  await inFlight.drain();
   if (failure !== undefined) throw failure;
 }
 
@@ -99,7 +98,7 @@ export function compareInto(source: Side, target: Side, options: CompareOptions)
 }
 
 /** Compares keys whose values came from a file, each on the target node that holds it. */
-export function compareStoredInto(target: Side, options: CompareOptions) {
+function compareStoredInto(target: Side, options: CompareOptions) {
   return async (keys: readonly Buffer[], stored: readonly StoredValue[]): Promise<KeyVerdict[]> => {
     const groups = byNode(target, keys, stored);
     return (await Promise.all(groups.map((g) => compareStoredBatch(g.node, g.keys, g.values, options)))).flat();
@@ -121,7 +120,7 @@ function batchComparer(setup: VerificationSetup): (batch: RecordBatch) => Promis
  * The keys a copy restored or skipped, appended to a temporary file as the copy goes and read back in
  * batches for VERIFY=true: the copy covered them, so exactly they are verified.
  */
-export class KeyJournal {
+class KeyJournal {
   private readonly dir = mkdtempSync(join(tmpdir(), 'rkm-journal-'));
   private readonly path = join(this.dir, 'keys');
   private readonly fd = openSync(this.path, 'w');
@@ -260,8 +259,6 @@ class JournalVerification implements CopyVerification {
   }
 }
 
-/** Checks running at once, beyond which the copy waits: memory stays bounded by the batches in hand. */
-const CHECKS_IN_FLIGHT = 4;
 
 /**
  * From an .rdb file, which cannot be read again by key: each batch's values are kept while the copy has the
@@ -270,7 +267,7 @@ const CHECKS_IN_FLIGHT = 4;
  */
 class InlineVerification implements CopyVerification {
   private readonly values = new Map<string, StoredValue>();
-  private readonly running = new Set<Promise<void>>();
+  private readonly running = new InFlight(() => CHECKS_IN_FLIGHT);
   private readonly tallies: CopyTallies = { copied: emptyTally(), skipped: emptyTally() };
   private readonly sink: DiffSink;
   private readonly compare: (keys: readonly Buffer[], stored: readonly StoredValue[]) => Promise<KeyVerdict[]>;
@@ -288,7 +285,7 @@ class InlineVerification implements CopyVerification {
         if (value) this.values.set(key.toString('latin1'), value);
       });
       yield batch;
-      while (this.running.size >= CHECKS_IN_FLIGHT) await Promise.race(this.running);
+      await this.running.room();
     }
   }
 
@@ -309,7 +306,7 @@ class InlineVerification implements CopyVerification {
   }
 
   async finish(): Promise<CopyTallies> {
-    await Promise.all(this.running);
+    await this.running.drain();
     this.sink.close();
     if (this.failure !== undefined) throw this.failure;
     return this.tallies;
@@ -322,11 +319,9 @@ class InlineVerification implements CopyVerification {
 
   private check(keys: Buffer[], stored: StoredValue[], tally: Tally, heading: string): void {
     if (keys.length === 0 || this.failure !== undefined || this.setup.shouldStop()) return;
-    const task = this.compare(keys, stored).then(
+    this.running.add(this.compare(keys, stored).then(
       (verdicts) => this.sink.record(verdicts, tally, heading),
       (err: unknown) => void (this.failure ??= err),
-    );
-    const tracked: Promise<void> = task.finally(() => this.running.delete(tracked));
-    this.running.add(tracked);
+    ));
   }
 }

@@ -5,7 +5,7 @@ import { parseScore } from '../rdb/encodings.js';
 import { asArray, asMap, asNumber, asText, type Reply } from '../net/reply.js';
 import type { Connection } from '../net/connections.js';
 
-export interface ScoredMember {
+interface ScoredMember {
   member: Buffer;
   score: number;
   /** The score as the side shows it: a server's text, `inf` and `-inf` as Redis writes them. */
@@ -16,7 +16,7 @@ export interface ScoredMember {
 export type StreamEntry = [string, Buffer[]];
 
 /** What the comparison checks of a consumer group: XINFO GROUPS's counters, and each consumer's pending count. */
-export interface GroupSummary {
+interface GroupSummary {
   name: string;
   fields: Record<(typeof GROUP_FIELDS)[number], string>;
   /** `name:pending` of every consumer, sorted, comma-separated. */

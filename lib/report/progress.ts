@@ -2,7 +2,7 @@
 // seconds elsewhere (CI, nohup, a log file). The parity summary stays on stdout, untouched.
 import type { Waiting } from '../net/recovery.js';
 
-export type ProgressMode = 'auto' | 'plain' | 'off';
+type ProgressMode = 'auto' | 'plain' | 'off';
 
 export interface ProgressSnapshot {
   scanned: number;

@@ -3,8 +3,7 @@
 import { writeFileSync } from 'node:fs';
 import { formatDuration } from './progress.js';
 import type { Tally } from '../verify/comparison.js';
-import type { Counts, CrossingCounts } from '../records.js';
-import type { MigrationResult } from '../copy/migration.js';
+import type { Counts, CrossingCounts, MigrationResult } from '../records.js';
 
 export function formatBytes(bytes: number): string {
   const units = ['B', 'KB', 'MB', 'GB', 'TB'];
@@ -59,7 +58,7 @@ export function afterLossLines(targetReplaced: boolean, reconnections: number): 
   return lines;
 }
 
-export interface Timing {
+interface Timing {
   startedAt: Date;
   finishedAt: Date;
   keys: number;

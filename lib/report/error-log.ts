@@ -1,21 +1,10 @@
 // The per-key error log, in the Python script's record format, and how a binary key is shown to a person:
 // printable ASCII as is, every other byte escaped, so a log line is always one readable line.
 import { closeSync, openSync, writeSync } from 'node:fs';
-
-/** Shows a key for humans: printable ASCII kept, other bytes as \xNN, backslash and bar escaped. */
-export function displayKey(key: Buffer): string {
-  let out = '';
-  for (const byte of key) {
-    if (byte === 0x5c) out += '\\\\';
-    else if (byte === 0x7c) out += '\\x7c'; // the log brackets keys with bars
-    else if (byte >= 0x20 && byte < 0x7f) out += String.fromCharCode(byte);
-    else out += `\\x${byte.toString(16).padStart(2, '0')}`;
-  }
-  return out;
-}
+import { displayKey } from '../records.js';
 
 /** Python logging's default asctime: local time, "2024-05-01 12:00:00,123". */
-export function logTimestamp(date: Date): string {
+function logTimestamp(date: Date): string {
   const pad = (n: number, width = 2) => String(n).padStart(width, '0');
   return (
     `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())} ` +
