@@ -53,6 +53,9 @@ export type KeyOutcome =
 
 export type FailedOutcome = Extract<KeyOutcome, { status: 'failed' }>;
 
+/** A key that cannot be copied for a reason of its own, such as a module type the type copy cannot write. */
+export class KeyProblem extends Error {}
+
 /** Keys by outcome. */
 export interface Counts {
   restored: number;

@@ -1,9 +1,10 @@
 // lib/batch.ts on its own, no server: mapLimited's order, concurrency bound and failure rule, settleChunked
 // (a batch's big keys copied alone, in their places), and how a write script's per-key answers are read.
 import { describe, expect, it } from 'vitest';
-import { answerOf, CHUNKED_KEYS_AT_ONCE, recordCount, settleChunked, type WriteAnswer } from '../lib/copy/context.js';
 import { mapLimited } from '../lib/concurrency.js';
 import type { KeyOutcome } from '../lib/records.js';
+import { recordCount } from '../lib/sources/server.js';
+import { answerOf, CHUNKED_KEYS_AT_ONCE, settleChunked, type WriteAnswer } from '../lib/copy/context.js';
 
 interface Deferred<T> {
   promise: Promise<T>;

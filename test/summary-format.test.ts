@@ -12,6 +12,12 @@ const dir = mkdtempSync(join(tmpdir(), 'summary-format-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 describe('formatDuration', () => {
+  it('never shows 60 seconds or 60 minutes: a value is rounded before it is cut into units', () => {
+    expect(formatDuration(59.7)).toBe('1 min 0 s');
+    expect(formatDuration(119.6)).toBe('2 min 0 s');
+    expect(formatDuration(3599.6)).toBe('1 h 0 min');
+  });
+
   it('shows tenths below 10 s, whole seconds below a minute', () => {
     expect(formatDuration(0)).toBe('0.0 s');
     expect(formatDuration(3.14)).toBe('3.1 s');
@@ -177,5 +183,13 @@ describe('timing and counts', () => {
       verification: null,
       live: null,
     });
+  });
+});
+
+describe('formatBytes at a unit\'s edge', () => {
+  it('shows a value that would round to 1000.0 of a unit in the next unit', () => {
+    expect(formatBytes(999)).toBe('999 B');
+    expect(formatBytes(999_999)).toBe('1.0 MB');
+    expect(formatBytes(999_940)).toBe('999.9 KB');
   });
 });

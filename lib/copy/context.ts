@@ -4,18 +4,23 @@ import { ErrorReply } from '@redis/client';
 import { mapLimited } from '../concurrency.js';
 import { describeError, type Connection } from '../net/connections.js';
 import { asText, type Reply } from '../net/reply.js';
-import type { KeyOutcome } from '../records.js';
+import { KeyProblem, type KeyOutcome } from '../records.js';
+import type { ServerReader } from '../sources/server.js';
 import type { Settings } from '../settings.js';
 
-/** One source node and one target node (the only ones, unless a side is a cluster), for one run. */
-export interface CopyContext {
-  source: Connection;
+/** What a writer works with: one target node, and the run's settings and shared tallies. It never reads the source. */
+export interface WriteContext {
   target: Connection;
   settings: Settings;
-  /** Shared by every node pair of a run. */
+  /** Shared by every node of a run. */
   stats: CopyStats;
   /** Builds of big keys a lost connection or a refusal kept from removing: removed once reconnected, and at the end. */
   abandoned?: Abandoned[];
+}
+
+/** A copy between one source node (read through `reader`) and one target node: the only ones, unless a side is a cluster. */
+export interface CopyContext extends WriteContext {
+  reader: ServerReader;
 }
 
 /** A big key's temporary build left on a target node. */
@@ -28,9 +33,6 @@ export interface CopyStats {
   /** Value bytes sent to the target so far, for the progress line's MB/s. */
   bytesMoved: number;
 }
-
-/** A key that cannot be copied for a reason of its own, such as a module type the type copy cannot write. */
-export class KeyProblem extends Error {}
 
 /**
  * A key failed because a server answered with an error. Anything else (a lost socket, a bug) is not the
@@ -58,13 +60,6 @@ export function answerOf(key: Buffer, reply: Reply | undefined): WriteAnswer {
     default:
       return { key, status: 'failed', reason: asText(reply) };
   }
-}
-
-/** How many records a batch header holds: one ';' ends each. */
-export function recordCount(header: string): number {
-  let n = 0;
-  for (let i = header.indexOf(';'); i >= 0; i = header.indexOf(';', i + 1)) n++;
-  return n;
 }
 
 /** Big keys copied in chunks at the same time, per batch: overlaps round trips, bounds memory. */

@@ -2,12 +2,12 @@
 // set, a 7.4 hash with field expiries, into 7.0): decoded here and written by type, small ones a batch per call.
 import { decodeValue, type RdbValue, type StreamValue } from '../rdb/decode.js';
 import { RdbFormatError } from '../rdb/errors.js';
-import { buildInChunks, compareStreamIds, exists, fieldExpiriesDropped, PLACEHOLDER, writeTyped, type TypedRecord } from './by-type.js';
-import type { Arg } from '../net/reply.js';
+import { buildInChunks, fieldExpiriesDropped, writeTyped, type TypedRecord } from './by-type.js';
+import { compareStreamIds, exists, PLACEHOLDER, type PendingClaim, type StreamState } from '../sources/server.js';
 import type { Connection } from '../net/connections.js';
 import { mapLimited } from '../concurrency.js';
-import type { KeyOutcome, StoredValue } from '../records.js';
-import { CHUNKED_KEYS_AT_ONCE, type CopyContext, failed, KeyProblem } from './context.js';
+import { KeyProblem, type KeyOutcome, type StoredValue } from '../records.js';
+import { CHUNKED_KEYS_AT_ONCE, failed, type WriteContext } from './context.js';
 
 /** A key and its value as the file holds it. */
 interface DecodedWrite {
@@ -21,7 +21,7 @@ interface DecodedWrite {
  * temporary name and moved into place. A hash whose field expiries the target cannot keep is written without
  * them, and its outcome says so (`dropped`), never silently.
  */
-export async function writeDecoded(ctx: Omit<CopyContext, 'source'>, items: readonly DecodedWrite[]): Promise<KeyOutcome[]> {
+export async function writeDecoded(ctx: WriteContext, items: readonly DecodedWrite[]): Promise<KeyOutcome[]> {
   const outcomes = new Array<KeyOutcome>(items.length);
   const decoded = new Array<RdbValue | undefined>(items.length);
   const whole: { index: number; record: TypedRecord }[] = [];
@@ -96,28 +96,25 @@ function scoreText(score: number): string {
   return String(score);
 }
 
-async function writeAlone(ctx: Omit<CopyContext, 'source'>, key: Buffer, value: Exclude<RdbValue, { type: 'module' }>, expireAt: number): Promise<KeyOutcome> {
+async function writeAlone(ctx: WriteContext, key: Buffer, value: Exclude<RdbValue, { type: 'module' }>, expireAt: number): Promise<KeyOutcome> {
   const size = ctx.settings.chunkSize;
-  const target = ctx.target;
   // A key that is there already costs no build; the final RENAMENX still decides, atomically.
   try {
-    if (!ctx.settings.overwrite && (await exists(target, key))) return { key, status: 'skipped' };
+    if (!ctx.settings.overwrite && (await exists(ctx.target, key))) return { key, status: 'skipped' };
   } catch (err) {
     return failed(key, err);
   }
+  const stillThere = async (): Promise<boolean> => true;
   if (value.type === 'stream') {
     const dangling = danglingIds(value.value);
-    return buildInChunks(ctx, key, {
-      kind: 'stream', expireAt, chunks: streamPages(value.value, size, dangling), stillThere: async () => true,
-      finish: (building) => writeStreamState(target, building, value.value, dangling),
-    });
+    return buildInChunks(ctx, key, { kind: 'stream', expireAt, chunks: streamPages(value.value, size, dangling), stillThere, streamState: async () => streamStateOf(value.value, dangling) });
   }
   const values = valuesInWriteOrder(value);
   const width = value.type === 'zset' || value.type === 'hash' ? 2 : 1;
-  const withExpiries = value.type === 'hash' && target.capabilities.fieldExpiry ? value : undefined;
+  const hash = value.type === 'hash' && value.fieldExpireAt?.some((at) => at >= 0) ? value : undefined;
   return buildInChunks(ctx, key, {
-    kind: value.type, expireAt, chunks: windows(values, size * width), stillThere: async () => true,
-    finish: withExpiries ? (building) => writeFieldExpiries(target, building, withExpiries) : undefined,
+    kind: value.type, expireAt, chunks: windows(values, size * width), stillThere,
+    fieldExpiries: hash && ctx.target.capabilities.fieldExpiry ? fieldExpiriesOf(hash) : undefined,
   });
 }
 
@@ -125,14 +122,11 @@ async function* windows(values: readonly Buffer[], width: number): AsyncGenerato
   for (let i = 0; i < values.length; i += width) yield values.slice(i, i + width);
 }
 
-/** HPEXPIREAT per field, absolute as the file has it, grouped by expiry (Redis 7.4+). */
-async function writeFieldExpiries(target: Connection, building: Buffer, hash: Extract<RdbValue, { type: 'hash' }>): Promise<void> {
-  const byExpiry = new Map<number, Buffer[]>();
-  hash.value.forEach(([field], i) => {
-    const at = hash.fieldExpireAt?.[i] ?? -1;
-    if (at >= 0) byExpiry.set(at, [...(byExpiry.get(at) ?? []), field]);
-  });
-  for (const [at, fields] of byExpiry) await target.send(['HPEXPIREAT', building, String(at), 'FIELDS', String(fields.length), ...fields]);
+/** A hash's field expiries as the file has them (absolute ms), looked up per chunk of fields. */
+function fieldExpiriesOf(hash: Extract<RdbValue, { type: 'hash' }>): (fields: Buffer[]) => Promise<number[]> {
+  const byField = new Map<string, number>();
+  hash.value.forEach(([field], i) => byField.set(field.toString('latin1'), hash.fieldExpireAt?.[i] ?? -1));
+  return async (fields) => fields.map((field) => byField.get(field.toString('latin1')) ?? -1);
 }
 
 /** Pending IDs whose entries were deleted: written as placeholders so XCLAIM can take them, then removed. */
@@ -153,25 +147,28 @@ async function* streamPages(stream: StreamValue, size: number, dangling: readonl
 
 const CLAIMS_AT_ONCE = 100;
 
-/** Groups, consumers and pending entries (with their delivery time and count), then XSETID, as the file has them. */
-async function writeStreamState(target: Connection, building: Buffer, stream: StreamValue, dangling: readonly string[]): Promise<void> {
-  const modern = (target.capabilities.version[0] ?? 0) >= 7 && stream.entriesAdded !== undefined;
-  for (const group of stream.groups) {
-    const create: Arg[] = ['XGROUP', 'CREATE', building, group.name, group.lastDeliveredId];
-    if (modern && group.entriesRead !== undefined && group.entriesRead !== null) create.push('ENTRIESREAD', String(group.entriesRead));
-    await target.send(create);
-    for (const consumer of group.consumers) await target.send(['XGROUP', 'CREATECONSUMER', building, group.name, consumer.name]);
-    for (let i = 0; i < group.pending.length; i += CLAIMS_AT_ONCE) {
-      await Promise.all(
-        group.pending.slice(i, i + CLAIMS_AT_ONCE).map((entry) => {
-          const owner = entry.consumer ?? group.consumers[0]?.name ?? Buffer.from('redis-keys-migrator');
-          return target.send(['XCLAIM', building, group.name, owner, '0', entry.id, 'TIME', String(entry.deliveryTime), 'RETRYCOUNT', String(entry.deliveryCount), 'FORCE', 'JUSTID']);
-        }),
-      );
-    }
-  }
-  for (let i = 0; i < dangling.length; i += CLAIMS_AT_ONCE) await target.send(['XDEL', building, ...dangling.slice(i, i + CLAIMS_AT_ONCE)]);
-  const setId: Arg[] = ['XSETID', building, stream.lastId];
-  if (modern) setId.push('ENTRIESADDED', String(stream.entriesAdded), 'MAXDELETEDID', stream.maxDeletedEntryId ?? '0-0');
-  await target.send(setId);
+/** The stream's groups, consumers and pending entries (with their delivery time and count), as the file has them. */
+function streamStateOf(stream: StreamValue, dangling: readonly string[]): StreamState {
+  return {
+    lastId: stream.lastId,
+    entriesAdded: stream.entriesAdded === undefined ? undefined : String(stream.entriesAdded),
+    maxDeletedId: stream.maxDeletedEntryId,
+    dangling,
+    groups: stream.groups.map((group) => ({
+      name: group.name,
+      lastDeliveredId: group.lastDeliveredId,
+      entriesRead: group.entriesRead === undefined || group.entriesRead === null ? group.entriesRead : String(group.entriesRead),
+      consumers: group.consumers.map((c) => c.name),
+      pending: pages(group.pending.map((entry): PendingClaim => ({
+        id: entry.id,
+        consumer: entry.consumer ?? group.consumers[0]?.name ?? Buffer.from('redis-keys-migrator'),
+        deliveryTime: entry.deliveryTime,
+        deliveries: entry.deliveryCount,
+      })), CLAIMS_AT_ONCE),
+    })),
+  };
+}
+
+async function* pages<T>(items: readonly T[], size: number): AsyncGenerator<T[]> {
+  for (let i = 0; i < items.length; i += size) yield items.slice(i, i + size);
 }

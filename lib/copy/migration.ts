@@ -5,13 +5,14 @@ import { describeError, isConnectionLoss, isLossReason, isRefusal, type Connecti
 import type { Checkpoint } from './checkpoint.js';
 import { ConnectionLost, type Recovery } from '../net/recovery.js';
 import { compareBatch } from '../verify/compare-key.js';
-import { copyBatchAuto, copyBatchByDump, restoreStored, RestoreRefused } from './restore.js';
-import { copyBatchByType } from './by-type.js';
+import { restoreStored } from './restore.js';
+import { copyAuto, copyByDump, copyByType, RestoreRefused } from './methods.js';
+import { ServerReader } from '../sources/server.js';
 import type { OutcomeRecorder } from '../verify/comparison.js';
 import type { Settings } from '../settings.js';
 import { InFlight, mapLimited } from '../concurrency.js';
 import { type Abandoned, CHUNKED_KEYS_AT_ONCE, type CopyContext, type CopyStats } from './context.js';
-import { forEachPair, type NodePair } from '../net/routing.js';
+import { byNode, forEachPair, type NodePair } from '../net/routing.js';
 import type { Side } from '../net/side.js';
 import { isClusterDown, isRedirect } from '../net/cluster.js';
 import { type Counts, type CrossingCounts, displayKey, type FailedOutcome, type KeyOutcome, type MigrationResult, noCounts, noCrossings, type RecordBatch, type StoredValue } from '../records.js';
@@ -160,17 +161,8 @@ export class Migration {
   private async copyStored(keys: readonly Buffer[], stored: readonly StoredValue[], lostSince?: number): Promise<KeyOutcome[]> {
     const { target } = this.run;
     if (!target.cluster) return this.orStop(this.restoreOn(target.nodeForSlot(0), keys, stored, lostSince));
-    const groups = new Map<Connection, { keys: Buffer[]; stored: StoredValue[] }>();
-    keys.forEach((key, i) => {
-      const node = target.nodeFor(key);
-      const group = groups.get(node) ?? { keys: [], stored: [] };
-      groups.set(node, group);
-      group.keys.push(key);
-      group.stored.push(stored[i] as StoredValue);
-    });
-    const parts = await Promise.all([...groups].map(([node, group]) => this.orStop(this.restoreOn(node, group.keys, group.stored, lostSince))));
+    const parts = await Promise.all(byNode(target, keys, stored).map((group) => this.orStop(this.restoreOn(group.node, group.keys, group.values, lostSince))));
     const outcomes = parts.flat();
-    if (!target.cluster) return outcomes;
     const byKey = new Map(keys.map((key, i) => [key.toString('latin1'), stored[i] as StoredValue]));
     return this.followRedirects(outcomes, async ({ key }) => {
       const value = byKey.get(key.toString('latin1')) as StoredValue;
@@ -334,13 +326,14 @@ export class Migration {
   }
 
   private contextFor(source: Connection, target: Connection): CopyContext {
-    return { source, target, settings: this.run.settings, stats: this.run.stats, abandoned: this.abandoned };
+    const { settings, stats } = this.run;
+    return { reader: new ServerReader(source, settings), target, settings, stats, abandoned: this.abandoned };
   }
 
   private async copyOn(ctx: CopyContext, keys: Buffer[]): Promise<KeyOutcome[]> {
-    if (this.method === 'type') return copyBatchByType(ctx, keys);
+    if (this.method === 'type') return copyByType(ctx, keys);
     if (this.method === 'auto') {
-      return copyBatchAuto(ctx, keys, (reason) => {
+      return copyAuto(ctx, keys, (reason) => {
         if (this.method !== 'auto') return;
         this.method = 'type';
         this.fallbackReason = reason;
@@ -348,7 +341,7 @@ export class Migration {
       });
     }
     try {
-      return await copyBatchByDump(ctx, keys);
+      return await copyByDump(ctx, keys);
     } catch (err) {
       if (!(err instanceof RestoreRefused)) throw err;
       return [...err.settled, ...err.unsettled.map((key): KeyOutcome => ({ key, status: 'failed', reason: err.reason }))];

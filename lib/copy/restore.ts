@@ -1,119 +1,39 @@
-// Copy by DUMP and RESTORE: one read script per batch on the source, one RESTORE script on the target, the
-// payloads passed through untouched (big keys go by type in chunks); an .rdb file's values as pipelined RESTOREs.
+// Writing DUMP payloads with RESTORE: a source's batch by one script call (or pipelined RESTOREs where scripts are
+// refused), each payload passed through untouched or restamped for an older target; an .rdb file's values as
+// pipelined RESTOREs, stamped with the newest version both sides read. Nothing here reads the source.
 import { ErrorReply } from '@redis/client';
 import type { PipeReply, RespWriter } from '../net/resp.js';
-import { copyBatchByType, copyKeyInChunks, readExpireAt } from './by-type.js';
 import { FOOTER_BYTES, payloadChecksumOk, payloadRdbVersion, payloadTypeByte, restampPayload, writeDumpPayload } from '../rdb/payload.js';
 import { decodeValue } from '../rdb/decode.js';
 import { RdbFormatError } from '../rdb/errors.js';
 import { writeDecoded } from './decoded.js';
-import { asArray, asNumber, asText } from '../net/reply.js';
-import { DUMP_READ, DUMP_WRITE, type DumpRecord, flagsFor, parseDumpHeader, READ_FLAGS, withFlags, WRITE_FLAGS } from '../net/scripts.js';
+import { asArray } from '../net/reply.js';
+import { DUMP_WRITE, type DumpRecord, flagsFor, parseDumpHeader, withFlags, WRITE_FLAGS } from '../net/scripts.js';
 import { type Connection, isScriptingRefused } from '../net/connections.js';
-import { mapLimited } from '../concurrency.js';
-import { type Crossing, type KeyOutcome, READ_BUDGET_BYTES, type StoredValue } from '../records.js';
-import { answerOf, type CopyContext, type CopyStats, failed, recordCount, settleChunked, type WriteAnswer } from './context.js';
+import type { Crossing, KeyOutcome, StoredValue } from '../records.js';
+import type { DumpBatch } from '../sources/server.js';
+import { answerOf, type CopyStats, failed, type WriteAnswer, type WriteContext } from './context.js';
 import { OLDEST_RDB_VERSION, RDB_TYPE, rdbVersionReadBy, typeReadableBy } from '../rdb/types.js';
 
-/** What a DUMP read returns for the first keys of a batch, in the layout DUMP_WRITE takes (lib/net/scripts.ts). */
-interface DumpBatch {
-  keys: Buffer[];
-  header: string;
-  payloads: Buffer;
-}
+/** A DUMP write's answer for one key: as any write's, or `byType` for a payload the target cannot read, to be copied by type. */
+export type DumpAnswer = WriteAnswer | { key: Buffer; status: 'byType' };
 
 /** The target cannot take DUMP payloads at all: no RESTORE command, or not for this user. */
-function isRestoreRefused(reason: string): boolean {
+export function isRestoreRefused(reason: string): boolean {
   return /unknown command .?restore|NOPERM.*'restore'|can't run this command or subcommand/i.test(reason);
 }
 
 /** RESTORE's answer to a payload of a newer RDB version than the target reads (or a corrupt one). */
 const VERSION_REFUSED = /payload version or checksum are wrong/i;
 
-/** Thrown when RESTORE is refused, carrying the keys of the batch not yet settled. */
-export class RestoreRefused extends Error {
-  constructor(readonly reason: string, readonly settled: KeyOutcome[], readonly unsettled: Buffer[]) {
-    super(reason);
-  }
-}
-
-export async function copyBatchByDump(ctx: CopyContext, keys: readonly Buffer[]): Promise<KeyOutcome[]> {
-  const outcomes: KeyOutcome[] = [];
-  let rest = keys;
-  while (rest.length > 0) {
-    const batch = await readDumps(ctx, rest);
-    rest = rest.slice(batch.keys.length);
-    try {
-      outcomes.push(...(await restoreBatch(ctx, batch)));
-    } catch (err) {
-      if (err instanceof RestoreRefused) throw new RestoreRefused(err.reason, [...outcomes, ...err.settled], [...err.unsettled, ...rest]);
-      throw err;
-    }
-  }
-  return outcomes;
-}
-
-async function readDumps(ctx: CopyContext, keys: readonly Buffer[]): Promise<DumpBatch> {
-  if (ctx.source.scriptsAllowed) {
-    try {
-      return await readDumpsByScript(ctx.source, keys, ctx.settings.dumpMaxBytes);
-    } catch (err) {
-      if (!isScriptingRefused(err)) throw err;
-      ctx.source.scriptsAllowed = false;
-    }
-  }
-  return readDumpsPlain(ctx.source, keys.slice(0, 100), ctx.settings.dumpMaxBytes);
-}
-
-async function readDumpsByScript(source: Connection, keys: readonly Buffer[], maxBytes: number): Promise<DumpBatch> {
-  const script = withFlags(DUMP_READ, flagsFor(source, READ_FLAGS));
-  const args = [String(READ_BUDGET_BYTES), String(maxBytes), source.capabilities.expireTime ? '1' : '0'];
-  const [header, payloads] = asArray(await source.evalScript(script, keys, args));
-  const text = asText(header);
-  return { keys: keys.slice(0, recordCount(text)), header: text, payloads: payloads as Buffer };
-}
-
-/** The same read with plain commands, for servers that refuse EVAL; same layout. */
-async function readDumpsPlain(source: Connection, keys: readonly Buffer[], maxBytes: number): Promise<DumpBatch> {
-  const records = await mapLimited(keys, keys.length, async (key): Promise<[number, Buffer]> => {
-    try {
-      const expireAt = await readExpireAt(source, key);
-      if (expireAt === -2) return [-2, Buffer.alloc(0)];
-      if (asNumber(await source.send(['MEMORY', 'USAGE', key])) > maxBytes) return [expireAt, Buffer.alloc(0)];
-      const payload = (await source.send(['DUMP', key])) as Buffer | null;
-      return payload === null ? [-2, Buffer.alloc(0)] : [expireAt, payload];
-    } catch (err) {
-      const outcome = failed(key, err);
-      return [-3, Buffer.from(outcome.status === 'failed' ? outcome.reason : '')];
-    }
-  });
-  return {
-    keys: [...keys],
-    header: records.map(([at, payload]) => `${at},${payload.length};`).join(''),
-    payloads: Buffer.concat(records.map(([, payload]) => payload)),
-  };
-}
-
-/** Restores a read batch, then copies its big keys in chunks; throws RestoreRefused if the target cannot RESTORE. */
-async function restoreBatch(ctx: CopyContext, batch: DumpBatch): Promise<KeyOutcome[]> {
-  const answers = await crossVersions(ctx, batch, await restore(ctx.target, ctx.settings.overwrite, batch));
-  ctx.stats.bytesMoved += batch.payloads.length;
-  const outcomes = await settleChunked(answers, (key) => copyKeyInChunks(ctx, key));
-  const refused = outcomes.filter((o) => o.status === 'failed' && isRestoreRefused(o.reason));
-  if (refused.length > 0) {
-    const reason = refused[0]?.status === 'failed' ? refused[0].reason : '';
-    throw new RestoreRefused(reason, outcomes.filter((o) => !refused.includes(o)), refused.map((o) => o.key));
-  }
-  return outcomes;
-}
-
 /**
- * Keys whose payloads the target refused for their RDB version (a newer source server): a payload whose CRC
- * holds and whose type byte the target reads is RESTOREd again with the target's version stamp; any other key
- * is copied by type from the source. One key's refusal never switches the whole run. A module value refused
- * gets a reason that names its module.
+ * RESTOREs a read batch. Payloads the target refused for their RDB version (a newer source server): one whose
+ * CRC holds and whose type byte the target reads is RESTOREd again with the target's version stamp; any other
+ * is answered `byType`, for the copy to read by type. One key's refusal never switches the whole run.
  */
-async function crossVersions(ctx: CopyContext, batch: DumpBatch, answers: WriteAnswer[]): Promise<WriteAnswer[]> {
+export async function writeDumps(ctx: WriteContext, batch: DumpBatch): Promise<DumpAnswer[]> {
+  const answers = await restore(ctx.target, ctx.settings.overwrite, batch);
+  ctx.stats.bytesMoved += batch.payloads.length;
   const refused = answers.flatMap((a, i) => (a.status === 'failed' && VERSION_REFUSED.test(a.reason) ? [i] : []));
   if (!answers.some((a) => a.status === 'failed')) return answers;
   const targetVersion = rdbVersionReadBy(ctx.target.capabilities.version);
@@ -122,20 +42,24 @@ async function crossVersions(ctx: CopyContext, batch: DumpBatch, answers: WriteA
     const payload = (records[i] as DumpRecord).payload;
     return targetVersion !== undefined && payloadChecksumOk(payload) && payloadRdbVersion(payload) > targetVersion && typeReadableBy(payloadTypeByte(payload), targetVersion);
   });
-  const byType = refused.filter((i) => !restampable.includes(i));
   const again = restampable.map((i) => ({ key: batch.keys[i] as Buffer, record: records[i] as DumpRecord }));
   const restamped = again.map(({ record }) => restampPayload(record.payload, targetVersion as number));
-  const [restoredAgain, copied] = await Promise.all([
-    again.length > 0 ? restore(ctx.target, ctx.settings.overwrite, { keys: again.map((a) => a.key), header: again.map((a, j) => `${a.record.expireAt},${(restamped[j] as Buffer).length};`).join(''), payloads: Buffer.concat(restamped) }) : [],
-    byType.length > 0 ? copyBatchByType(ctx, byType.map((i) => batch.keys[i] as Buffer)) : [],
-  ]);
-  const out = [...answers];
+  const restoredAgain = again.length > 0
+    ? await restore(ctx.target, ctx.settings.overwrite, { keys: again.map((a) => a.key), header: again.map((a, j) => `${a.record.expireAt},${(restamped[j] as Buffer).length};`).join(''), payloads: Buffer.concat(restamped) })
+    : [];
+  const out: DumpAnswer[] = [...answers];
+  for (const index of refused) out[index] = { key: batch.keys[index] as Buffer, status: 'byType' };
   restampable.forEach((index, j) => (out[index] = crossed(restoredAgain[j] as WriteAnswer, 'restamped')));
-  byType.forEach((index, j) => (out[index] = crossed(copied[j] as KeyOutcome, 'byType')));
-  // Named after the last attempt: a module value restamped for an older target fails there as elsewhere.
-  return out.map((a, i) => {
+  return out;
+}
+
+/** A module value whose last attempt failed gets a reason that names its module; RESTORE's own words do not say why. */
+export function nameModuleRefusals<T extends WriteAnswer>(batch: DumpBatch, answers: T[], target: Connection): T[] {
+  if (!answers.some((a) => a.status === 'failed')) return answers;
+  const records = parseDumpHeader(batch.header, batch.payloads);
+  return answers.map((a, i) => {
     const payload = (records[i] as DumpRecord).payload;
-    return a.status === 'failed' && payload[0] === RDB_TYPE.MODULE_2 ? { ...a, reason: moduleRefusal(payload.subarray(0, payload.length - FOOTER_BYTES), a.reason, ctx.target) } : a;
+    return a.status === 'failed' && payload[0] === RDB_TYPE.MODULE_2 ? { ...a, reason: moduleRefusal(payload.subarray(0, payload.length - FOOTER_BYTES), a.reason, target) } : a;
   });
 }
 
@@ -151,7 +75,7 @@ function moduleRefusal(valueBytes: Buffer, reason: string, target: Connection): 
   return `a value of module type ${name}, which ${target.label} cannot load (is the module loaded there?): ${reason}`;
 }
 
-function crossed<T extends WriteAnswer>(answer: T, via: Crossing): T {
+export function crossed<T extends WriteAnswer>(answer: T, via: Crossing): T {
   return answer.status === 'restored' ? { ...answer, via } : answer;
 }
 
@@ -175,7 +99,7 @@ async function restore(target: Connection, overwrite: boolean, batch: DumpBatch)
  * and the target read (a payload's encodings are fixed by its type byte, so an older stamp is honest when the
  * target knows that byte). A value of a type the target cannot read is decoded and written by type.
  */
-export async function restoreStored(ctx: Omit<CopyContext, 'source'>, keys: readonly Buffer[], stored: readonly StoredValue[]): Promise<KeyOutcome[]> {
+export async function restoreStored(ctx: WriteContext, keys: readonly Buffer[], stored: readonly StoredValue[]): Promise<KeyOutcome[]> {
   const { target } = ctx;
   const targetVersion = rdbVersionReadBy(target.capabilities.version) ?? OLDEST_RDB_VERSION;
   const outcomes = new Array<KeyOutcome>(keys.length);
@@ -290,15 +214,4 @@ function restoreAnswer(key: Buffer, reply: PipeReply | undefined): KeyOutcome {
   if (!(reply instanceof ErrorReply)) return { key, status: 'restored' };
   if (/^BUSYKEY/.test(reply.message)) return { key, status: 'skipped' };
   return { key, status: 'failed', reason: reply.message };
-}
-
-/** `auto`: dump until the target refuses RESTORE, then type for the refused keys and the rest of the run. */
-export async function copyBatchAuto(ctx: CopyContext, keys: readonly Buffer[], onFallback: (reason: string) => void): Promise<KeyOutcome[]> {
-  try {
-    return await copyBatchByDump(ctx, keys);
-  } catch (err) {
-    if (!(err instanceof RestoreRefused)) throw err;
-    onFallback(err.reason);
-    return [...err.settled, ...(await copyBatchByType(ctx, err.unsettled))];
-  }
 }

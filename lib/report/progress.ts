@@ -24,9 +24,11 @@ const count = (n: number): string => Math.round(n).toLocaleString('en-US');
 
 export function formatDuration(seconds: number): string {
   if (!Number.isFinite(seconds)) return '?';
-  if (seconds < 60) return `${seconds.toFixed(seconds < 10 ? 1 : 0)} s`;
-  const m = Math.floor(seconds / 60);
-  return m < 60 ? `${m} min ${Math.round(seconds % 60)} s` : `${Math.floor(m / 60)} h ${m % 60} min`;
+  if (seconds < 59.5) return `${seconds.toFixed(seconds < 10 ? 1 : 0)} s`;
+  // Rounded before it is cut into minutes, so 119.6 s is 2 min 0 s, never 1 min 60 s.
+  const whole = Math.round(seconds);
+  const m = Math.floor(whole / 60);
+  return m < 60 ? `${m} min ${whole % 60} s` : `${Math.floor(m / 60)} h ${m % 60} min`;
 }
 
 /** One progress line: scanned of total, percentage, rates, ETA and the counts. */

@@ -9,7 +9,8 @@ export function formatBytes(bytes: number): string {
   const units = ['B', 'KB', 'MB', 'GB', 'TB'];
   let value = bytes;
   let unit = 0;
-  while (value >= 1000 && unit < units.length - 1) {
+  // A value that would print as 1000.0 of a unit is shown in the next one.
+  while (unit < units.length - 1 && (value >= 1000 || (unit > 0 && Number(value.toFixed(1)) >= 1000))) {
     value /= 1000;
     unit += 1;
   }
