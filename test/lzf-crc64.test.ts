@@ -7,6 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { Crc64, crc64, crcHex } from '../lib/rdb/crc64.js';
 import { lzfDecompress } from '../lib/rdb/lzf.js';
 import type { Manifest } from './helpers/manifest.js';
+import { slowCrc64 } from './helpers/crc64-reference.js';
 
 const FIXTURES = ['redis-6.2', 'redis-7.0', 'redis-7.2', 'redis-7.4', 'valkey-8.0'] as const;
 const readManifest = (name: string): Manifest => JSON.parse(readFileSync(join(import.meta.dirname, 'fixtures', 'rdb', `${name}.json`), 'utf8')) as Manifest;
@@ -183,17 +184,6 @@ describe('lzfDecompress', () => {
 });
 
 describe('CRC-64 (Jones, as Redis computes it)', () => {
-  /** The definition, one bit at a time: reflected, polynomial 0xad93d23594c935a9, init 0, no final xor. */
-  function slowCrc64(data: Uint8Array): bigint {
-    const poly = 0x95ac9329ac4bc9b5n; // 0xad93d23594c935a9 reflected
-    let crc = 0n;
-    for (const byte of data) {
-      crc ^= BigInt(byte);
-      for (let bit = 0; bit < 8; bit++) crc = crc & 1n ? (crc >> 1n) ^ poly : crc >> 1n;
-    }
-    return crc;
-  }
-
   it('is 0 for no bytes and 0xe9c6d914c4b8d9ca for "123456789"', () => {
     expect(crc64()).toBe(0n);
     expect(crc64(Buffer.from('123456789'))).toBe(0xe9c6d914c4b8d9can);

@@ -16,6 +16,7 @@ import { RdbFormatError, readRdb, type RdbHeader, type RdbKey, type RdbReadOptio
 import { startRedis, type LocalServer } from './helpers/servers.js';
 import { moduleValueBody, rdbFile, rdbLength, rdbString } from './helpers/rdb-files.js';
 import type { Manifest, ManifestEntry, ManifestGroup } from './helpers/manifest.js';
+import { slowCrc64 } from './helpers/crc64-reference.js';
 
 const FIXTURES = join(import.meta.dirname, 'fixtures', 'rdb');
 const FIXTURE_NAMES = ['redis-6.2', 'redis-7.0', 'redis-7.2', 'redis-7.4', 'valkey-8.0'] as const;
@@ -129,18 +130,6 @@ function scratchFile(name: string, bytes: Buffer | string): string {
 // ---- Building blocks ----
 
 describe('CRC-64', () => {
-  /** The definition, bit by bit on bigint: the reference the table-driven code must match. */
-  function slowCrc64(data: Uint8Array): bigint {
-    let poly = 0n; // 0xad93d23594c935a9 bit-reversed, for the reflected algorithm
-    for (let bit = 0n; bit < 64n; bit++) if ((0xad93d23594c935a9n >> bit) & 1n) poly |= 1n << (63n - bit);
-    let crc = 0n;
-    for (const byte of data) {
-      crc ^= BigInt(byte);
-      for (let bit = 0; bit < 8; bit++) crc = crc & 1n ? (crc >> 1n) ^ poly : crc >> 1n;
-    }
-    return crc;
-  }
-
   it('gives 0xe9c6d914c4b8d9ca for "123456789", as Redis crc64.c', () => {
     expect(crcHex(crc64(Buffer.from('123456789')))).toBe('0xe9c6d914c4b8d9ca');
   });
