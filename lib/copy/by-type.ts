@@ -48,8 +48,12 @@ export async function writeTyped(target: Connection, mode: WriteMode, records: r
 
 /** How long a key being built may live if the run dies; renewed with every chunk, so only an abandoned build expires. */
 const BUILD_EXPIRY_MS = 60 * 60 * 1000;
-/** XSETID's refusal when the source stream's last ID went back below what the build holds. */
-const STREAM_REPLACED = /XSETID is smaller than the target stream top item/;
+/**
+ * XSETID's refusals when the stream the build was read from is not the one XINFO describes now (replaced on the
+ * source mid-copy: deleted and written again, renamed over): its last ID, or its count of entries ever added,
+ * went back below what the build holds.
+ */
+const STREAM_REPLACED = /XSETID is smaller than the target stream top item|entries_added specified in XSETID is smaller than the target stream length/;
 const STREAM_COPY_ATTEMPTS = 3;
 
 /**
