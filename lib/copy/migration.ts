@@ -15,8 +15,9 @@ import { type Abandoned, CHUNKED_KEYS_AT_ONCE, type CopyContext, type CopyStats 
 import { byNode, forEachPair, type NodePair } from '../net/routing.js';
 import type { Side } from '../net/side.js';
 import { isClusterDown, isRedirect } from '../net/cluster.js';
-import { type Counts, type CrossingCounts, displayKey, type FailedOutcome, type KeyOutcome, type MigrationResult, noCounts, noCrossings, type RecordBatch, type StoredValue } from '../records.js';
-import { type ErrorLog, oneLine } from '../report/error-log.js';
+import { type Counts, type CrossingCounts, type FailedOutcome, type KeyOutcome, type MigrationResult, type RecordBatch, type StoredValue } from '../records.js';
+import type { ErrorLog } from '../report/error-log.js';
+import { OutcomeTally } from './tally.js';
 
 /** Both sides of a run: each a server, or a cluster whose keys are routed by slot. */
 interface RunContext {
@@ -66,32 +67,35 @@ const CLUSTER_DOWN_RETRY_MS = 1000;
 const redirectPause = (attempt: number): Promise<void> => sleep(Math.min(50 * 2 ** attempt, CLUSTER_DOWN_RETRY_MS));
 
 export class Migration {
-  readonly counts: Counts = noCounts();
-  readonly crossing: CrossingCounts = noCrossings();
+  private readonly tally: OutcomeTally;
   /** Keys deleted on the target because they were gone from the source (live replication). */
   deleted = 0;
   private method: 'dump' | 'type' | 'auto';
   private fallbackReason: string | undefined;
   private stopping = false;
   private interrupted = false;
-  private errorLimitReached = false;
-  /** The latest failure, named on the console if the error limit stops the run. */
-  private lastFailure: { key: Buffer; reason: string } | undefined;
   private fatal: string | undefined;
-  private writesSincePause = 0;
-  private skipsSincePause = 0;
-  private pauseOwed = false;
   private wakeUp: (() => void) | undefined;
   /** Big keys' builds a lost connection left behind; removed after the next reconnection. */
   private readonly abandoned: Abandoned[] = [];
 
   constructor(
     private readonly run: RunContext,
-    private readonly log: ErrorLog,
+    log: ErrorLog,
     private readonly say: (line: string) => void,
     private readonly journal?: OutcomeRecorder,
   ) {
     this.method = run.settings.copyMethod;
+    this.tally = new OutcomeTally(run.settings, log, say);
+  }
+
+  /** Keys by outcome so far. */
+  get counts(): Counts {
+    return this.tally.counts;
+  }
+
+  get crossing(): CrossingCounts {
+    return this.tally.crossing;
   }
 
   /** Ctrl-C: no new batches; the ones in flight finish and are counted. */
@@ -138,7 +142,7 @@ export class Migration {
     return {
       counts: this.counts,
       crossing: this.crossing,
-      errorLimitReached: this.errorLimitReached,
+      errorLimitReached: this.tally.errorLimitReached,
       interrupted: this.interrupted,
       fallbackReason: this.fallbackReason,
       fatal: this.fatal,
@@ -350,39 +354,8 @@ export class Migration {
 
   private record(outcomes: KeyOutcome[]): void {
     this.journal?.add(outcomes);
-    for (const outcome of outcomes) {
-      this.counts[outcome.status] += 1;
-      if (outcome.status === 'failed') {
-        this.log.keyFailed(outcome.key, outcome.reason);
-        this.lastFailure = outcome;
-      } else if (outcome.via) this.crossing[outcome.via] += 1;
-      if (outcome.status !== 'failed' && outcome.dropped) {
-        this.crossing.degraded += 1;
-        this.log.keyDegraded(outcome.key, outcome.dropped);
-      }
-      if (outcome.status === 'skipped') this.skipsSincePause += 1;
-      if (outcome.status === 'restored' || outcome.status === 'failed') this.writesSincePause += 1;
-    }
-    this.checkErrorLimit();
-    // The Python script pauses after each full pipeline and after every N skipped keys.
-    if (this.writesSincePause >= this.run.settings.pipelineBatchSize) {
-      this.writesSincePause = 0;
-      this.pauseOwed = true;
-    }
-    if (this.skipsSincePause >= this.run.settings.existingKeysPauseEvery) {
-      this.skipsSincePause = 0;
-      this.pauseOwed = true;
-    }
-  }
-
-  private checkErrorLimit(): void {
-    const limit = this.run.settings.maxErroredKeys;
-    if (limit > 0 && this.counts.failed >= limit && !this.errorLimitReached) {
-      this.errorLimitReached = true;
-      this.stopping = true;
-      this.say(`Max errored keys limit of ${limit} reached`);
-      if (this.lastFailure) this.say(`The last failure, key |${displayKey(this.lastFailure.key)}|: ${oneLine(this.lastFailure.reason)}`);
-    }
+    this.tally.record(outcomes);
+    if (this.tally.errorLimitReached) this.stopping = true;
   }
 
   private abort(err: unknown): void {
@@ -395,8 +368,7 @@ export class Migration {
 
   private async pauseIfOwed(): Promise<void> {
     const seconds = this.run.settings.sleepSeconds;
-    if (!this.pauseOwed || seconds <= 0 || this.stopping) return;
-    this.pauseOwed = false;
+    if (seconds <= 0 || this.stopping || !this.tally.takePause()) return;
     await new Promise<void>((resolve) => {
       const timer = setTimeout(resolve, seconds * 1000);
       this.wakeUp = () => {
