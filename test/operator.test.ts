@@ -684,7 +684,7 @@ describe('npm run media', () => {
   // The generator runs three real migrations of 100,000 keys: about 17 s alone, more on a busy machine.
   it('writes the four pictures with real output, and no password', async () => {
     const started = Date.now();
-    const { stdout } = await execFileAsync(join(ROOT, 'node_modules', '.bin', 'tsx'), [join(ROOT, 'test', 'make-media.ts')], {
+    const { stdout } = await execFileAsync(join(ROOT, 'node_modules', '.bin', 'tsx'), [join(ROOT, 'tools', 'make-media.ts')], {
       cwd: ROOT, timeout: 90_000, env: { ...process.env, MEDIA_DIR: MEDIA },
     });
     for (const name of PICTURES) expect(stdout).toContain(join(MEDIA, `${name}.svg`));
