@@ -6,9 +6,11 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { seedEveryType } from './helpers/sample-data.js';
 import {
-  commandCalls, countOf, evalInDb, keyspace, sleep, spawnMigrator, STACK_FRAME, summaryOf,
+  commandCalls, countOf, evalInDb, keyspace, spawnMigrator, STACK_FRAME, summaryOf,
 } from './helpers/parity-helpers.js';
-import { endpoints, freePort, runMigrator, startRedis, tempDir, type RedisServer, type RunResult } from './helpers/servers.js';
+import {
+  endpoints, freePort, runMigrator, signalScript, startRedis, tempDir, waitUntil, type RedisServer, type RunResult,
+} from './helpers/servers.js';
 
 const CONNECTED = 'Connected to Redis instances successfully';
 const RECORD = /^\[\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2},\d{3} - ERROR - Failed to migrate key \|(.*)\|: (.+)\]$/;
@@ -495,11 +497,10 @@ describe.concurrent('interrupted by a signal', () => {
       const run = spawnMigrator({ ...endpoints(source, target), SLEEP_TIME: 0.5, PIPELINE_BATCH_SIZE: 100 }, tempDir());
       try {
         await run.waitFor(CONNECTED);
-        // Wait until the copy is really under way.
-        for (let i = 0; i < 200 && Number(await target.cmd('DBSIZE')) === 0; i++) await sleep(20);
-        expect(Number(await target.cmd('DBSIZE'))).toBeGreaterThan(0);
+        await waitUntil(async () => Number(await target.cmd('DBSIZE')) > 0, 'the first keys on the target', 20_000, 20);
         const signalled = Date.now();
-        run.child.kill(signal);
+        // To the script itself: sent to tsx, the signal is passed on with a 30 ms deadline (see signalScript).
+        signalScript(run.child.pid ?? 0, signal);
         const { code } = await run.exited;
         expect(Date.now() - signalled).toBeLessThan(5_000);
         const out = run.stdout();
@@ -546,7 +547,7 @@ describe.concurrent('keys that vanish after SCAN', () => {
       );
       try {
         await run.waitFor(CONNECTED);
-        for (let i = 0; i < 500 && Number(await target.cmd('DBSIZE')) === 0; i++) await sleep(10);
+        await waitUntil(async () => Number(await target.cmd('DBSIZE')) > 0, 'the first batch on the target', 20_000, 10);
         await source.cmd('EVAL', `for _, k in ipairs(redis.call('KEYS', 'tmp:*')) do redis.call('PEXPIRE', k, 1) end`, 0);
         const { code } = await run.exited;
         const out = run.stdout();

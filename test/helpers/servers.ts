@@ -1,7 +1,7 @@
 // Throwaway redis-server processes on free loopback ports, for tests, the demo and the benchmark,
 // plus a helper that runs the real migrator script as a user would. Nothing is mocked.
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -172,6 +172,36 @@ export interface RunningMigrator {
   output(): string;
   /** Signals every process of the run at once, as a terminal's Ctrl-C or a `kill -9` of the tool would. */
   signalAll(signal: NodeJS.Signals): void;
+  /** Signals the script's own process alone (see signalScript): a stop whose outcome does not hang on tsx. */
+  signalScript(signal: NodeJS.Signals): void;
+}
+
+/**
+ * The process running the script under tsx's cli (`launcherPid`): the cli starts it as its only node child.
+ * Throws when there is none (the script not started yet, or ended).
+ */
+export function scriptPidOf(launcherPid: number): number {
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'latin1');
+      if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) !== launcherPid) continue;
+      if (readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0').includes(SCRIPT)) return Number(entry);
+    } catch {
+      // Ended meanwhile.
+    }
+  }
+  throw new Error(`no process runs ${SCRIPT} under tsx (pid ${launcherPid})`);
+}
+
+/**
+ * Sends SIGINT or SIGTERM to the script's own process, as `kill <its pid>` would, for tests of what the script
+ * does on a stop. Not to tsx's cli: tsx passes such a signal on, and SIGKILLs its child unless the child reports
+ * the signal back within 30 ms (relaySignalToChild in tsx's dist/cli.mjs); on a busy machine it may not, and
+ * the run then ends with no summary. (test/signals.test.ts covers signals that reach the launchers.)
+ */
+export function signalScript(launcherPid: number, signal: NodeJS.Signals): void {
+  process.kill(scriptPidOf(launcherPid), signal);
 }
 
 /** Process groups of runs not yet ended: a test that fails midway must not leave its run behind, working on. */
@@ -213,6 +243,7 @@ export function spawnMigrator(env: Record<string, string | number>, cwd: string)
         // Already gone.
       }
     },
+    signalScript: (signal) => signalScript(child.pid ?? 0, signal),
   };
 }
 
