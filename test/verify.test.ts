@@ -6,9 +6,9 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { calls, commandStats, summary } from './helpers/inspect.js';
-import { spawnMigrator, sleep } from './helpers/parity-helpers.js';
+import { spawnMigrator } from './helpers/parity-helpers.js';
 import { digest, seedEveryType } from './helpers/sample-data.js';
-import { endpoints, freePort, runMigrator, startRedis, tempDir, type RedisServer, type RunResult } from './helpers/servers.js';
+import { endpoints, freePort, runMigrator, startRedis, tempDir, waitUntil, type RedisServer, type RunResult } from './helpers/servers.js';
 import { samePayload } from '../lib/verify/compare-key.js';
 import { dumpPayload } from '../lib/rdb/payload.js';
 import { rdbChanges, readReport, seedBig, shownDiffs, tallyOf, writeCommandsRun, type ReportLine, type ShownDiff } from './helpers/verify-helpers.js';
@@ -432,8 +432,7 @@ describe('VERIFY=true after a copy', () => {
     );
     try {
       await child.waitFor('Connected to Redis instances successfully', 15_000);
-      const deadline = Date.now() + 10_000;
-      while (Number(await target.cmd('DBSIZE')) < 50 && Date.now() < deadline) await sleep(10);
+      await waitUntil(async () => Number(await target.cmd('DBSIZE')) >= 50, 'the first batch (50 keys) on the target', 10_000, 10);
       const firstBatch = ((await target.cmd('KEYS', '*')) as string[]).sort();
       expect(firstBatch).toHaveLength(50); // the second batch waits for the sleep
       await tamper(firstBatch);
