@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { calls, commandStats, summary } from './helpers/inspect.js';
 import { keyspaceOf, ownerOf, restoreInto, startCluster, type TestCluster } from './helpers/cluster.js';
 import { seedEveryType } from './helpers/sample-data.js';
-import { runMigrator, startRedis, tempDir, type RedisServer, type RunResult } from './helpers/servers.js';
+import { runMigrator, spawnMigrator, startRedis, tempDir, waitUntil, type RedisServer, type RunResult } from './helpers/servers.js';
 
 const BULK_KEYS = 3000;
 /** Small bounds, so big keys go the chunked way on a cluster too. */
@@ -129,7 +129,7 @@ describe('resharding the target during a copy', () => {
     await Promise.all(targetCluster.nodes.map((n) => n.cmd('CONFIG', 'RESETSTAT')));
     // Big keys in chunks of 100, so some may be half written when their slot moves.
     const settings = { ...standalone(reference, 'SOURCE'), ...targetCluster.settings('DESTINATION'), ...SMALL_BOUNDS };
-    const run = await copyWhileResharding(settings, targetCluster);
+    const run = await copyWhileResharding(settings, targetCluster, targetCluster.nodes);
 
     expect(run.code, describeRun(run)).toBe(0);
     expect(summary(run.stdout)).toEqual({ restored: expected.size, skipped: 0, failed: 0, vanished: 0 });
@@ -150,7 +150,7 @@ describe('resharding the source during a copy', () => {
   it('reads moved keys where they went, and says the run may have missed keys: exit 1; a second run completes it', async () => {
     await emptied([standaloneTarget]);
     const settings = { ...sourceCluster.settings('SOURCE'), ...standalone(standaloneTarget, 'DESTINATION') };
-    const run = await copyWhileResharding(settings, sourceCluster);
+    const run = await copyWhileResharding(settings, sourceCluster, [standaloneTarget]);
 
     expect(run.code, describeRun(run)).toBe(1);
     expect(run.stdout).toContain("The source cluster's slots moved during the run: keys that moved between masters may have been missed.");
@@ -216,18 +216,19 @@ describe('a slot being migrated on the target (ASK)', () => {
 
 /**
  * A copy slowed down (10 keys a batch, 20 ms pauses) so that 3,000 slots of `cluster` move from its first
- * master to its second while keys are being copied; fails the test if the resharding did not begin in time.
+ * master to its second while keys are being copied: the resharding begins once the first keys are on the
+ * `target` servers, and the test fails if the copy had ended by then.
  */
-async function copyWhileResharding(settings: Record<string, string | number>, cluster: TestCluster): Promise<RunResult> {
+async function copyWhileResharding(settings: Record<string, string | number>, cluster: TestCluster, target: readonly RedisServer[]): Promise<RunResult> {
   const [from, to] = (await Promise.all(cluster.nodes.slice(0, 2).map((n) => n.cmd('CLUSTER', 'MYID')))) as [string, string];
-  let copyEnded = Infinity;
-  const copying = runMigrator({ ...settings, PIPELINE_BATCH_SIZE: 10, SLEEP_TIME: 0.02 }, tempDir(), 120_000).then((r) => ((copyEnded = Date.now()), r));
-  await new Promise((r) => setTimeout(r, 2500));
-  const reshardStarted = Date.now();
+  const copying = spawnMigrator({ ...settings, PIPELINE_BATCH_SIZE: 10, SLEEP_TIME: 0.02 }, tempDir());
+  let ended = false;
+  void copying.done.then(() => (ended = true));
+  const copied = async (): Promise<number> => (await Promise.all(target.map((s) => s.cmd('DBSIZE')))).reduce((sum: number, n) => sum + Number(n), 0);
+  await waitUntil(async () => ended || (await copied()) > 0, 'the first keys on the target', 30_000, 20);
+  expect(ended, `the copy ended before the resharding began\n${copying.output()}`).toBe(false);
   await reshard(cluster, from, to, 3000);
-  const run = await copying;
-  expect(reshardStarted, 'the resharding began before the copy ended').toBeLessThan(copyEnded);
-  return run;
+  return copying.done;
 }
 
 /** Moves `slots` slots from one master to another with redis-cli, keys and all (MIGRATE, then SETSLOT). */
