@@ -5,7 +5,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { failOver, keyspaceOf, promoted, startCluster, waitUntil, type TestCluster } from './helpers/cluster.js';
 import { runDir } from './helpers/fixtures.js';
-import { summary } from './helpers/inspect.js';
+import { parseSummary } from './helpers/inspect.js';
 import { spawnMigrator, type LocalServer, type RedisServer, type RunningMigrator, type RunResult } from './helpers/servers.js';
 
 const KEYS = 40_000;
@@ -116,7 +116,7 @@ describe('a failover in a cluster during a copy between clusters', () => {
     const master = target.masters[1] as LocalServer;
     const run = await copyDuring(() => failOver(target, master));
     expect(run.code, describeRun(run)).toBe(0);
-    expect(summary(run.stdout), describeRun(run)).toEqual({ restored: TOTAL, skipped: 0, failed: 0, vanished: 0 });
+    expect(parseSummary(run.stdout), describeRun(run)).toEqual({ restored: TOTAL, skipped: 0, failed: 0, vanished: 0 });
     expect(await target.servingMasters(), 'the old master serves no slots now').not.toContain(master);
     expect(await keyspaceOf(await target.servingMasters())).toEqual(expected);
   }, 60_000);
@@ -126,7 +126,7 @@ describe('a failover in a cluster during a copy between clusters', () => {
     const run = await copyDuring(() => failOver(source, master));
     expect(run.code, describeRun(run)).toBe(0);
     expect(run.stdout).not.toMatch(/slots moved/);
-    const counts = summary(run.stdout);
+    const counts = parseSummary(run.stdout);
     expect(counts.failed, describeRun(run)).toBe(0);
     expect(counts.vanished, describeRun(run)).toBe(0);
     // Each key restored once; should a scan start over on the new master, what it had copied counts as skipped.
@@ -151,7 +151,7 @@ describe('a failover in a cluster during a copy between clusters', () => {
     });
     await waitUntil(async () => (await Promise.all(nodes.map(async (n) => String(await n.cmd('CLUSTER', 'INFO')).includes('cluster_state:ok')))).every(Boolean), 'cluster_state:ok on every node', 10_000, 50);
     expect(run.code, describeRun(run)).toBe(0);
-    expect(summary(run.stdout), describeRun(run)).toEqual({ restored: TOTAL, skipped: 0, failed: 0, vanished: 0 });
+    expect(parseSummary(run.stdout), describeRun(run)).toEqual({ restored: TOTAL, skipped: 0, failed: 0, vanished: 0 });
     expect(run.stderr, describeRun(run)).toMatch(WAITING_FOR_CLUSTER);
     expect(await keyspaceOf(await target.servingMasters())).toEqual(expected);
   }, 60_000);
@@ -171,7 +171,7 @@ describe('a failover in a cluster during a copy between clusters', () => {
     expect(run.stdout, describeRun(run)).toMatch(/Reconnected \d+ time\(s\) after a lost connection/);
     // A promoted replica may lack the dead master's last writes: the run says so and says how to check.
     expect(run.stdout, describeRun(run)).toMatch(/^The target restarted or failed over during the run: .*MIGRATION_MODE=compare$/m);
-    expect(summary(run.stdout), describeRun(run)).toEqual({ restored: TOTAL, skipped: 0, failed: 0, vanished: 0 });
+    expect(parseSummary(run.stdout), describeRun(run)).toEqual({ restored: TOTAL, skipped: 0, failed: 0, vanished: 0 });
     const serving = await target.servingMasters();
     expect(serving).not.toContain(master);
     expect(serving).toContain(replica);
