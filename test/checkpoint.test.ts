@@ -5,7 +5,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { runDir, serverPair } from './helpers/fixtures.js';
-import { calls, commandStats, summary } from './helpers/inspect.js';
+import { calls, commandStats, parseSummary } from './helpers/inspect.js';
 import { digest, seedStrings } from './helpers/sample-data.js';
 import { endpoints, runMigrator, spawnMigrator, waitUntil, type RedisServer } from './helpers/servers.js';
 
@@ -62,7 +62,7 @@ describe('resuming from CHECKPOINT_FILE', () => {
     // The checkpoint lags the kill by up to one write interval (more on a loaded machine): the rerun reads
     // what the checkpoint had not confirmed, plus at most the SCAN page its cursor points into.
     const stdout = await resumeAndCheck(KEYS - saved.counts.restored + 2 * PACE.SCAN_BATCH_SIZE);
-    const counts = summary(stdout);
+    const counts = parseSummary(stdout);
     // The counts cover both runs; keys copied after the last checkpoint write are found again as skipped.
     expect(counts.restored).toBeLessThanOrEqual(KEYS);
     expect(counts.restored + counts.skipped).toBeGreaterThanOrEqual(KEYS);
@@ -74,7 +74,7 @@ describe('resuming from CHECKPOINT_FILE', () => {
     await fresh();
     await stopHalfway('SIGINT');
     const stdout = await resumeAndCheck(KEYS * 0.55);
-    const counts = summary(stdout);
+    const counts = parseSummary(stdout);
     // Every batch in flight was finished and recorded: each key restored once; only the page the last
     // batch ended in is read again, its keys found present (skipped).
     expect(counts.restored).toBe(KEYS);
@@ -171,7 +171,7 @@ describe('checkpoints at the edges', () => {
     expect(saved().complete).toBe(false);
     const again = await runMigrator(settings(asSome), dir);
     expect(again.code, again.stdout).toBe(2);
-    expect(summary(again.stdout).failed).toBe(summary(run.stdout).failed);
+    expect(parseSummary(again.stdout).failed).toBe(parseSummary(run.stdout).failed);
   });
 
   it('Ctrl-C with a sparse pattern: the process ends soon after its summary (no scan left reconnecting)', async () => {

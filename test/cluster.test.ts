@@ -2,10 +2,10 @@
 // copies every type with its TTL, skips what exists, follows a resharding mid-run, and fails clearly when misused.
 import { spawn } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { calls, commandStats, summary } from './helpers/inspect.js';
+import { calls, commandStats, parseSummary } from './helpers/inspect.js';
 import { keyspaceOf, ownerOf, restoreInto, startCluster, type TestCluster } from './helpers/cluster.js';
 import { seedEveryType } from './helpers/sample-data.js';
-import { runMigrator, startRedis, tempDir, type RedisServer, type RunResult } from './helpers/servers.js';
+import { runMigrator, spawnMigrator, startRedis, tempDir, waitUntil, type RedisServer, type RunResult } from './helpers/servers.js';
 
 const BULK_KEYS = 3000;
 /** Small bounds, so big keys go the chunked way on a cluster too. */
@@ -61,7 +61,7 @@ describe.each(COMBINATIONS)('$name', (combination) => {
     await emptied(combination.targetNodes());
     const run = await runMigrator({ ...combination.source(), ...combination.target(), ...SMALL_BOUNDS, COPY_METHOD: method }, tempDir());
     expect(run.code, describeRun(run)).toBe(0);
-    expect(summary(run.stdout)).toEqual({ restored: expected.size, skipped: 0, failed: 0, vanished: 0 });
+    expect(parseSummary(run.stdout)).toEqual({ restored: expected.size, skipped: 0, failed: 0, vanished: 0 });
     expect(await keyspaceOf(combination.targetNodes())).toEqual(expected);
   });
 });
@@ -73,10 +73,10 @@ describe('an .rdb file read natively into a cluster', () => {
     await emptied(targetCluster.nodes);
     const run = await runMigrator({ ...file, ...targetCluster.settings('DESTINATION') }, tempDir());
     expect(run.code, describeRun(run)).toBe(0);
-    expect(summary(run.stdout)).toEqual({ restored: expected.size, skipped: 0, failed: 0, vanished: 0 });
+    expect(parseSummary(run.stdout)).toEqual({ restored: expected.size, skipped: 0, failed: 0, vanished: 0 });
     expect(await keyspaceOf(targetCluster.nodes)).toEqual(expected);
     const again = await runMigrator({ ...file, ...targetCluster.settings('DESTINATION') }, tempDir());
-    expect(summary(again.stdout)).toEqual({ restored: 0, skipped: expected.size, failed: 0, vanished: 0 });
+    expect(parseSummary(again.stdout)).toEqual({ restored: 0, skipped: expected.size, failed: 0, vanished: 0 });
   });
 });
 
@@ -89,7 +89,7 @@ describe('cluster to cluster, again', () => {
 
     const again = await runMigrator(settings, tempDir());
     expect(again.code, describeRun(again)).toBe(0);
-    expect(summary(again.stdout)).toEqual({ restored: 0, skipped: expected.size, failed: 0, vanished: 0 });
+    expect(parseSummary(again.stdout)).toEqual({ restored: 0, skipped: expected.size, failed: 0, vanished: 0 });
     expect(await (await ownerOf(targetCluster, 'string')).cmd('GET', 'string')).toBe('changed on the target');
 
     const compare = await runMigrator({ ...settings, MIGRATION_MODE: 'compare', SHOW_DIFFS: 'true' }, tempDir());
@@ -109,7 +109,7 @@ describe('a cluster source with filters, and a dry run', () => {
     const matching = [...expected.keys()].filter((hex) => Buffer.from(hex, 'hex').toString().startsWith('bulk:1')).length;
     expect(matching).toBeGreaterThan(1000);
     expect(run.code, describeRun(run)).toBe(0);
-    expect(summary(run.stdout).restored).toBe(matching);
+    expect(parseSummary(run.stdout).restored).toBe(matching);
     expect(Number(await standaloneTarget.cmd('DBSIZE'))).toBe(matching);
   });
 
@@ -129,10 +129,10 @@ describe('resharding the target during a copy', () => {
     await Promise.all(targetCluster.nodes.map((n) => n.cmd('CONFIG', 'RESETSTAT')));
     // Big keys in chunks of 100, so some may be half written when their slot moves.
     const settings = { ...standalone(reference, 'SOURCE'), ...targetCluster.settings('DESTINATION'), ...SMALL_BOUNDS };
-    const run = await copyWhileResharding(settings, targetCluster);
+    const run = await copyWhileResharding(settings, targetCluster, targetCluster.nodes);
 
     expect(run.code, describeRun(run)).toBe(0);
-    expect(summary(run.stdout)).toEqual({ restored: expected.size, skipped: 0, failed: 0, vanished: 0 });
+    expect(parseSummary(run.stdout)).toEqual({ restored: expected.size, skipped: 0, failed: 0, vanished: 0 });
     // redis-cli moves keys with MIGRATE, which carries expiries as relative TTLs: a moved key's may shift a ms.
     expectSameKeys(await keyspaceOf(targetCluster.nodes), expected, 5);
     // The tool read the slot map again after a MOVED (once at start would be one CLUSTER SLOTS call).
@@ -140,7 +140,7 @@ describe('resharding the target during a copy', () => {
     expect(stats.reduce((sum, s) => sum + calls(s, 'cluster|slots'), 0)).toBeGreaterThan(1);
 
     const again = await runMigrator({ ...settings, SLEEP_TIME: 0 }, tempDir());
-    expect(summary(again.stdout)).toEqual({ restored: 0, skipped: expected.size, failed: 0, vanished: 0 });
+    expect(parseSummary(again.stdout)).toEqual({ restored: 0, skipped: expected.size, failed: 0, vanished: 0 });
   }, 120_000);
 });
 
@@ -150,11 +150,11 @@ describe('resharding the source during a copy', () => {
   it('reads moved keys where they went, and says the run may have missed keys: exit 1; a second run completes it', async () => {
     await emptied([standaloneTarget]);
     const settings = { ...sourceCluster.settings('SOURCE'), ...standalone(standaloneTarget, 'DESTINATION') };
-    const run = await copyWhileResharding(settings, sourceCluster);
+    const run = await copyWhileResharding(settings, sourceCluster, [standaloneTarget]);
 
     expect(run.code, describeRun(run)).toBe(1);
     expect(run.stdout).toContain("The source cluster's slots moved during the run: keys that moved between masters may have been missed.");
-    expect(summary(run.stdout).failed, describeRun(run)).toBe(0);
+    expect(parseSummary(run.stdout).failed, describeRun(run)).toBe(0);
     // What it copied is right: each key on the target equals the source's (a key MIGRATE moved after it was
     // copied may expire a millisecond later on the source now).
     const now = await keyspaceOf(sourceCluster.nodes);
@@ -204,7 +204,7 @@ describe('a slot being migrated on the target (ASK)', () => {
       }
 
       expect(run.code, describeRun(run)).toBe(0);
-      expect(summary(run.stdout)).toEqual({ restored: 41, skipped: 0, failed: 0, vanished: 0 });
+      expect(parseSummary(run.stdout)).toEqual({ restored: 41, skipped: 0, failed: 0, vanished: 0 });
       expect(calls(await commandStats(importer), 'asking')).toBeGreaterThan(0);
       expect(Number(await importer.cmd('CLUSTER', 'COUNTKEYSINSLOT', slot))).toBe(41);
       expect(await keyspaceOf(targetCluster.nodes)).toEqual(await keyspaceOf([moving]));
@@ -216,18 +216,19 @@ describe('a slot being migrated on the target (ASK)', () => {
 
 /**
  * A copy slowed down (10 keys a batch, 20 ms pauses) so that 3,000 slots of `cluster` move from its first
- * master to its second while keys are being copied; fails the test if the resharding did not begin in time.
+ * master to its second while keys are being copied: the resharding begins once the first keys are on the
+ * `target` servers, and the test fails if the copy had ended by then.
  */
-async function copyWhileResharding(settings: Record<string, string | number>, cluster: TestCluster): Promise<RunResult> {
+async function copyWhileResharding(settings: Record<string, string | number>, cluster: TestCluster, target: readonly RedisServer[]): Promise<RunResult> {
   const [from, to] = (await Promise.all(cluster.nodes.slice(0, 2).map((n) => n.cmd('CLUSTER', 'MYID')))) as [string, string];
-  let copyEnded = Infinity;
-  const copying = runMigrator({ ...settings, PIPELINE_BATCH_SIZE: 10, SLEEP_TIME: 0.02 }, tempDir(), 120_000).then((r) => ((copyEnded = Date.now()), r));
-  await new Promise((r) => setTimeout(r, 2500));
-  const reshardStarted = Date.now();
+  const copying = spawnMigrator({ ...settings, PIPELINE_BATCH_SIZE: 10, SLEEP_TIME: 0.02 }, tempDir());
+  let ended = false;
+  void copying.done.then(() => (ended = true));
+  const copied = async (): Promise<number> => (await Promise.all(target.map((s) => s.cmd('DBSIZE')))).reduce((sum: number, n) => sum + Number(n), 0);
+  await waitUntil(async () => ended || (await copied()) > 0, 'the first keys on the target', 30_000, 20);
+  expect(ended, `the copy ended before the resharding began\n${copying.output()}`).toBe(false);
   await reshard(cluster, from, to, 3000);
-  const run = await copying;
-  expect(reshardStarted, 'the resharding began before the copy ended').toBeLessThan(copyEnded);
-  return run;
+  return copying.done;
 }
 
 /** Moves `slots` slots from one master to another with redis-cli, keys and all (MIGRATE, then SETSLOT). */
@@ -271,7 +272,7 @@ describe('misuse, in one line with exit status 1', () => {
 
       const chosen = await runMigrator({ ...targetCluster.settings('DESTINATION'), SOURCE_RDB_FILE: file, SOURCE_REDIS_DB_INDEX: 3, SLEEP_TIME: 0 }, tempDir());
       expect(chosen.code, describeRun(chosen)).toBe(0);
-      expect(summary(chosen.stdout).restored).toBe(2);
+      expect(parseSummary(chosen.stdout).restored).toBe(2);
       expect(await (await ownerOf(targetCluster, 'in-db-3:a')).cmd('GET', 'in-db-3:a')).toBe('a');
     } finally {
       await saved.stop();

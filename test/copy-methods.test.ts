@@ -5,9 +5,9 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { runDir, serverPair, type Pair } from './helpers/fixtures.js';
-import { buildKeysOf, calls, commandStats, streamState, summary, asList } from './helpers/inspect.js';
+import { buildKeysOf, calls, commandStats, streamState, parseSummary, asList } from './helpers/inspect.js';
 import { digest, seedEveryType } from './helpers/sample-data.js';
-import { endpoints, runMigrator, type RedisServer, type RunResult } from './helpers/servers.js';
+import { endpoints, runMigrator, spawnMigrator, waitUntil, type RedisServer, type RunResult } from './helpers/servers.js';
 
 /** Runs the migrator against the pair and returns the run with the cwd it ran in (for the error log). */
 async function migrate(pair: Pair, settings: Record<string, string | number>): Promise<RunResult & { cwd: string; output: string }> {
@@ -75,7 +75,7 @@ describe('auto fallback when the target refuses RESTORE', () => {
     expect(total).toBe(sampleKeys + EXTRA);
     const run = await migrate(pair, { ...asNoRestoreUser, COPY_METHOD: 'auto' });
     expect(run.code, run.output).toBe(0);
-    expect(summary(run.stdout), run.output).toEqual({ restored: total, skipped: 0, failed: 0, vanished: 0 });
+    expect(parseSummary(run.stdout), run.output).toEqual({ restored: total, skipped: 0, failed: 0, vanished: 0 });
     const fallbackLines = run.stdout.split('\n').filter((line) => line.startsWith('The target refused RESTORE ('));
     expect(fallbackLines, run.output).toHaveLength(1);
     expect(fallbackLines[0]).toMatch(/^The target refused RESTORE \(.+\); copying by type from now on$/);
@@ -91,7 +91,7 @@ describe('auto fallback when the target refuses RESTORE', () => {
     // No error limit, so the run reaches its end and reports every key instead of stopping at 1000.
     const run = await migrate(pair, { ...asNoRestoreUser, COPY_METHOD: 'dump', MAX_ERRORED_KEYS_LIMIT: 0 });
     expect(run.code, run.output).toBe(2);
-    expect(summary(run.stdout), run.output).toEqual({ restored: 0, skipped: 0, failed: total, vanished: 0 });
+    expect(parseSummary(run.stdout), run.output).toEqual({ restored: 0, skipped: 0, failed: total, vanished: 0 });
     expect(run.stdout).not.toContain('copying by type');
     expect(await dbsize(pair.target)).toBe(0);
     expect(calls(await commandStats(pair.target), 'restore')).toBe(0);
@@ -134,7 +134,7 @@ describe('expiry is copied as the same absolute millisecond', () => {
   it.each(['dump', 'type', 'auto'])('COPY_METHOD=%s: PEXPIRETIME equal to the millisecond, persistent keys stay persistent', async (method) => {
     const run = await migrate(pair, { COPY_METHOD: method, DUMP_MAX_BYTES: 20_000 });
     expect(run.code, run.output).toBe(0);
-    expect(summary(run.stdout), run.output).toEqual({ restored: volatile.length + persistent.length, skipped: 0, failed: 0, vanished: 0 });
+    expect(parseSummary(run.stdout), run.output).toEqual({ restored: volatile.length + persistent.length, skipped: 0, failed: 0, vanished: 0 });
     for (const [key, at] of volatile) {
       expect(await pair.source.cmd('PEXPIRETIME', key), key).toBe(at);
       expect(await pair.target.cmd('PEXPIRETIME', key), key).toBe(at);
@@ -209,7 +209,7 @@ describe('stream consumer groups', () => {
   it.each(['dump', 'type'])('COPY_METHOD=%s keeps groups, consumers, pending entries and delivery counts', async (method) => {
     const run = await migrate(pair, { COPY_METHOD: method, SCAN_MATCH_PATTERN: 'groups:*' });
     expect(run.code, run.output).toBe(0);
-    expect(summary(run.stdout), run.output).toEqual({ restored: STREAMS.length, skipped: 0, failed: 0, vanished: 0 });
+    expect(parseSummary(run.stdout), run.output).toEqual({ restored: STREAMS.length, skipped: 0, failed: 0, vanished: 0 });
     for (const key of STREAMS) {
       expect(await streamState(pair.target, key), key).toEqual(await streamState(pair.source, key));
       expect(await pair.target.cmd('DEBUG', 'DIGEST-VALUE', key), key).toEqual(await pair.source.cmd('DEBUG', 'DIGEST-VALUE', key));
@@ -219,7 +219,7 @@ describe('stream consumer groups', () => {
   it.each(['dump', 'type'])('COPY_METHOD=%s keeps pending entries whose stream entry was deleted or trimmed', async (method) => {
     const run = await migrate(pair, { COPY_METHOD: method, SCAN_MATCH_PATTERN: 'trimmed:*' });
     expect(run.code, run.output).toBe(0);
-    expect(summary(run.stdout), run.output).toEqual({ restored: 1, skipped: 0, failed: 0, vanished: 0 });
+    expect(parseSummary(run.stdout), run.output).toEqual({ restored: 1, skipped: 0, failed: 0, vanished: 0 });
     expect(await streamState(pair.target, 'trimmed:stream')).toEqual(await streamState(pair.source, 'trimmed:stream'));
   });
 });
@@ -255,7 +255,7 @@ describe('OVERWRITE_EXISTING_KEYS', () => {
   it.each(['dump', 'type'])('COPY_METHOD=%s by default leaves existing keys as they are and counts them skipped', async (method) => {
     const run = await migrate(pair, { COPY_METHOD: method });
     expect(run.code, run.output).toBe(0);
-    expect(summary(run.stdout), run.output).toEqual({ restored: sourceKeys - STALE, skipped: STALE, failed: 0, vanished: 0 });
+    expect(parseSummary(run.stdout), run.output).toEqual({ restored: sourceKeys - STALE, skipped: STALE, failed: 0, vanished: 0 });
     expect(await pair.target.cmd('GET', 'list')).toBe('stale string where the source has a list');
     expect(await pair.target.cmd('TYPE', 'stream')).toBe('set');
     expect(await pair.target.cmd('HGETALL', 'big-list')).toEqual(['a', 'b']);
@@ -268,7 +268,7 @@ describe('OVERWRITE_EXISTING_KEYS', () => {
   it.each(['dump', 'type'])('COPY_METHOD=%s with OVERWRITE_EXISTING_KEYS=true replaces them', async (method) => {
     const run = await migrate(pair, { COPY_METHOD: method, OVERWRITE_EXISTING_KEYS: 'true' });
     expect(run.code, run.output).toBe(0);
-    expect(summary(run.stdout), run.output).toEqual({ restored: sourceKeys, skipped: 0, failed: 0, vanished: 0 });
+    expect(parseSummary(run.stdout), run.output).toEqual({ restored: sourceKeys, skipped: 0, failed: 0, vanished: 0 });
     expect(await digest(pair.target)).toBe(await digest(pair.source));
     expect(await pair.target.cmd('PTTL', 'string')).toBe(-1);
     expect(await pair.target.cmd('PEXPIRETIME', 'ttl-string')).toBe(await pair.source.cmd('PEXPIRETIME', 'ttl-string'));
@@ -308,7 +308,7 @@ describe('keys over DUMP_MAX_BYTES go by type in chunks', () => {
   it('COPY_METHOD=dump copies big keys exactly in chunks and restores the small ones', async () => {
     const run = await migrate(pair, { COPY_METHOD: 'dump', DUMP_MAX_BYTES });
     expect(run.code, run.output).toBe(0);
-    expect(summary(run.stdout), run.output).toEqual({ restored: smallKeys + BIG.length, skipped: 0, failed: 0, vanished: 0 });
+    expect(parseSummary(run.stdout), run.output).toEqual({ restored: smallKeys + BIG.length, skipped: 0, failed: 0, vanished: 0 });
     // Both servers digest at once: over 600,000 elements each takes a while.
     const digestValues = async (server: RedisServer): Promise<unknown[]> => asList(await server.cmd('DEBUG', 'DIGEST-VALUE', ...BIG));
     const [sourceValues, targetValues] = await Promise.all([digestValues(pair.source), digestValues(pair.target)]);
@@ -372,7 +372,7 @@ describe('keys that expire during the copy', () => {
     const run = await migrate(pair, { COPY_METHOD: method, PIPELINE_BATCH_SIZE: 200, SLEEP_TIME: 0.05 });
     const elapsed = Date.now() - started;
     expect(run.code, run.output).toBe(0);
-    const counts = summary(run.stdout);
+    const counts = parseSummary(run.stdout);
     expect(counts.failed, run.output).toBe(0);
     expect(counts.skipped, run.output).toBe(0);
     expect(counts.restored, run.output).toBeGreaterThan(0);
@@ -391,7 +391,9 @@ describe('big keys that expire while being copied in chunks', () => {
     await freshTarget(pair.target);
   });
 
-  // 100,000 elements, 10 per write: several seconds of copying each, so an expiry 4 s from now falls inside it.
+  // 100,000 elements, 10 per write: seconds of copying each. The keys carry an expiry from the start, which the
+  // copies read; once both copies are under way, the target's writes are paused so that neither can finish, the
+  // expiry is brought forward to now, and the copies go on only once the source has let the keys go.
   it.each([
     ['dump', 'false'],
     ['type', 'true'],
@@ -400,29 +402,32 @@ describe('big keys that expire while being copied in chunks', () => {
     expect(await c('EVAL', "for i = 1, 100000 do redis.call('XADD', KEYS[1], i .. '-1', 'n', i) end return 1", 1, 'doomed:stream')).toBe(1);
     await seedBig(pair.source, 'doomed:list', 'list', 100_000);
     await c('XGROUP', 'CREATE', 'doomed:stream', 'g', '0');
-    const at = Number(asList(await c('TIME'))[0]) * 1000 + 4000;
-    for (const key of DOOMED) expect(await c('PEXPIREAT', key, at)).toBe(1);
+    for (const key of DOOMED) expect(await c('PEXPIRE', key, 600_000)).toBe(1);
 
-    // Watch the target's build keys, to show that each key's copy was under way before its expiry.
-    const seenBeforeExpiry = new Set<string>();
-    let watching = true;
-    const watch = (async () => {
-      while (watching) {
-        for (const key of DOOMED) if (Date.now() < at - 50 && (await buildKeysOf(pair.target, key)).length > 0) seenBeforeExpiry.add(key);
-        await new Promise((resolve) => setTimeout(resolve, 20));
-      }
-    })();
-    const run = await migrate(pair, {
+    const cwd = runDir();
+    const running = spawnMigrator({
+      ...endpoints(pair.source, pair.target),
       COPY_METHOD: method, OVERWRITE_EXISTING_KEYS: overwrite, DUMP_MAX_BYTES: 10_000, COLLECTION_CHUNK_SIZE: 10, SCAN_MATCH_PATTERN: 'doomed:*',
+    }, cwd);
+    const building = async (): Promise<boolean> => (await Promise.all(DOOMED.map((key) => buildKeysOf(pair.target, key)))).every((b) => b.length > 0);
+    await waitUntil(building, 'both keys being built on the target', 30_000, 20).catch((err: Error) => {
+      throw new Error(`${err.message}\n${running.output()}`);
     });
-    watching = false;
-    await watch;
+    await pair.target.cmd('CLIENT', 'PAUSE', 30_000, 'WRITE');
+    try {
+      for (const key of DOOMED) expect(await pair.target.cmd('EXISTS', key), `${key} was copied before it expired; the test proves nothing`).toBe(0);
+      expect(await building(), 'a copy ended before the expiry; the test proves nothing').toBe(true);
+      for (const key of DOOMED) expect(await c('PEXPIRE', key, 1)).toBe(1);
+      await waitUntil(async () => Number(await c('EXISTS', ...DOOMED)) === 0, 'both keys expired on the source', 5_000, 5);
+    } finally {
+      await pair.target.cmd('CLIENT', 'UNPAUSE');
+    }
+    const run = await running.done;
+    const output = `exit ${run.code}\n${run.stdout}\n${run.stderr}`;
 
-    expect([...seenBeforeExpiry].sort(), 'the copies did not overlap the expiry; the test proves nothing').toEqual([...DOOMED].sort());
-    expect(Date.now()).toBeGreaterThan(at);
     // Soft, so a wrong count does not hide what was left on the target.
-    expect.soft(summary(run.stdout), run.output).toEqual({ restored: 0, skipped: 0, failed: 0, vanished: DOOMED.length });
-    expect.soft(run.code, run.output).toBe(0);
+    expect.soft(parseSummary(run.stdout), output).toEqual({ restored: 0, skipped: 0, failed: 0, vanished: DOOMED.length });
+    expect.soft(run.code, output).toBe(0);
     for (const key of DOOMED) expect.soft(await pair.target.cmd('PTTL', key), `${key} on the target`).toBe(-2);
     for (const key of DOOMED) expect.soft(await buildKeysOf(pair.target, key), `${key}'s build key`).toEqual([]);
   });
@@ -442,7 +447,7 @@ describe('a big key the target refuses part way through', () => {
     await pair.target.cmd('CONFIG', 'SET', 'maxmemory', String(used + 300_000));
     try {
       const run = await migrate(pair, { COPY_METHOD: method, DUMP_MAX_BYTES: 10_000, COLLECTION_CHUNK_SIZE: 20 });
-      expect(summary(run.stdout), run.output).toEqual({ restored: 1, skipped: 0, failed: 1, vanished: 0 });
+      expect(parseSummary(run.stdout), run.output).toEqual({ restored: 1, skipped: 0, failed: 1, vanished: 0 });
       expect(run.code, run.output).toBe(2);
       expect(readFileSync(join(run.cwd, 'redis-keys-migrator-error.log'), 'utf8')).toMatch(/\|huge:list\|.*OOM/);
       expect(await pair.target.cmd('EXISTS', 'huge:list'), 'a partial copy was left on the target').toBe(0);
@@ -469,7 +474,7 @@ describe('a target user that may not run scripts (ACL -@scripting)', () => {
   it('dump pipelines plain RESTOREs: every key once; a second run skips them all; OVERWRITE_EXISTING_KEYS=true replaces them', async () => {
     const run = await migrate(pair, asNoScripts);
     expect(run.code, run.output).toBe(0);
-    expect(summary(run.stdout), run.output).toEqual({ restored: total, skipped: 0, failed: 0, vanished: 0 });
+    expect(parseSummary(run.stdout), run.output).toEqual({ restored: total, skipped: 0, failed: 0, vanished: 0 });
     expect(await digest(pair.target)).toBe(await digest(pair.source));
     const stats = await commandStats(pair.target);
     expect(calls(stats, 'restore')).toBe(total);
@@ -477,10 +482,10 @@ describe('a target user that may not run scripts (ACL -@scripting)', () => {
 
     await pair.target.cmd('SET', 'string', 'changed on the target');
     const again = await migrate(pair, asNoScripts);
-    expect(summary(again.stdout), again.output).toEqual({ restored: 0, skipped: total, failed: 0, vanished: 0 });
+    expect(parseSummary(again.stdout), again.output).toEqual({ restored: 0, skipped: total, failed: 0, vanished: 0 });
     expect(await pair.target.cmd('GET', 'string')).toBe('changed on the target');
     const replaced = await migrate(pair, { ...asNoScripts, OVERWRITE_EXISTING_KEYS: 'true' });
-    expect(summary(replaced.stdout), replaced.output).toEqual({ restored: total, skipped: 0, failed: 0, vanished: 0 });
+    expect(parseSummary(replaced.stdout), replaced.output).toEqual({ restored: total, skipped: 0, failed: 0, vanished: 0 });
     expect(await digest(pair.target)).toBe(await digest(pair.source));
   });
 
@@ -489,7 +494,7 @@ describe('a target user that may not run scripts (ACL -@scripting)', () => {
     const file = { SOURCE_RDB_FILE: join(pair.source.dir, 'dump.rdb'), RDB_READER: 'native' };
     const run = await runMigrator({ ...file, DESTINATION_REDIS_HOST: '127.0.0.1', DESTINATION_REDIS_PORT: pair.target.port, SLEEP_TIME: 0, ...asNoScripts }, runDir());
     expect(run.code, run.stdout + run.stderr).toBe(0);
-    expect(summary(run.stdout)).toEqual({ restored: total, skipped: 0, failed: 0, vanished: 0 });
+    expect(parseSummary(run.stdout)).toEqual({ restored: total, skipped: 0, failed: 0, vanished: 0 });
     expect(await digest(pair.target)).toBe(await digest(pair.source));
   });
 });

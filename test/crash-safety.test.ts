@@ -2,7 +2,7 @@
 // real name, only a self-expiring build key, and a rerun copies the key whole. Real servers, the real script.
 import { beforeAll, describe, expect, it } from 'vitest';
 import { runDir, serverPair } from './helpers/fixtures.js';
-import { buildKeysOf, summary } from './helpers/inspect.js';
+import { buildKeysOf, parseSummary } from './helpers/inspect.js';
 import { endpoints, runMigrator, spawnMigrator, waitUntil } from './helpers/servers.js';
 
 const BIG = 'big:list';
@@ -53,7 +53,7 @@ describe('kill -9 during a big key', () => {
 
     const again = await runMigrator(settings, runDir());
     expect(again.code, again.stdout + again.stderr).toBe(0);
-    expect(summary(again.stdout).failed).toBe(0);
+    expect(parseSummary(again.stdout).failed).toBe(0);
     expect(Number(await pair.target.cmd('LLEN', BIG))).toBe(ELEMENTS);
     expect(await pair.target.cmd('DEBUG', 'DIGEST-VALUE', BIG)).toEqual(await pair.source.cmd('DEBUG', 'DIGEST-VALUE', BIG));
     expect(Number(await pair.target.cmd('PEXPIRETIME', BIG))).toBe(FAR_AT);

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { renderEnvExample, renderHelp, SETTINGS } from '../lib/settings.js';
 import { ROOT, runMigrator, tempDir } from './helpers/servers.js';
-import { readmeWithTable } from './write-docs.js';
+import { readmeWithTable } from '../tools/write-docs.js';
 
 describe('help, .env.example and the README come from one definition', () => {
   it('README settings table is current (run npm run docs)', () => {

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { startCluster, type TestCluster } from './helpers/cluster.js';
 import { runDir, serverPair } from './helpers/fixtures.js';
-import { pairs, summary } from './helpers/inspect.js';
+import { pairs, parseSummary } from './helpers/inspect.js';
 import { endpoints, ROOT, runMigrator, startRedis, type LocalServer, type RedisServer, type RunResult } from './helpers/servers.js';
 import { fileLibraries, libraryName } from '../lib/sources/libraries.js';
 
@@ -84,7 +84,7 @@ describe('server to server', () => {
     const lines = functionLines(run);
     expect(lines).toHaveLength(1);
     expect(lines[0]).toMatch(/^Functions: 2 libraries of the source not loaded: .*NOPERM .*'function\|list'.*see \|redis-keys-migrator-error\.log\|/);
-    expect(summary(run.stdout)).toEqual({ restored: 1, skipped: 0, failed: 0, vanished: 0 });
+    expect(parseSummary(run.stdout)).toEqual({ restored: 1, skipped: 0, failed: 0, vanished: 0 });
     expect(await librariesOf(pair.target)).toEqual({ lib_b: LIB_B_TARGETS });
     const log = readFileSync(join(dir, 'redis-keys-migrator-error.log'), 'utf8');
     expect(log).toMatch(/Failed to load function library \|lib_a\|: .*NOPERM/);

@@ -2,7 +2,6 @@
 // and a source master failed over mid-run (a new master to subscribe to, a gap to sweep); the target converges.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runDir } from './helpers/fixtures.js';
 import { startLoad } from './helpers/load.js';
@@ -44,12 +43,13 @@ describe('live replication from a cluster', () => {
     // No expiries: the two keyspaces are compared as a whole, at moments the servers expire keys on their own.
     const load = startLoad({ port: (source.masters[1] as LocalServer).port, cluster: true, rate: 1000, duration: 4, keys: 1000, pxPercent: 0, mix: { expire: 0, pexpire: 0 } });
     const old = source.masters[0] as LocalServer;
-    await failOver(source, old);
+    const promoted = await failOver(source, old);
     await write(0, 1000, 'after-failover');
     await write(1000, 200, 'new');
     await load.done;
-    // The old master, a replica now, still sends events for what it replicates; the new one is found within a second.
-    await sleep(2500);
+    // The old master, a replica now, still sends events for what it replicates; the run finds the new master (a gap)
+    // within a second and subscribes to its events there.
+    await waitUntil(async () => Number(await promoted.cmd('PUBSUB', 'NUMPAT')) > 0, "the run subscribed to the new master's events", 20_000, 50);
     const expected = async (): Promise<Map<string, string>> => keyspaceOf(await source.servingMasters());
     await waitUntil(async () => JSON.stringify([...(await expected())].sort()) === JSON.stringify([...(await keyspaceOf(await target.servingMasters()))].sort()), 'the target to converge', 40_000, 200);
     run.signalAll('SIGTERM');

@@ -152,14 +152,22 @@ describe('live replication', () => {
     const [toSource, toTarget] = await Promise.all([startProxy(source.port), startProxy(target.port)]);
     try {
       const run = await startLive(dir, { SOURCE_REDIS_PORT: toSource.port, DESTINATION_REDIS_PORT: toTarget.port, LIVE_SWEEP_RATE: 2000 });
-      const load = startLoad({ port: source.port, rate: 2000, duration: 3, keys: 1000, seed: 3 });
-      await new Promise((resolve) => setTimeout(resolve, 1000));
+      // The load writer runs until stopped, through both cuts; a marker key set on the source shows when changes
+      // reach the target again (each cut is made while changes flow).
+      const load = startLoad({ port: source.port, rate: 2000, keys: 1000, seed: 3 });
+      await load.ready;
+      const reached = async (marker: string): Promise<void> => {
+        await source.cmd('SET', marker, 'x');
+        await waitUntil(async () => (await target.cmd('EXISTS', marker)) === 1, `${marker} on the target`, 30_000, 20);
+      };
+      await reached('marker:before-cuts');
       const targetLinks = toTarget.open;
       toTarget.cutAll();
-      await new Promise((resolve) => setTimeout(resolve, 1000));
+      await reached('marker:after-target-cut');
       const sourceLinks = toSource.open;
       toSource.cutAll();
-      expect((await load.done).errors).toBe(0);
+      await reached('marker:after-source-cut');
+      expect((await load.stop()).errors).toBe(0);
       await waitUntil(async () => (await firstKeyspaceDifference(source, target)) === null, 'the target to converge', 30_000, 200);
       const result = await cutover(run);
       expect(result.code, result.stdout + readFileSync(join(dir, 'redis-keys-migrator-error.log'), 'utf8')).toBe(0);

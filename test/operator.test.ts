@@ -12,7 +12,7 @@ import { formatDuration, progressLine, type ProgressSnapshot } from '../lib/repo
 import { formatBytes } from '../lib/report/summary.js';
 import { SETTINGS, unknownSettingWarnings } from '../lib/settings.js';
 import { runDir, serverPair, type Pair } from './helpers/fixtures.js';
-import { calls, commandStats, summary } from './helpers/inspect.js';
+import { calls, commandStats, countOf, parseSummary } from './helpers/inspect.js';
 import { digest, seedEveryType } from './helpers/sample-data.js';
 import { endpoints, ROOT, runMigrator, SCRIPT, tempDir, TSX, type RedisServer, type RunResult } from './helpers/servers.js';
 
@@ -297,14 +297,14 @@ describe('misspelt settings at run time', () => {
     const warnings = run.stderr.split('\n').filter((line) => line.includes('Warning'));
     expect(warnings, run.output).toEqual(['Warning: Unknown setting SOURCE_REDIS_PROT is ignored; did you mean SOURCE_REDIS_PORT?']);
     expect(run.stdout).not.toContain('Warning');
-    expect(summary(run.stdout)).toEqual({ restored: keys, skipped: 0, failed: 0, vanished: 0 });
+    expect(parseSummary(run.stdout)).toEqual({ restored: keys, skipped: 0, failed: 0, vanished: 0 });
   }, TEST_MS);
 
   it('an unrelated variable such as HOME_DIR gives no warning', async () => {
     const run = await migrate(pair, { HOME_DIR: '/tmp', PROGRESS: 'off' });
     expect(run.code, run.output).toBe(0);
     expect(run.stderr, run.output).not.toContain('Warning');
-    expect(summary(run.stdout)).toEqual({ restored: keys, skipped: 0, failed: 0, vanished: 0 });
+    expect(parseSummary(run.stdout)).toEqual({ restored: keys, skipped: 0, failed: 0, vanished: 0 });
   }, TEST_MS);
 });
 
@@ -457,7 +457,7 @@ describe('SCAN_TYPE and KEY_EXCLUDE_PATTERN', () => {
   it('SCAN_TYPE=hash copies only the hashes and says other types were not scanned', async () => {
     const run = await migrate(pair, { SCAN_TYPE: 'hash' });
     expect(run.code, run.output).toBe(0);
-    expect(summary(run.stdout), run.output).toEqual({ restored: HASHES, skipped: 0, failed: 0, vanished: 0 });
+    expect(parseSummary(run.stdout), run.output).toEqual({ restored: HASHES, skipped: 0, failed: 0, vanished: 0 });
     expect(run.stdout.split('\n')).toContain('Keys of other types than hash were not scanned (SCAN_TYPE)');
     expect(run.stdout).not.toContain('Number of excluded keys');
     const copied = await allKeys(pair.target);
@@ -469,7 +469,7 @@ describe('SCAN_TYPE and KEY_EXCLUDE_PATTERN', () => {
   it("KEY_EXCLUDE_PATTERN='tmp:*' leaves exactly those keys out and counts them", async () => {
     const run = await migrate(pair, { KEY_EXCLUDE_PATTERN: 'tmp:*' });
     expect(run.code, run.output).toBe(0);
-    expect(summary(run.stdout), run.output).toEqual({ restored: total - EXCLUDED, skipped: 0, failed: 0, vanished: 0 });
+    expect(parseSummary(run.stdout), run.output).toEqual({ restored: total - EXCLUDED, skipped: 0, failed: 0, vanished: 0 });
     expect(run.stdout.split('\n')).toContain(`Number of excluded keys: ${EXCLUDED}`);
     expect(run.stdout).not.toContain('were not scanned');
     const sourceKeys = await allKeys(pair.source);
@@ -480,7 +480,7 @@ describe('SCAN_TYPE and KEY_EXCLUDE_PATTERN', () => {
   it('both together: only hashes, less the excluded hash; the elapsed line follows all the parity lines, before verification', async () => {
     const run = await migrate(pair, { SCAN_TYPE: 'hash', KEY_EXCLUDE_PATTERN: 'tmp:*', VERIFY: 'true' });
     expect(run.code, run.output).toBe(0);
-    expect(summary(run.stdout), run.output).toEqual({ restored: HASHES - 1, skipped: 0, failed: 0, vanished: 0 });
+    expect(parseSummary(run.stdout), run.output).toEqual({ restored: HASHES - 1, skipped: 0, failed: 0, vanished: 0 });
     const lines = run.stdout.trimEnd().split('\n');
     const vanishedAt = lines.indexOf('Number of vanished keys: 0');
     expect(lines.slice(vanishedAt + 1, vanishedAt + 3), run.output).toEqual([
@@ -600,9 +600,7 @@ describe('SUMMARY_JSON_FILE', () => {
     expect(doc.mode).toBe('copy');
     expect(doc.exit_status).toBe(run.code);
 
-    const excludedLine = /^Number of excluded keys: (\d+)$/m.exec(run.stdout);
-    expect(excludedLine, run.output).not.toBeNull();
-    expect(doc.counts).toEqual({ ...summary(run.stdout), excluded: Number(excludedLine?.[1]) });
+    expect(doc.counts).toEqual({ ...parseSummary(run.stdout), excluded: countOf(run.stdout, 'excluded') });
     expect(doc.counts).toEqual({ restored: total - TMP - 2, skipped: 2, failed: 0, vanished: 0, excluded: TMP });
     expect(doc.method).toEqual({ requested: 'auto', used: 'dump', fallback_reason: null });
     expect(doc.verification).toBeNull();
@@ -638,7 +636,7 @@ describe('SUMMARY_JSON_FILE', () => {
     expect(run.code, run.output).toBe(2);
     const doc = readSummary(run);
     expect(doc.exit_status).toBe(run.code);
-    expect(doc.counts).toEqual({ ...summary(run.stdout), excluded: 0 });
+    expect(doc.counts).toEqual({ ...parseSummary(run.stdout), excluded: 0 });
     expect(doc.counts).toEqual({ restored: 0, skipped: 0, failed: total, vanished: 0, excluded: 0 });
     expect(doc.method).toEqual({ requested: 'dump', used: 'dump', fallback_reason: null });
     expectTiming(doc, run, testStarted, total);
@@ -684,7 +682,7 @@ describe('npm run media', () => {
   // The generator runs three real migrations of 100,000 keys: about 17 s alone, more on a busy machine.
   it('writes the four pictures with real output, and no password', async () => {
     const started = Date.now();
-    const { stdout } = await execFileAsync(join(ROOT, 'node_modules', '.bin', 'tsx'), [join(ROOT, 'test', 'make-media.ts')], {
+    const { stdout } = await execFileAsync(join(ROOT, 'node_modules', '.bin', 'tsx'), [join(ROOT, 'tools', 'make-media.ts')], {
       cwd: ROOT, timeout: 90_000, env: { ...process.env, MEDIA_DIR: MEDIA },
     });
     for (const name of PICTURES) expect(stdout).toContain(join(MEDIA, `${name}.svg`));
@@ -701,11 +699,7 @@ describe('npm run media', () => {
       svgs.set(name, svg);
     }
     const lines = (name: string): string[] => shownLines(svgs.get(name) ?? '');
-    const count = (name: string, label: string): number => {
-      const line = lines(name).find((l) => l.startsWith(`Number of ${label} keys: `));
-      if (!line) throw new Error(`${name}.svg has no "Number of ${label} keys" line:\n${lines(name).join('\n')}`);
-      return Number(line.slice(`Number of ${label} keys: `.length));
-    };
+    const count = (name: string, label: 'restored' | 'skipped' | 'failed'): number => countOf(lines(name).join('\n'), label);
 
     const full = lines('full-migration');
     expect(full[0]).toMatch(/^\$ .*VERIFY=true npx tsx redis-keys-migrator\.ts$/);

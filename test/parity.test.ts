@@ -6,9 +6,12 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { seedEveryType } from './helpers/sample-data.js';
 import {
-  commandCalls, countOf, evalInDb, keyspace, sleep, spawnMigrator, STACK_FRAME, summaryOf,
+  commandCalls, evalInDb, keyspace, STACK_FRAME,
 } from './helpers/parity-helpers.js';
-import { endpoints, freePort, runMigrator, startRedis, tempDir, type RedisServer, type RunResult } from './helpers/servers.js';
+import { countOf, parseSummary } from './helpers/inspect.js';
+import {
+  endpoints, freePort, runMigrator, spawnMigrator, startRedis, tempDir, waitUntil, type RedisServer, type RunResult,
+} from './helpers/servers.js';
 
 const CONNECTED = 'Connected to Redis instances successfully';
 const RECORD = /^\[\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2},\d{3} - ERROR - Failed to migrate key \|(.*)\|: (.+)\]$/;
@@ -69,7 +72,7 @@ describe('skip existing keys', () => {
     const run = await runMigrator(endpoints(source, target), tempDir());
     expect(run.code).toBe(0);
     expect(run.stdout).toContain(CONNECTED);
-    expect(summaryOf(run.stdout)).toEqual({ restored: total - 1, skipped: 1, failed: 0, vanished: 0 });
+    expect(parseSummary(run.stdout)).toEqual({ restored: total - 1, skipped: 1, failed: 0, vanished: 0 });
     expect(await target.cmd('GET', 'shared')).toBe('target-value');
     expect(await target.cmd('DBSIZE')).toBe(total);
     expect(run.stdout).not.toContain('Errors occurred');
@@ -79,7 +82,7 @@ describe('skip existing keys', () => {
     const before = await target.cmd('DEBUG', 'DIGEST');
     const run = await runMigrator(endpoints(source, target), tempDir());
     expect(run.code).toBe(0);
-    expect(summaryOf(run.stdout)).toEqual({ restored: 0, skipped: total, failed: 0, vanished: 0 });
+    expect(parseSummary(run.stdout)).toEqual({ restored: 0, skipped: total, failed: 0, vanished: 0 });
     expect(await target.cmd('DEBUG', 'DIGEST')).toBe(before);
   });
 
@@ -87,7 +90,7 @@ describe('skip existing keys', () => {
     const before = await target.cmd('DEBUG', 'DIGEST');
     const run = await runMigrator({ ...endpoints(source, target), COPY_METHOD: 'type' }, tempDir());
     expect(run.code).toBe(0);
-    expect(summaryOf(run.stdout)).toEqual({ restored: 0, skipped: total, failed: 0, vanished: 0 });
+    expect(parseSummary(run.stdout)).toEqual({ restored: 0, skipped: total, failed: 0, vanished: 0 });
     expect(await target.cmd('DEBUG', 'DIGEST')).toBe(before);
   });
 });
@@ -113,7 +116,7 @@ describe('which keys: SCAN_MATCH_PATTERN and database numbers', () => {
   it('SCAN_MATCH_PATTERN limits the keys copied', async () => {
     const run = await runMigrator({ ...endpoints(source, target), SCAN_MATCH_PATTERN: 'user:*' }, tempDir());
     expect(run.code).toBe(0);
-    expect(summaryOf(run.stdout)).toEqual({ restored: 5, skipped: 0, failed: 0, vanished: 0 });
+    expect(parseSummary(run.stdout)).toEqual({ restored: 5, skipped: 0, failed: 0, vanished: 0 });
     expect(await keysOf(target)).toEqual(['user:0', 'user:1', 'user:2', 'user:3', 'user:4']);
   });
 
@@ -123,7 +126,7 @@ describe('which keys: SCAN_MATCH_PATTERN and database numbers', () => {
       tempDir(),
     );
     expect(run.code).toBe(0);
-    expect(summaryOf(run.stdout)).toEqual({ restored: 7, skipped: 0, failed: 0, vanished: 0 });
+    expect(parseSummary(run.stdout)).toEqual({ restored: 7, skipped: 0, failed: 0, vanished: 0 });
     expect(await keyspace(target)).toEqual({ 5: 7 });
     expect(await evalInDb(target, 5, `return redis.call('GET', 'db2:6')`)).toBe('v6');
   });
@@ -163,7 +166,7 @@ describe('per-key errors (target ACL user limited to ~ok:*)', () => {
       const run = await runMigrator({ ...limited, COPY_METHOD: method }, cwd);
       expectNoStackTrace(run);
       expect(run.code).toBe(2);
-      const counts = summaryOf(run.stdout);
+      const counts = parseSummary(run.stdout);
       expect(counts).toMatchObject({ failed: 51, vanished: 0 });
       // Exactly restored 10 / skipped 0 is checked deterministically in 'a forbidden key after allowed ones
       // in the same batch'; here SCAN's random order decides whether ok keys come before a forbidden one.
@@ -181,7 +184,7 @@ describe('per-key errors (target ACL user limited to ~ok:*)', () => {
     const cwd = tempDir();
     const run = await runMigrator({ ...limited, SCAN_MATCH_PATTERN: '*bin*' }, cwd);
     expect(run.code).toBe(2);
-    expect(summaryOf(run.stdout)).toMatchObject({ restored: 0, failed: 1 });
+    expect(parseSummary(run.stdout)).toMatchObject({ restored: 0, failed: 1 });
     const text = readFileSync(join(cwd, 'errors.log'), 'utf8');
     expect(text.split('\n')).toHaveLength(2);
     expect(text).toContain(`Failed to migrate key |${BINARY_SHOWN}|: `);
@@ -201,7 +204,7 @@ describe('per-key errors (target ACL user limited to ~ok:*)', () => {
       expect(run.code).toBe(3);
       expect(run.stdout).toMatch(/^Max errored keys limit of 5 reached$/m);
       expect(run.stdout).toMatch(/^The last failure, key \|bad:[^|]+\|: \S/m);
-      const counts = summaryOf(run.stdout);
+      const counts = parseSummary(run.stdout);
       expect(counts.failed).toBeGreaterThanOrEqual(5);
       expect(counts.restored + counts.skipped + counts.failed + counts.vanished).toBeLessThan(badKeys.length);
       expect(records(join(cwd, 'errors.log'))).toHaveLength(counts.failed);
@@ -234,7 +237,7 @@ describe('per-key errors (target ACL user limited to ~ok:*)', () => {
     expect(records(path)).toHaveLength(11);
     const second = await runMigrator({ ...settings, SCAN_MATCH_PATTERN: 'ok:*', FILEMOD: 'w' }, cwd);
     expect(second.code).toBe(0);
-    expect(summaryOf(second.stdout)).toEqual({ restored: 10, skipped: 0, failed: 0, vanished: 0 });
+    expect(parseSummary(second.stdout)).toEqual({ restored: 10, skipped: 0, failed: 0, vanished: 0 });
     expect(second.stdout).not.toContain('Errors occurred');
     expect(existsSync(path)).toBe(true);
     expect(statSync(path).size).toBe(0);
@@ -281,7 +284,7 @@ describe('a forbidden key after allowed ones in the same batch', () => {
       );
       expect(run.code).toBe(2);
       expect(await keysOf(target)).toEqual([...allowed].sort());
-      expect(summaryOf(run.stdout)).toEqual({ restored: 19, skipped: 0, failed: 1, vanished: 0 });
+      expect(parseSummary(run.stdout)).toEqual({ restored: 19, skipped: 0, failed: 1, vanished: 0 });
       expect(records(join(cwd, 'redis-keys-migrator-error.log')).map(([key]) => key)).toEqual([forbidden]);
     });
   }
@@ -407,7 +410,7 @@ describe('SOURCE_REDIS_URL / DESTINATION_REDIS_URL with ACL users', () => {
     expectNoStackTrace(run);
     expect(run.code).toBe(0);
     expect(run.stdout).toContain(CONNECTED);
-    expect(summaryOf(run.stdout)).toEqual({ restored: 6, skipped: 0, failed: 0, vanished: 0 });
+    expect(parseSummary(run.stdout)).toEqual({ restored: 6, skipped: 0, failed: 0, vanished: 0 });
     expect(await keyspace(target)).toEqual({ 4: 6 });
     expectOutputHidesAll(run, [PASSWORD, ENCODED, DEFAULT_PASSWORD]);
   });
@@ -459,14 +462,14 @@ describe('.env file in the working directory', () => {
   it('is read', async () => {
     const run = await runMigrator({}, cwd);
     expect(run.code).toBe(0);
-    expect(summaryOf(run.stdout)).toEqual({ restored: 3, skipped: 0, failed: 0, vanished: 0 });
+    expect(parseSummary(run.stdout)).toEqual({ restored: 3, skipped: 0, failed: 0, vanished: 0 });
     expect(await keysOf(target)).toEqual(['envfile:0', 'envfile:1', 'envfile:2']);
   });
 
   it('loses to a real environment variable', async () => {
     const run = await runMigrator({ SCAN_MATCH_PATTERN: 'real:*' }, cwd);
     expect(run.code).toBe(0);
-    expect(summaryOf(run.stdout)).toEqual({ restored: 2, skipped: 0, failed: 0, vanished: 0 });
+    expect(parseSummary(run.stdout)).toEqual({ restored: 2, skipped: 0, failed: 0, vanished: 0 });
     expect(await keysOf(target)).toEqual(['real:0', 'real:1']);
   });
 });
@@ -495,23 +498,22 @@ describe.concurrent('interrupted by a signal', () => {
       const run = spawnMigrator({ ...endpoints(source, target), SLEEP_TIME: 0.5, PIPELINE_BATCH_SIZE: 100 }, tempDir());
       try {
         await run.waitFor(CONNECTED);
-        // Wait until the copy is really under way.
-        for (let i = 0; i < 200 && Number(await target.cmd('DBSIZE')) === 0; i++) await sleep(20);
-        expect(Number(await target.cmd('DBSIZE'))).toBeGreaterThan(0);
+        await waitUntil(async () => Number(await target.cmd('DBSIZE')) > 0, 'the first keys on the target', 20_000, 20);
         const signalled = Date.now();
-        run.child.kill(signal);
-        const { code } = await run.exited;
+        // To the script itself: sent to tsx, the signal is passed on with a 30 ms deadline (see signalScript).
+        run.signalScript(signal);
+        const { code } = await run.done;
         expect(Date.now() - signalled).toBeLessThan(5_000);
         const out = run.stdout();
         expect(run.stderr()).not.toMatch(STACK_FRAME);
         expect(code).toBe(130);
-        const counts = summaryOf(out);
+        const counts = parseSummary(out);
         expect(counts.restored).toBeGreaterThan(0);
         expect(counts.restored).toBeLessThan(TOTAL);
         expect(counts.failed).toBe(0);
         expect(Number(await target.cmd('DBSIZE'))).toBe(counts.restored);
       } finally {
-        run.child.kill('SIGKILL');
+        run.signalAll('SIGKILL');
       }
     });
   }
@@ -546,12 +548,12 @@ describe.concurrent('keys that vanish after SCAN', () => {
       );
       try {
         await run.waitFor(CONNECTED);
-        for (let i = 0; i < 500 && Number(await target.cmd('DBSIZE')) === 0; i++) await sleep(10);
+        await waitUntil(async () => Number(await target.cmd('DBSIZE')) > 0, 'the first batch on the target', 20_000, 10);
         await source.cmd('EVAL', `for _, k in ipairs(redis.call('KEYS', 'tmp:*')) do redis.call('PEXPIRE', k, 1) end`, 0);
-        const { code } = await run.exited;
+        const { code } = await run.done;
         const out = run.stdout();
         expect(code).toBe(0);
-        const counts = summaryOf(out);
+        const counts = parseSummary(out);
         expect(counts.failed).toBe(0);
         expect(counts.skipped).toBe(0);
         expect(counts.vanished).toBeGreaterThan(0);
@@ -565,7 +567,7 @@ describe.concurrent('keys that vanish after SCAN', () => {
         expect(persistent).toBe(0);
         expect(Number(await target.cmd('DBSIZE'))).toBeLessThanOrEqual(counts.restored);
       } finally {
-        run.child.kill('SIGKILL');
+        run.signalAll('SIGKILL');
       }
     });
   }
@@ -622,7 +624,7 @@ describe.concurrent('big collections are copied in chunks', () => {
   it.sequential('COPY_METHOD=type, COLLECTION_CHUNK_SIZE=1000: equal content, at least 50 writes per key', async () => {
     const run = await runMigrator({ ...endpoints(source, target), COPY_METHOD: 'type', COLLECTION_CHUNK_SIZE: 1000 }, tempDir());
     expect(run.code).toBe(0);
-    expect(summaryOf(run.stdout)).toEqual({ restored: 4, skipped: 0, failed: 0, vanished: 0 });
+    expect(parseSummary(run.stdout)).toEqual({ restored: 4, skipped: 0, failed: 0, vanished: 0 });
     await expectSameContent();
     await expectChunkedWrites();
   });
@@ -633,7 +635,7 @@ describe.concurrent('big collections are copied in chunks', () => {
       tempDir(),
     );
     expect(run.code).toBe(0);
-    expect(summaryOf(run.stdout)).toEqual({ restored: 4, skipped: 0, failed: 0, vanished: 0 });
+    expect(parseSummary(run.stdout)).toEqual({ restored: 4, skipped: 0, failed: 0, vanished: 0 });
     await expectSameContent();
     await expectChunkedWrites();
     expect((await commandCalls(target)).restore ?? 0).toBe(0);
@@ -667,7 +669,7 @@ describe('skip existing never merges into a key the target holds', () => {
     it(`COPY_METHOD=${method}: a pre-existing list, set, hash and big list are left exactly as they were`, async () => {
       const run = await runMigrator({ ...endpoints(source, target), COPY_METHOD: method, COLLECTION_CHUNK_SIZE: 1000 }, tempDir());
       expect(run.code).toBe(0);
-      expect(summaryOf(run.stdout)).toEqual({ restored: 1, skipped: 4, failed: 0, vanished: 0 });
+      expect(parseSummary(run.stdout)).toEqual({ restored: 1, skipped: 4, failed: 0, vanished: 0 });
       expect(await target.cmd('LLEN', 'shared:list')).toBe(3);
       expect(await target.cmd('LRANGE', 'shared:list', 0, -1)).toEqual(['t1', 't2', 't3']);
       expect(await target.cmd('SMEMBERS', 'shared:set')).toEqual(['t1']);

@@ -118,7 +118,7 @@ describe('fault proxy', () => {
     const reply = client.request('PING');
     expect(await within(reply, 300, 'no reply yet')).toBe('no reply yet');
     await stalled;
-    expect(await within(reply, 1000, 'still no reply')).toBe('PONG');
+    expect(await reply).toBe('PONG');
     expect(Date.now() - started).toBeGreaterThanOrEqual(750);
   });
 
@@ -128,7 +128,7 @@ describe('fault proxy', () => {
     const reply = client.request('PING');
     expect(await within(reply, 200, 'no reply yet')).toBe('no reply yet');
     await stalled;
-    expect(await within(reply, 1000, 'still no reply')).toBe('PONG');
+    expect(await reply).toBe('PONG');
   });
 
   it('refuse(500) fails new connections for its duration, then lets them through', async () => {

@@ -6,8 +6,8 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ownerOf, keyspaceOf, startCluster, type TestCluster } from './helpers/cluster.js';
 import { runDir } from './helpers/fixtures.js';
-import { summary } from './helpers/inspect.js';
-import { ROOT, runMigrator, startRedis, type LocalServer, type RunResult } from './helpers/servers.js';
+import { parseSummary } from './helpers/inspect.js';
+import { ROOT, runMigrator, startRedis, waitUntil, type LocalServer, type RunResult } from './helpers/servers.js';
 import { readReport, shownDiffs, tallyOf, writeCommandsRun } from './helpers/verify-helpers.js';
 
 const fixture = (name: string): string => join(ROOT, 'test', 'fixtures', 'rdb', `${name}.rdb`);
@@ -111,7 +111,8 @@ describe('MIGRATION_MODE=compare with a file', () => {
       await saver.cmd('SET', 'kept', 'v');
       await saver.cmd('SET', 'expiring', 'v', 'PX', 200);
       await saver.cmd('SAVE');
-      await new Promise((r) => setTimeout(r, 300));
+      // Past once the saver itself holds it expired (read lazily: active expiry is off).
+      await waitUntil(async () => Number(await saver.cmd('PTTL', 'expiring')) === -2, 'the expiry saved in the file to pass', 5_000, 20);
       const empty = await startRedis();
       try {
         await empty.cmd('SET', 'kept', 'v');
@@ -170,7 +171,7 @@ describe('DRY_RUN and VERIFY=true with a file', () => {
   it('VERIFY=true from a Redis 7.2 file into 7.0: every key, restamped or written by type, verified identical', async () => {
     await target.cmd('FLUSHALL');
     const run = await fromFile(fixture('redis-7.2'), target, { VERIFY: 'true', SOURCE_REDIS_DB_INDEX: 0 });
-    const counts = summary(run.stdout);
+    const counts = parseSummary(run.stdout);
     expect(run.code, output(run)).toBe(0);
     expect(counts.failed).toBe(0);
     expect(tallyOf(run.stdout, 'Verification of copied keys: ')).toEqual({ missing: 0, type: 0, value: 0, ttl: 0, checked: counts.restored, identical: counts.restored, vanished: 0 });
@@ -179,7 +180,7 @@ describe('DRY_RUN and VERIFY=true with a file', () => {
   it('VERIFY=true from a Redis 7.4 file into 7.0: the two hashes that lost their field expiries are ttl differences, exit 4', async () => {
     await target.cmd('FLUSHALL');
     const run = await fromFile(fixture('redis-7.4'), target, { VERIFY: 'true', SOURCE_REDIS_DB_INDEX: 0, SHOW_DIFFS: 'true' });
-    const counts = summary(run.stdout);
+    const counts = parseSummary(run.stdout);
     expect(run.code, output(run)).toBe(4);
     expect(tallyOf(run.stdout, 'Verification of copied keys: ')).toEqual({ missing: 0, type: 0, value: 0, ttl: 2, checked: counts.restored, identical: counts.restored - 2, vanished: 0 });
     expect(run.stdout).toMatch(/^ttl \|hash:fieldttl\|: field .*: expires at \d+ on the source, no expiry on the target \(the target has no field expiries\)$/m);
@@ -206,7 +207,7 @@ describe('a cluster target with a file', () => {
     const file = join(saver.dir, 'dump.rdb');
     const copy = await run(file, { VERIFY: 'true' });
     expect(copy.code, output(copy)).toBe(0);
-    expect(summary(copy.stdout).restored).toBe(51);
+    expect(parseSummary(copy.stdout).restored).toBe(51);
     expect(copy.stdout).toMatch(/^Verification of copied keys: 0 missing, 0 type, 0 value, 0 ttl \(51 keys checked, 51 identical\)$/m);
     expect((await keyspaceOf(cluster.masters)).size).toBe(51);
     expect(await (await ownerOf(cluster, 'k:7')).cmd('GET', 'k:7')).toBe('v7');
@@ -225,6 +226,6 @@ describe('a cluster target with a file', () => {
     expect((await keyspaceOf(cluster.masters)).size, 'keys of db 0 were written before the refusal').toBe(0);
     const chosen = await run(fixture('redis-7.0'), { SOURCE_REDIS_DB_INDEX: 3 });
     expect(chosen.code, output(chosen)).toBe(0);
-    expect(summary(chosen.stdout).restored).toBe(2);
+    expect(parseSummary(chosen.stdout).restored).toBe(2);
   });
 });

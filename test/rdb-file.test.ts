@@ -9,7 +9,7 @@ import { oldestVersionReading, typeReadableBy } from '../lib/rdb/types.js';
 import { differenceFromManifest, manifestKeys, rdbFixture, readManifest } from './helpers/manifest.js';
 import { moduleValueBody, rdbFile, rdbString } from './helpers/rdb-files.js';
 import { runDir } from './helpers/fixtures.js';
-import { summary } from './helpers/inspect.js';
+import { parseSummary } from './helpers/inspect.js';
 import { digest } from './helpers/sample-data.js';
 import { runMigrator, startRedis, type LocalServer } from './helpers/servers.js';
 
@@ -63,7 +63,7 @@ describe('our reader (the default RDB_READER) into Redis 7.0', () => {
     expect(restamped.length).toBeGreaterThan(0);
     expect(restamped.length).toBeLessThan(keys.length);
     expect(run.code, run.stdout + run.stderr).toBe(0);
-    expect(summary(run.stdout)).toEqual({ restored: keys.length, skipped: 0, failed: 0, vanished: 0 });
+    expect(parseSummary(run.stdout)).toEqual({ restored: keys.length, skipped: 0, failed: 0, vanished: 0 });
     expect(run.stdout).toContain(`Crossing RDB versions: ${restamped.length} keys restored with the target's older version stamp (their encodings are ones it reads), ${keys.length - restamped.length} written by type`);
     for (const [key, entry] of keys) expect(await differenceFromManifest(target, key, entry), key.toString()).toBeNull();
     // Field expiries have no place on 7.0: each such hash is named in the log, and the summary counts them.
@@ -93,7 +93,7 @@ describe('our reader (the default RDB_READER) into Redis 7.0', () => {
     const run = await runMigrator(settings(fixture('redis-7.0'), { SOURCE_REDIS_DB_INDEX: 0, SCAN_MATCH_PATTERN: 'str:*', KEY_EXCLUDE_PATTERN: 'str:lzf', SCAN_TYPE: 'string' }), runDir());
     const strings = Object.keys(manifest('redis-7.0').databases['0'] ?? {}).map((k) => Buffer.from(k, 'base64').toString()).filter((k) => k.startsWith('str:'));
     expect(run.code, run.stdout).toBe(0);
-    expect(summary(run.stdout)).toEqual({ restored: strings.length - 2, skipped: 1, failed: 0, vanished: 0 });
+    expect(parseSummary(run.stdout)).toEqual({ restored: strings.length - 2, skipped: 1, failed: 0, vanished: 0 });
     expect(run.stdout).toMatch(/^Number of excluded keys: 1$/m);
     expect(await target.cmd('GET', 'str:plain')).toBe('mine');
     expect(await target.cmd('EXISTS', 'str:lzf')).toBe(0);
@@ -120,7 +120,7 @@ describe('our reader (the default RDB_READER) into Redis 7.0', () => {
     writeFileSync(join(dir, 'module.rdb'), file);
     const run = await runMigrator(settings(join(dir, 'module.rdb')), dir);
     expect(run.code, run.stdout + run.stderr).toBe(2);
-    expect(summary(run.stdout)).toEqual({ restored: 1, skipped: 0, failed: 1, vanished: 0 });
+    expect(parseSummary(run.stdout)).toEqual({ restored: 1, skipped: 0, failed: 1, vanished: 0 });
     expect(await target.cmd('GET', 'plain')).toBe('v');
     expect(readFileSync(join(dir, 'redis-keys-migrator-error.log'), 'utf8')).toMatch(/Failed to migrate key \|mod\|: a value of module type fixturemo, which .* cannot load \(is the module loaded there\?\): /);
   });
@@ -164,14 +164,14 @@ describe('our reader, as SCAN would select', () => {
   it('the default pattern copies the empty key too, as SCAN does', async () => {
     await target.cmd('FLUSHALL');
     const done = await run({ SOURCE_REDIS_DB_INDEX: 0 });
-    expect(summary(done.stdout).restored).toBe(3);
+    expect(parseSummary(done.stdout).restored).toBe(3);
     expect(await target.cmd('GET', '')).toBe('the empty key');
   });
 
   it('SCAN_TYPE matches without regard to case, as Redis does', async () => {
     await target.cmd('FLUSHALL');
     const done = await run({ SOURCE_REDIS_DB_INDEX: 0, SCAN_TYPE: 'HASH' });
-    expect(summary(done.stdout).restored).toBe(1);
+    expect(parseSummary(done.stdout).restored).toBe(1);
     expect(await target.cmd('TYPE', 'h')).toBe('hash');
   });
 

@@ -7,8 +7,9 @@ import { chmodSync, copyFileSync, existsSync, readdirSync, readFileSync, rmSync,
 import { join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { digest, seedEveryType } from './helpers/sample-data.js';
-import { evalInDb, keyspace, sleep, spawnMigrator, STACK_FRAME, summaryOf, type SpawnedMigrator } from './helpers/parity-helpers.js';
-import { runMigrator, startRedis, tempDir, type RedisServer, type RunResult } from './helpers/servers.js';
+import { parseSummary } from './helpers/inspect.js';
+import { evalInDb, keyspace, sleep, STACK_FRAME } from './helpers/parity-helpers.js';
+import { runMigrator, spawnMigrator, startRedis, tempDir, type RedisServer, type RunningMigrator, type RunResult } from './helpers/servers.js';
 
 const PRIVATE_PREFIX = 'rkm-rdb-';
 const CONNECTED = 'Connected to Redis instances successfully';
@@ -177,21 +178,22 @@ async function pexpiretime(server: RedisServer, db: number, key: string): Promis
 }
 
 /** The exit status, or a failure with everything printed so far when the run does not end in `timeoutMs`. */
-async function exitWithin(run: SpawnedMigrator, watch: PrivateServerWatch, timeoutMs: number): Promise<number> {
+async function exitWithin(run: RunningMigrator, watch: PrivateServerWatch, timeoutMs: number): Promise<number> {
   const timeout = sleep(timeoutMs).then(() => undefined);
-  const exited = await Promise.race([run.exited, timeout]);
+  const exited = await Promise.race([run.done, timeout]);
   if (exited === undefined) {
     const alive = watch.processes().map((p) => `${p.pid} (parent ${parentOf(p.pid)}): ${p.cmdline}`).join('\n');
-    const tsx = run.child.exitCode === null ? 'tsx still running' : `tsx exited ${run.child.exitCode}`;
+    const tsx = parentOf(run.pid) === undefined ? 'tsx exited' : 'tsx still running';
     throw new Error(`no exit ${timeoutMs} ms after SIGINT (${tsx}); processes of the run:\n${alive}\n${describeRun({ code: -1, stdout: run.stdout(), stderr: run.stderr() })}`);
   }
   return exited.code;
 }
 
 /** Ctrl-C: the run must end within 5 s with status 130 and no stack trace. */
-async function interrupt(run: SpawnedMigrator, watch: PrivateServerWatch): Promise<RunResult> {
+async function interrupt(run: RunningMigrator, watch: PrivateServerWatch): Promise<RunResult> {
   const signalled = Date.now();
-  run.child.kill('SIGINT');
+  // To the script itself: sent to tsx, the signal is passed on with a 30 ms deadline (see signalScript).
+  run.signalScript('SIGINT');
   const code = await exitWithin(run, watch, 10_000);
   const result = { code, stdout: run.stdout(), stderr: run.stderr() };
   expect(Date.now() - signalled, describeRun(result)).toBeLessThan(5_000);
@@ -248,7 +250,7 @@ let files: string; // the user's files: sample.rdb, big.rdb, refusals
 let sampleFile: string;
 let bigFile: string;
 let db0Keys: number;
-const spawned: SpawnedMigrator[] = [];
+const spawned: RunningMigrator[] = [];
 const scratchDirs: string[] = [];
 
 /** A working directory for one run, removed in afterAll. */
@@ -281,8 +283,8 @@ beforeAll(async () => {
 
 afterAll(async () => {
   // tsx runs the script in a child of its cli: end the whole tree, by pid.
-  for (const run of spawned) if (run.child.pid !== undefined) killTree(run.child.pid);
-  await Promise.race([Promise.all(spawned.map((run) => run.exited)), sleep(5_000)]);
+  for (const run of spawned) killTree(run.pid);
+  await Promise.race([Promise.all(spawned.map((run) => run.done)), sleep(5_000)]);
   for (const watch of watches) watch.cleanUp();
   await Promise.all([saved?.stop(), target?.stop()]);
   for (const dir of scratchDirs) rmSync(dir, { recursive: true, force: true });
@@ -306,7 +308,7 @@ describe('SOURCE_RDB_FILE: copying from a saved .rdb file', () => {
     expect(out).toMatch(/^Private redis-server for SOURCE_RDB_FILE: used_memory_human [0-9.]+[BKMG]$/m);
     // Loaded, then each database's heading and summary, then the private server's memory.
     const at = (text: string): number => out.indexOf(text);
-    const restored = [...out.matchAll(/^Number of restored keys: ([0-9]+)$/gm)].map((m) => Number(m[1]));
+    const restored = out.split(/^Database \d+ -> \d+$/m).slice(1).map((section) => parseSummary(section).restored);
     expect(restored).toEqual([db0Keys, DB3_KEYS.length]);
     expect(at('Loaded ')).toBeGreaterThanOrEqual(0);
     expect(at('Database 0 -> 0\n')).toBeGreaterThan(at('Loaded '));
@@ -340,7 +342,7 @@ describe('SOURCE_RDB_FILE: copying from a saved .rdb file', () => {
     );
     expect(run.code, describeRun(run)).toBe(0);
     expect(run.stdout).not.toMatch(/^Database /m);
-    expect(summaryOf(run.stdout)).toEqual({ restored: DB3_KEYS.length, skipped: 0, failed: 0, vanished: 0 });
+    expect(parseSummary(run.stdout)).toEqual({ restored: DB3_KEYS.length, skipped: 0, failed: 0, vanished: 0 });
     expect(await keyspace(target)).toEqual({ 5: DB3_KEYS.length });
     const db3 = await dbContents(saved, 3);
     expect(db3).toHaveLength(DB3_KEYS.length);
@@ -417,7 +419,7 @@ describe('SOURCE_RDB_FILE: Ctrl-C', () => {
     spawned.push(run);
     try {
       await until('the private redis-server', () => watch.serverProcesses().length > 0, 10_000);
-      await until('a Loading line', () => run.stderr().includes('Loading'), 3_000).catch(() => undefined);
+      await until('a Loading line', () => run.stderr().includes('Loading'), 10_000);
       expect(run.stdout(), 'still loading when interrupted').not.toContain('Loaded ');
       const result = await interrupt(run, watch);
       expect(result.stdout).not.toContain('Loaded ');
@@ -428,7 +430,7 @@ describe('SOURCE_RDB_FILE: Ctrl-C', () => {
       // Progress while loading, on stderr.
       expect(result.stderr).toMatch(/^Loading big\.rdb: [0-9]+\.[0-9]%$/m);
     } finally {
-      if (run.child.pid !== undefined) killTree(run.child.pid);
+      killTree(run.pid);
       watch.cleanUp();
       rmSync(wrapperDir, { recursive: true, force: true });
     }
@@ -443,7 +445,7 @@ describe('SOURCE_RDB_FILE: Ctrl-C', () => {
       expect(watch.serverProcesses().length, 'the private redis-server runs').toBeGreaterThan(0);
       await until('the first keys on the target', async () => Number(await target.cmd('DBSIZE')) > 0, 10_000);
       const result = await interrupt(run, watch);
-      const counts = summaryOf(result.stdout);
+      const counts = parseSummary(result.stdout);
       expect(counts.restored).toBeGreaterThan(0);
       expect(counts.restored).toBeLessThan(BIG_KEYS);
       expect(counts.failed).toBe(0);
@@ -451,7 +453,7 @@ describe('SOURCE_RDB_FILE: Ctrl-C', () => {
       expectNothingLeft(watch);
       expect(existsSync(bigFile)).toBe(true);
     } finally {
-      if (run.child.pid !== undefined) killTree(run.child.pid);
+      killTree(run.pid);
       watch.cleanUp();
     }
   });

@@ -5,7 +5,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { runDir, serverPair, type Pair } from './helpers/fixtures.js';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { BUILDING_PREFIX } from '../lib/copy/by-type.js';
-import { summary } from './helpers/inspect.js';
+import { parseSummary } from './helpers/inspect.js';
 import { startProxy, type FaultProxy } from './helpers/proxy.js';
 import { digest, seedStrings } from './helpers/sample-data.js';
 import { endpoints, runMigrator, spawnMigrator, startRedis, waitUntil, type RedisServer, type RunResult } from './helpers/servers.js';
@@ -74,7 +74,7 @@ describe('a lost connection mid-run', () => {
     await fresh(side);
     const run = await copyThrough(pair, side, proxy, { COPY_METHOD: method }, () => proxy.cutAll());
     expect(run.code, run.stdout + run.stderr).toBe(0);
-    expect(summary(run.stdout)).toEqual({ restored: KEYS + 1, skipped: 0, failed: 0, vanished: 0 });
+    expect(parseSummary(run.stdout)).toEqual({ restored: KEYS + 1, skipped: 0, failed: 0, vanished: 0 });
     expect(run.stdout).toMatch(/Reconnected \d+ time\(s\) after a lost connection/);
     expect(proxy.accepted, 'no new connection was made').toBeGreaterThan(1);
     expect(run.stdout, 'the same servers came back').not.toMatch(/restarted or failed over/);
@@ -97,7 +97,7 @@ describe('a lost connection mid-run', () => {
     const done = await run.done;
     expect(done.code, done.stdout + done.stderr).toBe(0);
     expect(done.stdout).toMatch(/Reconnected \d+ time\(s\) after a lost connection/);
-    expect(summary(done.stdout)).toEqual({ restored: KEYS + 1, skipped: 0, failed: 0, vanished: 0 });
+    expect(parseSummary(done.stdout)).toEqual({ restored: KEYS + 1, skipped: 0, failed: 0, vanished: 0 });
     await expectEqual(pair, done);
   });
 
@@ -105,7 +105,7 @@ describe('a lost connection mid-run', () => {
     await fresh('target');
     const run = await copyThrough(pair, 'target', proxy, {}, () => proxy.refuse(1500, true));
     expect(run.code, run.stdout + run.stderr).toBe(0);
-    expect(summary(run.stdout)).toEqual({ restored: KEYS + 1, skipped: 0, failed: 0, vanished: 0 });
+    expect(parseSummary(run.stdout)).toEqual({ restored: KEYS + 1, skipped: 0, failed: 0, vanished: 0 });
     await expectEqual(pair, run);
   });
 
@@ -115,7 +115,7 @@ describe('a lost connection mid-run', () => {
     const run = await copyThrough(pair, 'target', proxy, { REPLY_TIMEOUT: 1 }, () => proxy.stall(4000));
     expect(run.code, run.stdout + run.stderr).toBe(0);
     expect(run.stdout).toMatch(/Reconnected/);
-    expect(summary(run.stdout)).toEqual({ restored: KEYS + 1, skipped: 0, failed: 0, vanished: 0 });
+    expect(parseSummary(run.stdout)).toEqual({ restored: KEYS + 1, skipped: 0, failed: 0, vanished: 0 });
     await expectEqual(pair, run);
   });
 
@@ -124,7 +124,7 @@ describe('a lost connection mid-run', () => {
     const run = await copyThrough(pair, 'target', proxy, { RECONNECT_TIMEOUT: 0 }, () => proxy.cutAll());
     expect(run.code, run.stdout + run.stderr).toBe(1);
     expect(run.stdout).toMatch(/^Stopped early: lost the connection to destination 127\.0\.0\.1:\d+/m);
-    expect(summary(run.stdout).failed).toBe(0);
+    expect(parseSummary(run.stdout).failed).toBe(0);
     expect(run.stderr).not.toMatch(/\n\s+at /);
   });
 
@@ -135,7 +135,7 @@ describe('a lost connection mid-run', () => {
     expect(run.code, run.stdout + run.stderr).toBe(1);
     expect(run.stdout).toMatch(/^Stopped early: lost the connection to destination .*RECONNECT_TIMEOUT/m);
     expect(Date.now() - started).toBeLessThan(8000);
-    expect(summary(run.stdout).failed).toBe(0);
+    expect(parseSummary(run.stdout).failed).toBe(0);
   });
 });
 
@@ -166,7 +166,7 @@ describe('servers restarted or frozen mid-run', () => {
     const run = await copyWhile(() => pair.source.restart());
     expect(run.code, run.stdout + run.stderr).toBe(0);
     expect(run.stdout).toMatch(/is another server than when its scan began .* scanned again from the start/);
-    const counts = summary(run.stdout);
+    const counts = parseSummary(run.stdout);
     expect(counts.failed).toBe(0);
     expect(counts.restored).toBeLessThanOrEqual(KEYS + 1);
     expect(counts.restored + counts.skipped).toBeGreaterThan(KEYS + 1);
@@ -180,7 +180,7 @@ describe('servers restarted or frozen mid-run', () => {
       process.kill(pair.target.pid, 'SIGCONT');
     }, { REPLY_TIMEOUT: 1 });
     expect(run.code, run.stdout + run.stderr).toBe(0);
-    expect(summary(run.stdout)).toEqual({ restored: KEYS + 1, skipped: 0, failed: 0, vanished: 0 });
+    expect(parseSummary(run.stdout)).toEqual({ restored: KEYS + 1, skipped: 0, failed: 0, vanished: 0 });
     await expectEqual(pair, run);
   });
 });
@@ -200,7 +200,7 @@ describe('refused at connect', () => {
   it('the same server but another database is allowed', async () => {
     const run = await runMigrator({ ...endpoints(pair.source, pair.source), DESTINATION_REDIS_DB_INDEX: 1 }, runDir());
     expect(run.code, run.stdout).toBe(0);
-    expect(summary(run.stdout).restored).toBeGreaterThan(0);
+    expect(parseSummary(run.stdout).restored).toBeGreaterThan(0);
   });
 
   it('a target that is a read-only replica: one line saying so, exit 1, no key fails one by one', async () => {
@@ -235,7 +235,7 @@ describe('big keys in flight when the connection is cut', () => {
       proxy.cutAll();
       const done = await run.done;
       expect(done.code, done.stdout + done.stderr).toBe(0);
-      expect(summary(done.stdout)).toEqual({ restored: LISTS, skipped: 0, failed: 0, vanished: 0 });
+      expect(parseSummary(done.stdout)).toEqual({ restored: LISTS, skipped: 0, failed: 0, vanished: 0 });
       for (let i = 0; i < LISTS; i++) expect(await pair.target.cmd('DEBUG', 'DIGEST-VALUE', `list:${i}`)).toEqual(await pair.source.cmd('DEBUG', 'DIGEST-VALUE', `list:${i}`));
       // Builds the cut abandoned are left to their one-hour expiry; none is visible under a real name.
       expect(Number(await pair.target.cmd('DBSIZE')) - (await buildKeys(pair.target)).length).toBe(LISTS);
@@ -257,7 +257,7 @@ describe('big keys in flight when the connection is cut', () => {
       expect(fired, 'no build was written through the proxy').toBe(true);
       expect(done.code, done.stdout + done.stderr).toBe(0);
       expect(done.stdout).toMatch(/Reconnected \d+ time\(s\)/);
-      expect(summary(done.stdout)).toEqual({ restored: LISTS, skipped: 0, failed: 0, vanished: 0 });
+      expect(parseSummary(done.stdout)).toEqual({ restored: LISTS, skipped: 0, failed: 0, vanished: 0 });
       expect(await buildKeys(pair.target)).toEqual([]);
       expect(Number(await pair.target.cmd('DBSIZE'))).toBe(LISTS);
     } finally {

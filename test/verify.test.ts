@@ -5,10 +5,9 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { calls, commandStats, summary } from './helpers/inspect.js';
-import { spawnMigrator, sleep } from './helpers/parity-helpers.js';
+import { calls, commandStats, parseSummary } from './helpers/inspect.js';
 import { digest, seedEveryType } from './helpers/sample-data.js';
-import { endpoints, freePort, runMigrator, startRedis, tempDir, type RedisServer, type RunResult } from './helpers/servers.js';
+import { endpoints, freePort, runMigrator, spawnMigrator, startRedis, tempDir, waitUntil, type RedisServer, type RunResult } from './helpers/servers.js';
 import { samePayload } from '../lib/verify/compare-key.js';
 import { dumpPayload } from '../lib/rdb/payload.js';
 import { rdbChanges, readReport, seedBig, shownDiffs, tallyOf, writeCommandsRun, type ReportLine, type ShownDiff } from './helpers/verify-helpers.js';
@@ -66,7 +65,7 @@ describe('MIGRATION_MODE=compare on identical data', () => {
       await fresh(source, target);
       const made = await seedEveryType(source);
       const copy = await migrate({ COPY_METHOD: method });
-      expect(summary(copy.stdout).restored, copy.output).toBe(made);
+      expect(parseSummary(copy.stdout).restored, copy.output).toBe(made);
       expect(copy.code, copy.output).toBe(0);
 
       const before = { size: await target.cmd('DBSIZE'), digest: await digest(target), changes: await rdbChanges(target), sourceChanges: await rdbChanges(source) };
@@ -400,7 +399,7 @@ describe('VERIFY=true after a copy', () => {
       await target.cmd('SET', 'string', 'already here');
 
       const run = await migrate({ COPY_METHOD: method, VERIFY: 'true', SHOW_DIFFS: 'true', DIFF_REPORT_FILE: REPORT });
-      expect(summary(run.stdout), run.output).toEqual({ restored: made - 1, skipped: 1, failed: 0, vanished: 0 });
+      expect(parseSummary(run.stdout), run.output).toEqual({ restored: made - 1, skipped: 1, failed: 0, vanished: 0 });
       expect(run.stdout, run.output).toContain(`Verification of copied keys: 0 missing, 0 type, 0 value, 0 ttl (${made - 1} keys checked, ${made - 1} identical)`);
       expect(run.stdout, run.output).toContain('Verification of skipped keys (already on the target): 0 missing, 0 type, 1 value, 0 ttl (1 keys checked, 0 identical)');
       expect(run.code, run.output).toBe(0);
@@ -432,17 +431,16 @@ describe('VERIFY=true after a copy', () => {
     );
     try {
       await child.waitFor('Connected to Redis instances successfully', 15_000);
-      const deadline = Date.now() + 10_000;
-      while (Number(await target.cmd('DBSIZE')) < 50 && Date.now() < deadline) await sleep(10);
+      await waitUntil(async () => Number(await target.cmd('DBSIZE')) >= 50, 'the first batch (50 keys) on the target', 10_000, 10);
       const firstBatch = ((await target.cmd('KEYS', '*')) as string[]).sort();
       expect(firstBatch).toHaveLength(50); // the second batch waits for the sleep
       await tamper(firstBatch);
       expect(Number(await target.cmd('DBSIZE'))).toBeLessThanOrEqual(50); // still asleep: the tampering came first
     } catch (err) {
-      child.child.kill('SIGKILL');
+      child.signalAll('SIGKILL');
       throw err;
     }
-    const { code } = await child.exited;
+    const { code } = await child.done;
     return { code, stdout: child.stdout(), stderr: child.stderr(), cwd, output: `exit ${code}\n${child.stdout()}\n${child.stderr()}` };
   }
 
@@ -451,7 +449,7 @@ describe('VERIFY=true after a copy', () => {
       for (const key of firstBatch.slice(0, 10)) await source.cmd('DEL', key);
       for (const key of firstBatch.slice(10, 20)) await Promise.all([source.cmd('DEL', key), target.cmd('DEL', key)]);
     });
-    expect(summary(run.stdout), run.output).toEqual({ restored: 100, skipped: 0, failed: 0, vanished: 0 });
+    expect(parseSummary(run.stdout), run.output).toEqual({ restored: 100, skipped: 0, failed: 0, vanished: 0 });
     expect(run.stdout, run.output).toContain(
       'Verification of copied keys: 0 missing, 0 type, 0 value, 0 ttl (80 keys checked, 80 identical, 20 gone from the source meanwhile)',
     );
@@ -467,7 +465,7 @@ describe('VERIFY=true after a copy', () => {
       await target.cmd('SET', changed, 'changed on the target');
       await target.cmd('DEL', deleted);
     });
-    expect(summary(run.stdout), run.output).toEqual({ restored: 100, skipped: 0, failed: 0, vanished: 0 });
+    expect(parseSummary(run.stdout), run.output).toEqual({ restored: 100, skipped: 0, failed: 0, vanished: 0 });
     expect(run.stdout, run.output).toContain('Verification of copied keys: 1 missing, 0 type, 1 value, 0 ttl (100 keys checked, 98 identical)');
     expect(shownDiffs(run.stdout).map((d) => `${d.category} ${d.key}`).sort()).toEqual([`missing ${deleted}`, `value ${changed}`]);
     expect(reportOf(run).map((r) => `${r.heading} ${r.category} ${r.key}`).sort()).toEqual([`copied missing ${deleted}`, `copied value ${changed}`]);

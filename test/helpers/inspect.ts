@@ -2,6 +2,7 @@
 // observable state (counters, groups, consumers, pending entries) in a form two servers can be compared by.
 import type { RedisServer } from './servers.js';
 
+/** The four counts of a run's summary (lib/report.ts summaryLines), as `Number of <label> keys: N` lines. */
 export interface Summary {
   restored: number;
   skipped: number;
@@ -9,14 +10,16 @@ export interface Summary {
   vanished: number;
 }
 
-/** The four `Number of ... keys: N` lines; throws when one is missing, so a crashed run cannot pass. */
-export function summary(stdout: string): Summary {
-  const count = (name: keyof Summary): number => {
-    const match = new RegExp(`^Number of ${name} keys: (\\d+)$`, 'm').exec(stdout);
-    if (!match) throw new Error(`no "Number of ${name} keys" line in the output:\n${stdout}`);
-    return Number(match[1]);
-  };
-  return { restored: count('restored'), skipped: count('skipped'), failed: count('failed'), vanished: count('vanished') };
+/** The number on the `Number of <label> keys: N` line (the first, if a run prints several); throws when there is none. */
+export function countOf(stdout: string, label: keyof Summary | 'excluded'): number {
+  const match = new RegExp(`^Number of ${label} keys: (\\d+)$`, 'm').exec(stdout);
+  if (!match) throw new Error(`no "Number of ${label} keys" line in the output:\n${stdout}`);
+  return Number(match[1]);
+}
+
+/** The run's summary counts; throws when a line is missing, so a crashed run cannot pass. The one parser of them. */
+export function parseSummary(stdout: string): Summary {
+  return { restored: countOf(stdout, 'restored'), skipped: countOf(stdout, 'skipped'), failed: countOf(stdout, 'failed'), vanished: countOf(stdout, 'vanished') };
 }
 
 export interface CommandStat {

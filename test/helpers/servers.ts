@@ -1,14 +1,12 @@
 // Throwaway redis-server processes on free loopback ports, for tests, the demo and the benchmark,
 // plus a helper that runs the real migrator script as a user would. Nothing is mocked.
-import { spawn, execFile, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
+import { constants, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { promisify } from 'node:util';
 import { createClient, RESP_TYPES } from '@redis/client';
 
-const execFileAsync = promisify(execFile);
 export const ROOT = resolve(import.meta.dirname, '..', '..');
 export const SCRIPT = join(ROOT, 'redis-keys-migrator.ts');
 export const TSX = join(ROOT, 'node_modules', '.bin', 'tsx');
@@ -145,33 +143,73 @@ export interface RunResult {
   stderr: string;
 }
 
-/** Runs the real script with tsx in `cwd`, with only the given settings (plus PATH and HOME). */
+/** Only the given settings (plus PATH and HOME), as strings. */
+function migratorEnv(env: Record<string, string | number>): Record<string, string> {
+  const childEnv: Record<string, string> = { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '' };
+  for (const [name, value] of Object.entries(env)) childEnv[name] = String(value);
+  return childEnv;
+}
+
+/** Runs the real script with tsx in `cwd` to its end; after `timeoutMs` it is killed and the code is -1. */
 export async function runMigrator(
   env: Record<string, string | number>,
   cwd: string,
   timeoutMs = 60_000,
   args: string[] = [],
 ): Promise<RunResult> {
-  const childEnv: Record<string, string> = { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '' };
-  for (const [name, value] of Object.entries(env)) childEnv[name] = String(value);
-  try {
-    const { stdout, stderr } = await execFileAsync(TSX, [SCRIPT, ...args], { cwd, env: childEnv, timeout: timeoutMs });
-    return { code: 0, stdout, stderr };
-  } catch (err) {
-    const e = err as { code?: number; stdout?: string; stderr?: string };
-    return { code: typeof e.code === 'number' ? e.code : -1, stdout: e.stdout ?? '', stderr: e.stderr ?? '' };
-  }
+  const run = spawnMigrator(env, cwd, args);
+  const result = await endedWithin(run, timeoutMs);
+  if (result) return result;
+  run.signalAll('SIGKILL');
+  const killed = await run.done;
+  return { ...killed, code: -1 };
 }
 
 export interface RunningMigrator {
-  /** The launcher's pid; the run's processes share its process group. */
+  /** The launcher's pid (tsx's cli); the run's processes share its process group. */
   pid: number;
-  /** Resolves when the run ends, with its exit code (128 + n for a signal) and output. */
+  /** Resolves when the run has ended and its output is all in, with its exit code (128 + n for signal n) and output. */
   done: Promise<RunResult>;
-  /** Output so far. */
+  /** Everything printed on stdout so far. */
+  stdout(): string;
+  /** Everything printed on stderr so far. */
+  stderr(): string;
+  /** stdout and stderr so far. */
   output(): string;
+  /** Resolves once stdout contains `text`; rejects after `timeoutMs`, or when the run ends without it. */
+  waitFor(text: string, timeoutMs?: number): Promise<void>;
   /** Signals every process of the run at once, as a terminal's Ctrl-C or a `kill -9` of the tool would. */
   signalAll(signal: NodeJS.Signals): void;
+  /** Signals the script's own process alone (see signalScript): a stop whose outcome does not hang on tsx. */
+  signalScript(signal: NodeJS.Signals): void;
+}
+
+/**
+ * The process running the script under tsx's cli (`launcherPid`): the cli starts it as its only node child.
+ * Throws when there is none (the script not started yet, or ended).
+ */
+function scriptPidOf(launcherPid: number): number {
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'latin1');
+      if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) !== launcherPid) continue;
+      if (readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0').includes(SCRIPT)) return Number(entry);
+    } catch {
+      // Ended meanwhile.
+    }
+  }
+  throw new Error(`no process runs ${SCRIPT} under tsx (pid ${launcherPid})`);
+}
+
+/**
+ * Sends SIGINT or SIGTERM to the script's own process, as `kill <its pid>` would, for tests of what the script
+ * does on a stop. Not to tsx's cli: tsx passes such a signal on, and SIGKILLs its child unless the child reports
+ * the signal back within 30 ms (relaySignalToChild in tsx's dist/cli.mjs); on a busy machine it may not, and
+ * the run then ends with no summary. (test/signals.test.ts covers signals that reach the launchers.)
+ */
+function signalScript(launcherPid: number, signal: NodeJS.Signals): void {
+  process.kill(scriptPidOf(launcherPid), signal);
 }
 
 /** Process groups of runs not yet ended: a test that fails midway must not leave its run behind, working on. */
@@ -186,26 +224,53 @@ process.once('exit', () => {
   }
 });
 
-/** Starts the real script in its own process group, for tests that interrupt or kill it mid-run. */
-export function spawnMigrator(env: Record<string, string | number>, cwd: string): RunningMigrator {
-  const childEnv: Record<string, string> = { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '' };
-  for (const [name, value] of Object.entries(env)) childEnv[name] = String(value);
-  const child = spawn(TSX, [SCRIPT], { cwd, env: childEnv, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+/**
+ * Starts the real script with tsx in `cwd`, as a user would, in its own process group, with only the given
+ * settings (plus PATH and HOME). The one way the tests run the migrator (runMigrator waits for its end).
+ */
+export function spawnMigrator(env: Record<string, string | number>, cwd: string, args: string[] = []): RunningMigrator {
+  const child = spawn(TSX, [SCRIPT, ...args], { cwd, env: migratorEnv(env), detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
-  child.stdout?.on('data', (d: Buffer) => (stdout += d.toString()));
+  const watchers = new Set<() => void>();
+  child.stdout?.on('data', (d: Buffer) => {
+    stdout += d.toString();
+    for (const watcher of [...watchers]) watcher();
+  });
   child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
   if (child.pid !== undefined) runningGroups.add(child.pid);
+  // 'close', not 'exit': the output is all read by then.
   const done = new Promise<RunResult>((resolveRun) => {
-    child.on('exit', (code, signal) => {
+    child.on('close', (code, signal) => {
       if (child.pid !== undefined) runningGroups.delete(child.pid);
-      resolveRun({ code: code ?? (signal === 'SIGKILL' ? 137 : 128), stdout, stderr });
+      resolveRun({ code: code ?? 128 + (signal ? constants.signals[signal] : 0), stdout, stderr });
     });
   });
+  const waitFor = (text: string, timeoutMs = 15_000): Promise<void> =>
+    new Promise<void>((resolveWait, reject) => {
+      if (stdout.includes(text)) return resolveWait();
+      const finish = (err?: Error): void => {
+        clearTimeout(timer);
+        watchers.delete(watcher);
+        if (err) reject(err);
+        else resolveWait();
+      };
+      const timer = setTimeout(() => finish(new Error(`timed out waiting for ${JSON.stringify(text)}; stdout: ${stdout}; stderr: ${stderr}`)), timeoutMs);
+      const watcher = (): void => {
+        if (stdout.includes(text)) finish();
+      };
+      watchers.add(watcher);
+      void done.then(() => {
+        if (!stdout.includes(text)) finish(new Error(`process ended before printing ${JSON.stringify(text)}; stdout: ${stdout}; stderr: ${stderr}`));
+      });
+    });
   return {
     pid: child.pid ?? 0,
     done,
+    stdout: () => stdout,
+    stderr: () => stderr,
     output: () => `${stdout}\n${stderr}`,
+    waitFor,
     signalAll: (signal) => {
       try {
         process.kill(-(child.pid ?? 0), signal);
@@ -213,6 +278,7 @@ export function spawnMigrator(env: Record<string, string | number>, cwd: string)
         // Already gone.
       }
     },
+    signalScript: (signal) => signalScript(child.pid ?? 0, signal),
   };
 }
 

@@ -4,7 +4,7 @@ import { spawn } from 'node:child_process';
 import { rmSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import type { ScriptCalls } from './bench-scripts.js';
-import { ROOT, SCRIPT, tempDir, type RedisServer } from './helpers/servers.js';
+import { ROOT, SCRIPT, tempDir, type RedisServer } from '../test/helpers/servers.js';
 
 export type RowId = 'dump' | 'checkpoint' | 'compare' | 'type' | 'migrate' | 'replicaof' | 'cluster' | 'rdb-native' | 'rdb-server' | 'rdb-load';
 /** The rows that run the tool itself, under /usr/bin/time. */

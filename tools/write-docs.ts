@@ -3,7 +3,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { renderEnvExample, renderReadmeTable } from '../lib/settings.js';
-import { ROOT } from './helpers/servers.js';
+import { ROOT } from '../test/helpers/servers.js';
 
 export const START = '<!-- settings-table:start (generated from lib/settings.ts; a test checks it) -->';
 export const END = '<!-- settings-table:end -->';

@@ -3,8 +3,8 @@
 import { spawn } from 'node:child_process';
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { AWKWARD_KEYS, seedEveryType } from './helpers/sample-data.js';
-import { endpoints, ROOT, SCRIPT, startRedis, tempDir } from './helpers/servers.js';
+import { AWKWARD_KEYS, seedEveryType } from '../test/helpers/sample-data.js';
+import { endpoints, ROOT, SCRIPT, startRedis, tempDir } from '../test/helpers/servers.js';
 
 const EXTRA_KEYS = 20_000;
 

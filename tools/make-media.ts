@@ -2,8 +2,8 @@
 // pictures for the README: a full migration, a run with skipped keys, a failure and its error log.
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { seedEveryType } from './helpers/sample-data.js';
-import { endpoints, ROOT, runMigrator, startRedis, tempDir, type RedisServer } from './helpers/servers.js';
+import { seedEveryType } from '../test/helpers/sample-data.js';
+import { endpoints, ROOT, runMigrator, startRedis, tempDir, type RedisServer } from '../test/helpers/servers.js';
 
 /** Where the pictures go: media/ for the README, or MEDIA_DIR (the test draws them into a temporary folder). */
 const MEDIA = process.env.MEDIA_DIR ?? join(ROOT, 'media');

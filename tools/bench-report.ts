@@ -1,4 +1,4 @@
-// Turns benchmark rows into the markdown of test/bench-results.md (also printed) and into the chart's bars.
+// Turns benchmark rows into the markdown of tools/bench-results.md (also printed) and into the chart's bars.
 // Owns the targets the tool is held to and the pass/fail verdict on each.
 import type { ChartBar } from './bench-chart.js';
 import { formatCount } from './bench-chart.js';
@@ -190,7 +190,7 @@ export function renderReport(info: RunInfo, rows: RowResult[], repeats: RowResul
   return [
     '# Benchmark results',
     '',
-    'Written by `npm run bench` (test/bench.ts); rerun it rather than editing this file.',
+    'Written by `npm run bench` (tools/bench.ts); rerun it rather than editing this file.',
     '',
     '| | |',
     '|---|---|',

@@ -1,7 +1,7 @@
 // How long the tool's script calls hold each server during a row: the mean EVAL time from INFO commandstats
 // and the longest from SLOWLOG. A long call blocks every other client of that server for its whole length.
 import { info } from './bench-rows.js';
-import type { RedisServer } from './helpers/servers.js';
+import type { RedisServer } from '../test/helpers/servers.js';
 
 /** Redis's default slowlog threshold, set explicitly so a changed default cannot change what is reported. */
 export const SLOW_CALL_MS = 10;

@@ -1,6 +1,6 @@
 // Seeds a benchmark source server-side: one EVAL per chunk of keys writes a fixed mix of types,
 // so a million keys take seconds, and the same count always gives the same data.
-import type { RedisServer } from './helpers/servers.js';
+import type { RedisServer } from '../test/helpers/servers.js';
 
 /** Keys written per EVAL: big enough to amortise the round trip, small enough not to stall the server long. */
 const KEYS_PER_EVAL = 10_000;

@@ -1,18 +1,20 @@
 // Benchmark entry point: seeds a throwaway source, copies it four ways into a throwaway target, checks the first
-// copy with the tool's compare mode, then copies between two 3-master clusters; writes test/bench-results.md and
+// copy with the tool's compare mode, then copies between two 3-master clusters; writes tools/bench-results.md and
 // media/benchmark.svg. Options: --keys N (or BENCH_KEYS), --scaling, --live-only (only the live rows).
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { drawChart, formatCount } from './bench-chart.js';
 import { chartBars, keysPerSecond, renderReport, type RunInfo, type ScalingPoint } from './bench-report.js';
+import {
+  configSnapshot, digest, infoValue, isToolRow, killRunningTools, measureClusterTool, measureMigrate, measureRdbLoad, measureRdbTool, measureReplication, measureTool, measureToolFloor,
+  resetTarget, runToolTimed, serverCpuSeconds, sideSettings, ROW_LABELS, type RowId, type RowResult,
+} from './bench-rows.js';
 import { logSlowCalls, watchScriptCalls } from './bench-scripts.js';
 import { seedSource } from './bench-seed.js';
 import { renderLive, runLiveRows, type LivePoint } from './bench-live.js';
-import { startCluster, type TestCluster } from './helpers/cluster.js';
-import { ROOT, startRedis, type RedisServer } from './helpers/servers.js';
-import { digest } from './helpers/sample-data.js';
-import { configSnapshot, infoValue, isToolRow, killRunningTools, measureClusterTool, measureMigrate, measureRdbLoad, measureRdbTool, measureReplication, measureTool, measureToolFloor, resetTarget, ROW_LABELS, type RowId, type RowResult, runToolTimed, serverCpuSeconds, sideSettings } from './bench-rows.js';
+import { startCluster, type TestCluster } from '../test/helpers/cluster.js';
+import { ROOT, startRedis, type RedisServer } from '../test/helpers/servers.js';
 
 const DEFAULT_KEYS = 1_000_000;
 const SCALING_SIZES = [200_000, 2_000_000];
@@ -26,7 +28,7 @@ const PAIRS: Exclude<RowId, 'cluster'>[][] = [['dump', 'checkpoint', 'type'], ['
 const PAIRED_REPEATS = 2;
 /** Rows that run on the target the row before left, not an emptied one: compare checks the copy (a) just made. */
 const KEEPS_TARGET: ReadonlySet<RowId> = new Set<RowId>(['compare']);
-const RESULTS_FILE = join(ROOT, 'test', 'bench-results.md');
+const RESULTS_FILE = join(ROOT, 'tools', 'bench-results.md');
 const CHART_FILE = join(ROOT, 'media', 'benchmark.svg');
 
 interface Options {

@@ -3,9 +3,9 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startLoad } from './helpers/load.js';
-import { digest } from './helpers/sample-data.js';
-import { spawnMigrator, startRedis, waitUntil } from './helpers/servers.js';
+import { startLoad } from '../test/helpers/load.js';
+import { digest } from '../test/helpers/sample-data.js';
+import { spawnMigrator, startRedis, waitUntil } from '../test/helpers/servers.js';
 
 export const LIVE_RATES = [5000, 20_000, 50_000];
 const LOAD_SECONDS = 10;
