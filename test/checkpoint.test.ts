@@ -30,11 +30,12 @@ describe('resuming from CHECKPOINT_FILE', () => {
     checkpoint = join(dir, 'run.checkpoint');
   };
 
-  /** Starts a run and stops it with `signal` once half the keys are on the target. */
+  /** Starts a run and stops it with `signal` once half the keys are on the target (SIGKILL: the whole run; else the script). */
   async function stopHalfway(signal: NodeJS.Signals): Promise<void> {
     const run = spawnMigrator(settings(), dir);
     await waitUntil(async () => (await dbsize(pair.target)) >= KEYS / 2, 'half the keys on the target', 30_000, 10);
-    run.signalAll(signal);
+    if (signal === 'SIGKILL') run.signalAll(signal);
+    else run.signalScript(signal);
     await run.done;
     expect(await dbsize(pair.target), 'the run finished before it was stopped; the test proves nothing').toBeLessThan(KEYS);
   }
@@ -180,7 +181,7 @@ describe('checkpoints at the edges', () => {
     const running = spawnMigrator(settings({ SCAN_MATCH_PATTERN: 'key:1*', SCAN_BATCH_SIZE: 100, PIPELINE_BATCH_SIZE: 50 }), dir);
     await waitUntil(async () => (await dbsize(pair.target)) >= 100, 'the copy under way', 20_000, 10);
     const stoppedAt = Date.now();
-    running.signalAll('SIGINT');
+    running.signalScript('SIGINT');
     const run = await running.done;
     expect(run.code, run.stdout + run.stderr).toBe(130);
     expect(Date.now() - stoppedAt).toBeLessThan(5000);

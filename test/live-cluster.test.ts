@@ -52,7 +52,7 @@ describe('live replication from a cluster', () => {
     await waitUntil(async () => Number(await promoted.cmd('PUBSUB', 'NUMPAT')) > 0, "the run subscribed to the new master's events", 20_000, 50);
     const expected = async (): Promise<Map<string, string>> => keyspaceOf(await source.servingMasters());
     await waitUntil(async () => JSON.stringify([...(await expected())].sort()) === JSON.stringify([...(await keyspaceOf(await target.servingMasters()))].sort()), 'the target to converge', 40_000, 200);
-    run.signalAll('SIGTERM');
+    run.signalScript('SIGTERM');
     const result = await run.done;
     expect(result.code, result.stdout + result.stderr).toBe(0);
     expect(result.stdout, result.stdout).toMatch(/Gaps in the source's events: \d+ \(.*is a new master \(failover or resharding\)/);
@@ -81,11 +81,11 @@ describe('live replication into a cluster that reshards', () => {
       const expected = async (): Promise<string> => JSON.stringify([...(await keyspaceOf([standalone]))].sort());
       const converged = waitUntil(async () => (await expected()) === JSON.stringify([...(await keyspaceOf(target.masters))].sort()), 'the target to converge', 30_000, 200);
       await converged.catch(async (err: Error) => {
-        run.signalAll('SIGTERM');
+        run.signalScript('SIGTERM');
         const result = await run.done;
         throw new Error(`${err.message}\n${result.stdout}${result.stderr}${readFileSync(join(dir, 'redis-keys-migrator-error.log'), 'utf8')}`);
       });
-      run.signalAll('SIGTERM');
+      run.signalScript('SIGTERM');
       const result = await run.done;
       expect(result.code, result.stdout + result.stderr).toBe(0);
       expect(result.stdout).toMatch(/^Live: \d+ changes applied, 100 keys deleted, 0 failed/m);

@@ -49,7 +49,7 @@ describe('live replication', () => {
   }
 
   async function cutover(run: RunningMigrator): Promise<{ code: number; stdout: string }> {
-    run.signalAll('SIGTERM');
+    run.signalScript('SIGTERM');
     const result = await run.done;
     return { code: result.code, stdout: result.stdout + result.stderr };
   }
