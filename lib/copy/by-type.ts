@@ -49,12 +49,12 @@ export async function writeTyped(target: Connection, mode: WriteMode, records: r
 /** How long a key being built may live if the run dies; renewed with every chunk, so only an abandoned build expires. */
 const BUILD_EXPIRY_MS = 60 * 60 * 1000;
 /**
- * XSETID's refusals when the stream the build was read from is not the one XINFO describes now (replaced on the
- * source mid-copy: deleted and written again, renamed over): its last ID, or its count of entries ever added,
- * went back below what the build holds.
+ * Failures that mean the key read was replaced on the source mid-copy (deleted and written again, renamed over,
+ * renamed away and back): XSETID refusing a stream whose last ID or count of entries ever added went back below
+ * what the build holds, or a read that found no key where one is again.
  */
-const STREAM_REPLACED = /XSETID is smaller than the target stream top item|entries_added specified in XSETID is smaller than the target stream length/;
-const STREAM_COPY_ATTEMPTS = 3;
+const REPLACED_MEANWHILE = /XSETID is smaller than the target stream top item|entries_added specified in XSETID is smaller than the target stream length|no such key/i;
+const REPLACED_COPY_ATTEMPTS = 3;
 
 /**
  * Copies one big key in bounded chunks from `from` (a source server, or a value decoded from a file), built under
@@ -63,9 +63,10 @@ const STREAM_COPY_ATTEMPTS = 3;
 export async function writeInChunks(ctx: WriteContext, key: Buffer, from: ChunkReader): Promise<KeyOutcome> {
   for (let attempt = 1; ; attempt++) {
     const outcome = await writeInChunksOnce(ctx, key, from);
-    // A stream replaced on the source while its pages were read (deleted and written again, renamed over):
-    // its last ID went back below what was copied. The build is gone; the key is copied again from the start.
-    if (outcome.status !== 'failed' || !STREAM_REPLACED.test(outcome.reason) || attempt >= STREAM_COPY_ATTEMPTS) return outcome;
+    // A key replaced on the source while its chunks were read (deleted and written again, renamed away and back):
+    // a stream's last ID went back below what was copied, or a read found no key where there is one again. The
+    // build is gone; the key is copied again from the start.
+    if (outcome.status !== 'failed' || !REPLACED_MEANWHILE.test(outcome.reason) || attempt >= REPLACED_COPY_ATTEMPTS) return outcome;
   }
 }
 
