@@ -16,7 +16,7 @@ import { LagStats } from './lag.js';
 import type { Side } from '../net/side.js';
 import { globTest } from '../sources/glob.js';
 import { asArray, asText } from '../net/reply.js';
-import { displayKey, type MigrationResult, type RecordBatch } from '../records.js';
+import { displayKey, type MigrationResult, type RecordBatch, noCounts, noCrossings } from '../records.js';
 import { Migration } from '../copy/migration.js';
 
 export { LiveRefusal } from './events.js';
@@ -335,7 +335,7 @@ function liveLine(migration: Migration, queue: ChangeQueue, lag: LagStats, gaps:
 }
 
 function emptyResult(): MigrationResult {
-  return { counts: { restored: 0, skipped: 0, failed: 0, vanished: 0 }, crossing: { restamped: 0, byType: 0, degraded: 0 }, errorLimitReached: false, interrupted: false };
+  return { counts: noCounts(), crossing: noCrossings(), errorLimitReached: false, interrupted: false };
 }
 
 /**

@@ -1,6 +1,7 @@
 // Progress on stderr while a run goes: one line redrawn in place on a terminal, a plain line every few
 // seconds elsewhere (CI, nohup, a log file). The parity summary stays on stdout, untouched.
 import type { Waiting } from '../net/recovery.js';
+import { noCounts } from '../records.js';
 
 type ProgressMode = 'auto' | 'plain' | 'off';
 
@@ -71,7 +72,7 @@ export class Progress {
 
   /** A progress line of another shape (live mode's). */
   static ofLine(mode: ProgressMode, line: () => string): Progress {
-    const none = (): ProgressSnapshot => ({ scanned: 0, total: 0, bytes: 0, restored: 0, skipped: 0, failed: 0, vanished: 0 });
+    const none = (): ProgressSnapshot => ({ scanned: 0, total: 0, bytes: 0, ...noCounts() });
     return new Progress(mode, none, process.stderr, line);
   }
 
