@@ -53,7 +53,7 @@ function serverSource(settings: Settings): Source {
     databases: async function* () {
       yield { settings };
     },
-    libraries: (side) => sourceLibraries(side as Side),
+    libraries: serverLibraries,
     closingLines: () => [],
     close: async () => undefined,
   };
@@ -124,7 +124,7 @@ async function privateServerSource(settings: Settings, stopped: () => boolean, v
     databases: async function* () {
       for (const pair of pairs) yield { settings: { ...settings, ...pair }, heading: pairs.length > 1 ? `Database ${pair.source.db} -> ${pair.target.db}` : undefined };
     },
-    libraries: (side) => sourceLibraries(side as Side),
+    libraries: serverLibraries,
     closingLines: () => [`Private redis-server for SOURCE_RDB_FILE: used_memory_human ${rdb.usedMemoryHuman}`],
     close: () => rdb.stop(),
   };
@@ -136,6 +136,9 @@ function databasePairs(settings: Settings, rdb: RdbServer): Pick<Settings, 'sour
   if (settings.target.cluster && dbs.some((db) => db !== 0)) throw new RdbError(clusterRefusal(settings.rdbFile, `databases ${dbs.join(', ')}`));
   return dbs.map((db) => ({ source: rdb.endpoint(db), target: { ...settings.target, db } }));
 }
+
+/** A server's libraries: the source side, connected. */
+const serverLibraries = (side: Side | undefined): Promise<Libraries> => sourceLibraries(side as Side);
 
 /** The file's own errors (unreadable, corrupt, refused) as a SourceError under `heading`. */
 async function asSourceError<T>(heading: string, work: () => Promise<T> | T): Promise<T> {
