@@ -130,11 +130,12 @@ describe('our reader (the default RDB_READER) into Redis 7.0', () => {
 describe('which RDB version reads which type byte', () => {
   it.each([
     [15, 9, true], [16, 9, false], [19, 10, true], [20, 10, false], [21, 11, true], [24, 11, false], [25, 12, true], [7, 9, true], [6, 12, false],
+    [9, 1, false], [9, 2, true], [13, 2, false], [13, 6, true], [14, 6, false], [5, 7, false], [5, 8, true], [0, 1, true],
   ])('type %i on a server reading RDB %i: %s', (type, version, readable) => {
     expect(typeReadableBy(type, version)).toBe(readable);
   });
 
-  it.each([[0, 9], [18, 10], [20, 11], [21, 11], [24, 12], [25, 12]])('type %i needs RDB %i', (type, version) => {
+  it.each([[0, 1], [4, 1], [9, 2], [12, 2], [13, 6], [14, 7], [5, 8], [7, 8], [15, 9], [18, 10], [20, 11], [21, 11], [24, 12], [25, 12], [6, 13]])('type %i needs RDB %i', (type, version) => {
     expect(oldestVersionReading(type)).toBe(version);
   });
 });

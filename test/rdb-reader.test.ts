@@ -473,7 +473,7 @@ describe('corrupt input', () => {
   it('refuses RDB version 13 as newer than it knows', async () => {
     const err = await readError(scratchFile('v13.rdb', rdbFile(13)));
     expect(err).toBeInstanceOf(RdbFormatError);
-    expect(err.message).toBe('RDB version 13 is newer than this reader knows (9 to 12)');
+    expect(err.message).toBe('RDB version 13 is newer than this reader knows (1 to 12): try RDB_READER=server');
   });
 
   it('refuses the first half of a fixture as truncated, naming where the file ends', async () => {
@@ -499,7 +499,7 @@ describe('corrupt input', () => {
 
   it('refuses a Valkey 9 file (magic VALKEY, RDB 80) as newer than it knows', async () => {
     const err = await readError(scratchFile('valkey9.rdb', Buffer.from('VALKEY080\xff', 'latin1')));
-    expect(err.message).toBe('RDB file of Valkey 9 or later (header "VALKEY080" at byte 0) is newer than this reader knows (REDIS0009 to REDIS0012)');
+    expect(err.message).toBe('RDB file of Valkey 9 or later (header "VALKEY080" at byte 0) is newer than this reader knows (REDIS0001 to REDIS0012)');
   });
 
   it('refuses a file cut just before its checksum', async () => {
@@ -542,6 +542,16 @@ describe('corrupt input', () => {
 });
 
 describe('opcodes and types no fixture has', () => {
+  it('reads a file older than RDB 5: it ends at its EOF opcode with no checksum, and its expiries are in seconds', async () => {
+    const seconds = Buffer.alloc(4);
+    seconds.writeInt32LE(2000000000);
+    const path = scratchFile('v1.rdb', rdbFile(1, Buffer.from([0xfe, 0x00, 0xfd]), seconds, Buffer.from([0]), rdbString('k'), rdbString('v'), Buffer.from([1]), rdbString('l'), rdbLength(1), rdbString('x')));
+    expect(readFileSync(path).at(-1)).toBe(0xff);
+    const { header, keys } = await readAll(path);
+    expect(header.version).toBe(1);
+    expect(keys.map((k) => [k.key.toString(), k.expireAt, k.type, k.rdbVersion])).toEqual([['k', 2000000000000, 0, 1], ['l', -1, 1, 1]]);
+  });
+
   const moduleBody = moduleValueBody('fixturemo', 3);
   const expiry = Buffer.from([0xfd, 0, 0, 0, 0]);
   expiry.writeInt32LE(2_000_000_000, 1);

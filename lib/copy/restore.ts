@@ -13,7 +13,10 @@ import { type Connection, isScriptingRefused } from '../net/connections.js';
 import type { Crossing, KeyOutcome, StoredValue } from '../records.js';
 import type { DumpBatch } from '../sources/server.js';
 import { answerOf, type CopyStats, failed, type WriteAnswer, type WriteContext } from './context.js';
-import { OLDEST_RDB_VERSION, RDB_TYPE, rdbVersionReadBy, typeReadableBy } from '../rdb/types.js';
+import { RDB_TYPE, typeReadableBy } from '../rdb/types.js';
+
+/** The RDB version assumed of a target whose INFO does not tell (Redis 5.0's): values of newer types are decoded rather than risked. */
+const VERSION_WHEN_UNTOLD = 9;
 
 /** A DUMP write's answer for one key: as any write's, or `byType` for a payload the target cannot read, to be copied by type. */
 export type DumpAnswer = WriteAnswer | { key: Buffer; status: 'byType' };
@@ -27,30 +30,58 @@ export function isRestoreRefused(reason: string): boolean {
 const VERSION_REFUSED = /payload version or checksum are wrong/i;
 
 /**
- * RESTOREs a read batch. Payloads the target refused for their RDB version (a newer source server): one whose
- * CRC holds and whose type byte the target reads is RESTOREd again with the target's version stamp; any other
- * is answered `byType`, for the copy to read by type. One key's refusal never switches the whole run.
+ * RESTOREs a read batch, each key once at most. Payloads newer than the target reads are fitted first: one whose
+ * CRC holds and whose type byte the target reads is restamped with the target's version; any other is answered
+ * `byType`, for the copy to read by type, as is a payload the target still refuses for its version (a target whose
+ * version INFO did not tell). One key's refusal never switches the whole run.
  */
 export async function writeDumps(ctx: WriteContext, batch: DumpBatch): Promise<DumpAnswer[]> {
-  const answers = await restore(ctx.target, ctx.settings.overwrite, batch);
-  ctx.stats.bytesMoved += batch.payloads.length;
-  const refused = answers.flatMap((a, i) => (a.status === 'failed' && VERSION_REFUSED.test(a.reason) ? [i] : []));
-  if (!answers.some((a) => a.status === 'failed')) return answers;
-  const targetVersion = rdbVersionReadBy(ctx.target.capabilities.version);
-  const records = parseDumpHeader(batch.header, batch.payloads);
-  const restampable = refused.filter((i) => {
-    const payload = (records[i] as DumpRecord).payload;
-    return targetVersion !== undefined && payloadChecksumOk(payload) && payloadRdbVersion(payload) > targetVersion && typeReadableBy(payloadTypeByte(payload), targetVersion);
+  const fitted = fitToTarget(batch, ctx.target.capabilities.rdbVersion);
+  const answers = await restore(ctx.target, ctx.settings.overwrite, fitted.batch);
+  ctx.stats.bytesMoved += fitted.batch.payloads.length;
+  const out = new Array<DumpAnswer>(batch.keys.length);
+  fitted.sent.forEach((index, j) => {
+    const answer = answers[j] as WriteAnswer;
+    if (answer.status === 'failed' && VERSION_REFUSED.test(answer.reason)) out[index] = { key: answer.key, status: 'byType' };
+    else out[index] = fitted.restamped.has(index) ? crossed(answer, 'restamped') : answer;
   });
-  const again = restampable.map((i) => ({ key: batch.keys[i] as Buffer, record: records[i] as DumpRecord }));
-  const restamped = again.map(({ record }) => restampPayload(record.payload, targetVersion as number));
-  const restoredAgain = again.length > 0
-    ? await restore(ctx.target, ctx.settings.overwrite, { keys: again.map((a) => a.key), header: again.map((a, j) => `${a.record.expireAt},${(restamped[j] as Buffer).length};`).join(''), payloads: Buffer.concat(restamped) })
-    : [];
-  const out: DumpAnswer[] = [...answers];
-  for (const index of refused) out[index] = { key: batch.keys[index] as Buffer, status: 'byType' };
-  restampable.forEach((index, j) => (out[index] = crossed(restoredAgain[j] as WriteAnswer, 'restamped')));
+  for (const index of fitted.byType) out[index] = { key: batch.keys[index] as Buffer, status: 'byType' };
   return out;
+}
+
+/** A batch cut to what the target reads: the sub-batch to send, which keys it holds, and which go by type instead. */
+interface FittedBatch {
+  batch: DumpBatch;
+  /** Index in the read batch of each key sent. */
+  sent: number[];
+  /** Of those, the ones whose payload was restamped. */
+  restamped: Set<number>;
+  byType: number[];
+}
+
+/** The batch as the target takes it, learnt from its INFO once: untouched unless some payload is newer than it reads. */
+function fitToTarget(batch: DumpBatch, targetVersion: number | undefined): FittedBatch {
+  const untouched = (): FittedBatch => ({ batch, sent: batch.keys.map((_, i) => i), restamped: new Set(), byType: [] });
+  if (targetVersion === undefined || (batch.rdbVersion !== undefined && batch.rdbVersion <= targetVersion)) return untouched();
+  const records = parseDumpHeader(batch.header, batch.payloads);
+  const fitted: FittedBatch & { records: DumpRecord[] } = { batch, sent: [], restamped: new Set(), byType: [], records: [] };
+  records.forEach((record, index) => {
+    const { expireAt, payload } = record;
+    if (expireAt < 0 && expireAt !== -1) fitted.records.push(record); // gone, or an error: answered without a RESTORE
+    else if (payload.length === 0 || payloadRdbVersion(payload) <= targetVersion) fitted.records.push(record);
+    else if (payloadChecksumOk(payload) && typeReadableBy(payloadTypeByte(payload), targetVersion)) {
+      fitted.records.push({ expireAt, payload: restampPayload(payload, targetVersion) });
+      fitted.restamped.add(index);
+    } else {
+      fitted.byType.push(index);
+      return;
+    }
+    fitted.sent.push(index);
+  });
+  if (fitted.restamped.size === 0 && fitted.byType.length === 0) return untouched();
+  const keys = fitted.sent.map((index) => batch.keys[index] as Buffer);
+  const header = fitted.records.map(({ expireAt, payload }) => `${expireAt},${payload.length};`).join('');
+  return { batch: { keys, header, payloads: Buffer.concat(fitted.records.map((r) => r.payload)), rdbVersion: targetVersion }, sent: fitted.sent, restamped: fitted.restamped, byType: fitted.byType };
 }
 
 /** A module value whose last attempt failed gets a reason that names its module; RESTORE's own words do not say why. */
@@ -101,7 +132,7 @@ async function restore(target: Connection, overwrite: boolean, batch: DumpBatch)
  */
 export async function restoreStored(ctx: WriteContext, keys: readonly Buffer[], stored: readonly StoredValue[]): Promise<KeyOutcome[]> {
   const { target } = ctx;
-  const targetVersion = rdbVersionReadBy(target.capabilities.version) ?? OLDEST_RDB_VERSION;
+  const targetVersion = target.capabilities.rdbVersion ?? VERSION_WHEN_UNTOLD;
   const outcomes = new Array<KeyOutcome>(keys.length);
   const sent: FileRestore[] = [];
   const decoded: { index: number; key: Buffer; stored: StoredValue }[] = [];

@@ -11,6 +11,7 @@ import { tlsOptions } from './tls.js';
 import type { Endpoint } from '../settings.js';
 
 import type { Arg, Reply } from './reply.js';
+import { rdbVersionReadBy } from '../rdb/types.js';
 
 
 const BUFFERS = { [RESP_TYPES.BLOB_STRING]: Buffer } as const;
@@ -91,10 +92,12 @@ interface Capabilities {
   replica: boolean;
   /** Hash fields can expire (HPEXPIREAT): Redis 7.4+, Valkey 9+. */
   fieldExpiry: boolean;
+  /** The newest RDB version the server reads (DUMP payloads, files); undefined when INFO does not say. */
+  rdbVersion: number | undefined;
 }
 
 export class Connection {
-  capabilities: Capabilities = { version: [0], expireTime: false, scriptFlags: false, clusterNode: false, runId: '', replica: false, fieldExpiry: false };
+  capabilities: Capabilities = { version: [0], expireTime: false, scriptFlags: false, clusterNode: false, runId: '', replica: false, fieldExpiry: false, rdbVersion: undefined };
   /** Turned off for the rest of the run when this server refuses EVAL (ACL or a managed service). */
   scriptsAllowed = true;
   private lastError: Error | undefined;
@@ -420,23 +423,28 @@ async function readCapabilities(connection: Connection): Promise<Capabilities> {
     runId: /run_id:([0-9a-f]+)/.exec(info)?.[1] ?? '',
     replica: /role:slave/.test(replication),
     fieldExpiry: hasFieldExpiry(info, version),
+    rdbVersion: rdbVersionReadBy(version, valkeyVersion(info)),
   };
 }
 
 /** Valkey reports redis_version 7.2.4 for compatibility and its own version apart. */
+function valkeyVersion(info: string): number[] | undefined {
+  return /valkey_version:([0-9.]+)/.exec(info)?.[1]?.split('.').map(Number);
+}
+
 function hasFieldExpiry(info: string, redisVersion: readonly number[]): boolean {
-  const valkey = /valkey_version:(\d+)/.exec(info);
-  if (valkey) return Number(valkey[1]) >= 9;
+  const valkey = valkeyVersion(info);
+  if (valkey) return (valkey[0] ?? 0) >= 9;
   const [major = 0, minor = 0] = redisVersion;
   return major > 7 || (major === 7 && minor >= 4);
 }
 
-/** A short reason without stack or secrets. node-redis wraps some causes in AggregateError. */
 /** The server refused to run scripts at all (ACL or a managed service), as opposed to a failure inside one. */
 export function isScriptingRefused(err: unknown): boolean {
   return /NOPERM.*'eval'|unknown command .?eval|scripting is disabled/i.test(describeError(err));
 }
 
+/** A short reason without stack or secrets. node-redis wraps some causes in AggregateError. */
 export function describeError(err: unknown): string {
   if (err instanceof AggregateError && err.errors.length > 0) return describeError(err.errors[0]);
   if (err instanceof Error) return err.message || err.name;

@@ -4,7 +4,7 @@ import { statSync, type Stats } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { Crc64, crcHex } from './crc64.js';
 import { RdbFormatError } from './errors.js';
-import { NEWEST_RDB_VERSION, OLDEST_RDB_VERSION } from './types.js';
+import { endsWithChecksum, HEADER_BYTES, rdbVersionOf } from './header.js';
 
 const CHUNK_BYTES = 1 << 20;
 
@@ -23,7 +23,7 @@ export function checksumVerified(path: string): boolean {
 
 /**
  * Throws RdbFormatError unless the file's trailing CRC-64 (its last 8 bytes, after the EOF opcode) matches its
- * content; a CRC of 0 means checksums were off. A version the reader does not know is refused first, and
+ * content; a CRC of 0 means checksums were off, and files before RDB 5 have none. A header the reader does not know is refused first, and
  * `stopped()` (Ctrl-C) ends the check at the next chunk.
  */
 export async function verifyFileChecksum(path: string, stopped: () => boolean = () => false): Promise<void> {
@@ -31,13 +31,9 @@ export async function verifyFileChecksum(path: string, stopped: () => boolean = 
   try {
     const stats = await file.stat();
     const { size } = stats;
-    const header = Buffer.alloc(9);
-    await file.read(header, 0, 9, 0);
-    const version = Number(header.subarray(5, 9).toString('latin1'));
-    if (!/^REDIS\d{4}$/.test(header.toString('latin1'))) return; // the reader names what it found
-    if (version < OLDEST_RDB_VERSION || version > NEWEST_RDB_VERSION) {
-      throw new RdbFormatError(`RDB version ${version} is not one this reader knows (${OLDEST_RDB_VERSION} to ${NEWEST_RDB_VERSION}): try RDB_READER=server`);
-    }
+    const header = Buffer.alloc(HEADER_BYTES);
+    const { bytesRead } = await file.read(header, 0, HEADER_BYTES, 0);
+    if (!endsWithChecksum(rdbVersionOf(header.subarray(0, bytesRead)))) return; // older files have no CRC to check
     if (size < 9 + 8) throw new RdbFormatError(`file ends at byte ${size}, before its checksum (truncated?)`);
     const crc = new Crc64();
     const chunk = Buffer.allocUnsafe(CHUNK_BYTES);

@@ -6,7 +6,8 @@ import { crcHex } from './crc64.js';
 import { readLength, readString, skipLength, stringBodyLength } from './encodings.js';
 import { RdbFormatError, showBytes } from './errors.js';
 import { FileWindow } from './file-window.js';
-import { MODULE_OPCODE, NEWEST_RDB_VERSION, OLDEST_RDB_VERSION, RDB_OPCODE, RDB_TYPE } from './types.js';
+import { endsWithChecksum, HEADER_BYTES, rdbVersionOf } from './header.js';
+import { MODULE_OPCODE, RDB_OPCODE, RDB_TYPE } from './types.js';
 import { layoutOf, MODULE_AUX_BODY, ValueScanner, type Step } from './value-scan.js';
 
 export { RdbFormatError } from './errors.js';
@@ -42,8 +43,6 @@ const DEFAULT_CHUNK_BYTES = 1 << 20;
 /** A yielded batch of keys ends at this many keys or value bytes: async steps per batch, not per key. */
 const BATCH_KEYS = 512;
 const BATCH_BYTES = 1 << 20;
-const MAGIC = 'REDIS';
-const HEADER_BYTES = 9;
 const CHECKSUM_BYTES = 8;
 
 /** Thrown by a cursor that ran out of window: not an error, a request for bytes up to `need`. */
@@ -113,7 +112,7 @@ export async function* readRdbBatches(path: string, options: RdbReadOptions = {}
           at = await scanToEnd(window, MODULE_AUX_BODY, end, 'inside module AUX data');
           break;
         case 'eof':
-          if (options.checksum !== false) await checkChecksum(window, end);
+          if (options.checksum !== false && endsWithChecksum(header.version)) await checkChecksum(window, end);
           if (batch.length > 0) yield batch;
           return;
         case 'key': {
@@ -181,21 +180,7 @@ async function nextItem(window: FileWindow, at: number, headerDone: boolean): Pr
 
 async function readVersion(window: FileWindow): Promise<number> {
   await window.fill(Math.min(HEADER_BYTES, window.fileSize), 0);
-  const c = window.cursor(0, needMore);
-  const bytes = c.bytes(Math.min(HEADER_BYTES, window.fileSize));
-  const text = bytes.toString('latin1');
-  if (/^VALKEY[0-9]{3}$/.test(text)) {
-    // Valkey 9 changed the magic along with the format (RDB 80, new types): not the format this reader knows.
-    throw new RdbFormatError(`RDB file of Valkey 9 or later (header ${showBytes(bytes)} at byte 0) is newer than this reader knows (REDIS0009 to REDIS0012)`);
-  }
-  if (bytes.length < HEADER_BYTES || !text.startsWith(MAGIC) || !/^[0-9]{4}$/.test(text.slice(5))) {
-    const short = bytes.length < HEADER_BYTES ? ` (the file has only ${bytes.length} bytes)` : '';
-    throw new RdbFormatError(`not an RDB file: header ${showBytes(bytes)} at byte 0${short}`);
-  }
-  const version = Number(text.slice(5));
-  if (version > NEWEST_RDB_VERSION) throw new RdbFormatError(`RDB version ${version} is newer than this reader knows (${OLDEST_RDB_VERSION} to ${NEWEST_RDB_VERSION})`);
-  if (version < OLDEST_RDB_VERSION) throw new RdbFormatError(`RDB version ${version} is older than this reader knows (${OLDEST_RDB_VERSION} to ${NEWEST_RDB_VERSION})`);
-  return version;
+  return rdbVersionOf(window.cursor(0, needMore).bytes(Math.min(HEADER_BYTES, window.fileSize)));
 }
 
 /** Parses the opcode or key header at the cursor; the cursor throws NeedMore if the window is too short. */

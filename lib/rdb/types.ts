@@ -1,8 +1,11 @@
 // The numbers of the RDB format, as in Redis's and Valkey's src/rdb.h: value types, opcodes, module opcodes,
 // and which RDB versions this reader knows. The names are for messages.
 
-export const OLDEST_RDB_VERSION = 9;
+/** Redis 2.0 and 2.2 wrote RDB 1; each release since reads every older version. */
+export const OLDEST_RDB_VERSION = 1;
 export const NEWEST_RDB_VERSION = 12;
+/** Files and DUMP payloads carry a CRC-64 from this version on (Redis 2.6). */
+export const FIRST_CHECKSUMMED_VERSION = 5;
 
 export const RDB_TYPE = {
   STRING: 0,
@@ -90,33 +93,51 @@ export function moduleTypeName(id: bigint): { name: string; encodingVersion: num
   return { name, encodingVersion: Number(id & 1023n) };
 }
 
-/** The newest value type byte a server reading this RDB version knows (rdb.h of each release). */
-const NEWEST_TYPE_OF_VERSION: Readonly<Record<number, number>> = { 9: RDB_TYPE.STREAM_LISTPACKS, 10: RDB_TYPE.STREAM_LISTPACKS_2, 11: RDB_TYPE.STREAM_LISTPACKS_3, 12: RDB_TYPE.HASH_LISTPACK_EX };
+/** The value type bytes each RDB version added (rdb.h of each release; 3 to 5 were development versions of 2.6). */
+const TYPES_ADDED_IN: Readonly<Record<number, readonly number[]>> = {
+  1: [RDB_TYPE.STRING, RDB_TYPE.LIST, RDB_TYPE.SET, RDB_TYPE.ZSET, RDB_TYPE.HASH],
+  2: [RDB_TYPE.HASH_ZIPMAP, RDB_TYPE.LIST_ZIPLIST, RDB_TYPE.SET_INTSET, RDB_TYPE.ZSET_ZIPLIST],
+  6: [RDB_TYPE.HASH_ZIPLIST],
+  7: [RDB_TYPE.LIST_QUICKLIST],
+  8: [RDB_TYPE.ZSET_2, RDB_TYPE.MODULE_2],
+  9: [RDB_TYPE.STREAM_LISTPACKS],
+  10: [RDB_TYPE.HASH_LISTPACK, RDB_TYPE.ZSET_LISTPACK, RDB_TYPE.LIST_QUICKLIST_2, RDB_TYPE.STREAM_LISTPACKS_2],
+  11: [RDB_TYPE.SET_LISTPACK, RDB_TYPE.STREAM_LISTPACKS_3],
+  12: [RDB_TYPE.HASH_METADATA_PRE_GA, RDB_TYPE.HASH_LISTPACK_EX_PRE_GA, RDB_TYPE.HASH_METADATA, RDB_TYPE.HASH_LISTPACK_EX],
+};
+
+/** The RDB version that added each type byte. */
+const VERSION_ADDING = new Map<number, number>(Object.entries(TYPES_ADDED_IN).flatMap(([version, types]) => types.map((type) => [type, Number(version)] as const)));
 
 /**
  * Whether a server that reads RDB `version` can RESTORE a value of this type byte (stamped with its version):
  * the encodings of a type are fixed by its byte, so the byte alone decides. Module values are its modules' business.
  */
 export function typeReadableBy(type: number, version: number): boolean {
-  if (type === RDB_TYPE.MODULE_2) return true;
-  const newest = NEWEST_TYPE_OF_VERSION[Math.min(version, NEWEST_RDB_VERSION)];
-  return newest !== undefined && type <= newest && type !== RDB_TYPE.MODULE_PRE_GA;
+  const added = VERSION_ADDING.get(type);
+  return added !== undefined && added <= version;
 }
 
-/** The oldest RDB version whose servers read this type byte. */
+/** The oldest RDB version whose servers read this type byte (NEWEST_RDB_VERSION + 1 for none). */
 export function oldestVersionReading(type: number): number {
-  for (let version = OLDEST_RDB_VERSION; version <= NEWEST_RDB_VERSION; version++) if (typeReadableBy(type, version)) return version;
-  return NEWEST_RDB_VERSION + 1;
+  return VERSION_ADDING.get(type) ?? NEWEST_RDB_VERSION + 1;
 }
 
 /** The newest RDB format each redis-server release reads (from Redis's rdb.h, RDB_VERSION). */
 const RDB_VERSION_OF_RELEASE: readonly [number, number, number][] = [
-  [2, 6, 6], [3, 2, 7], [4, 0, 8], [5, 0, 9], [7, 0, 10], [7, 2, 11], [7, 4, 12],
+  [2, 0, 1], [2, 4, 2], [2, 6, 6], [3, 2, 7], [4, 0, 8], [5, 0, 9], [7, 0, 10], [7, 2, 11], [7, 4, 12],
 ];
 
-export function rdbVersionReadBy(serverVersion: number[]): number | undefined {
-  const [major = 0, minor = 0] = serverVersion;
+/** Valkey's releases by the RDB version they read: Valkey 7.2 to 8.x read Redis 7.2's. */
+const RDB_VERSION_OF_VALKEY: readonly [number, number, number][] = [[7, 2, 11]];
+
+const newestOf = (releases: readonly [number, number, number][], [major = 0, minor = 0]: readonly number[]): number | undefined => {
   let readable: number | undefined;
-  for (const [ma, mi, rdb] of RDB_VERSION_OF_RELEASE) if (major > ma || (major === ma && minor >= mi)) readable = rdb;
+  for (const [ma, mi, rdb] of releases) if (major > ma || (major === ma && minor >= mi)) readable = rdb;
   return readable;
+};
+
+/** The newest RDB version a server reads, from its redis_version, or its valkey_version where it has one. */
+export function rdbVersionReadBy(redisVersion: readonly number[], valkeyVersion?: readonly number[]): number | undefined {
+  return valkeyVersion ? newestOf(RDB_VERSION_OF_VALKEY, valkeyVersion) : newestOf(RDB_VERSION_OF_RELEASE, redisVersion);
 }

@@ -14,6 +14,8 @@ export interface DumpBatch {
   /** Per key "expire-at,length;": -2 gone, -3 an error (the payload is its text), length 0 for a key too big to DUMP. */
   header: string;
   payloads: Buffer;
+  /** The newest RDB version the source reads, which its payloads carry at most; undefined where unknown. */
+  rdbVersion?: number | undefined;
 }
 
 /** Values by type of the first keys of a batch, in the layout TYPE_WRITE takes (lib/net/scripts.ts). */
@@ -89,15 +91,16 @@ export class ServerReader implements ChunkReader {
 
   /** DUMP payloads of the first keys, up to the read budget; by plain commands (100 keys) where scripts are refused. */
   async dumps(keys: readonly Buffer[]): Promise<DumpBatch> {
+    const rdbVersion = this.node.capabilities.rdbVersion;
     if (this.node.scriptsAllowed) {
       try {
-        return await this.dumpsByScript(keys);
+        return { ...(await this.dumpsByScript(keys)), rdbVersion };
       } catch (err) {
         if (!isScriptingRefused(err)) throw err;
         this.node.scriptsAllowed = false;
       }
     }
-    return this.dumpsPlain(keys.slice(0, 100));
+    return { ...(await this.dumpsPlain(keys.slice(0, 100))), rdbVersion };
   }
 
   private async dumpsByScript(keys: readonly Buffer[]): Promise<DumpBatch> {
