@@ -98,7 +98,11 @@ export interface MigrationResult {
 export interface SelectionCounts {
   scanned: number;
   excluded: number;
+  /** Empty collections in a file, which redis-server drops when it loads the file: left out as well. */
+  empty: number;
 }
+
+export const noSelection = (): SelectionCounts => ({ scanned: 0, excluded: 0, empty: 0 });
 
 /** Bytes one read may gather into a batch (a read call, a file batch): bounds memory in flight and server blocking. */
 export const READ_BUDGET_BYTES = 4 * 1024 * 1024;

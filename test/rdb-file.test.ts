@@ -113,6 +113,34 @@ describe('our reader (the default RDB_READER) into Redis 7.0', () => {
     expect(run.stderr).not.toMatch(/\n\s+at /);
   });
 
+  it('empty collections in every encoding (as in Redis\'s own test files): left out and counted, as redis-server leaves them out when it loads the file; exit 0', async () => {
+    await target.cmd('FLUSHALL');
+    const dir = runDir();
+    const u32 = (n: number): Buffer => Buffer.from([n & 0xff, (n >> 8) & 0xff, (n >> 16) & 0xff, n >>> 24]);
+    const emptyZiplist = Buffer.concat([u32(11), u32(10), Buffer.from([0, 0, 0xff])]);
+    const emptyListpack = Buffer.concat([u32(7), Buffer.from([0, 0, 0xff])]);
+    const key = (type: number, name: string, ...body: Buffer[]): Buffer => Buffer.concat([Buffer.from([type]), rdbString(name), ...body]);
+    const file = rdbFile(10, Buffer.from([0xfe, 0x00]),
+      key(1, 'list'), Buffer.from([0]), key(2, 'set'), Buffer.from([0]), key(4, 'hash'), Buffer.from([0]), key(5, 'zset'), Buffer.from([0]),
+      key(10, 'ziplist', rdbString(emptyZiplist)),
+      key(16, 'listpack', rdbString(emptyListpack)), key(18, 'quicklist', Buffer.from([1, 2]), rdbString(emptyListpack)),
+      key(0, 'plain', rdbString('v')));
+    writeFileSync(join(dir, 'empty.rdb'), file);
+    const run = await runMigrator(settings(join(dir, 'empty.rdb')), dir);
+    expect(run.code, run.stdout + run.stderr).toBe(0);
+    expect(parseSummary(run.stdout)).toEqual({ restored: 1, skipped: 0, failed: 0, vanished: 0 });
+    expect(run.stdout).toMatch(/^7 keys in the file are empty collections, which redis-server drops when it loads the file: left out$/m);
+    expect(await target.cmd('KEYS', '*')).toEqual(['plain']);
+    const loadDir = runDir();
+    writeFileSync(join(loadDir, 'dump.rdb'), file);
+    const reference = await startRedis(['--dir', loadDir, '--dbfilename', 'dump.rdb']);
+    try {
+      expect(await reference.cmd('KEYS', '*')).toEqual(['plain']);
+    } finally {
+      await reference.stop();
+    }
+  });
+
   it('a module value the target has no module for fails by itself, naming the module; the keys around it are copied', async () => {
     await target.cmd('FLUSHALL');
     const dir = runDir();

@@ -37,6 +37,11 @@ export function summaryLines(result: MigrationResult, errorLogFile: string, excl
   return lines;
 }
 
+/** Said after the summary when a file held empty collections (left out: redis-server drops them when it loads the file). */
+export function emptyKeysLines(empty: number): string[] {
+  return empty > 0 ? [`${empty} keys in the file are empty collections, which redis-server drops when it loads the file: left out`] : [];
+}
+
 /** How keys crossed to an older target, said only when some did; keys that lost something are named in the log. */
 export function crossingLines(crossing: CrossingCounts, errorLogFile: string): string[] {
   const lines: string[] = [];
@@ -77,7 +82,7 @@ export interface JsonSummary {
   mode: 'copy' | 'compare' | 'dry-run' | 'live' | 'liveonly';
   /** Live replication's figures (MIGRATION_MODE=live, liveonly). */
   live?: Record<string, unknown>;
-  counts?: Counts & { excluded: number };
+  counts?: Counts & { excluded: number; empty?: number };
   crossing?: CrossingCounts;
   method?: { requested: string; used: string; fallbackReason: string | null };
   verification?: Record<string, Tally>;

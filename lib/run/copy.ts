@@ -3,7 +3,7 @@ import { Checkpoint, fingerprintOf } from '../copy/checkpoint.js';
 import { copyVerification, differing, tallyLine, type CopyTallies, type CopyVerification } from '../verify/comparison.js';
 import type { ErrorLog } from '../report/error-log.js';
 import { exitStatus } from './exit.js';
-import { afterLossLines, countsText, summaryLines, timingLine } from '../report/summary.js';
+import { afterLossLines, countsText, emptyKeysLines, summaryLines, timingLine } from '../report/summary.js';
 import { say, sourceStayedPut, startProgress, timingOf, verificationSetup, writeSummary, type Session } from './session.js';
 import { addCounts, type MigrationResult, noCounts } from '../records.js';
 import { Migration } from '../copy/migration.js';
@@ -29,6 +29,7 @@ export async function copy(session: Session, log: ErrorLog): Promise<number> {
     const whole = before ? { ...result, counts: addCounts(before, result.counts) } : result;
     for (const line of summaryLines(whole, settings.errorLogFile, session.selection.excluded, settings.excludePattern !== '', settings.scanType)) say(line);
     if (before) say(`This run: ${countsText(result.counts)} (the counts above include earlier runs of ${settings.checkpointFile})`);
+    for (const line of emptyKeysLines(session.selection.empty)) say(line);
     for (const note of session.notes) say(note);
     for (const line of afterLossLines(target.mastersReplacedSinceStart, recovery.reconnections)) say(line);
     const timing = timingOf(session, stats.bytesMoved);
@@ -46,7 +47,7 @@ export async function copy(session: Session, log: ErrorLog): Promise<number> {
     });
     writeSummary(settings, {
       mode: 'copy',
-      counts: { ...whole.counts, excluded: session.selection.excluded },
+      counts: { ...whole.counts, excluded: session.selection.excluded, empty: session.selection.empty },
       crossing: result.crossing,
       method: { requested: settings.copyMethod, used: migration.methodUsed, fallbackReason: result.fallbackReason ?? null },
       verification: verified,

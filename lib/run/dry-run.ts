@@ -3,7 +3,7 @@
 // batch's values say the rest.
 import type { Connection } from '../net/connections.js';
 import { logicalType } from '../rdb/types.js';
-import { formatBytes } from '../report/summary.js';
+import { emptyKeysLines, formatBytes } from '../report/summary.js';
 import { byNode, forEachPair, type NodePair } from '../net/routing.js';
 import type { Side } from '../net/side.js';
 import { asText } from '../net/reply.js';
@@ -135,7 +135,7 @@ async function existing(target: Connection, keys: readonly Buffer[]): Promise<st
 export async function dryRun(session: Session): Promise<number> {
   const report = new DryRun(session.source, session.target);
   await dryRunBatches(report, session.keys, () => session.interruption.requested);
-  for (const line of report.report(session.settings.overwrite)) say(line);
+  for (const line of [...report.report(session.settings.overwrite), ...emptyKeysLines(session.selection.empty)]) say(line);
   const status = exitStatus({ interrupted: session.interruption.requested, ...session.libraries });
   writeSummary(session.settings, { mode: 'dry-run', timing: timingOf(session, 0), exitStatus: status });
   return status;

@@ -7,6 +7,7 @@ import { differing } from '../verify/comparison.js';
 import type { ErrorLog } from '../report/error-log.js';
 import { EXIT, exitStatus } from './exit.js';
 import { timingLine } from '../report/summary.js';
+import { noSelection } from '../records.js';
 import { say, startProgress, timingOf, verificationSetup, writeSummary, type Session } from './session.js';
 
 export async function live(session: Session, log: ErrorLog): Promise<number> {
@@ -16,7 +17,7 @@ export async function live(session: Session, log: ErrorLog): Promise<number> {
   try {
     outcome = await replicate({
       settings, source, target, snapshot: session.keys, recovery: session.recovery, interruption: session.interruption, log, say,
-      rescan: () => scanMasters(settings, source, { scanned: 0, excluded: 0 }, []),
+      rescan: () => scanMasters(settings, source, noSelection(), []),
       // Ctrl-C is the cutover, which the verification belongs to (a second one stops the process at once).
       verification: { ...verificationSetup(session), shouldStop: () => false },
       startProgress: (counts) => startProgress(session, counts),

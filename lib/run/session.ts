@@ -5,7 +5,7 @@ import type { LibrariesOutcome, LibraryOptions } from '../copy/functions.js';
 import { ConnectionError, describeError, isRefusal } from '../net/connections.js';
 import { Recovery } from '../net/recovery.js';
 import { sameServer, Side } from '../net/side.js';
-import type { RecordBatch, SelectionCounts } from '../records.js';
+import { noSelection, type RecordBatch, type SelectionCounts } from '../records.js';
 import type { Interruption } from '../runtime.js';
 import type { Settings } from '../settings.js';
 import type { Database } from '../sources/open.js';
@@ -59,7 +59,7 @@ export async function connect(database: Database, previous: Previous, interrupti
   say('Connected to Redis instances successfully');
   const recovery = new Recovery(source ? [source, target] : [target], settings.reconnectTimeoutMs, () => interruption.requested);
   const session: Session = {
-    settings, source, target, selection: file?.counts ?? { scanned: 0, excluded: 0 }, keys: file?.batches ?? noBatches(), startedAt: new Date(), interruption,
+    settings, source, target, selection: file?.counts ?? noSelection(), keys: file?.batches ?? noBatches(), startedAt: new Date(), interruption,
     recovery, units: [], previous, notes: [], libraries: { failed: 0, differences: 0 },
   };
   if (source) session.keys = selectKeys(session, source);

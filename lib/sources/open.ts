@@ -4,7 +4,7 @@
 import type { Side } from '../net/side.js';
 import { verifyFileChecksum } from '../rdb/checksum.js';
 import { RdbFormatError } from '../rdb/reader.js';
-import type { RecordBatch, SelectionCounts } from '../records.js';
+import { noSelection, type RecordBatch, type SelectionCounts } from '../records.js';
 import type { Settings } from '../settings.js';
 import { databaseSections, otherDatabase } from './rdb-file.js';
 import { rdbFileVersion, RdbError, startRdbServer, type RdbServer } from './rdb-server.js';
@@ -82,7 +82,7 @@ async function fileSource(settings: Settings, stopped: () => boolean): Promise<S
         };
       }
       // A file with no key still meets the target once: the run connects and reports nothing copied.
-      if (sections === 0 && !stopped()) yield { settings, file: { batches: noBatches(), counts: { scanned: 0, excluded: 0 } } };
+      if (sections === 0 && !stopped()) yield { settings, file: { batches: noBatches(), counts: noSelection() } };
     },
     libraries: () => asSourceError(reading, () => fileLibraries(settings.rdbFile)),
     closingLines: () => [],

@@ -2,9 +2,10 @@
 // one section per database, each a stream of batches whose values are already there (no source server).
 import { checksumVerified } from '../rdb/checksum.js';
 import { readRdb, readRdbBatches, type RdbKey } from '../rdb/reader.js';
+import { isEmptyCollection } from '../rdb/empty.js';
 import { logicalType } from '../rdb/types.js';
 import { globTest, matchTest } from './glob.js';
-import { READ_BUDGET_BYTES, type RecordBatch, type SelectionCounts, type StoredValue } from '../records.js';
+import { noSelection, READ_BUDGET_BYTES, type RecordBatch, type SelectionCounts, type StoredValue } from '../records.js';
 import type { KeySelection } from './scan.js';
 
 /** One database of the file: its number, its selected keys in batches, and what the selection counted. */
@@ -47,7 +48,7 @@ export async function* databaseSections(path: string, selection: FileSelection, 
         record = await records.peek();
         continue;
       }
-      const counts: SelectionCounts = { scanned: 0, excluded: 0 };
+      const counts = noSelection();
       yield { db, batches: sectionBatches(records, db, selection, size, counts), counts };
       if (selection.onlyDb !== undefined || stopped()) return;
       // Whatever the consumer left of this database is passed over.
@@ -105,6 +106,10 @@ async function* sectionBatches(records: Records, db: number, selection: FileSele
   for (let record = await records.peek(); record?.db === db; record = records.current() ?? (await records.peek())) {
     records.skip();
     if ((match && !match(record.key)) || (type && logicalType(record.type) !== type)) continue;
+    if (isEmptyCollection(record.value)) {
+      counts.empty += 1;
+      continue;
+    }
     if (exclude?.(record.key)) {
       counts.excluded += 1;
       continue;

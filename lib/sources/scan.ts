@@ -2,7 +2,7 @@
 // (lib/sources/glob.ts), in batches with the scan's position beside them.
 import { isConnectionLoss, type Connection } from '../net/connections.js';
 import { asArray, asText, type Reply } from '../net/reply.js';
-import { DONE, type RecordBatch, type SelectionCounts } from '../records.js';
+import { DONE, noSelection, type RecordBatch, type SelectionCounts } from '../records.js';
 import type { Settings } from '../settings.js';
 import type { Side } from '../net/side.js';
 import { globTest } from './glob.js';
@@ -50,7 +50,7 @@ export async function* selectedKeys(
   unit: ScanUnit,
   selection: KeySelection,
   size: number,
-  counts: SelectionCounts = { scanned: 0, excluded: 0 },
+  counts: SelectionCounts = noSelection(),
   recovery?: ScanRecovery,
 ): AsyncGenerator<RecordBatch> {
   const excluded = globTest(selection.exclude);
