@@ -33,7 +33,7 @@ describe('payloads of a newer server (Redis 7.4, RDB 12) into redis-server 7.0 (
   it("learns the target's version from INFO, restamps what 7.0 reads, holds back the rest for a copy by type, and RESTOREs each key once", async () => {
     expect(connection.capabilities.rdbVersion).toBe(10);
     const entries = manifestKeys(readManifest('redis-7.4')).filter(([, entry]) => entry.expire_at_ms !== 'relative');
-    const payloads = entries.map(([, entry]) => Buffer.from(entry.dump, 'base64'));
+    const payloads = entries.map(([, entry]) => Buffer.from(entry.dump as string, 'base64'));
     const batch: DumpBatch = {
       keys: entries.map(([key]) => key),
       header: entries.map(([, entry], i) => `${entry.expire_at_ms as number},${(payloads[i] as Buffer).length};`).join(''),

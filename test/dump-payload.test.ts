@@ -28,7 +28,7 @@ const DUMPS: Dump[] = FIXTURES.flatMap((fixture) => {
   const manifest = readManifest(fixture);
   const version = Number(manifest.rdb_header.replace(/^REDIS/, ''));
   return Object.entries(manifest.databases).flatMap(([db, keys]) =>
-    Object.entries(keys).map(([key64, entry]) => ({ fixture, version, key: `${fixture} db${db} ${Buffer.from(key64, 'base64').toString('latin1')}`, entry, payload: Buffer.from(entry.dump, 'base64') })),
+    Object.entries(keys).map(([key64, entry]) => ({ fixture, version, key: `${fixture} db${db} ${Buffer.from(key64, 'base64').toString('latin1')}`, entry, payload: Buffer.from(entry.dump as string, 'base64') })),
   );
 });
 

@@ -31,7 +31,7 @@ function rdbLength(bytes: Buffer, at: number): [number, number] {
 const LZF_STRINGS = FIXTURES.flatMap((fixture) =>
   Object.values(readManifest(fixture).databases).flatMap((keys) =>
     Object.entries(keys).flatMap(([key64, entry]) => {
-      const dump = Buffer.from(entry.dump, 'base64');
+      const dump = Buffer.from(entry.dump as string, 'base64');
       if (entry.type !== 'string' || dump[0] !== 0 || dump[1] !== 0xc3) return [];
       const [compressedLength, afterFirst] = rdbLength(dump, 2);
       const [length, dataAt] = rdbLength(dump, afterFirst);

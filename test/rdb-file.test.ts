@@ -35,7 +35,7 @@ describe('our reader (the default RDB_READER) into Redis 7.0', () => {
     return startRedis(['--dir', dir, '--dbfilename', 'dump.rdb']);
   }
 
-  it.each(['redis-6.2', 'redis-7.0'])('%s: every key of both databases, equal to what redis-server loads from the file', async (name) => {
+  it.each(['redis-2.0', 'redis-2.4', 'redis-2.6', 'redis-2.8-nochecksum', 'redis-3.2', 'redis-4.0', 'redis-5.0-lfu', 'redis-6.2', 'redis-7.0'])('%s: every key of both databases, equal to what redis-server loads from the file', async (name) => {
     await target.cmd('FLUSHALL');
     const run = await runMigrator(settings(fixture(name)), runDir());
     expect(run.code, run.stdout + run.stderr).toBe(0);
@@ -44,7 +44,9 @@ describe('our reader (the default RDB_READER) into Redis 7.0', () => {
       for (const db of ['0', '3']) {
         await Promise.all([target.cmd('SELECT', db), reference.cmd('SELECT', db)]);
         expect(await digest(target), `db ${db}`).toBe(await digest(reference));
-        expect(await target.cmd('DBSIZE')).toBe(Object.keys(manifest(name).databases[db] ?? {}).length);
+        // A key that expired since the save is left out, by the server at load as by us.
+        const live = Object.values(manifest(name).databases[db] ?? {}).filter((entry) => !entry.expired_at_load);
+        expect(await target.cmd('DBSIZE')).toBe(live.length);
       }
     } finally {
       await target.cmd('SELECT', 0);
@@ -59,7 +61,7 @@ describe('our reader (the default RDB_READER) into Redis 7.0', () => {
     const dir = runDir();
     const run = await runMigrator(settings(fixture(name), { SOURCE_REDIS_DB_INDEX: 0 }), dir);
     const keys = manifestKeys(readManifest(name));
-    const restamped = keys.filter(([, entry]) => typeReadableBy(Buffer.from(entry.dump, 'base64')[0] ?? 255, 10));
+    const restamped = keys.filter(([, entry]) => typeReadableBy(Buffer.from(entry.dump as string, 'base64')[0] ?? 255, 10));
     expect(restamped.length).toBeGreaterThan(0);
     expect(restamped.length).toBeLessThan(keys.length);
     expect(run.code, run.stdout + run.stderr).toBe(0);

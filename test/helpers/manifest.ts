@@ -18,10 +18,13 @@ export interface ManifestGroup {
 export interface ManifestEntry {
   type: 'string' | 'list' | 'set' | 'zset' | 'hash' | 'stream';
   encoding: string;
-  dump: string;
+  /** Absent for servers before 2.6, which had no DUMP. */
+  dump?: string;
   expire_at_ms: number | 'relative';
   value: unknown;
   field_expire_at_ms?: Record<string, number>;
+  /** Set to expire just after the SAVE: any later load finds it expired (redis-3.2's expired:at-load). */
+  expired_at_load?: boolean;
   last_id?: string;
   entries_added?: number;
   max_deleted_entry_id?: string;
