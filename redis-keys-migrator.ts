@@ -45,7 +45,9 @@ async function main(): Promise<number> {
       status = worse(status, await runDatabase(database, source, log, interruption, first));
       first = false;
     }
-    for (const line of source.closingLines()) say(line);
+    const ending = source.ending();
+    for (const line of ending.lines) say(line);
+    if (ending.failed > 0) status = worse(status, EXIT.keysFailed);
     // Live mode's Ctrl-C is its cutover, which ends with its own status.
     return stopped() && !isLive(settings) ? EXIT.interrupted : status;
   } catch (err) {

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { oldestVersionReading, typeReadableBy } from '../lib/rdb/types.js';
 import { differenceFromManifest, manifestKeys, rdbFixture, readManifest } from './helpers/manifest.js';
-import { moduleValueBody, rdbFile, rdbString } from './helpers/rdb-files.js';
+import { moduleAuxRecord, moduleValueBody, rdbFile, rdbString } from './helpers/rdb-files.js';
 import { runDir } from './helpers/fixtures.js';
 import { parseSummary } from './helpers/inspect.js';
 import { digest } from './helpers/sample-data.js';
@@ -141,6 +141,17 @@ describe('our reader (the default RDB_READER) into Redis 7.0', () => {
     } finally {
       await reference.stop();
     }
+  });
+
+  it("a module's auxiliary data, which no command can copy: the keys are copied, the module is named in one line, exit 2", async () => {
+    await target.cmd('FLUSHALL');
+    const dir = runDir();
+    writeFileSync(join(dir, 'aux.rdb'), rdbFile(11, moduleAuxRecord('fixturemo', 3), Buffer.from([0xfe, 0x00, 0]), rdbString('plain'), rdbString('v')));
+    const run = await runMigrator(settings(join(dir, 'aux.rdb')), dir);
+    expect(run.code, run.stdout + run.stderr).toBe(2);
+    expect(parseSummary(run.stdout)).toEqual({ restored: 1, skipped: 0, failed: 0, vanished: 0 });
+    expect(await target.cmd('GET', 'plain')).toBe('v');
+    expect(run.stdout).toMatch(/^Not copied: the file holds auxiliary data of module fixturemo \(1 record: .*\), which .*: no command can copy it to another server\. .*$/m);
   });
 
   it('a module value the target has no module for fails by itself, naming the module; the keys around it are copied', async () => {

@@ -14,7 +14,7 @@ import { dumpPayload, payloadChecksumOk, payloadRdbVersion, payloadTypeByte, res
 import { logicalType } from '../lib/rdb/types.js';
 import { RdbFormatError, readRdb, type RdbHeader, type RdbKey, type RdbReadOptions } from '../lib/rdb/reader.js';
 import { startRedis, type LocalServer } from './helpers/servers.js';
-import { moduleValueBody, rdbFile, rdbLength, rdbString } from './helpers/rdb-files.js';
+import { moduleAuxRecord, moduleValueBody, rdbFile, rdbLength, rdbString } from './helpers/rdb-files.js';
 import type { Manifest, ManifestEntry, ManifestGroup } from './helpers/manifest.js';
 import { slowCrc64 } from './helpers/crc64-reference.js';
 
@@ -561,7 +561,7 @@ describe('opcodes and types no fixture has', () => {
   const moduleBody = moduleValueBody('fixturemo', 3);
   const expiry = Buffer.from([0xfd, 0, 0, 0, 0]);
   expiry.writeInt32LE(2_000_000_000, 1);
-  const moduleAux = Buffer.concat([Buffer.from([0xf7]), moduleBody.subarray(0, 9), Buffer.from([2, 1]), moduleBody.subarray(9)]);
+  const moduleAux = moduleAuxRecord('fixturemo', 3);
   const file = rdbFile(
     11,
     Buffer.concat([Buffer.from([0xfa]), rdbString('redis-ver'), rdbString('7.2.0')]),
@@ -573,8 +573,10 @@ describe('opcodes and types no fixture has', () => {
     Buffer.from([0]), rdbString('plain'), rdbString('v'),
   );
 
-  it('skips MODULE_AUX, RESIZEDB, SLOT_INFO, IDLE and FREQ and keeps AUX, SELECTDB and EXPIRETIME', async () => {
-    const { header, keys } = await readAll(scratchFile('opcodes.rdb', file), { chunkBytes: 64 });
+  it('skips RESIZEDB, SLOT_INFO, IDLE and FREQ, names the module of MODULE_AUX, and keeps AUX, SELECTDB and EXPIRETIME', async () => {
+    const modules: string[] = [];
+    const { header, keys } = await readAll(scratchFile('opcodes.rdb', file), { chunkBytes: 64, onModuleAux: (module) => modules.push(module) });
+    expect(modules).toEqual(['fixturemo']);
     expect(header.aux.get('redis-ver')?.toString()).toBe('7.2.0');
     expect(keys.map((k) => [k.db, k.key.toString(), k.expireAt, k.type])).toEqual([
       [2, 'mod', 2_000_000_000_000, 7],

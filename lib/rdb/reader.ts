@@ -3,11 +3,11 @@
 import { open } from 'node:fs/promises';
 import type { ByteCursor, ShortHandler } from './cursor.js';
 import { crcHex } from './crc64.js';
-import { readLength, readString, skipLength, stringBodyLength } from './encodings.js';
+import { readLength, readLengthBigint, readString, stringBodyLength } from './encodings.js';
 import { RdbFormatError, showBytes } from './errors.js';
 import { FileWindow } from './file-window.js';
 import { endsWithChecksum, HEADER_BYTES, rdbVersionOf } from './header.js';
-import { MODULE_OPCODE, RDB_OPCODE, RDB_TYPE } from './types.js';
+import { MODULE_OPCODE, moduleTypeName, RDB_OPCODE, RDB_TYPE } from './types.js';
 import { layoutOf, MODULE_AUX_BODY, ValueScanner, type Step } from './value-scan.js';
 
 export { RdbFormatError } from './errors.js';
@@ -35,6 +35,8 @@ export interface RdbReadOptions {
   onHeader?: (h: RdbHeader) => void;
   /** FUNCTION2 library code */
   onFunction?: (code: Buffer) => void;
+  /** Module auxiliary data (a module's global state, not a key's), by module name: no command can write it elsewhere. */
+  onModuleAux?: (module: string) => void;
   /** Whether to check the file's final CRC-64 (default true): off when the caller has checked it already. */
   checksum?: boolean;
 }
@@ -59,7 +61,7 @@ type Item =
   | { kind: 'selectdb'; db: number }
   | { kind: 'expire'; at: number }
   | { kind: 'function'; code: Buffer }
-  | { kind: 'module-aux' }
+  | { kind: 'module-aux'; module: string }
   | { kind: 'hint' } // RESIZEDB, SLOT_INFO, IDLE, FREQ: sizing and eviction data a copy does not need
   | { kind: 'eof' }
   | { kind: 'key'; type: number; layout: readonly Step[]; key: Buffer };
@@ -109,6 +111,7 @@ export async function* readRdbBatches(path: string, options: RdbReadOptions = {}
           options.onFunction?.(item.code);
           break;
         case 'module-aux':
+          options.onModuleAux?.(item.module);
           at = await scanToEnd(window, MODULE_AUX_BODY, end, 'inside module AUX data');
           break;
         case 'eof':
@@ -218,11 +221,11 @@ function readItem(c: ByteCursor): Parsed {
     case RDB_OPCODE.FUNCTION_PRE_GA:
       throw new RdbFormatError(`function library in the pre-release format of Redis 7.0 release candidates (opcode 0xf6) ${c.at(start)}: not supported, save the file again with Redis 7.0 or later`);
     case RDB_OPCODE.MODULE_AUX: {
-      skipLength(c); // module type id, 64 bits
+      const module = moduleTypeName(readLengthBigint(c)).name;
       const whenOpcode = readLength(c);
       if (whenOpcode !== MODULE_OPCODE.UINT) throw new RdbFormatError(`module AUX data ${c.at(start)} has opcode ${whenOpcode} where its "when" field belongs`);
       readLength(c); // when: before or after the keys
-      return { kind: 'module-aux', end: c.offset };
+      return { kind: 'module-aux', module, end: c.offset };
     }
     case RDB_OPCODE.EOF:
       return { kind: 'eof', end: c.offset };

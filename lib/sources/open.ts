@@ -6,7 +6,7 @@ import { verifyFileChecksum } from '../rdb/checksum.js';
 import { RdbFormatError } from '../rdb/reader.js';
 import { noSelection, type RecordBatch, type SelectionCounts } from '../records.js';
 import type { Settings } from '../settings.js';
-import { databaseSections, otherDatabase } from './rdb-file.js';
+import { databaseSections, type FileFacts, otherDatabase } from './rdb-file.js';
 import { rdbFileVersion, RdbError, startRdbServer, type RdbServer } from './rdb-server.js';
 import { fileLibraries, type Libraries, sourceLibraries } from './libraries.js';
 
@@ -31,9 +31,15 @@ export interface Source {
   databases(stopped: () => boolean): AsyncIterable<Database>;
   /** The function libraries it holds: a server's (given as `side` once connected) or the file's. */
   libraries(side: Side | undefined): Promise<Libraries>;
-  /** What the run says of the source at its end. */
-  closingLines(): string[];
+  /** What the run says of the source at its end, and what it could not copy that no key's count shows. */
+  ending(): SourceEnding;
   close(): Promise<void>;
+}
+
+export interface SourceEnding {
+  lines: string[];
+  /** Things left out that are not keys (a module's auxiliary data): the run fails (exit 2). */
+  failed: number;
 }
 
 /** How opening a source talks: `say` for the run's lines, `progress` for a private server's loading. */
@@ -54,7 +60,7 @@ function serverSource(settings: Settings): Source {
       yield { settings };
     },
     libraries: serverLibraries,
-    closingLines: () => [],
+    ending: () => ({ lines: [], failed: 0 }),
     close: async () => undefined,
   };
 }
@@ -68,10 +74,11 @@ async function fileSource(settings: Settings, stopped: () => boolean): Promise<S
   await asSourceError(reading, () => checkFileFirst(settings, stopped));
   const onlyDb = settings.sourceDbChosen ? settings.source.db : undefined;
   const filters = { match: settings.matchPattern, type: settings.scanType, exclude: settings.excludePattern, scanCount: settings.scanBatchSize, onlyDb };
+  const facts: FileFacts = { moduleAux: new Map() };
   return {
     databases: async function* () {
       let sections = 0;
-      const all = databaseSections(settings.rdbFile, filters, settings.pipelineBatchSize, { version: 0 }, stopped);
+      const all = databaseSections(settings.rdbFile, filters, settings.pipelineBatchSize, facts, stopped);
       for await (const section of sourceErrors(reading, all)) {
         const target = onlyDb === undefined ? { ...settings.target, db: section.db } : settings.target;
         sections += 1;
@@ -85,9 +92,20 @@ async function fileSource(settings: Settings, stopped: () => boolean): Promise<S
       if (sections === 0 && !stopped()) yield { settings, file: { batches: noBatches(), counts: noSelection() } };
     },
     libraries: () => asSourceError(reading, () => fileLibraries(settings.rdbFile)),
-    closingLines: () => [],
+    ending: () => moduleAuxEnding(facts.moduleAux),
     close: async () => undefined,
   };
+}
+
+/**
+ * A module's auxiliary data (its global state, saved apart from any key: a search module's index definitions, say)
+ * is loaded only from a file, by the module itself: no command writes it to another server. redis-server refuses a
+ * file holding it unless the module is loaded; we cannot copy it at all, so each module's is a failure, named.
+ */
+function moduleAuxEnding(moduleAux: ReadonlyMap<string, number>): SourceEnding {
+  const lines = [...moduleAux].map(([module, records]) =>
+    `Not copied: the file holds auxiliary data of module ${module} (${records} ${records === 1 ? 'record' : 'records'}: the module's own state, apart from its keys), which only that module reads when redis-server loads the file: no command can copy it to another server. Recreate that state on the target with the module's own commands`);
+  return { lines, failed: moduleAux.size };
 }
 
 /**
@@ -125,7 +143,7 @@ async function privateServerSource(settings: Settings, stopped: () => boolean, v
       for (const pair of pairs) yield { settings: { ...settings, ...pair }, heading: pairs.length > 1 ? `Database ${pair.source.db} -> ${pair.target.db}` : undefined };
     },
     libraries: serverLibraries,
-    closingLines: () => [`Private redis-server for SOURCE_RDB_FILE: used_memory_human ${rdb.usedMemoryHuman}`],
+    ending: () => ({ lines: [`Private redis-server for SOURCE_RDB_FILE: used_memory_human ${rdb.usedMemoryHuman}`], failed: 0 }),
     close: () => rdb.stop(),
   };
 }

@@ -20,9 +20,10 @@ interface FileSelection extends KeySelection {
   onlyDb?: number;
 }
 
-/** What the reader learnt of the file as it went: its RDB version (its function libraries: lib/writers/functions.ts). */
-interface FileFacts {
-  version: number;
+/** What the reader met in the file besides keys, as it went (its function libraries: libraries.ts). */
+export interface FileFacts {
+  /** Module auxiliary data records by module name: a module's global state, which no command can write. */
+  moduleAux: Map<string, number>;
 }
 
 /**
@@ -34,7 +35,7 @@ interface FileFacts {
  */
 export async function* databaseSections(path: string, selection: FileSelection, size: number, facts: FileFacts, stopped: () => boolean): AsyncGenerator<DatabaseSection> {
   const options = {
-    onHeader: (header: { version: number }) => void (facts.version = header.version),
+    onModuleAux: (module: string) => void facts.moduleAux.set(module, (facts.moduleAux.get(module) ?? 0) + 1),
     // The run checked the whole file's CRC before the first key (verifyFileChecksum): once is enough.
     checksum: !checksumVerified(path),
   };

@@ -44,3 +44,9 @@ export function moduleValueBody(name: string, version: number): Buffer {
     Buffer.from([0]), // EOF
   ]);
 }
+
+/** A MODULE_AUX record (opcode 0xf7) of module `name`: its id, "when" (UINT 1: before the keys), then the operands of moduleValueBody. */
+export function moduleAuxRecord(name: string, version: number): Buffer {
+  const body = moduleValueBody(name, version);
+  return Buffer.concat([Buffer.from([0xf7]), body.subarray(0, 9), Buffer.from([2, 1]), body.subarray(9)]);
+}
