@@ -26,7 +26,7 @@ interface Dump {
 
 const DUMPS: Dump[] = FIXTURES.flatMap((fixture) => {
   const manifest = readManifest(fixture);
-  const version = Number(manifest.rdb_header.replace(/^REDIS/, ''));
+  const version = Number(manifest.rdb_header.replace(/^REDIS/, '')); // the modern fixtures: REDIS and 4 digits
   return Object.entries(manifest.databases).flatMap(([db, keys]) =>
     Object.entries(keys).map(([key64, entry]) => ({ fixture, version, key: `${fixture} db${db} ${Buffer.from(key64, 'base64').toString('latin1')}`, entry, payload: Buffer.from(entry.dump as string, 'base64') })),
   );

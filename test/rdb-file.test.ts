@@ -6,7 +6,7 @@ import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { oldestVersionReading, typeReadableBy } from '../lib/rdb/types.js';
-import { differenceFromManifest, manifestKeys, rdbFixture, readManifest } from './helpers/manifest.js';
+import { differenceFromManifest, headerVersion, manifestKeys, rdbFixture, readManifest } from './helpers/manifest.js';
 import { moduleAuxRecord, moduleValueBody, rdbFile, rdbString } from './helpers/rdb-files.js';
 import { runDir } from './helpers/fixtures.js';
 import { parseSummary } from './helpers/inspect.js';
@@ -56,12 +56,13 @@ describe('our reader (the default RDB_READER) into Redis 7.0', () => {
     expect(run.stdout).toMatch(/^Database 3 -> 3$/m);
   });
 
-  it.each(['redis-7.2', 'valkey-8.0', 'redis-7.4'])('%s (RDB 11/12): every key restored into 7.0 equal to the manifest, restamped or decoded per key, and the summary says how many went each way', async (name) => {
+  it.each(['redis-7.2', 'valkey-8.0', 'redis-7.4', 'redis-8.0', 'valkey-9.1'])('%s (RDB 11, 12 and Valkey 9\'s 80): every key restored into 7.0 equal to the manifest, restamped or decoded per key, and the summary says how many went each way', async (name) => {
     await target.cmd('FLUSHALL');
     const dir = runDir();
     const run = await runMigrator(settings(fixture(name), { SOURCE_REDIS_DB_INDEX: 0 }), dir);
     const keys = manifestKeys(readManifest(name));
-    const restamped = keys.filter(([, entry]) => typeReadableBy(Buffer.from(entry.dump as string, 'base64')[0] ?? 255, 10));
+    const version = headerVersion(readManifest(name).rdb_header);
+    const restamped = keys.filter(([, entry]) => typeReadableBy(Buffer.from(entry.dump as string, 'base64')[0] ?? 255, 10, version));
     expect(restamped.length).toBeGreaterThan(0);
     expect(restamped.length).toBeLessThan(keys.length);
     expect(run.code, run.stdout + run.stderr).toBe(0);
@@ -71,7 +72,7 @@ describe('our reader (the default RDB_READER) into Redis 7.0', () => {
     // Field expiries have no place on 7.0: each such hash is named in the log, and the summary counts them.
     const log = readFileSync(join(dir, 'redis-keys-migrator-error.log'), 'utf8');
     const withFieldExpiries = keys.filter(([, entry]) => entry.field_expire_at_ms !== undefined);
-    expect(withFieldExpiries.length).toBe(name === 'redis-7.4' ? 2 : 0);
+    expect(withFieldExpiries.length).toBe(['redis-7.4', 'redis-8.0', 'valkey-9.1'].includes(name) ? 2 : 0);
     for (const [key] of withFieldExpiries) expect(log).toMatch(new RegExp(`WARNING - Migrated key \\|${key.toString()}\\| without \\d hash-field expir`));
     if (withFieldExpiries.length > 0) expect(run.stdout).toContain(`${withFieldExpiries.length} keys were restored without their hash-field expiries`);
     else expect(run.stdout).not.toContain('hash-field expiries');

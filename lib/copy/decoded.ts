@@ -34,7 +34,7 @@ export async function writeDecoded(ctx: WriteContext, items: readonly DecodedWri
     }
     let value: RdbValue;
     try {
-      value = decodeValue(stored.value);
+      value = decodeValue(stored.value, stored.rdbVersion);
     } catch (err) {
       if (!(err instanceof RdbFormatError)) throw err;
       outcomes[index] = { key, status: 'failed', reason: `the file's value cannot be decoded: ${err.message}` };

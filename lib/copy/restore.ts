@@ -13,7 +13,7 @@ import { type Connection, isScriptingRefused } from '../net/connections.js';
 import type { Crossing, KeyOutcome, StoredValue } from '../records.js';
 import type { DumpBatch } from '../sources/server.js';
 import { answerOf, type CopyStats, failed, type WriteAnswer, type WriteContext } from './context.js';
-import { RDB_TYPE, typeReadableBy } from '../rdb/types.js';
+import { RDB_TYPE, stampFor, typeReadableBy } from '../rdb/types.js';
 
 /** The RDB version assumed of a target whose INFO does not tell (Redis 5.0's): values of newer types are decoded rather than risked. */
 const VERSION_WHEN_UNTOLD = 9;
@@ -62,15 +62,15 @@ interface FittedBatch {
 /** The batch as the target takes it, learnt from its INFO once: untouched unless some payload is newer than it reads. */
 function fitToTarget(batch: DumpBatch, targetVersion: number | undefined): FittedBatch {
   const untouched = (): FittedBatch => ({ batch, sent: batch.keys.map((_, i) => i), restamped: new Set(), byType: [] });
-  if (targetVersion === undefined || (batch.rdbVersion !== undefined && batch.rdbVersion <= targetVersion)) return untouched();
+  if (targetVersion === undefined || (batch.rdbVersion !== undefined && stampFor(batch.rdbVersion, targetVersion) === batch.rdbVersion)) return untouched();
   const records = parseDumpHeader(batch.header, batch.payloads);
   const fitted: FittedBatch & { records: DumpRecord[] } = { batch, sent: [], restamped: new Set(), byType: [], records: [] };
   records.forEach((record, index) => {
     const { expireAt, payload } = record;
     if (expireAt < 0 && expireAt !== -1) fitted.records.push(record); // gone, or an error: answered without a RESTORE
-    else if (payload.length === 0 || payloadRdbVersion(payload) <= targetVersion) fitted.records.push(record);
-    else if (payloadChecksumOk(payload) && typeReadableBy(payloadTypeByte(payload), targetVersion)) {
-      fitted.records.push({ expireAt, payload: restampPayload(payload, targetVersion) });
+    else if (payload.length === 0 || stampFor(payloadRdbVersion(payload), targetVersion) === payloadRdbVersion(payload)) fitted.records.push(record);
+    else if (payloadChecksumOk(payload) && typeReadableBy(payloadTypeByte(payload), targetVersion, payloadRdbVersion(payload))) {
+      fitted.records.push({ expireAt, payload: restampPayload(payload, stampFor(payloadRdbVersion(payload), targetVersion)) });
       fitted.restamped.add(index);
     } else {
       fitted.byType.push(index);
@@ -81,7 +81,7 @@ function fitToTarget(batch: DumpBatch, targetVersion: number | undefined): Fitte
   if (fitted.restamped.size === 0 && fitted.byType.length === 0) return untouched();
   const keys = fitted.sent.map((index) => batch.keys[index] as Buffer);
   const header = fitted.records.map(({ expireAt, payload }) => `${expireAt},${payload.length};`).join('');
-  return { batch: { keys, header, payloads: Buffer.concat(fitted.records.map((r) => r.payload)), rdbVersion: targetVersion }, sent: fitted.sent, restamped: fitted.restamped, byType: fitted.byType };
+  return { batch: { keys, header, payloads: Buffer.concat(fitted.records.map((r) => r.payload)) }, sent: fitted.sent, restamped: fitted.restamped, byType: fitted.byType };
 }
 
 /** A module value whose last attempt failed gets a reason that names its module; RESTORE's own words do not say why. */
@@ -138,11 +138,11 @@ export async function restoreStored(ctx: WriteContext, keys: readonly Buffer[], 
   const decoded: { index: number; key: Buffer; stored: StoredValue }[] = [];
   keys.forEach((key, index) => {
     const value = stored[index] as StoredValue;
-    if (!typeReadableBy(value.type, targetVersion)) {
+    if (!typeReadableBy(value.type, targetVersion, value.rdbVersion)) {
       decoded.push({ index, key, stored: value });
       return;
     }
-    sent.push({ index, key, value, version: Math.min(value.rdbVersion, targetVersion) });
+    sent.push({ index, key, value, version: stampFor(value.rdbVersion, targetVersion) });
   });
   const [answers, written] = await Promise.all([
     sent.length > 0 ? restorePipelined(target, ctx.settings.overwrite, sent, ctx.stats) : [],
@@ -151,7 +151,7 @@ export async function restoreStored(ctx: WriteContext, keys: readonly Buffer[], 
   answers.forEach((answer, j) => {
     const { index, key, value, version } = sent[j] as FileRestore;
     if (answer.status === 'failed' && value.type === RDB_TYPE.MODULE_2) outcomes[index] = { key, status: 'failed', reason: moduleRefusal(value.value, answer.reason, target) };
-    else outcomes[index] = value.rdbVersion > version ? crossed(answer, 'restamped') : answer;
+    else outcomes[index] = value.rdbVersion !== version ? crossed(answer, 'restamped') : answer;
   });
   written.forEach((outcome, j) => (outcomes[(decoded[j] as (typeof decoded)[number]).index] = outcome));
   return outcomes;

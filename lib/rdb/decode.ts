@@ -5,7 +5,7 @@ import { readLength, readLengthBigint, readString, readTextDouble, parseScore } 
 import { RdbFormatError } from './errors.js';
 import { intsetItems, itemInteger, itemText, listpackItems, ziplistItems, zipmapPairs, type PackedItem } from './packed.js';
 import { decodeStream, type StreamValue } from './decode-stream.js';
-import { MODULE_OPCODE, QUICKLIST_NODE, RDB_TYPE, moduleTypeName } from './types.js';
+import { isValkeyFormat, MODULE_OPCODE, QUICKLIST_NODE, RDB_TYPE, moduleTypeName, VALKEY_HASH_2 } from './types.js';
 
 export type { StreamValue, StreamGroup, StreamConsumer, StreamPendingEntry } from './decode-stream.js';
 
@@ -24,14 +24,17 @@ export type RdbValue =
 
 const NO_FIELD_EXPIRY = 0; // HASH_LP_NO_TTL, and a relative TTL of 0 in HASH_METADATA
 
-/** Decodes a whole value; throws RdbFormatError naming the offset within the value if it is malformed. */
-export function decodeValue(value: Buffer): RdbValue {
+/**
+ * Decodes a whole value written in RDB `version` (which tells Valkey 9's types from Redis's); throws RdbFormatError
+ * naming the offset within the value if it is malformed.
+ */
+export function decodeValue(value: Buffer, version = 0): RdbValue {
   const c = valueCursor(value, 1, (need) => {
     throw new RdbFormatError(`value ends at byte ${value.length}, its layout needs bytes up to ${need} (cut short?)`);
   });
   const type = value[0];
   if (type === undefined) throw new RdbFormatError('an empty value has no type byte');
-  const decoded = decodeBody(type, c);
+  const decoded = isValkeyFormat(version) && type >= VALKEY_HASH_2 ? decodeValkeyBody(type, c) : decodeBody(type, c);
   const extra = value.length - c.pos;
   if (extra !== 0) throw new RdbFormatError(`value of type ${type} has ${extra} ${extra === 1 ? 'byte' : 'bytes'} left over ${c.at()}`);
   return decoded;
@@ -90,6 +93,19 @@ function decodeBody(type: number, c: ByteCursor): RdbValue {
       return { type: 'module', value: moduleValue(c) };
   }
   throw new RdbFormatError(`cannot decode value type ${type}`);
+}
+
+/** Valkey 9's own types: HASH_2, per field its name, value and absolute expiry (-1 for none). */
+function decodeValkeyBody(type: number, c: ByteCursor): RdbValue {
+  if (type !== VALKEY_HASH_2) throw new RdbFormatError(`cannot decode value type ${type} of a Valkey file`);
+  const value: [Buffer, Buffer][] = [];
+  const fieldExpireAt: number[] = [];
+  const count = readLength(c);
+  for (let i = 0; i < count; i++) {
+    value.push([readString(c), readString(c)]);
+    fieldExpireAt.push(c.i64le());
+  }
+  return { type: 'hash', value, fieldExpireAt };
 }
 
 function repeat<T>(c: ByteCursor, one: () => T): T[] {

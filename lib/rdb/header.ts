@@ -1,7 +1,8 @@
-// An RDB file's first bytes: "REDIS" and a 4-digit version, as every Redis since 1.0 writes it. The one place
-// that decides which versions this reader takes and whether a file of that version ends with a CRC-64.
+// An RDB file's first bytes: "REDIS" and a 4-digit version, as every Redis since 1.0 writes it, or "VALKEY" and
+// 3 digits (Valkey 9 and later). The one place that decides which versions this reader takes and whether a file of
+// that version ends with a CRC-64.
 import { RdbFormatError, showBytes } from './errors.js';
-import { FIRST_CHECKSUMMED_VERSION, NEWEST_RDB_VERSION, OLDEST_RDB_VERSION } from './types.js';
+import { FIRST_CHECKSUMMED_VERSION, NEWEST_RDB_VERSION, OLDEST_RDB_VERSION, VALKEY_RDB_VERSION } from './types.js';
 
 export const HEADER_BYTES = 9;
 
@@ -9,7 +10,9 @@ export const HEADER_BYTES = 9;
 export function rdbVersionOf(bytes: Buffer): number {
   const text = bytes.toString('latin1');
   if (/^VALKEY[0-9]{3}$/.test(text)) {
-    throw new RdbFormatError(`RDB file of Valkey 9 or later (header ${showBytes(bytes)} at byte 0) is newer than this reader knows (REDIS0001 to REDIS00${NEWEST_RDB_VERSION})`);
+    const version = Number(text.slice(6));
+    if (version === VALKEY_RDB_VERSION) return version;
+    throw new RdbFormatError(`RDB version ${version} of Valkey (header ${showBytes(bytes)} at byte 0) is not one this reader knows (REDIS0001 to REDIS00${NEWEST_RDB_VERSION}, VALKEY0${VALKEY_RDB_VERSION})${version > VALKEY_RDB_VERSION ? ': try RDB_READER=server' : ''}`);
   }
   if (bytes.length < HEADER_BYTES || !/^REDIS[0-9]{4}$/.test(text)) {
     const short = bytes.length < HEADER_BYTES ? ` (the file has only ${bytes.length} bytes)` : '';

@@ -7,7 +7,7 @@ import { readLength, readLengthBigint, readString, stringBodyLength } from './en
 import { RdbFormatError, showBytes } from './errors.js';
 import { FileWindow } from './file-window.js';
 import { endsWithChecksum, HEADER_BYTES, rdbVersionOf } from './header.js';
-import { MODULE_OPCODE, moduleTypeName, RDB_OPCODE, RDB_TYPE } from './types.js';
+import { isValkeyFormat, MODULE_OPCODE, moduleTypeName, RDB_OPCODE, RDB_TYPE, VALKEY_SLOT_IMPORT } from './types.js';
 import { layoutOf, MODULE_AUX_BODY, ValueScanner, type Step } from './value-scan.js';
 
 export { RdbFormatError } from './errors.js';
@@ -90,7 +90,7 @@ export async function* readRdbBatches(path: string, options: RdbReadOptions = {}
     let batch: RdbKey[] = [];
     let bytes = 0;
     for (let at = HEADER_BYTES; ;) {
-      const item = itemAt(window, at) ?? (await nextItem(window, at, headerDone));
+      const item = itemAt(window, at, header.version) ?? (await nextItem(window, at, headerDone, header.version));
       const { end } = item;
       if (!headerDone && item.kind !== 'aux') {
         headerDone = true;
@@ -139,9 +139,9 @@ export async function* readRdbBatches(path: string, options: RdbReadOptions = {}
 }
 
 /** The opcode or key header at `at` if the window holds all of it (the common case: no await). */
-function itemAt(window: FileWindow, at: number): Parsed | undefined {
+function itemAt(window: FileWindow, at: number, version: number): Parsed | undefined {
   try {
-    return readItem(window.sharedCursor(at, needMore));
+    return readItem(window.sharedCursor(at, needMore), version);
   } catch (err) {
     if (err instanceof NeedMore) return undefined;
     throw err;
@@ -170,10 +170,10 @@ function valueEndAt(window: FileWindow, layout: readonly Step[], start: number):
 }
 
 /** The opcode or key header at `at`, reading more of the file until it is whole. */
-async function nextItem(window: FileWindow, at: number, headerDone: boolean): Promise<Parsed> {
+async function nextItem(window: FileWindow, at: number, headerDone: boolean, version: number): Promise<Parsed> {
   for (;;) {
     try {
-      return readItem(window.cursor(at, needMore));
+      return readItem(window.cursor(at, needMore), version);
     } catch (err) {
       if (!(err instanceof NeedMore)) throw err;
       await readUpTo(window, err.need, at, placeOfItem(window, at, headerDone));
@@ -186,10 +186,11 @@ async function readVersion(window: FileWindow): Promise<number> {
   return rdbVersionOf(window.cursor(0, needMore).bytes(Math.min(HEADER_BYTES, window.fileSize)));
 }
 
-/** Parses the opcode or key header at the cursor; the cursor throws NeedMore if the window is too short. */
-function readItem(c: ByteCursor): Parsed {
+/** Parses the opcode or key header at the cursor in a file of RDB `version`; the cursor throws NeedMore if the window is too short. */
+function readItem(c: ByteCursor, version: number): Parsed {
   const start = c.offset;
   const type = c.u8();
+  if (type === VALKEY_SLOT_IMPORT && isValkeyFormat(version)) return slotImport(c);
   switch (type) {
     case RDB_OPCODE.AUX: {
       const name = readString(c).toString('latin1');
@@ -233,9 +234,20 @@ function readItem(c: ByteCursor): Parsed {
   if (type === RDB_TYPE.MODULE_PRE_GA) {
     throw new RdbFormatError(`module value in the pre-release format of Redis 4.0 release candidates (type 6) ${c.at(start)}: not supported`);
   }
-  const layout = layoutOf(type);
-  if (!layout) throw new RdbFormatError(`unknown value type ${type} ${c.at(start)}`);
+  const layout = layoutOf(type, version);
+  if (!layout) throw new RdbFormatError(`unknown value type ${type} ${c.at(start)}${isValkeyFormat(version) ? ' of a Valkey file' : ''}`);
   return { kind: 'key', type, layout, key: readString(c, true), end: c.offset };
+}
+
+/** Valkey 9's record of a slot import in progress (cluster state, not keys): a job name, then slot ranges. */
+function slotImport(c: ByteCursor): Parsed {
+  readString(c);
+  const ranges = readLength(c);
+  for (let i = 0; i < ranges; i++) {
+    readLength(c);
+    readLength(c);
+  }
+  return { kind: 'hint', end: c.offset };
 }
 
 /** What the file was in the middle of at `at`, for a truncation message. */

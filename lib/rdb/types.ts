@@ -6,6 +6,16 @@ export const OLDEST_RDB_VERSION = 1;
 export const NEWEST_RDB_VERSION = 12;
 /** Files and DUMP payloads carry a CRC-64 from this version on (Redis 2.6). */
 export const FIRST_CHECKSUMMED_VERSION = 5;
+/**
+ * Valkey 9's RDB version (magic VALKEY, 3 digits). Valkey numbers its own formats from 80 and refuses Redis's
+ * 12 to 79; in its files type byte 22 is HASH_2 (not Redis's 22) and 23 to 25 do not exist.
+ */
+export const VALKEY_RDB_VERSION = 80;
+export const isValkeyFormat = (version: number): boolean => version >= VALKEY_RDB_VERSION;
+/** Valkey 9's hash with field expiries: per field its name, value and absolute expiry (int64 ms, -1 none). */
+export const VALKEY_HASH_2 = 22;
+/** Valkey 9's opcode for a cluster slot import in progress: a job name and slot ranges (Redis 8.6 uses 0xf3 otherwise). */
+export const VALKEY_SLOT_IMPORT = 0xf3;
 
 export const RDB_TYPE = {
   STRING: 0,
@@ -110,12 +120,24 @@ const TYPES_ADDED_IN: Readonly<Record<number, readonly number[]>> = {
 const VERSION_ADDING = new Map<number, number>(Object.entries(TYPES_ADDED_IN).flatMap(([version, types]) => types.map((type) => [type, Number(version)] as const)));
 
 /**
- * Whether a server that reads RDB `version` can RESTORE a value of this type byte (stamped with its version):
- * the encodings of a type are fixed by its byte, so the byte alone decides. Module values are its modules' business.
+ * Whether a server that reads RDB `version` can RESTORE a value of this type byte written in RDB `writtenIn`
+ * (stamped with a version it reads): the encodings of a type are fixed by its byte, and by whether the format is
+ * Redis's or Valkey 9's, which read each other's types 0 to 21 and differ from 22 on. Module values are their modules' business.
  */
-export function typeReadableBy(type: number, version: number): boolean {
+export function typeReadableBy(type: number, version: number, writtenIn = 0): boolean {
+  if (isValkeyFormat(writtenIn) && type === VALKEY_HASH_2) return isValkeyFormat(version);
   const added = VERSION_ADDING.get(type);
-  return added !== undefined && added <= version;
+  if (added === undefined) return false;
+  return isValkeyFormat(version) ? type < VALKEY_HASH_2 : added <= version;
+}
+
+/**
+ * The version stamp a payload written in RDB `writtenIn` gets for a target reading RDB `target`: its own where the
+ * target reads it, else the target's. Valkey 9 takes Redis's 1 to 11 and its own 80, not Redis's 12 to 79.
+ */
+export function stampFor(writtenIn: number, target: number): number {
+  if (isValkeyFormat(target)) return writtenIn <= 11 || writtenIn === target ? writtenIn : target;
+  return Math.min(writtenIn, target);
 }
 
 /** The oldest RDB version whose servers read this type byte (NEWEST_RDB_VERSION + 1 for none). */
@@ -128,8 +150,8 @@ const RDB_VERSION_OF_RELEASE: readonly [number, number, number][] = [
   [2, 0, 1], [2, 4, 2], [2, 6, 6], [3, 2, 7], [4, 0, 8], [5, 0, 9], [7, 0, 10], [7, 2, 11], [7, 4, 12],
 ];
 
-/** Valkey's releases by the RDB version they read: Valkey 7.2 to 8.x read Redis 7.2's. */
-const RDB_VERSION_OF_VALKEY: readonly [number, number, number][] = [[7, 2, 11]];
+/** Valkey's releases by the RDB version they read: Valkey 7.2 to 8.x read Redis 7.2's, Valkey 9 its own 80. */
+const RDB_VERSION_OF_VALKEY: readonly [number, number, number][] = [[7, 2, 11], [9, 0, VALKEY_RDB_VERSION]];
 
 const newestOf = (releases: readonly [number, number, number][], [major = 0, minor = 0]: readonly number[]): number | undefined => {
   let readable: number | undefined;

@@ -3,7 +3,7 @@
 import type { ByteCursor } from './cursor.js';
 import { readLength, skipLength, stringBodyLength, textDoubleBodyLength } from './encodings.js';
 import { RdbFormatError } from './errors.js';
-import { MODULE_OPCODE, RDB_TYPE } from './types.js';
+import { isValkeyFormat, MODULE_OPCODE, RDB_TYPE, VALKEY_HASH_2 } from './types.js';
 
 /**
  * One field of a layout: 'len' a length, 'str' a string, 'dbl' a text double, a number that many raw bytes,
@@ -55,10 +55,17 @@ const LAYOUTS = new Map<number, readonly Step[]>([
   [RDB_TYPE.HASH_LISTPACK_EX, [8, 'str']],
 ]);
 
-/** The layout of a value type, or undefined for a type this reader cannot walk. */
-export function layoutOf(rdbType: number): readonly Step[] | undefined {
+/** Valkey 9's HASH_2: per field its name, value and int64 expiry. Its types from 22 on are not Redis's. */
+const VALKEY_HASH_2_LAYOUT: readonly Step[] = [{ each: ['str', 'str', 8] }];
+
+/** The layout of a value type in a file of RDB `version`, or undefined for a type this reader cannot walk. */
+export function layoutOf(rdbType: number, version = 0): readonly Step[] | undefined {
+  if (isValkeyFormat(version) && rdbType >= VALKEY_HASH_2) return rdbType === VALKEY_HASH_2 ? VALKEY_HASH_2_LAYOUT : undefined;
   return LAYOUTS.get(rdbType);
 }
+
+/** Valkey 9's SLOT_IMPORT opcode's body: a job name, then slot ranges. */
+export const SLOT_IMPORT_BODY: readonly Step[] = ['str', { each: ['len', 'len'] }];
 
 /** The body of a MODULE_AUX record after its header: module opcodes up to EOF. */
 export const MODULE_AUX_BODY: readonly Step[] = ['module'];

@@ -11,7 +11,7 @@ import type { Endpoint } from '../settings.js';
 /** Why the file cannot be used, in one line: missing, unreadable, not an RDB, too new, or refused by redis-server. */
 export class RdbError extends Error {}
 
-/** Reads the 9-byte header: "REDIS" and a 4-digit version. */
+/** Reads the 9-byte header: "REDIS" and a 4-digit version, or "VALKEY" and a 3-digit one (Valkey 9). */
 export function rdbFileVersion(path: string): number {
   try {
     accessSync(path, fsConstants.R_OK);
@@ -24,17 +24,19 @@ export function rdbFileVersion(path: string): number {
   const read = readSync(fd, header, 0, 9, 0);
   closeSync(fd);
   const text = header.subarray(0, read).toString('latin1');
-  if (!/^REDIS[0-9]{4}$/.test(text)) throw new RdbError(`SOURCE_RDB_FILE ${path} is not an RDB file (it does not start with REDIS and a 4-digit version)`);
+  if (/^VALKEY[0-9]{3}$/.test(text)) return Number(text.slice(6));
+  if (!/^REDIS[0-9]{4}$/.test(text)) throw new RdbError(`SOURCE_RDB_FILE ${path} is not an RDB file (it does not start with REDIS and a 4-digit version, nor VALKEY and a 3-digit one)`);
   return Number(text.slice(5));
 }
 
-export function serverVersion(serverPath: string): number[] {
+/** The server's version, and whether it is Valkey ("Valkey server v=9.0.0"), whose versions number apart. */
+export function serverVersion(serverPath: string): { version: number[]; valkey: boolean } {
   const run = spawnSync(serverPath, ['--version'], { encoding: 'utf8' });
   if (run.error || run.status !== 0) {
     throw new RdbError(`redis-server not found at ${JSON.stringify(serverPath)}: install it (Debian/Ubuntu: apt-get install redis-server) or set REDIS_SERVER_PATH`);
   }
   const match = /v=([0-9.]+)/.exec(run.stdout);
-  return (match?.[1] ?? '0').split('.').map(Number);
+  return { version: (match?.[1] ?? '0').split('.').map(Number), valkey: /^Valkey/i.test(run.stdout) };
 }
 
 export interface RdbServer {
@@ -52,9 +54,9 @@ export interface RdbServer {
 export async function startRdbServer(file: string, serverPath: string, onProgress: (line: string) => void, cancelled: () => boolean): Promise<RdbServer> {
   const version = rdbFileVersion(file);
   const server = serverVersion(serverPath);
-  const readable = rdbVersionReadBy(server);
+  const readable = rdbVersionReadBy(server.version, server.valkey ? server.version : undefined);
   if (readable !== undefined && version > readable) {
-    throw new RdbError(`SOURCE_RDB_FILE is RDB version ${version}, newer than redis-server ${server.join('.')} reads (up to version ${readable}); use a newer redis-server through REDIS_SERVER_PATH`);
+    throw new RdbError(`SOURCE_RDB_FILE is RDB version ${version}, newer than ${server.valkey ? 'valkey-server' : 'redis-server'} ${server.version.join('.')} reads (up to version ${readable}); use a newer redis-server through REDIS_SERVER_PATH`);
   }
   const dir = mkdtempSync(join(tmpdir(), 'rkm-rdb-'));
   const socket = join(dir, 'redis.sock');

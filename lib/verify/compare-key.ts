@@ -189,7 +189,7 @@ const holdsValue = (payload: Buffer, value: Buffer): boolean => payload.length =
 async function judgeStored(target: Connection, key: Buffer, value: StoredValue, tgt: DumpRecord, options: CompareOptions): Promise<KeyVerdict> {
   let decoded: RdbValue;
   try {
-    decoded = decodeValue(value.value);
+    decoded = decodeValue(value.value, value.rdbVersion);
   } catch (err) {
     if (!(err instanceof RdbFormatError)) throw err;
     return { key, verdict: 'different', category: 'value', detail: `the file's value cannot be decoded: ${err.message}` };

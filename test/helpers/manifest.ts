@@ -38,6 +38,9 @@ export interface Manifest {
   databases: Record<string, Record<string, ManifestEntry>>;
 }
 
+/** The RDB version a header declares: "REDIS" and 4 digits, or "VALKEY" and 3 (Valkey 9). */
+export const headerVersion = (header: string): number => Number(header.startsWith('VALKEY') ? header.slice(6) : header.slice(5));
+
 export const readManifest = (name: string): Manifest => JSON.parse(readFileSync(join(RDB_FIXTURES, `${name}.json`), 'utf8')) as Manifest;
 
 /** The db's entries as [key bytes, entry]. */

@@ -21,9 +21,10 @@ export const rdbString = (text: string | Buffer): Buffer => {
   return Buffer.concat([rdbLength(bytes.length), bytes]);
 };
 
-/** A whole file: header, the given body, EOF and a correct CRC (none before RDB 5, as Redis 2.4 and older wrote). */
+/** A whole file: header (VALKEY and 3 digits from 80), the given body, EOF and a correct CRC (none before RDB 5, as Redis 2.4 and older wrote). */
 export function rdbFile(version: number, ...body: Buffer[]): Buffer {
-  const content = Buffer.concat([Buffer.from(`REDIS${String(version).padStart(4, '0')}`), ...body, Buffer.from([0xff])]);
+  const header = version >= 80 ? `VALKEY${String(version).padStart(3, '0')}` : `REDIS${String(version).padStart(4, '0')}`;
+  const content = Buffer.concat([Buffer.from(header), ...body, Buffer.from([0xff])]);
   return version < 5 ? content : Buffer.concat([content, new Crc64().update(content).digestBytes()]);
 }
 
