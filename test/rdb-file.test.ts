@@ -5,7 +5,7 @@
 import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { oldestVersionReading, typeReadableBy } from '../lib/rdb/types.js';
+import { oldestVersionReading, stampFor, typeReadableBy } from '../lib/rdb/types.js';
 import { differenceFromManifest, headerVersion, manifestKeys, rdbFixture, readManifest } from './helpers/manifest.js';
 import { moduleAuxRecord, moduleValueBody, rdbFile, rdbString } from './helpers/rdb-files.js';
 import { runDir } from './helpers/fixtures.js';
@@ -175,6 +175,16 @@ describe('which RDB version reads which type byte', () => {
     [9, 1, false], [9, 2, true], [13, 2, false], [13, 6, true], [14, 6, false], [5, 7, false], [5, 8, true], [0, 1, true],
   ])('type %i on a server reading RDB %i: %s', (type, version, readable) => {
     expect(typeReadableBy(type, version)).toBe(readable);
+  });
+
+  it.each([
+    [22, 12, 80, false], [22, 80, 80, true], [24, 80, 12, false], [25, 80, 12, false], [21, 80, 12, true], [20, 12, 80, true], [22, 12, 12, true],
+  ])("Valkey 9's formats: type %i on a server reading RDB %i, written in RDB %i: %s", (type, version, writtenIn, readable) => {
+    expect(typeReadableBy(type, version, writtenIn)).toBe(readable);
+  });
+
+  it.each([[12, 80, 80], [11, 80, 11], [80, 12, 12], [80, 80, 80], [10, 12, 10], [12, 10, 10]])('a payload written in RDB %i is stamped for a target reading %i with %i', (writtenIn, target, stamp) => {
+    expect(stampFor(writtenIn, target)).toBe(stamp);
   });
 
   it.each([[0, 1], [4, 1], [9, 2], [12, 2], [13, 6], [14, 7], [5, 8], [7, 8], [15, 9], [18, 10], [20, 11], [21, 11], [24, 12], [25, 12], [6, 13]])('type %i needs RDB %i', (type, version) => {
