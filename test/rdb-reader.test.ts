@@ -8,6 +8,7 @@ import { Crc64, crc64, crcHex } from '../lib/rdb/crc64.js';
 import { valueCursor } from '../lib/rdb/cursor.js';
 import { decodeValue, type RdbValue, type StreamValue } from '../lib/rdb/decode.js';
 import { readLength, readLengthBigint, readString, readTextDouble } from '../lib/rdb/encodings.js';
+import { isEmptyCollection } from '../lib/rdb/empty.js';
 import { lzfDecompress } from '../lib/rdb/lzf.js';
 import { intsetItems, listpackItems, ziplistItems } from '../lib/rdb/packed.js';
 import { dumpPayload, payloadChecksumOk, payloadRdbVersion, payloadTypeByte, restampPayload } from '../lib/rdb/payload.js';
@@ -552,6 +553,33 @@ describe('corrupt input', () => {
     file.fill(0, file.length - 8);
     const { keys } = await readAll(scratchFile('nocrc0.rdb', file));
     expect(keys.length).toBe(27);
+  });
+});
+
+describe('empty collections, which redis-server drops at load', () => {
+  const u32 = (n: number): Buffer => {
+    const out = Buffer.alloc(4);
+    out.writeUInt32LE(n);
+    return out;
+  };
+  const ziplist = (count: number): Buffer => Buffer.concat([u32(11), u32(10), Buffer.from([count, 0, 0xff])]);
+  const listpack = (count: number): Buffer => Buffer.concat([u32(7), Buffer.from([count, 0, 0xff])]);
+  const value = (type: number, ...body: Buffer[]): Buffer => Buffer.concat([Buffer.from([type]), ...body]);
+
+  it.each([
+    ['a list of no items', value(1, rdbLength(0)), true],
+    ['a hash listpack of no entries', value(16, rdbString(listpack(0))), true],
+    ['a set listpack of no members', value(20, rdbString(listpack(0))), true],
+    ['a quicklist of one empty ziplist', value(14, rdbLength(1), rdbString(ziplist(0))), true],
+    ['a quicklist 2 of two empty listpacks', value(18, rdbLength(2), rdbLength(2), rdbString(listpack(0)), rdbLength(2), rdbString(listpack(0))), true],
+    ['a quicklist 2 with one plain node', value(18, rdbLength(1), rdbLength(1), rdbString('x')), false],
+    ['a quicklist 2 whose second node holds an item', value(18, rdbLength(2), rdbLength(2), rdbString(listpack(0)), rdbLength(2), rdbString(listpack(1))), false],
+    ['an empty intset (the server refuses it instead)', value(11, rdbString(Buffer.concat([u32(2), u32(0)]))), false],
+    ['an empty zipmap (the server refuses it instead)', value(9, rdbString(Buffer.from([0, 0xff]))), false],
+    ['an empty string', value(0, rdbString('')), false],
+    ['a stream of no entries', value(21, rdbLength(0)), false],
+  ])('%s: %s', (_, bytes, empty) => {
+    expect(isEmptyCollection(bytes)).toBe(empty);
   });
 });
 

@@ -1,10 +1,9 @@
 // Empty collections: a file may hold them (a bug of old servers, or a crafted file), RESTORE refuses them, and
 // redis-server drops them when it loads the file (rdbLoadObject's "empty keys skipped"). We drop them too.
-import { valueCursor } from './cursor.js';
-import { decodeValue } from './decode.js';
+import { valueCursor, type ByteCursor } from './cursor.js';
 import { readLength, readString } from './encodings.js';
 import { RdbFormatError } from './errors.js';
-import { RDB_TYPE } from './types.js';
+import { QUICKLIST_NODE, RDB_TYPE } from './types.js';
 
 /** Bigger values are never empty: an empty collection is a few bytes of headers. */
 const EMPTY_AT_MOST_BYTES = 128;
@@ -26,6 +25,21 @@ function packedCount(type: number, blob: Buffer): number {
     default:
       return blob.length >= 6 ? blob.readUInt16LE(4) : Number.NaN; // listpack: total bytes, count
   }
+}
+
+/**
+ * No nodes, or only empty ones: the server skips empty nodes, then the key if none is left. A node is a ziplist
+ * (quicklist 1) or, in quicklist 2, a plain item (never empty) or a listpack; a compressed node is not empty.
+ */
+function quicklistEmpty(c: ByteCursor, withContainers: boolean): boolean {
+  const nodes = readLength(c);
+  for (let i = 0; i < nodes; i++) {
+    if (withContainers && readLength(c) === QUICKLIST_NODE.PLAIN) return false;
+    const node = readString(c);
+    const count = withContainers ? packedCount(RDB_TYPE.LIST_QUICKLIST_2, node) : packedCount(RDB_TYPE.LIST_ZIPLIST, node);
+    if (count !== 0) return false;
+  }
+  return true;
 }
 
 /**
@@ -61,11 +75,8 @@ export function isEmptyCollection(value: Buffer): boolean {
         c.skip(8);
         return packedCount(type, readString(c)) === 0;
       case RDB_TYPE.LIST_QUICKLIST:
-      case RDB_TYPE.LIST_QUICKLIST_2: {
-        // No nodes, or only empty ones: the server skips empty nodes, then the key if none is left.
-        const decoded = decodeValue(value);
-        return decoded.type === 'list' && decoded.value.length === 0;
-      }
+      case RDB_TYPE.LIST_QUICKLIST_2:
+        return quicklistEmpty(c, type === RDB_TYPE.LIST_QUICKLIST_2);
       default:
         return false;
     }
