@@ -1,7 +1,6 @@
 // redis-keys-migrator: copies keys from a source Redis to a target Redis, skipping keys the target already has.
 // The story of one run: settings, source (a server, a cluster or an .rdb file), then for each database: connect,
 // select keys, copy (or compare, or dry run, or live), verify, report. Exit codes: lib/run/exit.ts.
-import './lib/sized-heap.js';
 import { config as loadDotenv } from 'dotenv';
 import { applyLibraries } from './lib/copy/functions.js';
 import { total } from './lib/records.js';

@@ -1,30 +1,14 @@
-// How the migrator's process is sized and how it stops: V8 heap growth held small (set at start, before the
-// modules run), and Ctrl-C handling, also for a stop that reaches only the launcher (`npx`, `npm start`,
-// `tsx`), as `kill PID`, systemd and container runtimes send it.
+// How the migrator's process stops: Ctrl-C handling, also for a stop that reaches only the launcher (`npx`,
+// `npm start`, `tsx`), as `kill PID`, systemd and container runtimes send it.
 import { readFileSync } from 'node:fs';
 import { constants } from 'node:os';
 import { basename } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import v8 from 'node:v8';
-
-/**
- * V8's defaults let a busy copy keep ~50 MB of garbage: the young generation grows to 32 MB, the old one by
- * up to 4x per collection. Heap limits are read only at start, but these two are read at each collection:
- * the young generation stays at what loading the modules left (8 MB), the old one grows by 20%. Measured on
- * 300,000 mixed keys: peak RSS 114-130 MB against 145-195 MB, at less CPU than the sized-heap child
- * process (`--max-semi-space-size=2`) that did this before, and without its second start.
- */
-const HEAP_FLAGS = ['--semi-space-growth-factor=1', '--heap-growing-percent=20'];
 
 /** Signals closer together than this are one request: Ctrl-C reaches several processes of the run. */
 const SAME_SIGNAL_MS = 1000;
 
 const exitStatusOf = (signal: NodeJS.Signals): number => 128 + constants.signals[signal];
-
-/** Holds the heap small for the rest of the run; called first, while little is allocated. */
-export function sizeHeap(): void {
-  for (const flag of HEAP_FLAGS) v8.setFlagsFromString(flag);
-}
 
 /** Ctrl-C for the whole run: whatever stage is running (loading, copying, verifying) asks `requested`. */
 export class Interruption {
