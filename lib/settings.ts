@@ -35,7 +35,7 @@ export const SETTINGS: readonly SettingSpec[] = [
   ...tlsSettings('SOURCE_REDIS', 'source'),
   { name: 'SOURCE_REDIS_CLUSTER', group: 'connection', default: 'false', meaning: 'true: the source is a Redis Cluster; every master is found from this node and scanned' },
   { name: 'SOURCE_RDB_FILE', group: 'connection', default: '', meaning: 'an .rdb backup to copy from (read by this tool, or loaded into a private redis-server: RDB_READER)' },
-  { name: 'RDB_READER', group: 'connection', default: 'native', meaning: 'how SOURCE_RDB_FILE is read: native (by this tool, no server; RDB 1 to 12, and 80 of Valkey 9) or server (loaded into a private redis-server, removed after; the RDB versions it reads)' },
+  { name: 'RDB_READER', group: 'connection', default: 'native', meaning: 'how SOURCE_RDB_FILE is read: native (by this tool, no server; RDB 1 to 13, and 80 of Valkey 9) or server (loaded into a private redis-server, removed after; the RDB versions it reads)' },
   { name: 'REDIS_SERVER_PATH', group: 'connection', default: 'redis-server', meaning: 'the redis-server binary that loads SOURCE_RDB_FILE with RDB_READER=server' },
   { name: 'DESTINATION_REDIS_HOST', group: 'connection', default: 'localhost', meaning: 'target host' },
   { name: 'DESTINATION_REDIS_PORT', group: 'connection', default: '6380', meaning: 'target port' },

@@ -6,8 +6,8 @@ import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { oldestVersionReading, stampFor, typeReadableBy } from '../lib/rdb/types.js';
-import { differenceFromManifest, headerVersion, manifestKeys, rdbFixture, readManifest } from './helpers/manifest.js';
-import { moduleAuxRecord, moduleValueBody, rdbFile, rdbString } from './helpers/rdb-files.js';
+import { differenceFromManifest, headerVersion, manifestKeys, rdbFixture, readManifest, type ManifestEntry } from './helpers/manifest.js';
+import { moduleAuxRecord, moduleValueBody, rdbFile, rdbLength, rdbString } from './helpers/rdb-files.js';
 import { runDir } from './helpers/fixtures.js';
 import { parseSummary } from './helpers/inspect.js';
 import { digest } from './helpers/sample-data.js';
@@ -74,7 +74,7 @@ describe('our reader (the default RDB_READER) into Redis 7.0', () => {
     const withFieldExpiries = keys.filter(([, entry]) => entry.field_expire_at_ms !== undefined);
     expect(withFieldExpiries.length).toBe(['redis-7.4', 'redis-8.0', 'valkey-9.1'].includes(name) ? 2 : 0);
     for (const [key] of withFieldExpiries) expect(log).toMatch(new RegExp(`WARNING - Migrated key \\|${key.toString()}\\| without \\d hash-field expir`));
-    if (withFieldExpiries.length > 0) expect(run.stdout).toContain(`${withFieldExpiries.length} keys were restored without their hash-field expiries`);
+    if (withFieldExpiries.length > 0) expect(run.stdout).toContain(`${withFieldExpiries.length} keys were restored without what the target cannot hold (hash-field expiries`);
     else expect(run.stdout).not.toContain('hash-field expiries');
   });
 
@@ -144,6 +144,25 @@ describe('our reader (the default RDB_READER) into Redis 7.0', () => {
     }
   });
 
+  it("a Redis 8.6 file (RDB 13): its streams (type 26) go to 7.0 by type, each losing its IDMP history is named in the log and counted; exit 0", async () => {
+    await target.cmd('FLUSHALL');
+    const dir = runDir();
+    const [key, entry] = manifestKeys(readManifest('redis-7.4')).find(([k]) => k.toString() === 'stream:a') ?? [];
+    const dump = Buffer.from(entry?.dump as string, 'base64');
+    expect(dump[0]).toBe(21);
+    // Redis 8.6 saves a stream as type 26: type 21's layout, then its IDMP state (here one producer, one ID).
+    const idmp = Buffer.concat([rdbLength(100), rdbLength(1000), rdbLength(1), rdbString('p1'), rdbLength(1), rdbString('i1'), rdbLength(1700000000001), rdbLength(0), rdbLength(1), rdbLength(0)]);
+    const stream = Buffer.concat([Buffer.from([26]), rdbString('stream:a'), dump.subarray(1, dump.length - 10), idmp]);
+    writeFileSync(join(dir, 'v13.rdb'), rdbFile(13, Buffer.from([0xfe, 0x00]), stream, Buffer.from([0]), rdbString('k'), rdbString('v')));
+    const run = await runMigrator(settings(join(dir, 'v13.rdb')), dir);
+    expect(run.code, run.stdout + run.stderr).toBe(0);
+    expect(parseSummary(run.stdout)).toEqual({ restored: 2, skipped: 0, failed: 0, vanished: 0 });
+    expect(run.stdout).toContain('Crossing RDB versions: 1 keys restored with the target\'s older version stamp (their encodings are ones it reads), 1 written by type');
+    expect(run.stdout).toMatch(/^1 keys were restored without what the target cannot hold .*IDMP/m);
+    expect(readFileSync(join(dir, 'redis-keys-migrator-error.log'), 'utf8')).toMatch(/WARNING - Migrated key \|stream:a\| without the IDMP history of 1 idempotent producer \(XADD IDMP; .* reads RDB 10, Redis 8\.6 or later holds it\)/);
+    expect(await differenceFromManifest(target, key as Buffer, entry as ManifestEntry)).toBeNull();
+  });
+
   it("a module's auxiliary data, which no command can copy: the keys are copied, the module is named in one line, exit 2", async () => {
     await target.cmd('FLUSHALL');
     const dir = runDir();
@@ -187,7 +206,7 @@ describe('which RDB version reads which type byte', () => {
     expect(stampFor(writtenIn, target)).toBe(stamp);
   });
 
-  it.each([[0, 1], [4, 1], [9, 2], [12, 2], [13, 6], [14, 7], [5, 8], [7, 8], [15, 9], [18, 10], [20, 11], [21, 11], [24, 12], [25, 12], [6, 13]])('type %i needs RDB %i', (type, version) => {
+  it.each([[0, 1], [4, 1], [9, 2], [12, 2], [13, 6], [14, 7], [5, 8], [7, 8], [15, 9], [18, 10], [20, 11], [21, 11], [24, 12], [25, 12], [26, 13], [6, 14]])('type %i needs RDB %i', (type, version) => {
     expect(oldestVersionReading(type)).toBe(version);
   });
 });

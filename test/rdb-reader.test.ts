@@ -483,10 +483,12 @@ describe('corrupt input', () => {
     expect(err.message).toBe('not an RDB file: header "HELLO0010" at byte 0');
   });
 
-  it('refuses RDB version 13 as newer than it knows', async () => {
-    const err = await readError(scratchFile('v13.rdb', rdbFile(13)));
+  it('refuses RDB version 14 (Redis 8.8) as newer than it knows, and Redis 8.6\'s module key metadata', async () => {
+    const err = await readError(scratchFile('v14.rdb', rdbFile(14)));
     expect(err).toBeInstanceOf(RdbFormatError);
-    expect(err.message).toBe('RDB version 13 is newer than this reader knows (1 to 12): try RDB_READER=server');
+    expect(err.message).toBe('RDB version 14 is newer than this reader knows (1 to 13): try RDB_READER=server');
+    const meta = await readError(scratchFile('keymeta.rdb', rdbFile(13, Buffer.from([0xfe, 0x00, 0xf3, 1]), Buffer.from('abcd'), Buffer.from([0, 0]), rdbString('k'), rdbString('v'))));
+    expect(meta.message).toMatch(/^module key metadata \(Redis 8\.6's KEY_META, opcode 0xf3\) at byte 11: not supported by this reader, try RDB_READER=server/);
   });
 
   it('refuses the first half of a fixture as truncated, naming where the file ends', async () => {
@@ -512,7 +514,7 @@ describe('corrupt input', () => {
 
   it('refuses a Valkey file of a version it does not know (VALKEY081), and Redis\'s types 23 to 25 in a Valkey file', async () => {
     const err = await readError(scratchFile('valkey81.rdb', rdbFile(81)));
-    expect(err.message).toBe('RDB version 81 of Valkey (header "VALKEY081" at byte 0) is not one this reader knows (REDIS0001 to REDIS0012, VALKEY080): try RDB_READER=server');
+    expect(err.message).toBe('RDB version 81 of Valkey (header "VALKEY081" at byte 0) is not one this reader knows (REDIS0001 to REDIS0013, VALKEY080): try RDB_READER=server');
     const type25 = await readError(scratchFile('valkey25.rdb', rdbFile(80, Buffer.from([0xfe, 0x00, 25]), rdbString('h'))));
     expect(type25.message).toBe('unknown value type 25 at byte 11 of a Valkey file');
   });

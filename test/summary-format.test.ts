@@ -133,7 +133,7 @@ describe('crossingLines and afterLossLines', () => {
 
   it('name keys restored without their hash-field expiries, and where they are listed', () => {
     expect(crossingLines({ restamped: 0, byType: 0, degraded: 2 }, 'e.log')).toEqual([
-      '2 keys were restored without their hash-field expiries, which the target cannot hold: each is named in |e.log|',
+      "2 keys were restored without what the target cannot hold (hash-field expiries, a stream's IDMP history): each is named, with what it lost, in |e.log|",
     ]);
     expect(crossingLines({ restamped: 0, byType: 3, degraded: 1 }, 'e.log')).toHaveLength(2);
   });

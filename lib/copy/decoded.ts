@@ -61,11 +61,23 @@ export async function writeDecoded(ctx: WriteContext, items: readonly DecodedWri
   return outcomes.map((outcome, i) => (outcome.status === 'restored' ? withCrossing(outcome.key, decoded[i], ctx.target) : outcome));
 }
 
-/** A key restored by type: so counted, with what the target could not hold of it (field expiries, on a target that has none). */
+/**
+ * A key restored by type: so counted, with what the target could not hold of it: field expiries, on a target that
+ * has none; a stream's IDMP history (Redis 8.6+), which no command writes and so only a RESTORE carries.
+ */
 function withCrossing(key: Buffer, value: RdbValue | undefined, target: Connection): KeyOutcome {
-  const expiries = value?.type === 'hash' && !target.capabilities.fieldExpiry ? (value.fieldExpireAt ?? []).filter((at) => at >= 0).length : 0;
-  if (expiries === 0) return { key, status: 'restored', via: 'byType' };
-  return { key, status: 'restored', via: 'byType', dropped: fieldExpiriesDropped(expiries, target) };
+  const dropped = droppedOf(value, target);
+  return dropped === undefined ? { key, status: 'restored', via: 'byType' } : { key, status: 'restored', via: 'byType', dropped };
+}
+
+function droppedOf(value: RdbValue | undefined, target: Connection): string | undefined {
+  if (value?.type === 'hash' && !target.capabilities.fieldExpiry) {
+    const expiries = (value.fieldExpireAt ?? []).filter((at) => at >= 0).length;
+    return expiries > 0 ? fieldExpiriesDropped(expiries, target) : undefined;
+  }
+  const producers = value?.type === 'stream' ? (value.value.idmpProducers ?? 0) : 0;
+  if (producers > 0) return `the IDMP history of ${producers} idempotent ${producers === 1 ? 'producer' : 'producers'} (XADD IDMP; ${target.label} reads RDB ${target.capabilities.rdbVersion ?? 'unknown'}, Redis 8.6 or later holds it)`;
+  return undefined;
 }
 
 /** Hashes with field expiries are built too: the expiries go on before the key takes its name. */

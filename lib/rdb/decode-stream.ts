@@ -15,6 +15,8 @@ export interface StreamValue {
   maxDeletedEntryId?: string;
   entriesAdded?: number;
   groups: StreamGroup[];
+  /** Redis 8.6+: how many idempotent producers (XADD IDMP) the stream remembers IDs of; undefined before. */
+  idmpProducers?: number;
 }
 
 export interface StreamGroup {
@@ -59,7 +61,7 @@ function lengthId(c: ByteCursor): string {
   return `${ms}-${readLengthBigint(c)}`;
 }
 
-export function decodeStream(c: ByteCursor, layout: 1 | 2 | 3): StreamValue {
+export function decodeStream(c: ByteCursor, layout: 1 | 2 | 3 | 4): StreamValue {
   const entries: [string, Buffer[]][] = [];
   const nodes = readLength(c);
   for (let i = 0; i < nodes; i++) {
@@ -77,7 +79,26 @@ export function decodeStream(c: ByteCursor, layout: 1 | 2 | 3): StreamValue {
   }
   const groups = readLength(c);
   for (let i = 0; i < groups; i++) stream.groups.push(consumerGroup(c, layout));
+  if (layout === 4) stream.idmpProducers = skipIdmp(c);
   return stream;
+}
+
+/** Redis 8.6's IDMP state, which only a server of its version can hold: walked past; its producer count returned. */
+function skipIdmp(c: ByteCursor): number {
+  readLength(c); // how long IDs are remembered
+  readLength(c); // how many per producer
+  const producers = readLength(c);
+  for (let i = 0; i < producers; i++) {
+    readString(c);
+    const ids = readLength(c);
+    for (let j = 0; j < ids; j++) {
+      readString(c);
+      lengthId(c);
+    }
+  }
+  readLength(c); // IDs added, ever
+  readLength(c); // duplicates refused, ever
+  return producers;
 }
 
 /** One listpack node: the master entry (count, deleted, fields, 0), then entries relative to the node's ID. */
@@ -112,7 +133,7 @@ function nodeEntries(masterMs: bigint, masterSeq: bigint, items: PackedItem[], o
   }
 }
 
-function consumerGroup(c: ByteCursor, layout: 1 | 2 | 3): StreamGroup {
+function consumerGroup(c: ByteCursor, layout: 1 | 2 | 3 | 4): StreamGroup {
   const name = readString(c);
   const lastDeliveredId = lengthId(c);
   const group: StreamGroup = { name, lastDeliveredId, pending: [], consumers: [] };

@@ -89,6 +89,8 @@ function decodeBody(type: number, c: ByteCursor): RdbValue {
       return { type: 'stream', value: decodeStream(c, 2) };
     case RDB_TYPE.STREAM_LISTPACKS_3:
       return { type: 'stream', value: decodeStream(c, 3) };
+    case RDB_TYPE.STREAM_LISTPACKS_4:
+      return { type: 'stream', value: decodeStream(c, 4) };
     case RDB_TYPE.MODULE_2:
       return { type: 'module', value: moduleValue(c) };
   }

@@ -191,6 +191,9 @@ function readItem(c: ByteCursor, version: number): Parsed {
   const start = c.offset;
   const type = c.u8();
   if (type === VALKEY_SLOT_IMPORT && isValkeyFormat(version)) return slotImport(c);
+  if (type === RDB_OPCODE.KEY_META && !isValkeyFormat(version)) {
+    throw new RdbFormatError(`module key metadata (Redis 8.6's KEY_META, opcode 0xf3) ${c.at(start)}: not supported by this reader, try RDB_READER=server with a redis-server of that version`);
+  }
   switch (type) {
     case RDB_OPCODE.AUX: {
       const name = readString(c).toString('latin1');

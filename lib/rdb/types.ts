@@ -3,7 +3,7 @@
 
 /** Redis 2.0 and 2.2 wrote RDB 1; each release since reads every older version. */
 export const OLDEST_RDB_VERSION = 1;
-export const NEWEST_RDB_VERSION = 12;
+export const NEWEST_RDB_VERSION = 13;
 /** Files and DUMP payloads carry a CRC-64 from this version on (Redis 2.6). */
 export const FIRST_CHECKSUMMED_VERSION = 5;
 /**
@@ -47,9 +47,13 @@ export const RDB_TYPE = {
   HASH_METADATA: 24,
   /** Redis 7.4: the minimum field expiry, then a listpack of triples. */
   HASH_LISTPACK_EX: 25,
+  /** Redis 8.6: every stream, as STREAM_LISTPACKS_3 and then its IDMP state (idempotent producers). */
+  STREAM_LISTPACKS_4: 26,
 } as const;
 
 export const RDB_OPCODE = {
+  /** Redis 8.6: module metadata before a key's type byte. */
+  KEY_META: 0xf3,
   SLOT_INFO: 0xf4,
   FUNCTION2: 0xf5,
   FUNCTION_PRE_GA: 0xf6,
@@ -84,7 +88,7 @@ const LOGICAL: Record<number, LogicalType> = {
   2: 'set', 11: 'set', 20: 'set',
   3: 'zset', 5: 'zset', 12: 'zset', 17: 'zset',
   4: 'hash', 9: 'hash', 13: 'hash', 16: 'hash', 22: 'hash', 23: 'hash', 24: 'hash', 25: 'hash',
-  15: 'stream', 19: 'stream', 21: 'stream',
+  15: 'stream', 19: 'stream', 21: 'stream', 26: 'stream',
   6: 'module', 7: 'module',
 };
 
@@ -114,6 +118,7 @@ const TYPES_ADDED_IN: Readonly<Record<number, readonly number[]>> = {
   10: [RDB_TYPE.HASH_LISTPACK, RDB_TYPE.ZSET_LISTPACK, RDB_TYPE.LIST_QUICKLIST_2, RDB_TYPE.STREAM_LISTPACKS_2],
   11: [RDB_TYPE.SET_LISTPACK, RDB_TYPE.STREAM_LISTPACKS_3],
   12: [RDB_TYPE.HASH_METADATA_PRE_GA, RDB_TYPE.HASH_LISTPACK_EX_PRE_GA, RDB_TYPE.HASH_METADATA, RDB_TYPE.HASH_LISTPACK_EX],
+  13: [RDB_TYPE.STREAM_LISTPACKS_4],
 };
 
 /** The RDB version that added each type byte. */
@@ -147,7 +152,7 @@ export function oldestVersionReading(type: number): number {
 
 /** The newest RDB format each redis-server release reads (from Redis's rdb.h, RDB_VERSION). */
 const RDB_VERSION_OF_RELEASE: readonly [number, number, number][] = [
-  [2, 0, 1], [2, 4, 2], [2, 6, 6], [3, 2, 7], [4, 0, 8], [5, 0, 9], [7, 0, 10], [7, 2, 11], [7, 4, 12],
+  [2, 0, 1], [2, 4, 2], [2, 6, 6], [3, 2, 7], [4, 0, 8], [5, 0, 9], [7, 0, 10], [7, 2, 11], [7, 4, 12], [8, 6, 13], [8, 8, 14],
 ];
 
 /** Valkey's releases by the RDB version they read: Valkey 7.2 to 8.x read Redis 7.2's, Valkey 9 its own 80. */

@@ -15,6 +15,9 @@ const STREAM_ID = ['len', 'len'] as const;
 const PEL_ENTRY = [16, 8, 'len'] as const; // raw 128-bit ID, delivery time, delivery count
 const CONSUMER_PEL = { each: [16] } as const;
 
+/** Redis 8.6's IDMP state after a stream's groups: duration, max entries, producers with their IDs, two counters. */
+const IDMP: readonly Step[] = ['len', 'len', { each: ['str', { each: ['str', ...STREAM_ID] }] }, 'len', 'len'];
+
 function streamLayout(version: 1 | 2 | 3): readonly Step[] {
   const metadata: Step[] = version === 1
     ? ['len', ...STREAM_ID] // length, last ID
@@ -49,6 +52,7 @@ const LAYOUTS = new Map<number, readonly Step[]>([
   [RDB_TYPE.STREAM_LISTPACKS_2, streamLayout(2)],
   [RDB_TYPE.SET_LISTPACK, ['str']],
   [RDB_TYPE.STREAM_LISTPACKS_3, streamLayout(3)],
+  [RDB_TYPE.STREAM_LISTPACKS_4, [...streamLayout(3), ...IDMP]],
   [RDB_TYPE.HASH_METADATA_PRE_GA, [{ each: ['len', 'str', 'str'] }]], // expiry, field, value
   [RDB_TYPE.HASH_LISTPACK_EX_PRE_GA, ['str']],
   [RDB_TYPE.HASH_METADATA, [8, { each: ['len', 'str', 'str'] }]], // minimum expiry first

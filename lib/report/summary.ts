@@ -49,7 +49,7 @@ export function crossingLines(crossing: CrossingCounts, errorLogFile: string): s
   if (restamped + byType > 0) {
     lines.push(`Crossing RDB versions: ${restamped} keys restored with the target's older version stamp (their encodings are ones it reads), ${byType} written by type (encodings it does not read)`);
   }
-  if (degraded > 0) lines.push(`${degraded} keys were restored without their hash-field expiries, which the target cannot hold: each is named in |${errorLogFile}|`);
+  if (degraded > 0) lines.push(`${degraded} keys were restored without what the target cannot hold (hash-field expiries, a stream's IDMP history): each is named, with what it lost, in |${errorLogFile}|`);
   return lines;
 }
 
