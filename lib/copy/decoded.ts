@@ -76,7 +76,8 @@ function droppedOf(value: RdbValue | undefined, target: Connection): string | un
     return expiries > 0 ? fieldExpiriesDropped(expiries, target) : undefined;
   }
   const producers = value?.type === 'stream' ? (value.value.idmpProducers ?? 0) : 0;
-  if (producers > 0) return `the IDMP history of ${producers} idempotent ${producers === 1 ? 'producer' : 'producers'} (XADD IDMP; ${target.label} reads RDB ${target.capabilities.rdbVersion ?? 'unknown'}, Redis 8.6 or later holds it)`;
+  const reads = target.capabilities.rdbVersion === undefined ? '' : ` reads RDB ${target.capabilities.rdbVersion},`;
+  if (producers > 0) return `the IDMP history of ${producers} idempotent ${producers === 1 ? 'producer' : 'producers'} (XADD IDMP; ${target.label}${reads} Redis 8.6 or later holds it)`;
   return undefined;
 }
 

@@ -23,8 +23,8 @@ export function checksumVerified(path: string): boolean {
 
 /**
  * Throws RdbFormatError unless the file's trailing CRC-64 (its last 8 bytes, after the EOF opcode) matches its
- * content; a CRC of 0 means checksums were off, and files before RDB 5 have none. A header the reader does not know is refused first, and
- * `stopped()` (Ctrl-C) ends the check at the next chunk.
+ * content; a CRC of 0 means checksums were off, and files before RDB 5 have none. A header the reader does not
+ * know is refused first, and `stopped()` (Ctrl-C) ends the check at the next chunk.
  */
 export async function verifyFileChecksum(path: string, stopped: () => boolean = () => false): Promise<void> {
   const file = await open(path, 'r');

@@ -8,6 +8,9 @@ import { RdbFormatError, showBytes } from './errors.js';
 import { FileWindow } from './file-window.js';
 import { endsWithChecksum, HEADER_BYTES, rdbVersionOf } from './header.js';
 import { isValkeyFormat, MODULE_OPCODE, moduleTypeName, RDB_OPCODE, RDB_TYPE, VALKEY_SLOT_IMPORT } from './types.js';
+
+/** Redis 8.6's RDB version, the first with module key metadata (opcode 0xf3). */
+const KEY_META_VERSION = 13;
 import { layoutOf, MODULE_AUX_BODY, ValueScanner, type Step } from './value-scan.js';
 
 export { RdbFormatError } from './errors.js';
@@ -191,7 +194,7 @@ function readItem(c: ByteCursor, version: number): Parsed {
   const start = c.offset;
   const type = c.u8();
   if (type === VALKEY_SLOT_IMPORT && isValkeyFormat(version)) return slotImport(c);
-  if (type === RDB_OPCODE.KEY_META && !isValkeyFormat(version)) {
+  if (type === RDB_OPCODE.KEY_META && version >= KEY_META_VERSION && !isValkeyFormat(version)) {
     throw new RdbFormatError(`module key metadata (Redis 8.6's KEY_META, opcode 0xf3) ${c.at(start)}: not supported by this reader, try RDB_READER=server with a redis-server of that version`);
   }
   switch (type) {
