@@ -5,7 +5,11 @@ import { formatCount } from './bench-chart.js';
 import { ROW_LABELS, isToolRow, type RowId, type RowResult } from './bench-rows.js';
 import { SLOW_CALL_MS, type ScriptCalls } from './bench-scripts.js';
 
-export const TARGETS = { dumpVsMigrate: 1.0, typeVsMigrate: 0.35, compareVsDumpWall: 1.5, checkpointVsDump: 0.97, nativeVsServer: 2.0, nativeVsLoad: 0.35, peakRssMb: 150, scalingRatio: 1.1 } as const;
+export const TARGETS = {
+  dumpVsMigrate: 1.0, typeVsMigrate: 0.35, compareVsDumpWall: 1.5, checkpointVsDump: 0.97, nativeVsServer: 2.0, nativeVsLoad: 0.35, peakRssMb: 150, scalingRatio: 1.1,
+  /** (f): the tool's CPU per key past start-up, its wall time past start-up over the target's CPU, its peak RSS and how flat it stays. */
+  fileCpuMicrosPerKey: 1.0, fileWallVsTargetCpu: 1.25, filePeakRssMb: 200, fileRssFourTimesRatio: 1.1,
+} as const;
 
 /** (a′): the compare row checks the copy (a) made, so it is named after it rather than given a letter of its own. */
 const LETTER: Record<RowId, string> = {
@@ -22,6 +26,10 @@ export interface RunInfo {
   machine: string;
   /** The tool run on an empty database: its wall time, CPU and RSS before any key. */
   toolFloor?: RowResult;
+  /** The native reader on an empty .rdb file: (f)'s start-up, subtracted to see its cost per key. */
+  fileFloor?: RowResult;
+  /** (f) once more on a file of four times the keys, for how flat its peak RSS stays. */
+  fileFourTimes?: RowResult;
 }
 
 export interface ScalingPoint {
@@ -82,7 +90,31 @@ function rowLine(row: RowResult, info: RunInfo, migrate: RowResult | undefined):
   return `| ${LETTER[row.id]} ${ROW_LABELS[row.id]} | ${fixed(row.wallSeconds, 2)} | ${speed ? formatCount(speed) : '—'} | ${fixed(mbPerSecond, 1)} | ${fixed(row.cpuSeconds, 2)} | ${fixed(row.peakRssMb, 1)} | ${fixed(row.sourceCpuSeconds, 1)} / ${fixed(row.targetCpuSeconds, 1)} | ${fixed(row.loadAfter, 1)} | ${digestText} | ${times(vsMigrate)} | ${notes} |`;
 }
 
-function targetLines(rows: RowResult[], repeats: RowResult[], keys: number): string[] {
+/** (f) past its start-up (the native reader on an empty file): CPU µs per key and wall time over the target's CPU, medians over its runs. */
+function filePastStartUp(rows: RowResult[], repeats: RowResult[], floor: RowResult | undefined): { cpuMicrosPerKey?: number; wallVsTargetCpu?: number } {
+  const runs = runsOf('rdb-native', rows, repeats);
+  if (!floor?.cpuSeconds || !floor.wallSeconds || runs.length === 0) return {};
+  const cpu = median(runs.flatMap((r) => (r.cpuSeconds === undefined ? [] : [((r.cpuSeconds - (floor.cpuSeconds ?? 0)) / r.keys) * 1e6])));
+  const wall = median(runs.flatMap((r) => (r.wallSeconds && r.targetCpuSeconds ? [(r.wallSeconds - (floor.wallSeconds ?? 0)) / r.targetCpuSeconds] : [])));
+  return { cpuMicrosPerKey: cpu, wallVsTargetCpu: wall };
+}
+
+function fileLines(rows: RowResult[], repeats: RowResult[], info: RunInfo): string[] {
+  const { cpuMicrosPerKey, wallVsTargetCpu } = filePastStartUp(rows, repeats, info.fileFloor);
+  const rss = rows.find((r) => r.id === 'rdb-native')?.peakRssMb;
+  const four = info.fileFourTimes;
+  const flat = rss && four?.peakRssMb ? four.peakRssMb / rss : undefined;
+  const fourNote = four && four.problems.length > 0 ? ` (${four.problems.join('; ')})` : '';
+  return [
+    `| (f) tool CPU per key past start-up (the native reader on an empty file subtracted), median of ${runsOf('rdb-native', rows, repeats).length} runs ≤ ${TARGETS.fileCpuMicrosPerKey.toFixed(1)} µs | ${fixed(cpuMicrosPerKey, 2)} µs | ${verdict(atMost(cpuMicrosPerKey, TARGETS.fileCpuMicrosPerKey))} |`,
+    `| (f) wall time past start-up ≤ ${TARGETS.fileWallVsTargetCpu.toFixed(2)}× the target's CPU s for its RESTOREs, median | ${times(wallVsTargetCpu)} | ${verdict(atMost(wallVsTargetCpu, TARGETS.fileWallVsTargetCpu))} |`,
+    `| peak RSS of (f) ≤ ${TARGETS.filePeakRssMb} MB | ${fixed(rss, 1)} MB | ${verdict(atMost(rss, TARGETS.filePeakRssMb))} |`,
+    `| peak RSS of (f) on a file of ${four ? formatCount(four.keys) : 'four times the'} keys ≤ ${TARGETS.fileRssFourTimesRatio.toFixed(2)}× (f)'s${fourNote} | ${fixed(four?.peakRssMb, 1)} MB, ${times(flat)} | ${verdict(atMost(flat, TARGETS.fileRssFourTimesRatio))} |`,
+  ];
+}
+
+function targetLines(rows: RowResult[], repeats: RowResult[], info: RunInfo): string[] {
+  const keys = info.keys;
   const find = (id: RowId): RowResult | undefined => rows.find((r) => r.id === id);
   const dumpRatio = speedRatio(find('dump'), find('migrate'));
   const typeRatio = speedRatio(find('type'), find('migrate'));
@@ -104,7 +136,7 @@ function targetLines(rows: RowResult[], repeats: RowResult[], keys: number): str
     `| (a″) with CHECKPOINT_FILE ≥ ${TARGETS.checkpointVsDump.toFixed(2)}× (a) keys/s, medians of ${paired('checkpoint')} and ${paired('dump')} interleaved runs | ${times(checkpointRatio)} | ${verdict(atLeast(checkpointRatio, TARGETS.checkpointVsDump))} |`,
     `| (f) native reader ≥ ${TARGETS.nativeVsServer.toFixed(2)}× (f′) server reader keys/s, medians of ${paired('rdb-native')} and ${paired('rdb-server')} interleaved runs | ${times(nativeRatio)} | ${verdict(atLeast(nativeRatio, TARGETS.nativeVsServer))} |`,
     `| (f) native reader ≥ ${TARGETS.nativeVsLoad.toFixed(2)}× (g) redis-server's load keys/s | ${times(loadRatio)} | ${verdict(atLeast(loadRatio, TARGETS.nativeVsLoad))} |`,
-    `| peak RSS of (f) ≤ ${TARGETS.peakRssMb} MB | ${fixed(find('rdb-native')?.peakRssMb, 1)} MB | ${verdict(find('rdb-native')?.peakRssMb === undefined ? undefined : (find('rdb-native')?.peakRssMb ?? 0) <= TARGETS.peakRssMb)} |`,
+    ...fileLines(rows, repeats, info),
     `| peak RSS of (a), (a″) and (b) ≤ ${TARGETS.peakRssMb} MB${rssNote} | ${fixed(worstRss, 1)} MB | ${verdict(worstRss === undefined ? undefined : worstRss <= TARGETS.peakRssMb)} |`,
   ];
 }
@@ -163,11 +195,11 @@ function scriptLines(rows: RowResult[]): string[] {
   return lines;
 }
 
-function floorLine(floor: RowResult | undefined): string {
-  if (!floor) return 'Tool startup floor: not measured.';
+function floorLine(floor: RowResult | undefined, what: string, rows: string): string {
+  if (!floor) return `Tool startup floor (${what}): not measured.`;
   const problems = floor.problems.length > 0 ? ` Problems: ${floor.problems.join('; ')}.` : '';
-  return `Tool startup floor (the same command on an empty database, 0 keys): ${fixed(floor.wallSeconds, 2)} s wall, ` +
-    `${fixed(floor.cpuSeconds, 2)} s CPU, ${fixed(floor.peakRssMb, 1)} MB peak RSS; this part of (a), (a′) and (b) does not grow with the key count.${problems}`;
+  return `Tool startup floor (${what}, 0 keys): ${fixed(floor.wallSeconds, 2)} s wall, ` +
+    `${fixed(floor.cpuSeconds, 2)} s CPU, ${fixed(floor.peakRssMb, 1)} MB peak RSS; this part of ${rows} does not grow with the key count.${problems}`;
 }
 
 /** The wall times of every run of the paired rows, so the medians behind two of the targets can be checked. */
@@ -221,7 +253,8 @@ export function renderReport(info: RunInfo, rows: RowResult[], repeats: RowResul
     'SOURCE_RDB_FILE, read by our reader or loaded into a private redis-server (its RSS is the peak); (g) is a redis-server',
     'loading the same file, timed until it accepts connections: the limit for reading the file.',
     '',
-    floorLine(info.toolFloor),
+    floorLine(info.toolFloor, 'the same command on an empty database', '(a), (a′) and (b)'),
+    floorLine(info.fileFloor, 'the native reader on an empty .rdb file', '(f)'),
     '',
     `Ratios (keys/s): (a)/(c) = ${times(speedRatio(find('dump'), migrate))}, (b)/(c) = ${times(speedRatio(find('type'), migrate))}, (a)/(d) = ${times(speedRatio(find('dump'), find('replicaof')))}, ` +
       `(e)/(a) = ${times(speedRatio(find('cluster'), find('dump')))}, (a″)/(a) = ${times(speedRatio(find('checkpoint'), find('dump')))}; wall time (a′)/(a) = ${times(wallRatio(find('compare'), find('dump')))}.`,
@@ -233,7 +266,7 @@ export function renderReport(info: RunInfo, rows: RowResult[], repeats: RowResul
     '',
     '## Targets',
     '',
-    ...targetLines(rows, repeats, info.keys),
+    ...targetLines(rows, repeats, info),
     '',
     '## Repeats (every copy row three times, interleaved; the medians behind the (a″) and (f)/(f′) targets)',
     '',

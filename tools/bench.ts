@@ -1,7 +1,7 @@
 // Benchmark entry point: seeds a throwaway source, copies it four ways into a throwaway target, checks the first
 // copy with the tool's compare mode, then copies between two 3-master clusters; writes tools/bench-results.md and
-// media/benchmark.svg. Options: --keys N (or BENCH_KEYS), --scaling, --live-only (only the live rows).
-import { mkdirSync, writeFileSync } from 'node:fs';
+// media/benchmark.svg; (f) runs once more on a file of four times the keys, for its memory. Options: --keys N (or BENCH_KEYS), --scaling, --live-only (only the live rows).
+import { copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { drawChart, formatCount } from './bench-chart.js';
@@ -130,6 +130,25 @@ function savedFile(source: RedisServer): Promise<string> {
   return file;
 }
 
+/** An .rdb file with no key: the emptied target saved, copied aside (the target saves nothing else). */
+async function emptyFile(target: RedisServer): Promise<string> {
+  await target.cmd('SAVE');
+  const file = join(target.dir, 'empty-floor.rdb');
+  copyFileSync(join(target.dir, 'dump.rdb'), file);
+  return file;
+}
+
+/** Row (f) once on a file of four times the keys, fresh servers: how flat the native reader's peak RSS stays. */
+async function runFileAtFourTimes(keys: number): Promise<RowResult> {
+  const bigger = keys * 4;
+  say(`  (f) on a file of ${formatCount(bigger)} keys, fresh servers; seeding ...`);
+  return withServers(async (source, target) => {
+    await seedSource(source, bigger);
+    const sourceDigest = await digest(source);
+    return runRow('rdb-native', source, target, bigger, sourceDigest);
+  });
+}
+
 /** Runs one row and, whatever happened, compares the target's digest with the source's. */
 async function runRow(id: Exclude<RowId, 'cluster'>, source: RedisServer, target: RedisServer, keys: number, sourceDigest: string): Promise<RowResult> {
   say(`  ${ROW_LABELS[id]} ...`);
@@ -174,6 +193,8 @@ async function runMainRows(source: RedisServer, target: RedisServer, keys: numbe
   await resetTarget(target, baseline);
   say('  the tool on an empty database, for its startup floor ...');
   info.toolFloor = await measureToolFloor(target);
+  say('  the native reader on an empty .rdb file, for (f)\'s startup floor ...');
+  info.fileFloor = await measureRdbTool('rdb-native', await emptyFile(target), target, 0);
   const rows: RowResult[] = [];
   for (const id of ROW_ORDER) {
     if (!KEEPS_TARGET.has(id)) {
@@ -183,6 +204,7 @@ async function runMainRows(source: RedisServer, target: RedisServer, keys: numbe
     rows.push(await runRow(id, source, target, keys, sourceDigest));
   }
   const repeats = await runPairedRepeats(source, target, keys, sourceDigest, baseline);
+  info.fileFourTimes = await runFileAtFourTimes(keys);
   const [cluster, ...clusterRepeats] = await runClusterRows(source, keys, sourceDigest);
   if (cluster) rows.push(cluster);
   return { info, rows, repeats: [...repeats, ...clusterRepeats] };
@@ -311,7 +333,8 @@ async function main(): Promise<number> {
   }
   say(`\n${report}`);
   say(`Written: ${RESULTS_FILE}, ${CHART_FILE}`);
-  const failed = [...rows, ...repeats, ...(scaling ?? []).map((p) => p.row), ...live].filter((r) => r.problems.length > 0);
+  const floors = [info.toolFloor, info.fileFloor, info.fileFourTimes].filter((r): r is RowResult => r !== undefined);
+  const failed = [...rows, ...repeats, ...floors, ...(scaling ?? []).map((p) => p.row), ...live].filter((r) => r.problems.length > 0);
   if (failed.length > 0) process.stderr.write(`${failed.length} row(s) had problems (see notes above); exit code 1\n`);
   return failed.length > 0 ? 1 : 0;
 }
