@@ -1,6 +1,7 @@
 // redis-keys-migrator: copies keys from a source Redis to a target Redis, skipping keys the target already has.
 // The story of one run: settings, source (a server, a cluster or an .rdb file), then for each database: connect,
 // select keys, copy (or compare, or dry run, or live), verify, report. Exit codes: lib/run/exit.ts.
+import './lib/sized-heap.js';
 import { config as loadDotenv } from 'dotenv';
 import { applyLibraries } from './lib/copy/functions.js';
 import { total } from './lib/records.js';
@@ -11,7 +12,7 @@ import { ErrorLog } from './lib/report/error-log.js';
 import { EXIT, worse } from './lib/run/exit.js';
 import { live } from './lib/run/live.js';
 import { connect, disconnect, isLive, libraryOptions, previousRun, say, stoppedBy, type Session } from './lib/run/session.js';
-import { Interruption, outliveClosedOutput } from './lib/runtime.js';
+import { holdYoungGeneration, Interruption, outliveClosedOutput } from './lib/runtime.js';
 import { parseSettings, renderHelp, SettingsError, unknownSettingWarnings, type Settings } from './lib/settings.js';
 import { openSource, SourceError, type Database, type Source } from './lib/sources/open.js';
 
@@ -25,6 +26,8 @@ async function main(): Promise<number> {
   // 1. Settings: the environment wins over .env; a bad value stops us before any connection.
   const settings = readSettings();
   if (!settings) return EXIT.settingsOrConnection;
+  // A copy that waits on servers keeps a small young generation for free; the native file reader is CPU-bound.
+  if (!(settings.rdbFile && settings.rdbReader === 'native')) holdYoungGeneration();
   const interruption = new Interruption();
   const stopped = (): boolean => interruption.requested;
 

@@ -1,14 +1,39 @@
-// How the migrator's process stops: Ctrl-C handling, also for a stop that reaches only the launcher (`npx`,
-// `npm start`, `tsx`), as `kill PID`, systemd and container runtimes send it.
+// How the migrator's process is sized and how it stops: V8's old generation grown in smaller steps (set at start,
+// before the modules run), and Ctrl-C handling, also for a stop that reaches only the launcher (`npx`, `npm start`,
+// `tsx`), as `kill PID`, systemd and container runtimes send it.
 import { readFileSync } from 'node:fs';
 import { constants } from 'node:os';
 import { basename } from 'node:path';
 import { performance } from 'node:perf_hooks';
+import v8 from 'node:v8';
+
+/**
+ * V8 grows the old generation by up to 4x per collection, so a busy copy keeps tens of MB of garbage; read at
+ * each collection, this flag grows it by 20% instead. Measured on the 1,000,000-key bench file, 4 interleaved runs:
+ * peak RSS 140-148 MB against 156-161 (and up to 205 in other runs) with V8's defaults, at the same CPU (3.9 s
+ * median both). Its companion `--semi-space-growth-factor=1` is set for server sources only (holdYoungGeneration).
+ */
+const HEAP_FLAGS = ['--heap-growing-percent=20'];
 
 /** Signals closer together than this are one request: Ctrl-C reaches several processes of the run. */
 const SAME_SIGNAL_MS = 1000;
 
 const exitStatusOf = (signal: NodeJS.Signals): number => 128 + constants.signals[signal];
+
+/** Grows the old generation in small steps for the rest of the run; called first, while little is allocated. */
+export function sizeHeap(): void {
+  for (const flag of HEAP_FLAGS) v8.setFlagsFromString(flag);
+}
+
+/**
+ * Holds the young generation at its size now (~8 MB once the modules are loaded; the flag is read at each
+ * scavenge). Where the copy waits on servers it is free: 1,000,000 keys between servers peaked at 117-123 MB
+ * against 145-148 without it, at no more CPU (3 interleaved runs each). The native .rdb reader is CPU-bound:
+ * there the many more scavenges cost 40% more CPU (5.7 s against 3.9 s, medians of 4) for no smaller peak.
+ */
+export function holdYoungGeneration(): void {
+  v8.setFlagsFromString('--semi-space-growth-factor=1');
+}
 
 /** Ctrl-C for the whole run: whatever stage is running (loading, copying, verifying) asks `requested`. */
 export class Interruption {
