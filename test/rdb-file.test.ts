@@ -129,9 +129,10 @@ describe('our reader (the default RDB_READER) into Redis 7.0', () => {
       key(16, 'listpack', rdbString(emptyListpack)), key(18, 'quicklist', Buffer.from([1, 2]), rdbString(emptyListpack)),
       key(0, 'plain', rdbString('v')));
     writeFileSync(join(dir, 'empty.rdb'), file);
-    const run = await runMigrator(settings(join(dir, 'empty.rdb')), dir);
+    const run = await runMigrator(settings(join(dir, 'empty.rdb'), { SUMMARY_JSON_FILE: join(dir, 'summary.json') }), dir);
     expect(run.code, run.stdout + run.stderr).toBe(0);
     expect(parseSummary(run.stdout)).toEqual({ restored: 1, skipped: 0, failed: 0, vanished: 0 });
+    expect((JSON.parse(readFileSync(join(dir, 'summary.json'), 'utf8')) as { counts: unknown }).counts).toEqual({ restored: 1, skipped: 0, failed: 0, vanished: 0, excluded: 0, empty: 7 });
     expect(run.stdout).toMatch(/^7 keys in the file are empty collections, which redis-server drops when it loads the file: left out$/m);
     expect(await target.cmd('KEYS', '*')).toEqual(['plain']);
     const loadDir = runDir();

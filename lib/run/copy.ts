@@ -47,7 +47,7 @@ export async function copy(session: Session, log: ErrorLog): Promise<number> {
     });
     writeSummary(settings, {
       mode: 'copy',
-      counts: { ...whole.counts, excluded: session.selection.excluded, empty: session.selection.empty },
+      counts: { ...whole.counts, excluded: session.selection.excluded, ...(readsFile(settings) ? { empty: session.selection.empty } : {}) },
       crossing: result.crossing,
       method: { requested: settings.copyMethod, used: migration.methodUsed, fallbackReason: result.fallbackReason ?? null },
       verification: verified,
@@ -59,6 +59,9 @@ export async function copy(session: Session, log: ErrorLog): Promise<number> {
     verification?.remove();
   }
 }
+
+/** The source is an .rdb file read by our reader, which counts the empty collections it leaves out. */
+const readsFile = (settings: Session['settings']): boolean => settings.rdbFile !== '' && settings.rdbReader === 'native';
 
 /**
  * The checkpoint's last write: complete only when every scan is done with no key failed; void when the target
