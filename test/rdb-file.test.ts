@@ -1,7 +1,8 @@
-// SOURCE_RDB_FILE with the default RDB_READER=native: .rdb files written by real Redis 6.2 to 7.4 and Valkey 8.0
-// servers (test/fixtures/rdb), read by our own reader and RESTOREd into the local redis-server with no server on
-// the source side. Values a 7.0 target reads are copied (payloads stamped with its RDB version); the others fail
-// one by one, saying why. The other modes with a file: rdb-file-modes.test.ts.
+// SOURCE_RDB_FILE with the default RDB_READER=native: .rdb files written by real Redis 2.0 to 8.0 and Valkey 8.0
+// and 9.1 servers (test/fixtures/rdb), and files built here for what no fixture holds (empty collections, module
+// auxiliary data, Redis 8.6 streams), read by our own reader and RESTOREd into the local redis-server with no server
+// on the source side. Values a 7.0 target reads are restored (payloads stamped with its RDB version), the others
+// decoded and written by type, and what it cannot hold is said. The other modes with a file: rdb-file-modes.test.ts.
 import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';

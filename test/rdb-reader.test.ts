@@ -1,5 +1,6 @@
-// The streaming RDB reader (lib/rdb/) against real files: the five fixtures written by Redis 6.2 to 7.4 and
-// Valkey 8.0 and their manifests, a restore into a real redis-server 7.0, corrupt inputs, and a big generated file.
+// The streaming RDB reader (lib/rdb/) against real files: the fixtures written by Redis 2.0 to 8.0 and Valkey 8.0
+// and 9.1 and their manifests, a restore into a real redis-server 7.0, files built by hand for what no server here
+// writes (RDB 1 opcodes, Valkey 9's own types, empty collections), corrupt inputs, and a big generated file.
 import { copyFileSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
