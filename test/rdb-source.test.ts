@@ -399,6 +399,13 @@ describe('SOURCE_RDB_FILE: refusals, each in one line with exit status 1', () =>
     expect(run.stdout).toMatch(new RegExp(`\\b${readable}\\b`));
   });
 
+  it('a Valkey 9 file (VALKEY080): names its version and the default reader, which reads it', async () => {
+    const valkey = join(files, 'valkey9.rdb');
+    writeFileSync(valkey, Buffer.concat([Buffer.from('VALKEY080'), Buffer.alloc(64, 0xff)]));
+    const run = await expectRefusal(valkey, /RDB version 80, newer than redis-server .*; a Valkey 9 file: the default RDB_READER=native reads it/);
+    expect(run.stdout).toContain(serverVersion());
+  });
+
   it('REDIS_SERVER_PATH=/nonexistent: says how to install redis-server or set REDIS_SERVER_PATH', async () => {
     await expectRefusal(sampleFile, /install.*REDIS_SERVER_PATH|REDIS_SERVER_PATH.*install/i, { REDIS_SERVER_PATH: '/nonexistent' });
   });

@@ -5,7 +5,7 @@ import { accessSync, constants as fsConstants, mkdtempSync, openSync, readSync, 
 import { tmpdir } from 'node:os';
 import { basename, join, resolve } from 'node:path';
 import { createClient } from '@redis/client';
-import { rdbVersionReadBy } from '../rdb/types.js';
+import { isValkeyFormat, rdbVersionReadBy } from '../rdb/types.js';
 import type { Endpoint } from '../settings.js';
 
 /** Why the file cannot be used, in one line: missing, unreadable, not an RDB, too new, or refused by redis-server. */
@@ -56,7 +56,10 @@ export async function startRdbServer(file: string, serverPath: string, onProgres
   const server = serverVersion(serverPath);
   const readable = rdbVersionReadBy(server.version, server.valkey ? server.version : undefined);
   if (readable !== undefined && version > readable) {
-    throw new RdbError(`SOURCE_RDB_FILE is RDB version ${version}, newer than ${server.valkey ? 'valkey-server' : 'redis-server'} ${server.version.join('.')} reads (up to version ${readable}); use a newer redis-server through REDIS_SERVER_PATH`);
+    const way = isValkeyFormat(version) && !server.valkey
+      ? 'a Valkey 9 file: the default RDB_READER=native reads it, or point REDIS_SERVER_PATH at a valkey-server 9'
+      : 'use a newer redis-server through REDIS_SERVER_PATH';
+    throw new RdbError(`SOURCE_RDB_FILE is RDB version ${version}, newer than ${server.valkey ? 'valkey-server' : 'redis-server'} ${server.version.join('.')} reads (up to version ${readable}); ${way}`);
   }
   const dir = mkdtempSync(join(tmpdir(), 'rkm-rdb-'));
   const socket = join(dir, 'redis.sock');
