@@ -63,25 +63,33 @@ interface FittedBatch {
 function fitToTarget(batch: DumpBatch, targetVersion: number | undefined): FittedBatch {
   const untouched = (): FittedBatch => ({ batch, sent: batch.keys.map((_, i) => i), restamped: new Set(), byType: [] });
   if (targetVersion === undefined || (batch.rdbVersion !== undefined && stampFor(batch.rdbVersion, targetVersion) === batch.rdbVersion)) return untouched();
-  const records = parseDumpHeader(batch.header, batch.payloads);
-  const fitted: FittedBatch & { records: DumpRecord[] } = { batch, sent: [], restamped: new Set(), byType: [], records: [] };
-  records.forEach((record, index) => {
-    const { expireAt, payload } = record;
-    if (expireAt < 0 && expireAt !== -1) fitted.records.push(record); // gone, or an error: answered without a RESTORE
-    else if (payload.length === 0 || stampFor(payloadRdbVersion(payload), targetVersion) === payloadRdbVersion(payload)) fitted.records.push(record);
-    else if (payloadChecksumOk(payload) && typeReadableBy(payloadTypeByte(payload), targetVersion, payloadRdbVersion(payload))) {
-      fitted.records.push({ expireAt, payload: restampPayload(payload, stampFor(payloadRdbVersion(payload), targetVersion)) });
-      fitted.restamped.add(index);
-    } else {
-      fitted.byType.push(index);
-      return;
-    }
+  const fitted: FittedBatch = { batch, sent: [], restamped: new Set(), byType: [] };
+  const records: DumpRecord[] = [];
+  parseDumpHeader(batch.header, batch.payloads).forEach((record, index) => {
+    const fit = fitRecord(record, targetVersion);
+    if (fit === 'byType') return void fitted.byType.push(index);
+    if (fit !== record) fitted.restamped.add(index);
+    records.push(fit);
     fitted.sent.push(index);
   });
   if (fitted.restamped.size === 0 && fitted.byType.length === 0) return untouched();
   const keys = fitted.sent.map((index) => batch.keys[index] as Buffer);
-  const header = fitted.records.map(({ expireAt, payload }) => `${expireAt},${payload.length};`).join('');
-  return { batch: { keys, header, payloads: Buffer.concat(fitted.records.map((r) => r.payload)) }, sent: fitted.sent, restamped: fitted.restamped, byType: fitted.byType };
+  const header = records.map(({ expireAt, payload }) => `${expireAt},${payload.length};`).join('');
+  return { ...fitted, batch: { keys, header, payloads: Buffer.concat(records.map((r) => r.payload)) } };
+}
+
+/**
+ * One record as the target takes it: as read (gone, an error, a big key, or a stamp the target reads), restamped
+ * (its CRC holds and the target reads its type byte), or `byType`.
+ */
+function fitRecord(record: DumpRecord, targetVersion: number): DumpRecord | 'byType' {
+  const { expireAt, payload } = record;
+  if ((expireAt < 0 && expireAt !== -1) || payload.length === 0) return record;
+  const written = payloadRdbVersion(payload);
+  const stamp = stampFor(written, targetVersion);
+  if (stamp === written) return record;
+  if (!payloadChecksumOk(payload) || !typeReadableBy(payloadTypeByte(payload), targetVersion, written)) return 'byType';
+  return { expireAt, payload: restampPayload(payload, stamp) };
 }
 
 /** A module value whose last attempt failed gets a reason that names its module; RESTORE's own words do not say why. */
