@@ -13,7 +13,7 @@ import { EXIT, worse } from './lib/run/exit.js';
 import { live } from './lib/run/live.js';
 import { connect, disconnect, isLive, libraryOptions, previousRun, say, stoppedBy, type Session } from './lib/run/session.js';
 import { holdYoungGeneration, Interruption, outliveClosedOutput } from './lib/runtime.js';
-import { parseSettings, renderHelp, SettingsError, unknownSettingWarnings, type Settings } from './lib/settings.js';
+import { parseSettings, readsFileItself, renderHelp, SettingsError, unknownSettingWarnings, type Settings } from './lib/settings.js';
 import { openSource, SourceError, type Database, type Source } from './lib/sources/open.js';
 
 async function main(): Promise<number> {
@@ -26,8 +26,8 @@ async function main(): Promise<number> {
   // 1. Settings: the environment wins over .env; a bad value stops us before any connection.
   const settings = readSettings();
   if (!settings) return EXIT.settingsOrConnection;
-  // A copy that waits on servers keeps a small young generation for free; the native file reader is CPU-bound.
-  if (!(settings.rdbFile && settings.rdbReader === 'native')) holdYoungGeneration();
+  // A copy that waits on servers keeps a small young generation for free; our file reader is CPU-bound.
+  if (!readsFileItself(settings)) holdYoungGeneration();
   const interruption = new Interruption();
   const stopped = (): boolean => interruption.requested;
 

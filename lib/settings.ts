@@ -310,6 +310,9 @@ function nativeReaderRefusals(env: Env): void {
   }
 }
 
+/** The source is an .rdb file read by our own reader (RDB_READER=native), with no server on the source side. */
+export const readsFileItself = (settings: Settings): boolean => settings.rdbFile !== '' && settings.rdbReader === 'native';
+
 export function parseSettings(env: Env): Settings {
   const source = parseEndpoint(env, 'source');
   const target = parseEndpoint(env, 'destination');

@@ -7,6 +7,7 @@ import { afterLossLines, countsText, emptyKeysLines, summaryLines, timingLine } 
 import { say, sourceStayedPut, startProgress, timingOf, verificationSetup, writeSummary, type Session } from './session.js';
 import { addCounts, type MigrationResult, noCounts } from '../records.js';
 import { Migration } from '../copy/migration.js';
+import { readsFileItself } from '../settings.js';
 
 /** The copy: batches in flight, pacing, the error limit; then the summary and, with VERIFY=true, the check. */
 export async function copy(session: Session, log: ErrorLog): Promise<number> {
@@ -47,7 +48,7 @@ export async function copy(session: Session, log: ErrorLog): Promise<number> {
     });
     writeSummary(settings, {
       mode: 'copy',
-      counts: { ...whole.counts, excluded: session.selection.excluded, ...(readsFile(settings) ? { empty: session.selection.empty } : {}) },
+      counts: { ...whole.counts, excluded: session.selection.excluded, ...(readsFileItself(settings) ? { empty: session.selection.empty } : {}) },
       crossing: result.crossing,
       method: { requested: settings.copyMethod, used: migration.methodUsed, fallbackReason: result.fallbackReason ?? null },
       verification: verified,
@@ -59,9 +60,6 @@ export async function copy(session: Session, log: ErrorLog): Promise<number> {
     verification?.remove();
   }
 }
-
-/** The source is an .rdb file read by our reader, which counts the empty collections it leaves out. */
-const readsFile = (settings: Session['settings']): boolean => settings.rdbFile !== '' && settings.rdbReader === 'native';
 
 /**
  * The checkpoint's last write: complete only when every scan is done with no key failed; void when the target

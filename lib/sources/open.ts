@@ -5,7 +5,7 @@ import type { Side } from '../net/side.js';
 import { verifyFileChecksum } from '../rdb/checksum.js';
 import { RdbFormatError } from '../rdb/reader.js';
 import { noSelection, type RecordBatch, type SelectionCounts } from '../records.js';
-import type { Settings } from '../settings.js';
+import { readsFileItself, type Settings } from '../settings.js';
 import { databaseSections, type FileFacts, otherDatabase } from './rdb-file.js';
 import { rdbFileVersion, RdbError, startRdbServer, type RdbServer } from './rdb-server.js';
 import { fileLibraries, type Libraries, sourceLibraries } from './libraries.js';
@@ -49,8 +49,8 @@ interface Voices {
 }
 
 export async function openSource(settings: Settings, stopped: () => boolean, voices: Voices): Promise<Source> {
+  if (readsFileItself(settings)) return fileSource(settings, stopped);
   if (!settings.rdbFile) return serverSource(settings);
-  if (settings.rdbReader === 'native') return fileSource(settings, stopped);
   return privateServerSource(settings, stopped, voices);
 }
 
