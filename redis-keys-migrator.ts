@@ -14,7 +14,8 @@ import { live } from './lib/run/live.js';
 import { connect, disconnect, isLive, libraryOptions, previousRun, say, stoppedBy, type Session } from './lib/run/session.js';
 import { holdYoungGeneration, Interruption, outliveClosedOutput } from './lib/runtime.js';
 import { parseSettings, readsFileItself, renderHelp, SettingsError, unknownSettingWarnings, type Settings } from './lib/settings.js';
-import { openSource, SourceError, type Database, type Source } from './lib/sources/open.js';
+import { openSource } from './lib/sources/open.js';
+import { SourceError, type Database, type Source } from './lib/sources/source.js';
 
 async function main(): Promise<number> {
   if (process.argv.includes('--help') || process.argv.includes('-h')) {

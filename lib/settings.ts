@@ -34,6 +34,7 @@ export const SETTINGS: readonly SettingSpec[] = [
   { name: 'SOURCE_REDIS_URL', group: 'connection', default: '', meaning: 'redis://user:pass@host:port/db; replaces host, port and db', secret: true },
   ...tlsSettings('SOURCE_REDIS', 'source'),
   { name: 'SOURCE_REDIS_CLUSTER', group: 'connection', default: 'false', meaning: 'true: the source is a Redis Cluster; every master is found from this node and scanned' },
+  { name: 'SOURCE_READER', group: 'connection', default: 'auto', meaning: 'how a source server is read: replication (as its replica: one snapshot by PSYNC, a fork as BGSAVE costs), scan (key by key: SCAN and DUMP, where PSYNC is refused, as on ElastiCache) or auto (replication for a copy where the source allows it, scan otherwise; the run says which and why)' },
   { name: 'SOURCE_RDB_FILE', group: 'connection', default: '', meaning: 'an .rdb backup to copy from (read by this tool, or loaded into a private redis-server: RDB_READER)' },
   { name: 'RDB_READER', group: 'connection', default: 'native', meaning: 'how SOURCE_RDB_FILE is read: native (by this tool, no server; RDB 1 to 13, and 80 of Valkey 9) or server (loaded into a private redis-server, removed after; the RDB versions it reads)' },
   { name: 'REDIS_SERVER_PATH', group: 'connection', default: 'redis-server', meaning: 'the redis-server binary that loads SOURCE_RDB_FILE with RDB_READER=server' },
@@ -116,6 +117,8 @@ export interface Settings {
   sourceDbChosen: boolean;
   rdbFile: string;
   rdbReader: 'server' | 'native';
+  /** SOURCE_READER: a source server read as its replica, by SCAN, or whichever serves the run. */
+  sourceReader: 'auto' | 'replication' | 'scan';
   redisServerPath: string;
   target: Endpoint;
   matchPattern: string;
@@ -313,7 +316,35 @@ function nativeReaderRefusals(env: Env): void {
 /** The source is an .rdb file read by our own reader (RDB_READER=native), with no server on the source side. */
 export const readsFileItself = (settings: Settings): boolean => settings.rdbFile !== '' && settings.rdbReader === 'native';
 
+/**
+ * Why the run must read a source server by SCAN whatever SOURCE_READER says, or undefined when a replica's
+ * snapshot serves it: a snapshot is one point in time taken whole, for a copy that writes it.
+ */
+export function scanOnlyBecause(settings: Settings): string | undefined {
+  if (settings.dryRun) return 'DRY_RUN=true reads each key by itself';
+  if (settings.mode === 'compare') return 'MIGRATION_MODE=compare reads each key by itself';
+  if (settings.mode === 'live' || settings.mode === 'liveonly') return `MIGRATION_MODE=${settings.mode} follows keyspace events and reads each changed key by itself`;
+  if (settings.checkpointFile) return 'CHECKPOINT_FILE resumes a SCAN by its cursor, and a snapshot cannot resume part-way';
+  if (settings.copyMethod === 'type') return 'COPY_METHOD=type reads each key by type';
+  if (settings.scanType && !CORE_TYPES.includes(settings.scanType.toLowerCase())) return `SCAN_TYPE=${settings.scanType} is a module type only SCAN knows`;
+  return undefined;
+}
+
+/** SOURCE_READER=replication where the run cannot take a snapshot: one line naming what stands in the way. */
+function replicationRefusal(settings: Settings): void {
+  if (settings.sourceReader !== 'replication') return;
+  if (settings.rdbFile) throw new SettingsError('SOURCE_READER=replication reads a source server, and SOURCE_RDB_FILE is set: a file is read by RDB_READER');
+  const why = scanOnlyBecause(settings);
+  if (why) throw new SettingsError(`SOURCE_READER=replication copies one snapshot of the source, but ${why}: set SOURCE_READER=scan (or auto)`);
+}
+
 export function parseSettings(env: Env): Settings {
+  const settings = parseEverySetting(env);
+  replicationRefusal(settings);
+  return settings;
+}
+
+function parseEverySetting(env: Env): Settings {
   const source = parseEndpoint(env, 'source');
   const target = parseEndpoint(env, 'destination');
   if (source.cluster && raw(env, 'SOURCE_RDB_FILE')) {
@@ -331,6 +362,7 @@ export function parseSettings(env: Env): Settings {
     sourceDbChosen: (env.SOURCE_REDIS_DB_INDEX ?? '') !== '' || /\/[0-9]+$/.test(raw(env, 'SOURCE_REDIS_URL')),
     rdbFile: raw(env, 'SOURCE_RDB_FILE'),
     rdbReader: parseChoice(env, 'RDB_READER', ['native', 'server'] as const),
+    sourceReader: parseChoice(env, 'SOURCE_READER', ['auto', 'replication', 'scan'] as const),
     redisServerPath: raw(env, 'REDIS_SERVER_PATH'),
     target,
     matchPattern: raw(env, 'SCAN_MATCH_PATTERN'),

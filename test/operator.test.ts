@@ -135,6 +135,7 @@ function expectPlainCopyStdout(stdout: string, restored: number): void {
   const lines = stdout.trimEnd().split('\n');
   expect(lines.slice(0, -1), stdout).toEqual([
     'Connected to Redis instances successfully',
+    expect.stringMatching(/^Reading the source as its replica: one snapshot by PSYNC from source 127\.0\.0\.1:\d+$/),
     `Number of restored keys: ${restored}`,
     'Number of skipped keys: 0',
     'Number of failed keys: 0',

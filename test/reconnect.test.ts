@@ -45,7 +45,8 @@ async function expectEqual(pair: Pair, run: RunResult): Promise<void> {
 async function copyThrough(pair: Pair, side: 'source' | 'target', proxy: FaultProxy, settings: Record<string, string | number>, fault: () => Promise<unknown> | void): Promise<RunResult> {
   const env: Record<string, string | number> = { ...endpoints(pair.source, pair.target), ...PACE, ...settings };
   if (side === 'target') env.DESTINATION_REDIS_PORT = proxy.port;
-  else env.SOURCE_REDIS_PORT = proxy.port;
+  // A scan's own recovery: each read retried where it was (a replica's snapshot cut midway: replication.test.ts).
+  else Object.assign(env, { SOURCE_REDIS_PORT: proxy.port, SOURCE_READER: 'scan' });
   const run = spawnMigrator(env, runDir());
   await waitUntil(async () => (await dbsize(pair.target)) >= KEYS / 5, 'a fifth of the keys on the target', 30_000, 20);
   expect(await dbsize(pair.target), 'the run finished before the fault; the test proves nothing').toBeLessThan(KEYS);
@@ -163,7 +164,7 @@ describe('servers restarted or frozen mid-run', () => {
   });
 
   it('the source restarted (a new run_id): its keys are scanned again from the start, and the summary says so', async () => {
-    const run = await copyWhile(() => pair.source.restart());
+    const run = await copyWhile(() => pair.source.restart(), { SOURCE_READER: 'scan' });
     expect(run.code, run.stdout + run.stderr).toBe(0);
     expect(run.stdout).toMatch(/is another server than when its scan began .* scanned again from the start/);
     const counts = parseSummary(run.stdout);
@@ -300,7 +301,8 @@ describe('a source that answers but cannot serve', () => {
       await pair.source.cmd('CONFIG', 'SET', 'replica-serve-stale-data', 'no');
       await pair.source.cmd('REPLICAOF', '127.0.0.1', master.port);
       await waitUntil(async () => /master_link_status:up/.test(String(await pair.source.cmd('INFO', 'replication'))) && (await dbsize(pair.source)) === KEYS, 'the replica in sync');
-      const run = spawnMigrator({ ...endpoints(pair.source, pair.target), ...PACE, RECONNECT_TIMEOUT: 2 }, runDir());
+      // Read by SCAN: the test is about reads a stale replica refuses midway (it would refuse a replica's PSYNC at once).
+      const run = spawnMigrator({ ...endpoints(pair.source, pair.target), ...PACE, RECONNECT_TIMEOUT: 2, SOURCE_READER: 'scan' }, runDir());
       await waitUntil(async () => (await dbsize(pair.target)) >= KEYS / 5, 'a fifth of the keys on the target', 30_000, 20);
       await master.stop();
       const started = Date.now();

@@ -6,6 +6,8 @@ import { ROW_LABELS, isToolRow, type RowId, type RowResult } from './bench-rows.
 import { SLOW_CALL_MS, type ScriptCalls } from './bench-scripts.js';
 
 export const TARGETS = {
+  /** (r), a self-hosted source read as its replica: against MIGRATE and REPLICAOF, and the source's CPU against REPLICAOF's. */
+  replicaVsMigrate: 1.5, replicaVsReplicaof: 0.7, replicaSourceCpuVsReplicaof: 1.3,
   dumpVsMigrate: 1.0, typeVsMigrate: 0.35, compareVsDumpWall: 1.5, checkpointVsDump: 0.97, nativeVsServer: 2.0, nativeVsLoad: 0.35, peakRssMb: 150, scalingRatio: 1.1,
   /** (f): the tool's CPU per key past start-up, its wall time past start-up over the target's CPU, its peak RSS and how flat it stays. */
   fileCpuMicrosPerKey: 1.0, fileWallVsTargetCpu: 1.25, filePeakRssMb: 200, fileRssFourTimesRatio: 1.1,
@@ -13,7 +15,7 @@ export const TARGETS = {
 
 /** (a′): the compare row checks the copy (a) made, so it is named after it rather than given a letter of its own. */
 const LETTER: Record<RowId, string> = {
-  dump: '(a)', compare: '(a′)', checkpoint: '(a″)', type: '(b)', migrate: '(c)', replicaof: '(d)', cluster: '(e)', 'rdb-native': '(f)', 'rdb-server': '(f′)', 'rdb-load': '(g)',
+  replica: '(r)', dump: '(a)', compare: '(a′)', checkpoint: '(a″)', type: '(b)', migrate: '(c)', replicaof: '(d)', cluster: '(e)', 'rdb-native': '(f)', 'rdb-server': '(f′)', 'rdb-load': '(g)',
 };
 
 export interface RunInfo {
@@ -113,6 +115,19 @@ function fileLines(rows: RowResult[], repeats: RowResult[], info: RunInfo): stri
   ];
 }
 
+/** (r): speed against MIGRATE and REPLICAOF, start-up included, and what it costs the source against REPLICAOF. */
+function replicaLines(find: (id: RowId) => RowResult | undefined): string[] {
+  const [replica, replicaof] = [find('replica'), find('replicaof')];
+  const vsMigrate = speedRatio(replica, find('migrate'));
+  const vsReplicaof = speedRatio(replica, replicaof);
+  const sourceCpu = replica?.sourceCpuSeconds && replicaof?.sourceCpuSeconds ? replica.sourceCpuSeconds / replicaof.sourceCpuSeconds : undefined;
+  return [
+    `| (r) read as a replica ≥ ${TARGETS.replicaVsMigrate.toFixed(2)}× (c) keys/s, start-up included | ${times(vsMigrate)} | ${verdict(atLeast(vsMigrate, TARGETS.replicaVsMigrate))} |`,
+    `| (r) ≥ ${TARGETS.replicaVsReplicaof.toFixed(2)}× (d) keys/s | ${times(vsReplicaof)} | ${verdict(atLeast(vsReplicaof, TARGETS.replicaVsReplicaof))} |`,
+    `| (r) source CPU ≤ ${TARGETS.replicaSourceCpuVsReplicaof.toFixed(2)}× (d)'s | ${times(sourceCpu)} | ${verdict(atMost(sourceCpu, TARGETS.replicaSourceCpuVsReplicaof))} |`,
+  ];
+}
+
 function targetLines(rows: RowResult[], repeats: RowResult[], info: RunInfo): string[] {
   const keys = info.keys;
   const find = (id: RowId): RowResult | undefined => rows.find((r) => r.id === id);
@@ -124,12 +139,13 @@ function targetLines(rows: RowResult[], repeats: RowResult[], info: RunInfo): st
   const paired = (id: RowId): string => `${runsOf(id, rows, repeats).length}`;
   const loadRatio = speedRatio(find('rdb-native'), find('rdb-load'));
   // The RSS target is set for the copies; the compare row's RSS is in the table.
-  const rssRows = rows.filter((r) => (r.id === 'dump' || r.id === 'checkpoint' || r.id === 'type') && r.peakRssMb !== undefined);
+  const rssRows = rows.filter((r) => (r.id === 'replica' || r.id === 'dump' || r.id === 'checkpoint' || r.id === 'type') && r.peakRssMb !== undefined);
   const worstRss = rssRows.length > 0 ? Math.max(...rssRows.map((r) => r.peakRssMb ?? 0)) : undefined;
   const rssNote = keys === 1_000_000 ? '' : ` (the target is set for 1,000,000 keys; this run had ${formatCount(keys)})`;
   return [
     '| target | measured | verdict |',
     '|---|---|---|',
+    ...replicaLines(find),
     `| (a) ≥ ${TARGETS.dumpVsMigrate.toFixed(2)}× (c) keys/s | ${times(dumpRatio)} | ${verdict(atLeast(dumpRatio, TARGETS.dumpVsMigrate))} |`,
     `| (b) ≥ ${TARGETS.typeVsMigrate.toFixed(2)}× (c) keys/s | ${times(typeRatio)} | ${verdict(atLeast(typeRatio, TARGETS.typeVsMigrate))} |`,
     `| (a′) compare ≤ ${TARGETS.compareVsDumpWall.toFixed(2)}× (a) wall time | ${times(compareRatio)} | ${verdict(atMost(compareRatio, TARGETS.compareVsDumpWall))} |`,
@@ -137,7 +153,7 @@ function targetLines(rows: RowResult[], repeats: RowResult[], info: RunInfo): st
     `| (f) native reader ≥ ${TARGETS.nativeVsServer.toFixed(2)}× (f′) server reader keys/s, medians of ${paired('rdb-native')} and ${paired('rdb-server')} interleaved runs | ${times(nativeRatio)} | ${verdict(atLeast(nativeRatio, TARGETS.nativeVsServer))} |`,
     `| (f) native reader ≥ ${TARGETS.nativeVsLoad.toFixed(2)}× (g) redis-server's load keys/s | ${times(loadRatio)} | ${verdict(atLeast(loadRatio, TARGETS.nativeVsLoad))} |`,
     ...fileLines(rows, repeats, info),
-    `| peak RSS of (a), (a″) and (b) ≤ ${TARGETS.peakRssMb} MB${rssNote} | ${fixed(worstRss, 1)} MB | ${verdict(worstRss === undefined ? undefined : worstRss <= TARGETS.peakRssMb)} |`,
+    `| peak RSS of (r), (a), (a″) and (b) ≤ ${TARGETS.peakRssMb} MB${rssNote} | ${fixed(worstRss, 1)} MB | ${verdict(worstRss === undefined ? undefined : worstRss <= TARGETS.peakRssMb)} |`,
   ];
 }
 
@@ -256,7 +272,7 @@ export function renderReport(info: RunInfo, rows: RowResult[], repeats: RowResul
     floorLine(info.toolFloor, 'the same command on an empty database', '(a), (a′) and (b)'),
     floorLine(info.fileFloor, 'the native reader on an empty .rdb file', '(f)'),
     '',
-    `Ratios (keys/s): (a)/(c) = ${times(speedRatio(find('dump'), migrate))}, (b)/(c) = ${times(speedRatio(find('type'), migrate))}, (a)/(d) = ${times(speedRatio(find('dump'), find('replicaof')))}, ` +
+    `Ratios (keys/s): (r)/(a) = ${times(speedRatio(find('replica'), find('dump')))}, (a)/(c) = ${times(speedRatio(find('dump'), migrate))}, (b)/(c) = ${times(speedRatio(find('type'), migrate))}, (a)/(d) = ${times(speedRatio(find('dump'), find('replicaof')))}, ` +
       `(e)/(a) = ${times(speedRatio(find('cluster'), find('dump')))}, (a″)/(a) = ${times(speedRatio(find('checkpoint'), find('dump')))}; wall time (a′)/(a) = ${times(wallRatio(find('compare'), find('dump')))}.`,
     '',
     '(e) copies the same keys between two 3-master clusters on this machine: six redis-servers and the tool share the 2 cores, so',

@@ -6,12 +6,13 @@ import { basename, dirname, join } from 'node:path';
 import type { ScriptCalls } from './bench-scripts.js';
 import { ROOT, SCRIPT, tempDir, type RedisServer } from '../test/helpers/servers.js';
 
-export type RowId = 'dump' | 'checkpoint' | 'compare' | 'type' | 'migrate' | 'replicaof' | 'cluster' | 'rdb-native' | 'rdb-server' | 'rdb-load';
+export type RowId = 'replica' | 'dump' | 'checkpoint' | 'compare' | 'type' | 'migrate' | 'replicaof' | 'cluster' | 'rdb-native' | 'rdb-server' | 'rdb-load';
 /** The rows that run the tool itself, under /usr/bin/time. */
-export type ToolRowId = 'dump' | 'checkpoint' | 'compare' | 'type' | 'cluster' | 'rdb-native' | 'rdb-server';
+export type ToolRowId = 'replica' | 'dump' | 'checkpoint' | 'compare' | 'type' | 'cluster' | 'rdb-native' | 'rdb-server';
 
 export const ROW_LABELS: Record<RowId, string> = {
-  dump: 'this tool (dump, default)',
+  replica: 'this tool (default: read as a replica)',
+  dump: 'this tool (dump, SOURCE_READER=scan)',
   checkpoint: 'this tool (dump, CHECKPOINT_FILE set)',
   compare: 'this tool (MIGRATION_MODE=compare)',
   type: 'this tool (COPY_METHOD=type)',
@@ -159,6 +160,8 @@ export async function measureToolFloor(emptyServer: RedisServer): Promise<RowRes
 
 /** The settings that make each tool row what it is; (a) is the tool as shipped. */
 function modeSettings(id: ToolRowId, cwd: string): Record<string, string> {
+  // (a) and (e) read key by key, as from ElastiCache; (r), the default, reads a self-hosted source as its replica.
+  if (id === 'dump' || id === 'cluster') return { SOURCE_READER: 'scan' };
   if (id === 'type') return { COPY_METHOD: 'type' };
   if (id === 'checkpoint') return { CHECKPOINT_FILE: join(cwd, 'bench.checkpoint') };
   if (id === 'rdb-native') return { RDB_READER: 'native' };

@@ -18,13 +18,13 @@ import { ROOT, startRedis, type RedisServer } from '../test/helpers/servers.js';
 
 const DEFAULT_KEYS = 1_000_000;
 const SCALING_SIZES = [200_000, 2_000_000];
-const ROW_ORDER: Exclude<RowId, 'cluster'>[] = ['dump', 'compare', 'checkpoint', 'type', 'migrate', 'replicaof', 'rdb-native', 'rdb-server', 'rdb-load'];
+const ROW_ORDER: Exclude<RowId, 'cluster'>[] = ['replica', 'dump', 'compare', 'checkpoint', 'type', 'migrate', 'replicaof', 'rdb-native', 'rdb-server', 'rdb-load'];
 /**
  * One run of a row varies by ±15% here, and the goals that compare two tool rows ((a″) with (a), (f) with (f′)) ask
  * for a few per cent: every copy row runs PAIRED_REPEATS more times, the rows of a group interleaved, and goals and
  * before/after comparisons take the medians. The cluster row repeats its timed copy the same number of times.
  */
-const PAIRS: Exclude<RowId, 'cluster'>[][] = [['dump', 'checkpoint', 'type'], ['rdb-native', 'rdb-server']];
+const PAIRS: Exclude<RowId, 'cluster'>[][] = [['replica', 'dump', 'checkpoint', 'type'], ['rdb-native', 'rdb-server']];
 const PAIRED_REPEATS = 2;
 /** Rows that run on the target the row before left, not an emptied one: compare checks the copy (a) just made. */
 const KEEPS_TARGET: ReadonlySet<RowId> = new Set<RowId>(['compare']);
@@ -104,6 +104,7 @@ async function describeRun(source: RedisServer, keys: number, seedSeconds: numbe
 
 function measureRow(id: Exclude<RowId, 'cluster'>, source: RedisServer, target: RedisServer, keys: number): Promise<RowResult> {
   switch (id) {
+    case 'replica':
     case 'dump':
     case 'checkpoint':
     case 'compare':

@@ -1,12 +1,12 @@
-// Values from an .rdb file that the target cannot RESTORE (an encoding newer than it reads: a Redis 7.2 listpack
-// set, a 7.4 hash with field expiries, into 7.0): decoded here and written by type, small ones a batch per call.
+// Values the target cannot take by RESTORE (an encoding newer than it reads: a Redis 7.2 listpack set, a 7.4
+// hash with field expiries, into 7.0; or a value past DUMP_MAX_BYTES): decoded and written by type, big ones in chunks.
 import { decodeValue, type RdbValue, type StreamValue } from '../rdb/decode.js';
 import { RdbFormatError } from '../rdb/errors.js';
 import { buildInChunks, fieldExpiriesDropped, writeTyped, type TypedRecord } from './by-type.js';
 import { compareStreamIds, exists, PLACEHOLDER, type PendingClaim, type StreamState } from '../sources/server.js';
 import type { Connection } from '../net/connections.js';
 import { mapLimited } from '../concurrency.js';
-import { KeyProblem, type KeyOutcome, type StoredValue } from '../records.js';
+import { KeyProblem, STRING_CHUNK_BYTES, type KeyOutcome, type StoredValue } from '../records.js';
 import { CHUNKED_KEYS_AT_ONCE, failed, type WriteContext } from './context.js';
 
 /** A key and its value as the file holds it. */
@@ -84,7 +84,8 @@ function droppedOf(value: RdbValue | undefined, target: Connection): string | un
 /** Hashes with field expiries are built too: the expiries go on before the key takes its name. */
 function needsChunks(value: Exclude<RdbValue, { type: 'stream' | 'module' }>, chunkSize: number): boolean {
   if (value.type === 'hash' && value.fieldExpireAt?.some((at) => at >= 0)) return true;
-  return value.type !== 'string' && value.value.length > chunkSize;
+  if (value.type === 'string') return value.value.length > STRING_CHUNK_BYTES;
+  return value.value.length > chunkSize;
 }
 
 /** Elements as TYPE_WRITE takes them: list items, set members, score-member pairs, field-value pairs. */
@@ -122,6 +123,7 @@ async function writeAlone(ctx: WriteContext, key: Buffer, value: Exclude<RdbValu
     const dangling = danglingIds(value.value);
     return buildInChunks(ctx, key, { kind: 'stream', expireAt, chunks: streamPages(value.value, size, dangling), stillThere, streamState: async () => streamStateOf(value.value, dangling) });
   }
+  if (value.type === 'string') return buildInChunks(ctx, key, { kind: 'string', expireAt, chunks: stringWindows(value.value), stillThere });
   const values = valuesInWriteOrder(value);
   const width = value.type === 'zset' || value.type === 'hash' ? 2 : 1;
   const hash = value.type === 'hash' && value.fieldExpireAt?.some((at) => at >= 0) ? value : undefined;
@@ -133,6 +135,11 @@ async function writeAlone(ctx: WriteContext, key: Buffer, value: Exclude<RdbValu
 
 async function* windows(values: readonly Buffer[], width: number): AsyncGenerator<Buffer[]> {
   for (let i = 0; i < values.length; i += width) yield values.slice(i, i + width);
+}
+
+/** A big string in STRING_CHUNK_BYTES pieces: SET, then APPENDs. */
+async function* stringWindows(value: Buffer): AsyncGenerator<Buffer[]> {
+  for (let at = 0; at < value.length; at += STRING_CHUNK_BYTES) yield [value.subarray(at, at + STRING_CHUNK_BYTES)];
 }
 
 /** A hash's field expiries as the file has them (absolute ms), looked up per chunk of fields. */

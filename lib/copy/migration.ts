@@ -5,7 +5,7 @@ import { describeError, isConnectionLoss, isLossReason, isRefusal, type Connecti
 import type { Checkpoint } from './checkpoint.js';
 import { ConnectionLost, type Recovery } from '../net/recovery.js';
 import { compareBatch } from '../verify/compare-key.js';
-import { restoreStored } from './restore.js';
+import { isRestoreRefused, restoreStored } from './restore.js';
 import { copyAuto, copyByDump, copyByType, RestoreRefused } from './methods.js';
 import { ServerReader } from '../sources/server.js';
 import type { OutcomeRecorder } from '../verify/comparison.js';
@@ -181,12 +181,14 @@ export class Migration {
 
   private async restoreOn(node: Connection, keys: readonly Buffer[], stored: readonly StoredValue[], lostSince: number | undefined): Promise<KeyOutcome[]> {
     try {
-      const outcomes = await restoreStored({ target: node, settings: this.run.settings, stats: this.run.stats, abandoned: this.abandoned }, keys, stored);
+      const outcomes = await this.restoreOrByType(node, keys, stored);
       this.dropIfDemoted(node, outcomes);
       this.run.recovery?.progressed();
       return lostSince !== undefined ? await settleRetriedStored(node, outcomes, stored) : outcomes;
     } catch (err) {
-      return this.retryAfterLoss(err, node.lostBecause !== undefined ? node : undefined, lostSince, (since) => this.copyStored(keys, stored, since));
+      // Only this node was written to: a lost socket (its pipeline's, which may fail before node-redis notices) is its.
+      const lost = node.lostBecause !== undefined || isConnectionLoss(err) ? node : undefined;
+      return this.retryAfterLoss(err, lost, lostSince, (since) => this.copyStored(keys, stored, since));
     }
   }
 
@@ -329,6 +331,32 @@ export class Migration {
     return outcomes;
   }
 
+  /**
+   * Values that came with their keys, RESTOREd; with COPY_METHOD=auto, a target that refuses RESTORE itself has
+   * them decoded and written by type instead, from its first refusal on (as a server's keys are read by type).
+   */
+  private async restoreOrByType(node: Connection, keys: readonly Buffer[], stored: readonly StoredValue[]): Promise<KeyOutcome[]> {
+    const ctx = { target: node, settings: this.run.settings, stats: this.run.stats, abandoned: this.abandoned };
+    const outcomes = await restoreStored(ctx, keys, stored, this.method === 'type');
+    // A batch sent before another one's refusal switched the run meets the refusal too: it goes by type as well.
+    if (this.run.settings.copyMethod !== 'auto') return outcomes;
+    const refused = outcomes.flatMap((o, i) => (o.status === 'failed' && isRestoreRefused(o.reason) ? [i] : []));
+    const first = outcomes[refused[0] ?? -1];
+    if (!first || first.status !== 'failed') return outcomes;
+    this.fallBackToType(first.reason);
+    const again = await restoreStored(ctx, refused.map((i) => keys[i] as Buffer), refused.map((i) => stored[i] as StoredValue), true);
+    refused.forEach((index, j) => (outcomes[index] = again[j] as KeyOutcome));
+    return outcomes;
+  }
+
+  /** COPY_METHOD=auto after the target's first refusal of RESTORE: by type for the rest of the run, said once. */
+  private fallBackToType(reason: string): void {
+    if (this.method !== 'auto') return;
+    this.method = 'type';
+    this.fallbackReason = reason;
+    this.say(`The target refused RESTORE (${reason}); copying by type from now on`);
+  }
+
   private contextFor(source: Connection, target: Connection): CopyContext {
     const { settings, stats } = this.run;
     return { reader: new ServerReader(source, settings), target, settings, stats, abandoned: this.abandoned };
@@ -337,12 +365,7 @@ export class Migration {
   private async copyOn(ctx: CopyContext, keys: Buffer[]): Promise<KeyOutcome[]> {
     if (this.method === 'type') return copyByType(ctx, keys);
     if (this.method === 'auto') {
-      return copyAuto(ctx, keys, (reason) => {
-        if (this.method !== 'auto') return;
-        this.method = 'type';
-        this.fallbackReason = reason;
-        this.say(`The target refused RESTORE (${reason}); copying by type from now on`);
-      });
+      return copyAuto(ctx, keys, (reason) => this.fallBackToType(reason));
     }
     try {
       return await copyByDump(ctx, keys);

@@ -134,11 +134,12 @@ async function restore(target: Connection, overwrite: boolean, batch: DumpBatch)
 }
 
 /**
- * Values an .rdb file holds, RESTOREd in one pipeline: each stamped with the newest RDB version both the file
- * and the target read (a payload's encodings are fixed by its type byte, so an older stamp is honest when the
- * target knows that byte). A value of a type the target cannot read is decoded and written by type.
+ * Values that came with their keys (an .rdb file, a replica's snapshot), RESTOREd in one pipeline: each stamped
+ * with the newest RDB version both the source and the target read (a payload's encodings are fixed by its type
+ * byte, so an older stamp is honest when the target knows that byte). A value of a type the target cannot read,
+ * one past DUMP_MAX_BYTES, or every value once `allByType` (the target refused RESTORE), is decoded and written by type.
  */
-export async function restoreStored(ctx: WriteContext, keys: readonly Buffer[], stored: readonly StoredValue[]): Promise<KeyOutcome[]> {
+export async function restoreStored(ctx: WriteContext, keys: readonly Buffer[], stored: readonly StoredValue[], allByType = false): Promise<KeyOutcome[]> {
   const { target } = ctx;
   const targetVersion = target.capabilities.rdbVersion ?? VERSION_WHEN_UNTOLD;
   const outcomes = new Array<KeyOutcome>(keys.length);
@@ -146,7 +147,8 @@ export async function restoreStored(ctx: WriteContext, keys: readonly Buffer[], 
   const decoded: { index: number; key: Buffer; stored: StoredValue }[] = [];
   keys.forEach((key, index) => {
     const value = stored[index] as StoredValue;
-    if (!typeReadableBy(value.type, targetVersion, value.rdbVersion)) {
+    // Past DUMP_MAX_BYTES a value goes by type in chunks, as a server's big key does: no RESTORE that size.
+    if (allByType || !typeReadableBy(value.type, targetVersion, value.rdbVersion) || value.value.length > ctx.settings.dumpMaxBytes) {
       decoded.push({ index, key, stored: value });
       return;
     }

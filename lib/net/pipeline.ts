@@ -15,7 +15,7 @@ interface Waiter {
 }
 
 /** The socket node-redis would open for `endpoint`: the same address, and the same TLS options (tls.ts). */
-function connectSocket(endpoint: Endpoint): Socket {
+export function connectSocket(endpoint: Endpoint): Socket {
   if (endpoint.socketPath) return netConnect({ path: endpoint.socketPath });
   const { tls } = endpoint;
   if (!tls) return netConnect({ host: endpoint.host, port: endpoint.port });

@@ -230,6 +230,10 @@ export function sameServer(source: Side, target: Side): boolean {
   return target.masters.some((m) => m.capabilities.runId !== '' && ids.has(m.capabilities.runId));
 }
 
+/** Why a run between the same server and database is refused: nothing would be copied. */
+export const sameServerRefusal = (source: Side, db: number): string =>
+  `the source and the target are the same server (run_id ${source.masters[0]?.capabilities.runId}) and database ${db}: nothing would be copied`;
+
 function clusterSetting(endpoint: Endpoint): string {
   return endpoint.side === 'source' ? 'SOURCE_REDIS_CLUSTER' : 'DESTINATION_REDIS_CLUSTER';
 }

@@ -1,9 +1,22 @@
 // The part of an RDB file the reader is looking at: one reused buffer filled by fixed-size chunk reads, in
 // file order, never the whole file. Every byte passes through the running CRC-64 exactly once, as it leaves
 // (unless the CRC is not wanted: the run checked the whole file first).
-import type { FileHandle } from 'node:fs/promises';
 import { ByteCursor, type ShortHandler } from './cursor.js';
 import { Crc64 } from './crc64.js';
+
+/**
+ * Where the RDB's bytes come from: a file (a FileHandle fits), or a stream such as a replication link, which
+ * can give each byte once only, in order.
+ */
+export interface RdbInput {
+  /** Reads up to `length` bytes at `position` into `buffer` at `offset`; 0 bytes at the end. */
+  read(buffer: Buffer, offset: number, length: number, position: number): Promise<{ bytesRead: number }>;
+  /** How many bytes the input holds, when known before the end (Infinity otherwise). */
+  size: number;
+  /** False for a stream: a byte the window let go cannot be read again, so a value is kept whole as it is read. */
+  rereadable: boolean;
+  close(): Promise<void>;
+}
 
 export class FileWindow {
   private buf: Buffer;
@@ -14,14 +27,23 @@ export class FileWindow {
   private readonly crc: Crc64 | undefined;
 
   constructor(
-    private readonly file: FileHandle,
-    readonly fileSize: number,
+    private readonly file: RdbInput,
     readonly chunkBytes: number,
     checksum = true,
   ) {
     this.crc = checksum ? new Crc64() : undefined;
     // Room for a record that straddles chunks plus the next chunk, without growing.
     this.buf = Buffer.allocUnsafe(4 * chunkBytes);
+  }
+
+  /** How many bytes the input holds (Infinity for a stream of unknown length). */
+  get fileSize(): number {
+    return this.file.size;
+  }
+
+  /** Whether a byte already let go can be read again (readAt): true for a file, not for a stream. */
+  get rereadable(): boolean {
+    return this.file.rereadable;
   }
 
   /** Bytes the window can hold without growing. */

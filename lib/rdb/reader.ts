@@ -5,7 +5,7 @@ import type { ByteCursor, ShortHandler } from './cursor.js';
 import { crcHex } from './crc64.js';
 import { readLength, readLengthBigint, readString, stringBodyLength } from './encodings.js';
 import { RdbFormatError, showBytes } from './errors.js';
-import { FileWindow } from './file-window.js';
+import { FileWindow, type RdbInput } from './file-window.js';
 import { endsWithChecksum, HEADER_BYTES, rdbVersionOf } from './header.js';
 import { isValkeyFormat, MODULE_OPCODE, moduleTypeName, RDB_OPCODE, RDB_TYPE, VALKEY_SLOT_IMPORT } from './types.js';
 
@@ -81,11 +81,16 @@ export async function* readRdb(path: string, options: RdbReadOptions = {}): Asyn
  * value alone). A key whose bytes the window holds is read without awaiting anything.
  */
 export async function* readRdbBatches(path: string, options: RdbReadOptions = {}): AsyncGenerator<RdbKey[]> {
-  const chunkBytes = options.chunkBytes ?? DEFAULT_CHUNK_BYTES;
-  if (!Number.isInteger(chunkBytes) || chunkBytes < 64) throw new RangeError(`chunkBytes must be an integer of at least 64, not ${chunkBytes}`);
   const file = await open(path, 'r');
+  yield* readRdbInput({ read: (...args) => file.read(...args), size: (await file.stat()).size, rereadable: true, close: () => file.close() }, options);
+}
+
+/** readRdbBatches over any input: a file, or a stream (a replication link) read once, front to back. It closes the input. */
+export async function* readRdbInput(input: RdbInput, options: RdbReadOptions = {}): AsyncGenerator<RdbKey[]> {
+  const chunkBytes = options.chunkBytes ?? DEFAULT_CHUNK_BYTES;
   try {
-    const window = new FileWindow(file, (await file.stat()).size, chunkBytes, options.checksum !== false);
+    if (!Number.isInteger(chunkBytes) || chunkBytes < 64) throw new RangeError(`chunkBytes must be an integer of at least 64, not ${chunkBytes}`);
+    const window = new FileWindow(input, chunkBytes, options.checksum !== false);
     const header: RdbHeader = { version: await readVersion(window), aux: new Map() };
     let headerDone = false;
     let db = 0;
@@ -137,7 +142,7 @@ export async function* readRdbBatches(path: string, options: RdbReadOptions = {}
       }
     }
   } finally {
-    await file.close();
+    await input.close();
   }
 }
 
@@ -266,7 +271,7 @@ function placeOfItem(window: FileWindow, at: number, headerDone: boolean): strin
 }
 
 const truncated = (window: FileWindow, where: string): RdbFormatError =>
-  new RdbFormatError(`file ends at byte ${window.fileSize} ${where} (truncated?)`);
+  new RdbFormatError(`file ends at byte ${Number.isFinite(window.fileSize) ? window.fileSize : window.endOffset} ${where} (truncated?)`);
 
 const insideKey = (key: Buffer): string => `inside key ${showBytes(key)}`;
 
@@ -289,7 +294,8 @@ async function scanToEnd(window: FileWindow, layout: readonly Step[], start: num
       break;
     } catch (err) {
       if (!(err instanceof NeedMore)) throw err;
-      if (keepStart && err.need - start + window.chunkBytes > window.capacity) keepStart = false;
+      // A stream cannot give the start again: its window grows to hold the value whole.
+      if (keepStart && window.rereadable && err.need - start + window.chunkBytes > window.capacity) keepStart = false;
       await readUpTo(window, err.need, keepStart ? start : scanner.at, where);
     }
   }
@@ -310,6 +316,8 @@ function copyValue(window: FileWindow, type: number, start: number, end: number)
 async function captureValue(window: FileWindow, type: number, start: number, end: number, key: Buffer): Promise<Buffer> {
   const value = Buffer.allocUnsafe(1 + end - start);
   value[0] = type;
+  // A stream's window still holds the start (scanToEnd kept it): it reads on to the end.
+  if (!window.holds(start, end) && !window.rereadable) await readUpTo(window, end, start, insideKey(key));
   if (window.holds(start, end)) window.copyOut(start, end, value, 1);
   else if (!(await window.readAt(start, value, 1))) throw truncated(window, insideKey(key));
   return value;

@@ -4,11 +4,11 @@ import { Checkpoint, fingerprintOf, readCheckpoint, resumeLine, startingPoints, 
 import type { LibrariesOutcome, LibraryOptions } from '../copy/functions.js';
 import { ConnectionError, describeError, isRefusal } from '../net/connections.js';
 import { Recovery } from '../net/recovery.js';
-import { sameServer, Side } from '../net/side.js';
+import { sameServer, sameServerRefusal, Side } from '../net/side.js';
 import { noSelection, type RecordBatch, type SelectionCounts } from '../records.js';
 import type { Interruption } from '../runtime.js';
 import type { Settings } from '../settings.js';
-import type { Database } from '../sources/open.js';
+import type { Database } from '../sources/source.js';
 import { scanMasters, type ScanRecovery } from '../sources/scan.js';
 import type { VerificationSetup } from '../verify/comparison.js';
 import { Progress, type ProgressSnapshot } from '../report/progress.js';
@@ -20,8 +20,10 @@ export const say = (line: string): void => void process.stdout.write(`${line}\n`
 /** What every kind of run shares once the sides answer. */
 export interface Session {
   settings: Settings;
-  /** None when the keys come from an .rdb file read by our reader, each batch with its values. */
+  /** None when the keys come with their values: from an .rdb file read by our reader, or a snapshot. */
   source?: Side;
+  /** The server a snapshot came from (SOURCE_READER=replication): its size, and its slots, for the run's end. */
+  origin?: Side;
   target: Side;
   selection: SelectionCounts;
   keys: AsyncIterable<RecordBatch>;
@@ -54,12 +56,14 @@ export function previousRun(settings: Settings): Previous {
 
 /** Connects the database's sides and selects its keys: a file's records as they come, or every master's scan. */
 export async function connect(database: Database, previous: Previous, interruption: Interruption): Promise<Session> {
-  const { settings, file } = database;
+  const { settings, file, origin } = database;
+  // A snapshot's source checked the target before its fork (lib/sources/replication.ts).
   const [source, target] = file ? [undefined, await Side.open(settings.target)] : await connectBoth(settings);
   say('Connected to Redis instances successfully');
+  if (database.reading) say(database.reading);
   const recovery = new Recovery(source ? [source, target] : [target], settings.reconnectTimeoutMs, () => interruption.requested);
   const session: Session = {
-    settings, source, target, selection: file?.counts ?? noSelection(), keys: file?.batches ?? noBatches(), startedAt: new Date(), interruption,
+    settings, source, origin, target, selection: file?.counts ?? noSelection(), keys: file?.batches ?? noBatches(), startedAt: new Date(), interruption,
     recovery, units: [], previous, notes: [], libraries: { failed: 0, differences: 0 },
   };
   if (source) session.keys = selectKeys(session, source);
@@ -104,7 +108,7 @@ async function connectBoth(settings: Settings): Promise<[Side, Side]> {
   if (source.status === 'fulfilled' && target.status === 'fulfilled') {
     if (!sameServer(source.value, target.value)) return [source.value, target.value];
     await Promise.all([source.value.close(), target.value.close()]);
-    throw new ConnectionError(`the source and the target are the same server (run_id ${source.value.masters[0]?.capabilities.runId}) and database ${settings.source.db}: nothing would be copied`);
+    throw new ConnectionError(sameServerRefusal(source.value, settings.source.db));
   }
   if (source.status === 'fulfilled') await source.value.close();
   if (target.status === 'fulfilled') await target.value.close();
@@ -139,7 +143,7 @@ export function stoppedBy(err: unknown, session: Session | undefined): number {
  * failover) may have been passed over. Such a run is not called complete. (A file stays put.)
  */
 export async function sourceStayedPut(session: Session): Promise<boolean> {
-  if (!(await session.source?.slotsMovedSinceStart())) return true;
+  if (!(await (session.source ?? session.origin)?.slotsMovedSinceStart())) return true;
   say('The source cluster\'s slots moved during the run: keys that moved between masters may have been missed. Run it again (keys already copied are skipped).');
   return false;
 }
@@ -147,7 +151,8 @@ export async function sourceStayedPut(session: Session): Promise<boolean> {
 export function verificationSetup(session: Session): VerificationSetup {
   const { settings } = session;
   return {
-    source: session.source,
+    // A snapshot's copy is checked against its source as it is now, as a scanned copy is.
+    source: session.source ?? session.origin,
     target: session.target,
     options: { ttlToleranceMs: settings.ttlToleranceMs, chunkSize: settings.chunkSize, dumpMaxBytes: settings.dumpMaxBytes },
     batchSize: settings.pipelineBatchSize,
@@ -161,7 +166,7 @@ export function verificationSetup(session: Session): VerificationSetup {
  * allows; a file's key count is known only once it is read.
  */
 export async function startProgress(session: Session, counts: () => Omit<ProgressSnapshot, 'scanned' | 'total'>): Promise<Progress> {
-  const sizes = await Promise.all((session.source?.masters ?? []).map((master) => master.send(['DBSIZE'])));
+  const sizes = await Promise.all(((session.source ?? session.origin)?.masters ?? []).map((master) => master.send(['DBSIZE'])));
   const total = sizes.reduce<number>((sum, size) => sum + Number(size), 0);
   return new Progress(session.settings.progress, () => ({ ...counts(), scanned: session.selection.scanned, total }));
 }

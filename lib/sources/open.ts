@@ -4,60 +4,29 @@
 import type { Side } from '../net/side.js';
 import { verifyFileChecksum } from '../rdb/checksum.js';
 import { RdbFormatError } from '../rdb/reader.js';
-import { noSelection, type RecordBatch, type SelectionCounts } from '../records.js';
-import { readsFileItself, type Settings } from '../settings.js';
+import { noSelection, type RecordBatch } from '../records.js';
+import { readsFileItself, scanOnlyBecause, type Settings } from '../settings.js';
 import { databaseSections, type FileFacts, otherDatabase } from './rdb-file.js';
 import { rdbFileVersion, RdbError, startRdbServer, type RdbServer } from './rdb-server.js';
 import { fileLibraries, type Libraries, sourceLibraries } from './libraries.js';
-
-/** The source could not be opened or read: one line, after its heading ("Error reading SOURCE_RDB_FILE"). */
-export class SourceError extends Error {
-  constructor(readonly heading: string, message: string) {
-    super(message);
-  }
-}
-
-/** One database to copy: the endpoints for it and, from a file read by our reader, its records. */
-export interface Database {
-  /** The run's settings with this database's source and target. */
-  settings: Settings;
-  /** "Database 0 -> 0", when a run covers several. */
-  heading?: string;
-  /** From a file read by our reader; a server's keys are scanned once it is connected. */
-  file?: { batches: AsyncIterable<RecordBatch>; counts: SelectionCounts };
-}
-
-export interface Source {
-  databases(stopped: () => boolean): AsyncIterable<Database>;
-  /** The function libraries it holds: a server's (given as `side` once connected) or the file's. */
-  libraries(side: Side | undefined): Promise<Libraries>;
-  /** What the run says of the source at its end, and what it could not copy that no key's count shows. */
-  ending(): SourceEnding;
-  close(): Promise<void>;
-}
-
-export interface SourceEnding {
-  lines: string[];
-  /** Things left out that are not keys (a module's auxiliary data): the run fails (exit 2). */
-  failed: number;
-}
-
-/** How opening a source talks: `say` for the run's lines, `progress` for a private server's loading. */
-interface Voices {
-  say: (line: string) => void;
-  progress: (line: string) => void;
-}
+import { replicationSource } from './replication.js';
+import { moduleAuxEnding, SourceError, type Source, type Voices } from './source.js';
 
 export async function openSource(settings: Settings, stopped: () => boolean, voices: Voices): Promise<Source> {
   if (readsFileItself(settings)) return fileSource(settings, stopped);
-  if (!settings.rdbFile) return serverSource(settings);
-  return privateServerSource(settings, stopped, voices);
+  if (settings.rdbFile) return privateServerSource(settings, stopped, voices);
+  if (settings.sourceReader === 'scan') return serverSource(settings);
+  const why = scanOnlyBecause(settings);
+  if (why) return serverSource(settings, `Reading the source by SCAN: ${why}`);
+  const replica = await replicationSource(settings, stopped, voices);
+  return 'refused' in replica ? serverSource(settings, `Reading the source by SCAN: ${replica.refused}`) : replica;
 }
 
-function serverSource(settings: Settings): Source {
+/** A server or a cluster, scanned once connected; `reading` says why when SOURCE_READER=auto chose it. */
+function serverSource(settings: Settings, reading?: string): Source {
   return {
     databases: async function* () {
-      yield { settings };
+      yield { settings, reading };
     },
     libraries: serverLibraries,
     ending: () => ({ lines: [], failed: 0 }),
@@ -92,20 +61,9 @@ async function fileSource(settings: Settings, stopped: () => boolean): Promise<S
       if (sections === 0 && !stopped()) yield { settings, file: { batches: noBatches(), counts: noSelection() } };
     },
     libraries: () => asSourceError(reading, () => fileLibraries(settings.rdbFile)),
-    ending: () => moduleAuxEnding(facts.moduleAux),
+    ending: () => moduleAuxEnding(facts.moduleAux, 'the file'),
     close: async () => undefined,
   };
-}
-
-/**
- * A module's auxiliary data (its global state, saved apart from any key: a search module's index definitions, say)
- * is loaded only from a file, by the module itself: no command writes it to another server. redis-server refuses a
- * file holding it unless the module is loaded; we cannot copy it at all, so each module's is a failure, named.
- */
-function moduleAuxEnding(moduleAux: ReadonlyMap<string, number>): SourceEnding {
-  const lines = [...moduleAux].map(([module, records]) =>
-    `Not copied: the file holds auxiliary data of module ${module} (${records} ${records === 1 ? 'record' : 'records'}: the module's own state, apart from its keys), which only that module reads when redis-server loads the file: no command can copy it to another server. Recreate that state on the target with the module's own commands`);
-  return { lines, failed: moduleAux.size };
 }
 
 /**

@@ -33,13 +33,21 @@ export interface FileFacts {
  * key would have. Once `stopped()` (Ctrl-C, the error limit) or past the one database asked for, nothing more
  * is read and the file is closed.
  */
-export async function* databaseSections(path: string, selection: FileSelection, size: number, facts: FileFacts, stopped: () => boolean): AsyncGenerator<DatabaseSection> {
+export function databaseSections(path: string, selection: FileSelection, size: number, facts: FileFacts, stopped: () => boolean): AsyncGenerator<DatabaseSection> {
   const options = {
-    onModuleAux: (module: string) => void facts.moduleAux.set(module, (facts.moduleAux.get(module) ?? 0) + 1),
+    onModuleAux: countModuleAux(facts),
     // The run checked the whole file's CRC before the first key (verifyFileChecksum): once is enough.
     checksum: !checksumVerified(path),
   };
-  const records = new Records(readRdbBatches(path, options)[Symbol.asyncIterator]());
+  return sectionsOf(readRdbBatches(path, options), selection, size, stopped);
+}
+
+/** The reader's onModuleAux, counting each module's records in `facts`. */
+export const countModuleAux = (facts: FileFacts) => (module: string): void => void facts.moduleAux.set(module, (facts.moduleAux.get(module) ?? 0) + 1);
+
+/** databaseSections over any stream of the reader's batches (a file's, or a replica's snapshots). */
+export async function* sectionsOf(batches: AsyncIterable<RdbKey[]>, selection: FileSelection, size: number, stopped: () => boolean): AsyncGenerator<DatabaseSection> {
+  const records = new Records(batches[Symbol.asyncIterator]());
   try {
     let record = await records.peek();
     while (record && !stopped()) {

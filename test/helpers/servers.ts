@@ -49,11 +49,17 @@ export interface LocalServer extends RedisServer {
   restart(): Promise<void>;
 }
 
+/**
+ * A replica's snapshot starts at once, as on a source with repl-diskless-sync-delay 0 or disk-based sync: the
+ * default 5 s wait for more replicas would only slow every test (one test keeps it, to show the wait).
+ */
+export const NO_SNAPSHOT_DELAY = ['--repl-diskless-sync-delay', '0'];
+
 function spawnRedis(port: number, dir: string, extraArgs: string[]): ChildProcess {
   return spawn(
     'redis-server',
     ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir,
-      '--enable-debug-command', 'local', ...extraArgs],
+      '--enable-debug-command', 'local', ...NO_SNAPSHOT_DELAY, ...extraArgs],
     { stdio: ['ignore', 'pipe', 'pipe'] },
   );
 }

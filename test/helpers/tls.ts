@@ -5,7 +5,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createClient, RESP_TYPES } from '@redis/client';
-import { freePort, type RedisServer } from './servers.js';
+import { freePort, NO_SNAPSHOT_DELAY, type RedisServer } from './servers.js';
 
 /** Paths of PEM files in one temporary directory. */
 export interface Certificates {
@@ -136,7 +136,7 @@ export async function startTlsRedis(certs: Certificates, options: TlsServerOptio
     const child = spawn(
       'redis-server',
       ['--port', '0', '--tls-port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir,
-        '--enable-debug-command', 'local',
+        '--enable-debug-command', 'local', ...NO_SNAPSHOT_DELAY,
         '--tls-cert-file', certs.serverCert, '--tls-key-file', certs.serverKey, '--tls-ca-cert-file', certs.ca,
         '--tls-auth-clients', options.authClients ? 'yes' : 'no', ...(options.extraArgs ?? [])],
       { stdio: ['ignore', 'pipe', 'pipe'] },

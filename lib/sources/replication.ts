@@ -1,0 +1,219 @@
+// SOURCE_READER: a source server read as its replica (lib/sources/replica-link.ts: one full resync per master,
+// its RDB streamed into our reader, so records come with their values as from a file), or by SCAN. `auto` takes
+// the replica's way where the run is a copy and the source allows it, and says which way and why in one line.
+import { ConnectionError } from '../net/connections.js';
+import { sameServer, sameServerRefusal, Side } from '../net/side.js';
+import { RdbFormatError, readRdbInput, type RdbKey } from '../rdb/reader.js';
+import { noSelection } from '../records.js';
+import type { Endpoint, Settings } from '../settings.js';
+import { sourceLibraries } from './libraries.js';
+import { LinkLost, ReplicaLink, ReplicationRefused } from './replica-link.js';
+import { countModuleAux, sectionsOf, type FileFacts } from './rdb-file.js';
+import { moduleAuxEnding, SourceError, type Source, type SourceEnding, type Voices } from './source.js';
+
+const READING = 'Error reading the source as its replica';
+const CONNECTING = 'Error connecting to Redis';
+/** Between tries to open a lost link again. */
+const RETRY_MS = 500;
+
+/** A master the source is read from, and its link once PSYNC is accepted. */
+interface Master {
+  endpoint: Endpoint;
+  label: string;
+  link: ReplicaLink;
+}
+
+/** Reading the source as its replica: each master's accepted link, or why not (auto then reads by SCAN). */
+type Attempt = { masters: Master[]; origin: Side } | { refused: string };
+
+/** What the snapshots met besides keys, master by master (a snapshot read again replaces its master's). */
+interface SnapshotFacts {
+  moduleAux: Map<string, FileFacts>;
+  /** Snapshots read again from the start after a cut, each with its cause: said at the end. */
+  restarts: string[];
+}
+
+/**
+ * A source server read as its replica, or `refused` when SOURCE_READER=auto and the source will not serve a
+ * replica (then the run reads it by SCAN; the line saying so is the caller's). SOURCE_READER=replication fails
+ * here in one line, before anything is written. The target is reached first, so a run that cannot write
+ * never costs the source a fork.
+ */
+export async function replicationSource(settings: Settings, stopped: () => boolean, voices: Voices): Promise<Source | { refused: string }> {
+  const waiting = new Set<string>();
+  const onWaiting = (label: string) => (): void => {
+    if (waiting.has(label)) return;
+    waiting.add(label);
+    voices.progress(`Waiting for ${label} to prepare its snapshot (a fork; a diskless source first waits repl-diskless-sync-delay)`);
+  };
+  const attempt = await replicate(settings, onWaiting);
+  if ('refused' in attempt) {
+    if (settings.sourceReader === 'replication') throw new SourceError(READING, `${attempt.refused} (SOURCE_READER=scan reads it key by key); nothing was copied`);
+    return attempt;
+  }
+  const { masters, origin } = attempt;
+  const reading = `Reading the source as its replica: one snapshot by PSYNC from ${masters.length === 1 ? (masters[0]?.label ?? '') : `each of its ${masters.length} masters`}`;
+  const facts: SnapshotFacts = { moduleAux: new Map(), restarts: [] };
+  const again = { timeoutMs: settings.reconnectTimeoutMs, stopped, onWaiting, say: voices.progress };
+  const snapshots = masters.map((master) => masterSnapshots(master, facts, again));
+  const filters = { match: settings.matchPattern, type: settings.scanType, exclude: settings.excludePattern, scanCount: settings.scanBatchSize, onlyDb: settings.source.db };
+  return {
+    databases: async function* () {
+      const sections = sectionsOf(snapshots.length === 1 ? (snapshots[0] as AsyncIterable<RdbKey[]>) : merged(snapshots), filters, settings.pipelineBatchSize, stopped);
+      let found = false;
+      for await (const section of linkErrors(sections)) {
+        found = true;
+        yield { settings, origin, reading, file: { batches: linkErrors(section.batches), counts: section.counts } };
+      }
+      if (!found && !stopped()) yield { settings, origin, reading, file: { batches: noBatches(), counts: noSelection() } };
+    },
+    libraries: () => sourceLibraries(origin),
+    ending: () => snapshotEnding(facts, settings.overwrite),
+    close: async () => {
+      for (const { link } of masters) link.close();
+      await origin.close();
+    },
+  };
+}
+
+/** Module auxiliary data (a failure each, as from a file), and each snapshot read again after a cut. */
+function snapshotEnding(facts: SnapshotFacts, overwrite: boolean): SourceEnding {
+  const moduleAux = new Map<string, number>();
+  for (const master of facts.moduleAux.values()) for (const [module, records] of master.moduleAux) moduleAux.set(module, (moduleAux.get(module) ?? 0) + records);
+  const ending = moduleAuxEnding(moduleAux, 'the source\'s snapshot');
+  const before = overwrite ? 'were written again (OVERWRITE_EXISTING_KEYS=true)' : 'count as skipped';
+  for (const cause of facts.restarts) ending.lines.push(`A snapshot was cut (${cause}) and read again from the start: the keys copied before the cut ${before}`);
+  return ending;
+}
+
+/**
+ * Connects to the source and to the target (a run that cannot write stops here, before any fork), then asks
+ * each source master for a full resync; all must accept, or none is used.
+ */
+async function replicate(settings: Settings, onWaiting: (label: string) => () => void): Promise<Attempt> {
+  const origin = await connecting(() => Side.open(settings.source));
+  try {
+    const target = await connecting(() => Side.open(settings.target));
+    const same = sameServer(origin, target);
+    await target.close();
+    if (same) throw new SourceError(CONNECTING, sameServerRefusal(origin, settings.source.db));
+  } catch (err) {
+    await origin.close();
+    throw err;
+  }
+  const tries = await Promise.allSettled(origin.masters.map(async (master): Promise<Master> => {
+    const { link } = await ReplicaLink.open(master.endpoint, master.label, onWaiting(master.label));
+    return { endpoint: master.endpoint, label: master.label, link };
+  }));
+  const accepted = tries.flatMap((t) => (t.status === 'fulfilled' ? [t.value] : []));
+  const failed = tries.find((t): t is PromiseRejectedResult => t.status === 'rejected');
+  if (!failed) return { masters: accepted, origin };
+  for (const { link } of accepted) link.close();
+  await origin.close();
+  const reason: unknown = failed.reason;
+  if (reason instanceof ReplicationRefused || reason instanceof LinkLost) return { refused: reason.message };
+  throw reason;
+}
+
+/** A connection error as the run's one line ("Error connecting to Redis : …"). */
+async function connecting<T>(open: () => Promise<T>): Promise<T> {
+  try {
+    return await open();
+  } catch (err) {
+    if (err instanceof ConnectionError) throw new SourceError(CONNECTING, err.message);
+    throw err;
+  }
+}
+
+interface Again {
+  timeoutMs: number;
+  stopped: () => boolean;
+  onWaiting: (label: string) => () => void;
+  say: (line: string) => void;
+}
+
+/**
+ * One master's snapshot as the reader's batches. A link lost midway is opened again for a new snapshot, read
+ * from the start, for as long as RECONNECT_TIMEOUT allows: keys already copied are then skipped (or replaced).
+ */
+async function* masterSnapshots(master: Master, facts: SnapshotFacts, again: Again): AsyncGenerator<RdbKey[]> {
+  for (;;) {
+    const fileFacts: FileFacts = { moduleAux: new Map() };
+    facts.moduleAux.set(master.label, fileFacts);
+    try {
+      yield* snapshotBatches(master.link, fileFacts);
+      return;
+    } catch (err) {
+      if (!(err instanceof LinkLost) || again.timeoutMs <= 0 || again.stopped()) throw err;
+      again.say(`${err.message}: asking it for a new snapshot (for up to RECONNECT_TIMEOUT=${again.timeoutMs / 1000} s)`);
+      master.link = await reopen(master, err, again);
+      facts.restarts.push(err.message);
+    }
+  }
+}
+
+/** A new link to the master, tried every half second until RECONNECT_TIMEOUT; a refusal ends the tries. */
+async function reopen(master: Master, lost: LinkLost, again: Again): Promise<ReplicaLink> {
+  const deadline = Date.now() + again.timeoutMs;
+  for (;;) {
+    await new Promise((resolve) => setTimeout(resolve, RETRY_MS));
+    try {
+      return (await ReplicaLink.open(master.endpoint, master.label, again.onWaiting(master.label))).link;
+    } catch (err) {
+      if (!(err instanceof LinkLost)) throw err;
+      if (Date.now() >= deadline || again.stopped()) throw new LinkLost(`${lost.message}, and no new link within RECONNECT_TIMEOUT=${again.timeoutMs / 1000} s (${err.message})`);
+    }
+  }
+}
+
+/** One snapshot as the reader's batches; the link closes once it is read (or abandoned). */
+async function* snapshotBatches(link: ReplicaLink, facts: FileFacts): AsyncGenerator<RdbKey[]> {
+  try {
+    const input = await link.snapshot();
+    yield* readRdbInput(input, { onModuleAux: countModuleAux(facts) });
+    await input.finish();
+  } finally {
+    link.close();
+  }
+}
+
+/**
+ * Several masters' snapshots as one stream, each batch as it comes: every snapshot is read at once, each at most
+ * one batch ahead of the copy.
+ */
+async function* merged<T>(streams: AsyncIterable<T>[]): AsyncGenerator<T> {
+  const iterators = streams.map((s) => s[Symbol.asyncIterator]());
+  const pending = new Map<number, Promise<{ index: number; next: IteratorResult<T> }>>();
+  const arm = (index: number): void => {
+    const next = (iterators[index] as AsyncIterator<T>).next().then((result) => ({ index, next: result }));
+    next.catch(() => undefined); // a stream that fails while another is awaited is seen at the next race
+    pending.set(index, next);
+  };
+  iterators.forEach((_, index) => arm(index));
+  try {
+    while (pending.size > 0) {
+      const { index, next } = await Promise.race(pending.values());
+      if (next.done) {
+        pending.delete(index);
+        continue;
+      }
+      arm(index);
+      yield next.value;
+    }
+  } finally {
+    // Not awaited: a stream may be waiting on its link, which the source's close() ends.
+    for (const iterator of iterators) void iterator.return?.(undefined)?.catch(() => undefined);
+  }
+}
+
+/** A link's loss or a snapshot the reader refuses, as one line under READING. */
+async function* linkErrors<T>(items: AsyncIterable<T>): AsyncGenerator<T> {
+  try {
+    yield* items;
+  } catch (err) {
+    if (err instanceof LinkLost || err instanceof RdbFormatError) throw new SourceError(READING, `${err.message}; the keys copied before it stay on the target, and a rerun skips them`);
+    throw err;
+  }
+}
+
+async function* noBatches(): AsyncGenerator<never> {}

@@ -1,0 +1,60 @@
+// What every source is to the run: the databases it yields (each with its records, or keys scanned once
+// connected), its function libraries, what it says at the end, and the one-line error it fails with.
+import type { Side } from '../net/side.js';
+import type { RecordBatch, SelectionCounts } from '../records.js';
+import type { Settings } from '../settings.js';
+import type { Libraries } from './libraries.js';
+
+/** The source could not be opened or read: one line, after its heading ("Error reading SOURCE_RDB_FILE"). */
+export class SourceError extends Error {
+  constructor(readonly heading: string, message: string) {
+    super(message);
+  }
+}
+
+/** One database to copy: the endpoints for it and, from a file read by our reader, its records. */
+export interface Database {
+  /** The run's settings with this database's source and target. */
+  settings: Settings;
+  /** "Database 0 -> 0", when a run covers several. */
+  heading?: string;
+  /** From a file read by our reader, or a server's snapshot read as its replica; otherwise keys are scanned once connected. */
+  file?: { batches: AsyncIterable<RecordBatch>; counts: SelectionCounts };
+  /** The server a snapshot comes from (SOURCE_READER=replication): its size for progress, and never the target. */
+  origin?: Side;
+  /** How a source server is read, and why: said once the run is connected. */
+  reading?: string;
+}
+
+export interface Source {
+  databases(stopped: () => boolean): AsyncIterable<Database>;
+  /** The function libraries it holds: a server's (given as `side` once connected) or the file's. */
+  libraries(side: Side | undefined): Promise<Libraries>;
+  /** What the run says of the source at its end, and what it could not copy that no key's count shows. */
+  ending(): SourceEnding;
+  close(): Promise<void>;
+}
+
+export interface SourceEnding {
+  lines: string[];
+  /** Things left out that are not keys (a module's auxiliary data): the run fails (exit 2). */
+  failed: number;
+}
+
+/** How opening a source talks: `say` for the run's lines, `progress` for a private server's loading. */
+export interface Voices {
+  say: (line: string) => void;
+  progress: (line: string) => void;
+}
+
+/**
+ * A module's auxiliary data (its global state, saved apart from any key: a search module's index definitions, say)
+ * is loaded only from a file, by the module itself: no command writes it to another server. redis-server refuses a
+ * file holding it unless the module is loaded; we cannot copy it at all, so each module's is a failure, named.
+ */
+export function moduleAuxEnding(moduleAux: ReadonlyMap<string, number>, holder: string): SourceEnding {
+  const lines = [...moduleAux].map(([module, records]) =>
+    `Not copied: ${holder} holds auxiliary data of module ${module} (${records} ${records === 1 ? 'record' : 'records'}: the module's own state, apart from its keys), which only that module reads when redis-server loads the file: no command can copy it to another server. Recreate that state on the target with the module's own commands`);
+  return { lines, failed: moduleAux.size };
+}
+
