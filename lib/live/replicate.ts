@@ -46,6 +46,8 @@ export interface LiveOutcome {
   /** The first gaps' reasons, and how many there were. */
   gaps: string[];
   gapCount: number;
+  /** A gap's repair sweep did not walk both sides to the end before the run stopped (Ctrl-C, a fatal stop). */
+  uncovered: boolean;
   repairs: number;
   lag: { p50: number; p99: number; max: number; samples: number };
   verification?: Tally;
@@ -160,7 +162,7 @@ export async function replicate(ctx: LiveContext): Promise<LiveOutcome> {
       snapshot = await copySnapshot(ctx);
       for (const line of summaryLines(snapshot, settings.errorLogFile, 0, false, settings.scanType)) say(`Snapshot: ${line}`);
       if (snapshot.interrupted || snapshot.fatal) {
-        return { snapshot, live: emptyResult(), deleted: 0, events: feed.events, gaps, gapCount, repairs: 0, lag: new LagStats().summary(), ended: 'stopped early', fatal: snapshot.fatal, seconds: 0 };
+        return { snapshot, live: emptyResult(), deleted: 0, events: feed.events, gaps, gapCount, uncovered: false, repairs: 0, lag: new LagStats().summary(), ended: 'stopped early', fatal: snapshot.fatal, seconds: 0 };
       }
       say(`Live: applying changes (${queue.size} queued during the copy); Ctrl-C or SIGTERM for the cutover`);
     }
@@ -214,7 +216,7 @@ export async function replicate(ctx: LiveContext): Promise<LiveOutcome> {
     const result = { ...leftover, fatal: live.fatal ?? leftover.fatal ?? feed.fatal ?? lostFor };
     const seconds = (Date.now() - started) / 1000;
     const outcome: LiveOutcome = {
-      snapshot, live: result, deleted: migration.deleted, events: feed.events, gaps, gapCount, repairs: sweep.repairs, lag: lag.summary(), ended, fatal: result.fatal, seconds,
+      snapshot, live: result, deleted: migration.deleted, events: feed.events, gaps, gapCount, uncovered: sweep.pendingFull, repairs: sweep.repairs, lag: lag.summary(), ended, fatal: result.fatal, seconds,
     };
     for (const key of streams.all()) if (changed.size < CHANGED_KEYS_MAX) changed.set(key.toString('latin1'), key);
     if (!result.fatal) outcome.verification = await verifyChanged(ctx, [...changed.values()], changedOverflow || settings.verify);
@@ -232,7 +234,12 @@ export function liveSummaryLines(outcome: LiveOutcome, errorLogFile: string): st
       `lag p50 ${lag.p50} ms, p99 ${lag.p99} ms, max ${lag.max} ms`,
   ];
   if (live.counts.failed > 0) lines.push(`Errors occurred during the execution. Check |${errorLogFile}| for details`);
-  if (outcome.gapCount > 0) lines.push(`Gaps in the source's events: ${outcome.gapCount} (${outcome.gaps.slice(0, 3).join('; ')}); each was covered by a repair sweep`);
+  if (outcome.gapCount > 0) {
+    const covered = outcome.uncovered
+      ? 'the run stopped before a repair sweep had covered the last of them: keys changed in it may differ, check with MIGRATION_MODE=compare'
+      : 'each was covered by a repair sweep';
+    lines.push(`Gaps in the source's events: ${outcome.gapCount} (${outcome.gaps.slice(0, 3).join('; ')}); ${covered}`);
+  }
   lines.push(`Repairs: ${outcome.repairs} keys differed with no event to say so${outcome.repairs > 0 ? ` (each in |${errorLogFile}|)` : ''}`);
   if (outcome.fatal) lines.push(`Stopped early: ${outcome.fatal}`);
   if (outcome.verification) lines.push(`Verification of changed keys: ${tallyLine(outcome.verification)}`);

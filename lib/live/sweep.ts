@@ -71,7 +71,9 @@ export class RepairSweep {
    * on the way, and that difference is the change, not a lost event (a busy source changes a key every second).
    */
   private readonly lastEvent = new Map<string, number>();
-  private fullRequested = false;
+  /** Full passes asked for (gaps, a full queue, a lost round) and how many of those asks a completed pass covers. */
+  private fullAsked = 0;
+  private fullCovered = 0;
   private readonly exclude: ((key: Uint8Array) => boolean) | undefined;
   private readonly compare: (keys: readonly Buffer[]) => Promise<KeyVerdict[]>;
 
@@ -88,11 +90,15 @@ export class RepairSweep {
 
   /** A gap was detected: the next pass covers everything, at full speed. */
   requestFull(): void {
-    this.fullRequested = true;
+    this.fullAsked += 1;
   }
 
+  /**
+   * A gap not yet covered: no full pass has walked both sides to the end since it was asked for. True while a
+   * pass is under way, so an idle cutover waits for it (a pass cut short by a stop leaves it true).
+   */
   get pendingFull(): boolean {
-    return this.fullRequested;
+    return this.fullCovered < this.fullAsked;
   }
 
   /** An event arrived for `key`: a difference seen for it was that change on its way, not a missed event. */
@@ -113,7 +119,7 @@ export class RepairSweep {
         await this.round(background.source, background.target, stopped);
       } catch {
         // A lost connection: the run's recovery brings it back; what this round did not cover, a full pass will.
-        this.fullRequested = true;
+        this.requestFull();
         await sleep(500);
       }
       await sleep(STEP_MS);
@@ -121,9 +127,10 @@ export class RepairSweep {
   }
 
   private async round(source: Walk, target: Walk, stopped: () => boolean): Promise<void> {
-    if (this.fullRequested) {
-      this.fullRequested = false;
-      await this.fullPass(new Walk(this.source, this.options.match), new Walk(this.target, this.options.match), stopped);
+    if (this.pendingFull) {
+      // Asks made while this pass runs (a full queue) need another: it may have walked past their keys.
+      const asked = this.fullAsked;
+      if (await this.fullPass(new Walk(this.source, this.options.match), new Walk(this.target, this.options.match), stopped)) this.fullCovered = asked;
       this.passes += 1;
     } else if (this.options.rate > 0) {
       const count = Math.max(1, Math.round((this.options.rate * STEP_MS) / 1000));
@@ -138,13 +145,16 @@ export class RepairSweep {
     await this.settleSuspects(true);
   }
 
-  private async fullPass(source: Walk, target: Walk, stopped: () => boolean): Promise<void> {
+  /** Both sides walked end to end; false when `stopped()` cut the pass short. */
+  private async fullPass(source: Walk, target: Walk, stopped: () => boolean): Promise<boolean> {
     let [sourceDone, targetDone] = [false, false];
-    while (!(sourceDone && targetDone) && !stopped()) {
+    while (!(sourceDone && targetDone)) {
+      if (stopped()) return false;
       const [a, b] = await Promise.all([sourceDone ? true : this.step(source, 1000, 'source'), targetDone ? true : this.step(target, 1000, 'target')]);
       [sourceDone, targetDone] = [a, b];
       await this.settleSuspects(false);
     }
+    return true;
   }
 
   /** One page of one side compared; true when that side's walk went round. */
@@ -212,7 +222,7 @@ export class RepairSweep {
   private repair(s: Suspect): void {
     this.repairs += 1;
     // A full queue takes no more: another full pass will find the key again.
-    if (!this.queue.add(s.key)) this.fullRequested = true;
+    if (!this.queue.add(s.key)) this.requestFull();
     this.log.write(`Repaired key |${displayKey(s.key)}| (${s.detail}): a change whose event never arrived`, 'WARNING');
   }
 }
