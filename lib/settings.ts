@@ -35,6 +35,7 @@ export const SETTINGS: readonly SettingSpec[] = [
   ...tlsSettings('SOURCE_REDIS', 'source'),
   { name: 'SOURCE_REDIS_CLUSTER', group: 'connection', default: 'false', meaning: 'true: the source is a Redis Cluster; every master is found from this node and scanned' },
   { name: 'SOURCE_READER', group: 'connection', default: 'auto', meaning: 'how a source server is read: replication (as its replica: one snapshot by PSYNC, a fork as BGSAVE costs), scan (key by key: SCAN and DUMP, where PSYNC is refused, as on ElastiCache) or auto (replication for a copy where the source allows it, scan otherwise; the run says which and why)' },
+  { name: 'REPLICATION_SPOOL_MB', group: 'connection', default: '1024', meaning: 'read as a replica, the source\'s snapshot is taken as fast as it comes: what the target has not taken yet waits in memory (8 MB), then in a spool file in the temporary directory (TMPDIR) up to this many MB, so the source never holds our writes in its replica output buffer for long; 0: no spool, the transfer waits for the target' },
   { name: 'SOURCE_RDB_FILE', group: 'connection', default: '', meaning: 'an .rdb backup to copy from (read by this tool, or loaded into a private redis-server: RDB_READER)' },
   { name: 'RDB_READER', group: 'connection', default: 'native', meaning: 'how SOURCE_RDB_FILE is read: native (by this tool, no server; RDB 1 to 13, and 80 of Valkey 9) or server (loaded into a private redis-server, removed after; the RDB versions it reads)' },
   { name: 'REDIS_SERVER_PATH', group: 'connection', default: 'redis-server', meaning: 'the redis-server binary that loads SOURCE_RDB_FILE with RDB_READER=server' },
@@ -119,6 +120,8 @@ export interface Settings {
   rdbReader: 'server' | 'native';
   /** SOURCE_READER: a source server read as its replica, by SCAN, or whichever serves the run. */
   sourceReader: 'auto' | 'replication' | 'scan';
+  /** REPLICATION_SPOOL_MB in bytes: how much of a replication link may wait on disk. */
+  spoolBytes: number;
   redisServerPath: string;
   target: Endpoint;
   matchPattern: string;
@@ -363,6 +366,7 @@ function parseEverySetting(env: Env): Settings {
     rdbFile: raw(env, 'SOURCE_RDB_FILE'),
     rdbReader: parseChoice(env, 'RDB_READER', ['native', 'server'] as const),
     sourceReader: parseChoice(env, 'SOURCE_READER', ['auto', 'replication', 'scan'] as const),
+    spoolBytes: parseInteger(env, 'REPLICATION_SPOOL_MB', 0) * 1024 * 1024,
     redisServerPath: raw(env, 'REDIS_SERVER_PATH'),
     target,
     matchPattern: raw(env, 'SCAN_MATCH_PATTERN'),

@@ -250,3 +250,44 @@ describe('a replication link cut during the snapshot', () => {
     }
   });
 });
+
+describe('a slow target while the source is written to, with a small replica output buffer on the source', () => {
+  const KEYS = 300_000;
+  /** KEYS keys of 80 hex bytes each (incompressible): a snapshot of about 30 MB, more than memory and sockets hold. */
+  const SEED = "for i = 1, tonumber(ARGV[1]) do redis.call('SET', 'key:' .. i, redis.sha1hex(tostring(i)) .. redis.sha1hex('x' .. i)) end return redis.call('DBSIZE')";
+
+  /**
+   * The target paused for writes while the snapshot comes; once the source's link to the run is `state`, 2 MB
+   * are written to the source. A source that must hold them for a link nobody reads drops it past
+   * client-output-buffer-limit replica 256kb. Disk-based, so the link's state says when the snapshot is all sent.
+   */
+  async function runWhileSlow(state: string, extra: Record<string, string | number>): Promise<{ r: RunResult; syncs: number }> {
+    const source = await server(['--repl-diskless-sync', 'no']);
+    const target = await server();
+    expect(await source.cmd('EVAL', SEED, 0, KEYS)).toBe(KEYS);
+    await source.cmd('CONFIG', 'SET', 'client-output-buffer-limit', 'replica 262144 262144 0');
+    await target.cmd('CLIENT', 'PAUSE', 8000, 'WRITE');
+    const running = spawnMigrator({ ...endpoints(source, target), SOURCE_READER: 'replication', SCAN_MATCH_PATTERN: 'key:*', PROGRESS: 'off', REPLY_TIMEOUT: 0, ...extra }, tempDir());
+    await waitUntil(async () => new RegExp(`slave0:.*state=${state}`).test(String(await source.cmd('INFO', 'replication'))), `the run's link ${state}`);
+    await Promise.all(Array.from({ length: 2000 }, (_, i) => source.cmd('SET', `noise:${i}`, 'n'.repeat(1024))));
+    const r = await running.done;
+    return { r, syncs: await fullSyncs(source) };
+  }
+
+  it('the link holds: what the target has not taken waits in the spool, one snapshot, every key copied', async () => {
+    // The whole snapshot is sent while the target still waits: it is in the run's spool.
+    const { r, syncs } = await runWhileSlow('online', {});
+    expect(r.code, shown(r)).toBe(0);
+    expect(parseSummary(r.stdout).restored).toBe(KEYS);
+    expect(r.stdout).not.toContain('A snapshot was cut');
+    expect(syncs).toBe(1);
+  });
+
+  it('REPLICATION_SPOOL_MB=0: the source drops the link it had to buffer for, and a new snapshot is read', async () => {
+    // The snapshot waits for the target, half sent: the source holds every write meanwhile.
+    const { r, syncs } = await runWhileSlow('send_bulk', { REPLICATION_SPOOL_MB: 0 });
+    expect(r.code, shown(r)).toBe(0);
+    expect(r.stdout).toMatch(/^A snapshot was cut \(source 127\.0\.0\.1:\d+: the replication link (closed|failed: .*)\) and read again from the start/m);
+    expect(syncs).toBeGreaterThanOrEqual(2);
+  });
+});

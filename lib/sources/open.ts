@@ -1,6 +1,7 @@
-// A run's source, opened one way whatever it is: a server or a cluster (scanned once connected), an .rdb file
-// read by our reader (RDB_READER=native: its records come with their values), or an .rdb file loaded into a
-// private redis-server (RDB_READER=server: then scanned like any server). It yields the databases to copy.
+// A run's source, opened one way whatever it is: a server or a cluster, read as its replica (SOURCE_READER: its
+// snapshot's records come with their values) or scanned once connected; an .rdb file read by our reader
+// (RDB_READER=native: records with their values, too), or loaded into a private redis-server (RDB_READER=server:
+// then scanned like any server). It yields the databases to copy.
 import type { Side } from '../net/side.js';
 import { verifyFileChecksum } from '../rdb/checksum.js';
 import { RdbFormatError } from '../rdb/reader.js';

@@ -3,13 +3,14 @@
 // memory: the socket pauses while the bytes waiting reach a cap, so a slow target slows the transfer instead.
 import type { Socket } from 'node:net';
 import { connectSocket } from '../net/pipeline.js';
+import { ByteQueue } from './byte-queue.js';
 import { RespWriter } from '../net/resp.js';
 import type { RdbInput } from '../rdb/file-window.js';
 import type { Endpoint } from '../settings.js';
 
 const CONNECT_TIMEOUT_MS = 5000;
-/** Bytes received and not yet read past which the socket pauses. */
-const HIGH_WATER_BYTES = 8 * 1024 * 1024;
+/** Bytes received and not yet read that are kept in memory; past them, the spool (byte-queue.ts). */
+const MEMORY_BYTES = 8 * 1024 * 1024;
 /** A diskless transfer ends with this many bytes of the mark its header announced. */
 const EOF_MARK_BYTES = 40;
 
@@ -27,17 +28,22 @@ export interface FullResync {
 
 /** Bytes as the socket delivers them, queued for a line reader (the handshake) and then the RDB reader. */
 class LinkBytes {
-  private readonly chunks: Buffer[] = [];
-  private buffered = 0;
+  private readonly queue: ByteQueue;
   private ended: Error | undefined;
   private wake: (() => void) | undefined;
   private stallTimer: NodeJS.Timeout | undefined;
 
-  constructor(private readonly socket: Socket, private readonly label: string, private readonly silenceMs: number) {
+  constructor(private readonly socket: Socket, private readonly label: string, private readonly silenceMs: number, spoolBytes: number) {
+    this.queue = new ByteQueue(MEMORY_BYTES, spoolBytes);
     socket.on('data', (chunk: Buffer) => {
-      this.chunks.push(chunk);
-      this.buffered += chunk.length;
-      if (this.buffered >= HIGH_WATER_BYTES) socket.pause();
+      try {
+        this.queue.push(chunk);
+      } catch (err) {
+        this.end(new LinkLost(`${label}: ${err instanceof Error ? err.message : String(err)}`));
+        socket.destroy();
+        return;
+      }
+      if (!this.queue.hasRoom) socket.pause();
       this.notify();
     });
     socket.on('error', (err: Error) => this.end(new LinkLost(`${label}: the replication link failed: ${err.message}`)));
@@ -45,7 +51,12 @@ class LinkBytes {
   }
 
   get available(): number {
-    return this.buffered;
+    return this.queue.size;
+  }
+
+  /** The most the spool held at once, and why it was given up, if it was. */
+  get spooled(): { peak: number; problem?: string } {
+    return { peak: this.queue.spoolPeak, problem: this.queue.spoolProblem };
   }
 
   end(reason: Error): void {
@@ -53,9 +64,13 @@ class LinkBytes {
     this.notify();
   }
 
+  close(): void {
+    this.queue.close();
+  }
+
   /** Waits until more than `bytes` are queued; rejects when the link ended or stayed silent too long. */
   async waitFor(bytes: number): Promise<void> {
-    while (this.buffered <= bytes) {
+    while (this.queue.size <= bytes) {
       if (this.ended) throw this.ended;
       this.socket.resume();
       await new Promise<void>((resolve) => {
@@ -69,42 +84,27 @@ class LinkBytes {
 
   /** The first `count` queued bytes, copied into `target` at `offset` and dropped from the queue. */
   take(target: Buffer, offset: number, count: number): void {
-    let done = 0;
-    while (done < count) {
-      const head = this.chunks[0] as Buffer;
-      const part = Math.min(head.length, count - done);
-      head.copy(target, offset + done, 0, part);
-      if (part === head.length) this.chunks.shift();
-      else this.chunks[0] = head.subarray(part);
-      done += part;
-    }
-    this.buffered -= count;
-    if (this.buffered < HIGH_WATER_BYTES / 2) this.socket.resume();
+    this.queue.take(target, offset, count);
+    if (this.queue.drained) this.socket.resume();
   }
 
   /** The first `count` queued bytes, without taking them. */
   peek(count: number): Buffer {
-    const out = Buffer.allocUnsafe(count);
-    let done = 0;
-    for (const chunk of this.chunks) {
-      if (done === count) break;
-      done += chunk.copy(out, done, 0, Math.min(chunk.length, count - done));
-    }
-    return out;
+    return this.queue.peek(count);
   }
 
   /** One reply line (without its line end), waiting for it. */
   async line(): Promise<string> {
     for (;;) {
-      const text = this.peek(Math.min(this.buffered, 4096)).toString('latin1');
+      const text = this.peek(Math.min(this.queue.size, 4096)).toString('latin1');
       const at = text.indexOf('\n');
       if (at >= 0) {
         const line = Buffer.allocUnsafe(at + 1);
         this.take(line, 0, at + 1);
         return line.toString('latin1').replace(/\r?\n$/, '');
       }
-      if (this.buffered >= 4096) throw new LinkLost(`${this.label} sent a reply line longer than 4096 bytes: not a Redis replication link`);
-      await this.waitFor(this.buffered);
+      if (this.queue.size >= 4096) throw new LinkLost(`${this.label} sent a reply line longer than 4096 bytes: not a Redis replication link`);
+      await this.waitFor(this.queue.size);
     }
   }
 
@@ -116,6 +116,13 @@ class LinkBytes {
   }
 }
 
+export interface LinkOptions {
+  /** Called at each bare newline: the master's "still preparing your snapshot" while it forks or waits. */
+  onWaiting: () => void;
+  /** Bytes the link may spool to disk when the run reads slower than the source sends (0: none). */
+  spoolBytes: number;
+}
+
 export class ReplicaLink {
   private readonly bytes: LinkBytes;
 
@@ -123,20 +130,19 @@ export class ReplicaLink {
     private readonly socket: Socket,
     readonly label: string,
     silenceMs: number,
-    /** Called at each bare newline: the master's "still preparing your snapshot" while it forks or waits. */
-    private readonly onWaiting: () => void,
+    private readonly options: LinkOptions,
   ) {
-    this.bytes = new LinkBytes(socket, label, silenceMs);
+    this.bytes = new LinkBytes(socket, label, silenceMs, options.spoolBytes);
   }
 
   /**
    * Connects to `endpoint` and asks for a full resync. Resolves once the master accepts (+FULLRESYNC): the
    * fork is then under way, and nothing is written anywhere yet. A refusal rejects with ReplicationRefused.
    */
-  static async open(endpoint: Endpoint, label: string, onWaiting: () => void): Promise<{ link: ReplicaLink; resync: FullResync }> {
+  static async open(endpoint: Endpoint, label: string, options: LinkOptions): Promise<{ link: ReplicaLink; resync: FullResync }> {
     const socket = connectSocket(endpoint);
     socket.setNoDelay(true);
-    const link = new ReplicaLink(socket, label, endpoint.replyTimeoutMs ?? 0, onWaiting);
+    const link = new ReplicaLink(socket, label, endpoint.replyTimeoutMs ?? 0, options);
     try {
       await link.connected(endpoint);
       const resync = await link.handshake(endpoint);
@@ -207,7 +213,7 @@ export class ReplicaLink {
     for (;;) {
       const line = await this.bytes.line();
       if (line !== '') return line;
-      this.onWaiting();
+      this.options.onWaiting();
     }
   }
 
@@ -259,9 +265,15 @@ export class ReplicaLink {
     };
   }
 
+  /** The most bytes this link spooled at once, and why its spool was given up, if it was. */
+  get spooled(): { peak: number; problem?: string } {
+    return this.bytes.spooled;
+  }
+
   close(): void {
     this.bytes.end(new LinkLost(`${this.label}: the replication link was closed by the run`));
     this.socket.destroy();
+    this.bytes.close();
   }
 }
 

@@ -54,7 +54,7 @@ export async function replicationSource(settings: Settings, stopped: () => boole
   const { masters, origin } = attempt;
   const reading = `Reading the source as its replica: one snapshot by PSYNC from ${masters.length === 1 ? (masters[0]?.label ?? '') : `each of its ${masters.length} masters`}`;
   const facts: SnapshotFacts = { moduleAux: new Map(), restarts: [] };
-  const again = { timeoutMs: settings.reconnectTimeoutMs, stopped, onWaiting, say: voices.progress };
+  const again = { timeoutMs: settings.reconnectTimeoutMs, spoolBytes: settings.spoolBytes, stopped, onWaiting, say: voices.progress };
   const snapshots = masters.map((master) => masterSnapshots(master, facts, again));
   const filters = { match: settings.matchPattern, type: settings.scanType, exclude: settings.excludePattern, scanCount: settings.scanBatchSize, onlyDb: settings.source.db };
   return {
@@ -91,6 +91,7 @@ function snapshotEnding(facts: SnapshotFacts, overwrite: boolean): SourceEnding 
  * each source master for a full resync; all must accept, or none is used.
  */
 async function replicate(settings: Settings, onWaiting: (label: string) => () => void): Promise<Attempt> {
+  const { spoolBytes } = settings;
   const origin = await connecting(() => Side.open(settings.source));
   try {
     const target = await connecting(() => Side.open(settings.target));
@@ -102,7 +103,7 @@ async function replicate(settings: Settings, onWaiting: (label: string) => () =>
     throw err;
   }
   const tries = await Promise.allSettled(origin.masters.map(async (master): Promise<Master> => {
-    const { link } = await ReplicaLink.open(master.endpoint, master.label, onWaiting(master.label));
+    const { link } = await ReplicaLink.open(master.endpoint, master.label, { onWaiting: onWaiting(master.label), spoolBytes });
     return { endpoint: master.endpoint, label: master.label, link };
   }));
   const accepted = tries.flatMap((t) => (t.status === 'fulfilled' ? [t.value] : []));
@@ -127,6 +128,7 @@ async function connecting<T>(open: () => Promise<T>): Promise<T> {
 
 interface Again {
   timeoutMs: number;
+  spoolBytes: number;
   stopped: () => boolean;
   onWaiting: (label: string) => () => void;
   say: (line: string) => void;
@@ -158,7 +160,7 @@ async function reopen(master: Master, lost: LinkLost, again: Again): Promise<Rep
   for (;;) {
     await new Promise((resolve) => setTimeout(resolve, RETRY_MS));
     try {
-      return (await ReplicaLink.open(master.endpoint, master.label, again.onWaiting(master.label))).link;
+      return (await ReplicaLink.open(master.endpoint, master.label, { onWaiting: again.onWaiting(master.label), spoolBytes: again.spoolBytes })).link;
     } catch (err) {
       if (!(err instanceof LinkLost)) throw err;
       if (Date.now() >= deadline || again.stopped()) throw new LinkLost(`${lost.message}, and no new link within RECONNECT_TIMEOUT=${again.timeoutMs / 1000} s (${err.message})`);
