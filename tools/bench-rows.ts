@@ -255,8 +255,15 @@ export async function infoValue(server: RedisServer, section: string, field: str
   return value;
 }
 
-/** CPU seconds a redis-server has used so far, its fork children (RDB for a sync) included once reaped. */
+/**
+ * CPU seconds a redis-server has used so far, its fork children (RDB for a sync) included: a child still running
+ * or not yet reaped (a sync just ended) is waited for, up to a minute, so a row is charged for its own fork.
+ */
 export async function serverCpuSeconds(server: RedisServer): Promise<number> {
+  for (const started = Date.now(); Date.now() - started < 60_000; ) {
+    if (infoField(await info(server, 'persistence'), 'rdb_bgsave_in_progress') === '0') break;
+    await new Promise((r) => setTimeout(r, POLL_MS));
+  }
   const cpu = await info(server, 'cpu');
   const fields = ['used_cpu_user', 'used_cpu_sys', 'used_cpu_user_children', 'used_cpu_sys_children'];
   return fields.reduce((sum, field) => sum + Number(infoField(cpu, field) ?? 0), 0);
