@@ -226,6 +226,34 @@ describe('a replication link cut during the snapshot', () => {
     }
   });
 
+  it('SOURCE_REDIS_DB_INDEX=3 of a source with keys in database 0 too: the new snapshot starts at database 0, and database 3 is still copied whole', async () => {
+    const source = await server();
+    const target = await server();
+    await seedStrings(source, 500);
+    await source.cmd('SELECT', '3');
+    await seedStrings(source, 4000);
+    await source.cmd('CONFIG', 'SET', 'rdb-key-save-delay', '1000');
+    const proxy = await startProxy(source.port);
+    try {
+      const running = spawnMigrator({ ...endpoints(source, target), SOURCE_REDIS_PORT: proxy.port, SOURCE_REDIS_DB_INDEX: 3, DESTINATION_REDIS_DB_INDEX: 3, PROGRESS: 'off' }, tempDir());
+      await target.cmd('SELECT', '3');
+      await waitUntil(async () => Number(await target.cmd('DBSIZE')) > 0, 'the first keys on the target');
+      proxy.cutAll();
+      await source.cmd('CONFIG', 'SET', 'rdb-key-save-delay', '0');
+      const r = await running.done;
+      expect(r.code, shown(r)).toBe(0);
+      expect(r.stdout).toContain('A snapshot was cut');
+      expect(parseSummary(r.stdout).restored).toBe(4000);
+      expect(await target.cmd('DBSIZE')).toBe(4000);
+      // (DEBUG DIGEST covers every database, and the source holds database 0 as well.)
+      for (const key of ['key:1', 'key:2000', 'key:4000']) expect(String(await target.cmd('GET', key))).toBe(String(await source.cmd('GET', key)));
+      await target.cmd('SELECT', '0');
+      expect(await target.cmd('DBSIZE')).toBe(0);
+    } finally {
+      await proxy.close();
+    }
+  });
+
   it('with RECONNECT_TIMEOUT=0: stops in one line with the summary; the keys copied stay, and a rerun copies the rest', async () => {
     const { source, target } = await slowSource();
     const proxy = await startProxy(source.port);

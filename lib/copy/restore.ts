@@ -147,8 +147,10 @@ export async function restoreStored(ctx: WriteContext, keys: readonly Buffer[], 
   const decoded: { index: number; key: Buffer; stored: StoredValue }[] = [];
   keys.forEach((key, index) => {
     const value = stored[index] as StoredValue;
-    // Past DUMP_MAX_BYTES a value goes by type in chunks, as a server's big key does: no RESTORE that size.
-    if (allByType || !typeReadableBy(value.type, targetVersion, value.rdbVersion) || value.value.length > ctx.settings.dumpMaxBytes) {
+    // Past DUMP_MAX_BYTES a value goes by type in chunks, as a server's big key does: no RESTORE that size. A
+    // module's value has no other way than RESTORE.
+    const big = value.value.length > ctx.settings.dumpMaxBytes && value.type !== RDB_TYPE.MODULE_2;
+    if (allByType || big || !typeReadableBy(value.type, targetVersion, value.rdbVersion)) {
       decoded.push({ index, key, stored: value });
       return;
     }

@@ -142,7 +142,11 @@ export async function replicate(ctx: LiveContext): Promise<LiveOutcome> {
     sweep.sawEvent(key);
     if (event.startsWith('x')) streams.add(key);
     else if (MAY_MAKE_A_STREAM.has(event)) streams.consider(key);
-    if (!queue.add(key) && !sweep.pendingFull) gap(`the queue of changed keys is full (LIVE_QUEUE_SIZE=${settings.live.queueSize})`);
+    // A change dropped while a sweep is pending still needs a pass that begins after it; it is one gap only.
+    if (!queue.add(key)) {
+      if (sweep.pendingFull) sweep.requestFull();
+      else gap(`the queue of changed keys is full (LIVE_QUEUE_SIZE=${settings.live.queueSize})`);
+    }
     if (changed.size < CHANGED_KEYS_MAX) changed.set(key.toString('latin1'), key);
     else changedOverflow = true;
   }, gap);

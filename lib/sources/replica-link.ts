@@ -15,7 +15,15 @@ const MEMORY_BYTES = 8 * 1024 * 1024;
 const EOF_MARK_BYTES = 40;
 
 /** The master will not serve us as a replica (PSYNC unknown, renamed, or not allowed to this ACL user). */
-export class ReplicationRefused extends Error {}
+export class ReplicationRefused extends Error {
+  /** A state that passes (a server still loading, a replica without its master, a failed fork): worth retrying. */
+  get passing(): boolean {
+    return /\b(LOADING|NOMASTERLINK|MASTERDOWN)\b|Can't SYNC|BGSAVE failed|Background save/i.test(this.message);
+  }
+}
+
+/** The run closed the link itself: never a cut to recover from. */
+class LinkClosed extends Error {}
 
 /** The link broke or went silent: a transport failure, not a refusal. */
 export class LinkLost extends Error {}
@@ -173,7 +181,10 @@ export class ReplicaLink {
     if (endpoint.password !== undefined) {
       await this.ask(endpoint.username ? ['AUTH', endpoint.username, endpoint.password] : ['AUTH', endpoint.password], 'AUTH');
     }
-    await this.ask(['REPLCONF', 'capa', 'eof', 'capa', 'psync2'], 'REPLCONF');
+    // Redis 2.8 and 3.0 know no capabilities and say so: as their own replicas do, go on (disk-based, then).
+    await this.ask(['REPLCONF', 'capa', 'eof', 'capa', 'psync2'], 'REPLCONF').catch((err: unknown) => {
+      if (!(err instanceof ReplicationRefused && /Unrecognized REPLCONF option/i.test(err.message))) throw err;
+    });
     // A diskless master answers only once its fork starts, after repl-diskless-sync-delay: newlines till then.
     const reply = await this.ask(['PSYNC', '?', '-1'], 'PSYNC', true);
     const match = /^\+FULLRESYNC ([0-9a-f]{40}) ([0-9]+)$/i.exec(reply);
@@ -271,7 +282,7 @@ export class ReplicaLink {
   }
 
   close(): void {
-    this.bytes.end(new LinkLost(`${this.label}: the replication link was closed by the run`));
+    this.bytes.end(new LinkClosed(`${this.label}: the replication link was closed by the run`));
     this.socket.destroy();
     this.bytes.close();
   }

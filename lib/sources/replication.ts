@@ -15,6 +15,8 @@ const READING = 'Error reading the source as its replica';
 const CONNECTING = 'Error connecting to Redis';
 /** Between tries to open a lost link again. */
 const RETRY_MS = 500;
+/** New snapshots after cuts, per master, before the run gives up. */
+const MAX_RESTARTS = 3;
 
 /** A master the source is read from, and its link once PSYNC is accepted. */
 interface Master {
@@ -54,7 +56,7 @@ export async function replicationSource(settings: Settings, stopped: () => boole
   const { masters, origin } = attempt;
   const reading = `Reading the source as its replica: one snapshot by PSYNC from ${masters.length === 1 ? (masters[0]?.label ?? '') : `each of its ${masters.length} masters`}`;
   const facts: SnapshotFacts = { moduleAux: new Map(), restarts: [] };
-  const again = { timeoutMs: settings.reconnectTimeoutMs, spoolBytes: settings.spoolBytes, stopped, onWaiting, say: voices.progress };
+  const again = { db: settings.source.db, timeoutMs: settings.reconnectTimeoutMs, spoolBytes: settings.spoolBytes, stopped, onWaiting, say: voices.progress };
   const snapshots = masters.map((master) => masterSnapshots(master, facts, again));
   const filters = { match: settings.matchPattern, type: settings.scanType, exclude: settings.excludePattern, scanCount: settings.scanBatchSize, onlyDb: settings.source.db };
   return {
@@ -127,6 +129,8 @@ async function connecting<T>(open: () => Promise<T>): Promise<T> {
 }
 
 interface Again {
+  /** The one database the run copies. */
+  db: number;
   timeoutMs: number;
   spoolBytes: number;
   stopped: () => boolean;
@@ -139,14 +143,16 @@ interface Again {
  * from the start, for as long as RECONNECT_TIMEOUT allows: keys already copied are then skipped (or replaced).
  */
 async function* masterSnapshots(master: Master, facts: SnapshotFacts, again: Again): AsyncGenerator<RdbKey[]> {
-  for (;;) {
+  for (let restarts = 0; ; restarts++) {
     const fileFacts: FileFacts = { moduleAux: new Map() };
     facts.moduleAux.set(master.label, fileFacts);
     try {
-      yield* snapshotBatches(master.link, fileFacts);
+      yield* snapshotBatches(master.link, fileFacts, again.db);
       return;
     } catch (err) {
       if (!(err instanceof LinkLost) || again.timeoutMs <= 0 || again.stopped()) throw err;
+      // A cut that comes back every time (a source that cannot hold our writes while the target is slow) would fork forever.
+      if (restarts >= MAX_RESTARTS) throw new LinkLost(`${err.message}, for the ${restarts + 1}th time: the snapshot was given up (with a slow target, a bigger REPLICATION_SPOOL_MB or client-output-buffer-limit replica on the source may help; SOURCE_READER=scan reads key by key)`);
       again.say(`${err.message}: asking it for a new snapshot (for up to RECONNECT_TIMEOUT=${again.timeoutMs / 1000} s)`);
       master.link = await reopen(master, err, again);
       facts.restarts.push(err.message);
@@ -162,17 +168,25 @@ async function reopen(master: Master, lost: LinkLost, again: Again): Promise<Rep
     try {
       return (await ReplicaLink.open(master.endpoint, master.label, { onWaiting: again.onWaiting(master.label), spoolBytes: again.spoolBytes })).link;
     } catch (err) {
-      if (!(err instanceof LinkLost)) throw err;
+      // A master restarting answers LOADING, a replica whose own master is away NOMASTERLINK: both pass.
+      if (!(err instanceof LinkLost) && !(err instanceof ReplicationRefused && err.passing)) throw err;
       if (Date.now() >= deadline || again.stopped()) throw new LinkLost(`${lost.message}, and no new link within RECONNECT_TIMEOUT=${again.timeoutMs / 1000} s (${err.message})`);
     }
   }
 }
 
-/** One snapshot as the reader's batches; the link closes once it is read (or abandoned). */
-async function* snapshotBatches(link: ReplicaLink, facts: FileFacts): AsyncGenerator<RdbKey[]> {
+/**
+ * One snapshot's records of database `db` (the run copies one), in the reader's batches; the link closes once
+ * it is read (or abandoned). Filtered here, so a snapshot read again from its start never shows the run's
+ * section another database's keys.
+ */
+async function* snapshotBatches(link: ReplicaLink, facts: FileFacts, db: number): AsyncGenerator<RdbKey[]> {
   try {
     const input = await link.snapshot();
-    yield* readRdbInput(input, { onModuleAux: countModuleAux(facts) });
+    for await (const batch of readRdbInput(input, { onModuleAux: countModuleAux(facts) })) {
+      const ours = batch.every((record) => record.db === db) ? batch : batch.filter((record) => record.db === db);
+      if (ours.length > 0) yield ours;
+    }
     await input.finish();
   } finally {
     link.close();
@@ -199,6 +213,8 @@ async function* merged<T>(streams: AsyncIterable<T>[]): AsyncGenerator<T> {
         pending.delete(index);
         continue;
       }
+      // Re-armed at the end of the map: the next race prefers the others, so no master waits on a busy one.
+      pending.delete(index);
       arm(index);
       yield next.value;
     }
@@ -213,7 +229,9 @@ async function* linkErrors<T>(items: AsyncIterable<T>): AsyncGenerator<T> {
   try {
     yield* items;
   } catch (err) {
-    if (err instanceof LinkLost || err instanceof RdbFormatError) throw new SourceError(READING, `${err.message}; the keys copied before it stay on the target, and a rerun skips them`);
+    if (err instanceof LinkLost) throw new SourceError(READING, `${err.message}; the keys copied before it stay on the target, and a rerun skips them`);
+    // The reader's advice is for a file: a server's snapshot it cannot read is read key by key instead.
+    if (err instanceof RdbFormatError) throw new SourceError(READING, `the source's snapshot: ${err.message.replace(/[,:] try RDB_READER=server.*$/, '')}: SOURCE_READER=scan reads this source key by key; the keys copied before it stay on the target`);
     throw err;
   }
 }
