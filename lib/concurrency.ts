@@ -1,4 +1,5 @@
-// Bounded concurrency: a list's tasks with at most N at once, and a stream's batches with at most N in flight.
+// Bounded concurrency: a list's tasks with at most N at once, a stream's batches with at most N in flight, and
+// several streams read at once as one.
 
 /**
  * Runs tasks with at most `limit` at once, keeping results in order. After a failure no new task starts, and
@@ -53,5 +54,36 @@ export class InFlight {
 
   async drain(): Promise<void> {
     await Promise.all(this.running);
+  }
+}
+
+/**
+ * Several streams as one, each item as it comes (several masters' snapshots): every stream is read at once, each at
+ * most one item ahead of the consumer, and streams that are all ready take turns.
+ */
+export async function* mergeStreams<T>(streams: AsyncIterable<T>[]): AsyncGenerator<T> {
+  const iterators = streams.map((s) => s[Symbol.asyncIterator]());
+  const pending = new Map<number, Promise<{ index: number; next: IteratorResult<T> }>>();
+  const arm = (index: number): void => {
+    const next = (iterators[index] as AsyncIterator<T>).next().then((result) => ({ index, next: result }));
+    next.catch(() => undefined); // a stream that fails while another is awaited is seen at the next race
+    pending.set(index, next);
+  };
+  iterators.forEach((_, index) => arm(index));
+  try {
+    while (pending.size > 0) {
+      const { index, next } = await Promise.race(pending.values());
+      if (next.done) {
+        pending.delete(index);
+        continue;
+      }
+      // Re-armed at the end of the map: the next race prefers the others, so no stream waits on a busy one.
+      pending.delete(index);
+      arm(index);
+      yield next.value;
+    }
+  } finally {
+    // Not awaited: a stream may be waiting on its input (a replication link, which the source's close() ends).
+    for (const iterator of iterators) void iterator.return?.(undefined)?.catch(() => undefined);
   }
 }

@@ -2,6 +2,7 @@
 // its RDB streamed into our reader, so records come with their values as from a file), or by SCAN. `auto` takes
 // the replica's way where the run is a copy and the source allows it, and says which way and why in one line.
 import { ConnectionError } from '../net/connections.js';
+import { mergeStreams } from '../concurrency.js';
 import { sameServer, sameServerRefusal, Side } from '../net/side.js';
 import { RdbFormatError, readRdbInput, type RdbKey } from '../rdb/reader.js';
 import { noSelection } from '../records.js';
@@ -61,7 +62,7 @@ export async function replicationSource(settings: Settings, stopped: () => boole
   const filters = { match: settings.matchPattern, type: settings.scanType, exclude: settings.excludePattern, scanCount: settings.scanBatchSize, onlyDb: settings.source.db };
   return {
     databases: async function* () {
-      const sections = sectionsOf(snapshots.length === 1 ? (snapshots[0] as AsyncIterable<RdbKey[]>) : merged(snapshots), filters, settings.pipelineBatchSize, stopped);
+      const sections = sectionsOf(snapshots.length === 1 ? (snapshots[0] as AsyncIterable<RdbKey[]>) : mergeStreams(snapshots), filters, settings.pipelineBatchSize, stopped);
       let found = false;
       for await (const section of linkErrors(sections)) {
         found = true;
@@ -190,37 +191,6 @@ async function* snapshotBatches(link: ReplicaLink, facts: FileFacts, db: number)
     await input.finish();
   } finally {
     link.close();
-  }
-}
-
-/**
- * Several masters' snapshots as one stream, each batch as it comes: every snapshot is read at once, each at most
- * one batch ahead of the copy.
- */
-async function* merged<T>(streams: AsyncIterable<T>[]): AsyncGenerator<T> {
-  const iterators = streams.map((s) => s[Symbol.asyncIterator]());
-  const pending = new Map<number, Promise<{ index: number; next: IteratorResult<T> }>>();
-  const arm = (index: number): void => {
-    const next = (iterators[index] as AsyncIterator<T>).next().then((result) => ({ index, next: result }));
-    next.catch(() => undefined); // a stream that fails while another is awaited is seen at the next race
-    pending.set(index, next);
-  };
-  iterators.forEach((_, index) => arm(index));
-  try {
-    while (pending.size > 0) {
-      const { index, next } = await Promise.race(pending.values());
-      if (next.done) {
-        pending.delete(index);
-        continue;
-      }
-      // Re-armed at the end of the map: the next race prefers the others, so no master waits on a busy one.
-      pending.delete(index);
-      arm(index);
-      yield next.value;
-    }
-  } finally {
-    // Not awaited: a stream may be waiting on its link, which the source's close() ends.
-    for (const iterator of iterators) void iterator.return?.(undefined)?.catch(() => undefined);
   }
 }
 
