@@ -1,6 +1,7 @@
 // redis-keys-migrator: copies keys from a source Redis to a target Redis, skipping keys the target already has.
-// The story of one run: settings, source (a server, a cluster or an .rdb file), then for each database: connect,
-// select keys, copy (or compare, or dry run, or live), verify, report. Exit codes: lib/run/exit.ts.
+// The story of one run: settings, source (a server or a cluster, read as its replica or by SCAN, or an .rdb file),
+// then for each database: connect, select keys, copy (or compare, or dry run, or live), verify, report. Exit codes:
+// lib/run/exit.ts.
 import './lib/sized-heap.js';
 import { config as loadDotenv } from 'dotenv';
 import { applyLibraries } from './lib/copy/functions.js';
@@ -27,13 +28,15 @@ async function main(): Promise<number> {
   // 1. Settings: the environment wins over .env; a bad value stops us before any connection.
   const settings = readSettings();
   if (!settings) return EXIT.settingsOrConnection;
-  // A copy that waits on servers keeps a small young generation for free; our file reader is CPU-bound.
+  // A copy that waits on servers keeps a small young generation for free (a snapshot's too, measured); our file
+  // reader is CPU-bound, and pays for it.
   if (!readsFileItself(settings)) holdYoungGeneration();
   const interruption = new Interruption();
   const stopped = (): boolean => interruption.requested;
 
-  // 2. The error log opens first, as the Python script's does; then the source: a server, or an .rdb file read
-  //    by our reader (checked whole before any key is written) or loaded into a private redis-server.
+  // 2. The error log opens first, as the Python script's does; then the source: a server (read as its replica
+  //    once the target answers, or scanned), or an .rdb file read by our reader (checked whole before any key is
+  //    written) or loaded into a private redis-server.
   const log = new ErrorLog(settings.errorLogFile, settings.errorLogMode);
   let source: Source | undefined;
   try {

@@ -104,6 +104,9 @@ export interface SelectionCounts {
 
 export const noSelection = (): SelectionCounts => ({ scanned: 0, excluded: 0, empty: 0 });
 
+/** A source with no key to give: a file or a snapshot without any in the database asked for. */
+export async function* noBatches(): AsyncGenerator<RecordBatch> {}
+
 /** Bytes one read may gather into a batch (a read call, a file batch): bounds memory in flight and server blocking. */
 export const READ_BUDGET_BYTES = 4 * 1024 * 1024;
 /** Strings longer than this are read and written in windows of this size (GETRANGE, APPEND). */

@@ -5,7 +5,7 @@ import type { LibrariesOutcome, LibraryOptions } from '../copy/functions.js';
 import { ConnectionError, describeError, isRefusal } from '../net/connections.js';
 import { Recovery } from '../net/recovery.js';
 import { sameServer, sameServerRefusal, Side } from '../net/side.js';
-import { noSelection, type RecordBatch, type SelectionCounts } from '../records.js';
+import { noBatches, noSelection, type RecordBatch, type SelectionCounts } from '../records.js';
 import type { Interruption } from '../runtime.js';
 import type { Settings } from '../settings.js';
 import type { Database } from '../sources/source.js';
@@ -69,8 +69,6 @@ export async function connect(database: Database, previous: Previous, interrupti
   if (source) session.keys = selectKeys(session, source);
   return session;
 }
-
-async function* noBatches(): AsyncGenerator<RecordBatch> {}
 
 /**
  * The keys: SCAN with MATCH and TYPE, less KEY_EXCLUDE_PATTERN, in batches; every master of a cluster at once,

@@ -18,7 +18,7 @@ export class ByteQueue {
   private inMemory = 0;
   private spool: Spool | undefined;
   /** Set when the spool could not be written (the disk full): from then on the queue holds what memory holds. */
-  spoolProblem: string | undefined;
+  private spoolProblem: string | undefined;
   /** The most bytes the spool held at once. */
   spoolPeak = 0;
 

@@ -5,7 +5,7 @@
 import type { Side } from '../net/side.js';
 import { verifyFileChecksum } from '../rdb/checksum.js';
 import { RdbFormatError } from '../rdb/reader.js';
-import { noSelection, type RecordBatch } from '../records.js';
+import { noBatches, noSelection } from '../records.js';
 import { readsFileItself, scanOnlyBecause, type Settings } from '../settings.js';
 import { databaseSections, type FileFacts, otherDatabase } from './rdb-file.js';
 import { rdbFileVersion, RdbError, startRdbServer, type RdbServer } from './rdb-server.js';
@@ -139,5 +139,3 @@ async function* sourceErrors<T>(heading: string, items: AsyncIterable<T>): Async
     await iterator.return?.(undefined);
   }
 }
-
-async function* noBatches(): AsyncGenerator<RecordBatch> {}

@@ -1,6 +1,7 @@
 // One source master read as its replica: the handshake a replica makes (AUTH, REPLCONF capabilities, PSYNC),
 // then the full resync's RDB as a stream of bytes for our reader (lib/rdb/), read once and never whole in
-// memory: the socket pauses while the bytes waiting reach a cap, so a slow target slows the transfer instead.
+// memory: what the reader has not taken yet waits in memory, then in a spool file (byte-queue.ts), and past the
+// spool's cap the socket pauses.
 import type { Socket } from 'node:net';
 import { connectSocket } from '../net/pipeline.js';
 import { ByteQueue } from './byte-queue.js';
@@ -28,12 +29,6 @@ class LinkClosed extends Error {}
 /** The link broke or went silent: a transport failure, not a refusal. */
 export class LinkLost extends Error {}
 
-/** What PSYNC answered: the master's replication id and the offset its snapshot stands at. */
-export interface FullResync {
-  replid: string;
-  offset: number;
-}
-
 /** Bytes as the socket delivers them, queued for a line reader (the handshake) and then the RDB reader. */
 class LinkBytes {
   private readonly queue: ByteQueue;
@@ -60,11 +55,6 @@ class LinkBytes {
 
   get available(): number {
     return this.queue.size;
-  }
-
-  /** The most the spool held at once, and why it was given up, if it was. */
-  get spooled(): { peak: number; problem?: string } {
-    return { peak: this.queue.spoolPeak, problem: this.queue.spoolProblem };
   }
 
   end(reason: Error): void {
@@ -147,14 +137,14 @@ export class ReplicaLink {
    * Connects to `endpoint` and asks for a full resync. Resolves once the master accepts (+FULLRESYNC): the
    * fork is then under way, and nothing is written anywhere yet. A refusal rejects with ReplicationRefused.
    */
-  static async open(endpoint: Endpoint, label: string, options: LinkOptions): Promise<{ link: ReplicaLink; resync: FullResync }> {
+  static async open(endpoint: Endpoint, label: string, options: LinkOptions): Promise<ReplicaLink> {
     const socket = connectSocket(endpoint);
     socket.setNoDelay(true);
     const link = new ReplicaLink(socket, label, endpoint.replyTimeoutMs ?? 0, options);
     try {
       await link.connected(endpoint);
-      const resync = await link.handshake(endpoint);
-      return { link, resync };
+      await link.handshake(endpoint);
+      return link;
     } catch (err) {
       link.close();
       throw err;
@@ -177,7 +167,7 @@ export class ReplicaLink {
   }
 
   /** AUTH as the run's user, the capabilities (`eof`: a diskless transfer; `psync2`), then PSYNC for a full resync. */
-  private async handshake(endpoint: Endpoint): Promise<FullResync> {
+  private async handshake(endpoint: Endpoint): Promise<void> {
     if (endpoint.password !== undefined) {
       await this.ask(endpoint.username ? ['AUTH', endpoint.username, endpoint.password] : ['AUTH', endpoint.password], 'AUTH');
     }
@@ -187,9 +177,8 @@ export class ReplicaLink {
     });
     // A diskless master answers only once its fork starts, after repl-diskless-sync-delay: newlines till then.
     const reply = await this.ask(['PSYNC', '?', '-1'], 'PSYNC', true);
-    const match = /^\+FULLRESYNC ([0-9a-f]{40}) ([0-9]+)$/i.exec(reply);
-    if (!match) throw new ReplicationRefused(`${this.label} answered PSYNC with "${reply.slice(0, 200)}", not a full resync`);
-    return { replid: match[1] as string, offset: Number(match[2]) };
+    // "+FULLRESYNC <replid> <offset>": the replication id and offset matter once the stream is followed (not yet).
+    if (!/^\+FULLRESYNC [0-9a-f]{40} [0-9]+$/i.test(reply)) throw new ReplicationRefused(`${this.label} answered PSYNC with "${reply.slice(0, 200)}", not a full resync`);
   }
 
   /**
@@ -274,11 +263,6 @@ export class ReplicaLink {
         if (!this.bytes.peek(EOF_MARK_BYTES).equals(mark)) throw new LinkLost(`${this.label}'s snapshot does not end with the mark its header announced`);
       },
     };
-  }
-
-  /** The most bytes this link spooled at once, and why its spool was given up, if it was. */
-  get spooled(): { peak: number; problem?: string } {
-    return this.bytes.spooled;
   }
 
   close(): void {

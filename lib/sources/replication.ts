@@ -5,7 +5,7 @@ import { ConnectionError } from '../net/connections.js';
 import { mergeStreams } from '../concurrency.js';
 import { sameServer, sameServerRefusal, Side } from '../net/side.js';
 import { RdbFormatError, readRdbInput, type RdbKey } from '../rdb/reader.js';
-import { noSelection } from '../records.js';
+import { noBatches, noSelection } from '../records.js';
 import type { Endpoint, Settings } from '../settings.js';
 import { sourceLibraries } from './libraries.js';
 import { LinkLost, ReplicaLink, ReplicationRefused } from './replica-link.js';
@@ -62,7 +62,7 @@ export async function replicationSource(settings: Settings, stopped: () => boole
   const filters = { match: settings.matchPattern, type: settings.scanType, exclude: settings.excludePattern, scanCount: settings.scanBatchSize, onlyDb: settings.source.db };
   return {
     databases: async function* () {
-      const sections = sectionsOf(snapshots.length === 1 ? (snapshots[0] as AsyncIterable<RdbKey[]>) : mergeStreams(snapshots), filters, settings.pipelineBatchSize, stopped);
+      const sections = sectionsOf(mergeStreams(snapshots), filters, settings.pipelineBatchSize, stopped);
       let found = false;
       for await (const section of linkErrors(sections)) {
         found = true;
@@ -106,7 +106,7 @@ async function replicate(settings: Settings, onWaiting: (label: string) => () =>
     throw err;
   }
   const tries = await Promise.allSettled(origin.masters.map(async (master): Promise<Master> => {
-    const { link } = await ReplicaLink.open(master.endpoint, master.label, { onWaiting: onWaiting(master.label), spoolBytes });
+    const link = await ReplicaLink.open(master.endpoint, master.label, { onWaiting: onWaiting(master.label), spoolBytes });
     return { endpoint: master.endpoint, label: master.label, link };
   }));
   const accepted = tries.flatMap((t) => (t.status === 'fulfilled' ? [t.value] : []));
@@ -167,7 +167,7 @@ async function reopen(master: Master, lost: LinkLost, again: Again): Promise<Rep
   for (;;) {
     await new Promise((resolve) => setTimeout(resolve, RETRY_MS));
     try {
-      return (await ReplicaLink.open(master.endpoint, master.label, { onWaiting: again.onWaiting(master.label), spoolBytes: again.spoolBytes })).link;
+      return await ReplicaLink.open(master.endpoint, master.label, { onWaiting: again.onWaiting(master.label), spoolBytes: again.spoolBytes });
     } catch (err) {
       // A master restarting answers LOADING, a replica whose own master is away NOMASTERLINK: both pass.
       if (!(err instanceof LinkLost) && !(err instanceof ReplicationRefused && err.passing)) throw err;
@@ -205,5 +205,3 @@ async function* linkErrors<T>(items: AsyncIterable<T>): AsyncGenerator<T> {
     throw err;
   }
 }
-
-async function* noBatches(): AsyncGenerator<never> {}
