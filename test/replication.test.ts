@@ -86,7 +86,7 @@ describe('SOURCE_READER=auto reads a self-hosted source as its replica', () => {
     expect(await target.cmd('DBSIZE')).toBe(0);
   });
 
-  it('as an ACL user allowed to replicate, with VERIFY=true checking the copy against the snapshot', async () => {
+  it('as an ACL user allowed to replicate, with VERIFY=true checking the copy against the source', async () => {
     const { source, target, keys } = await seededPair();
     await source.cmd('ACL', 'SETUSER', 'mover', 'on', '>mover-secret-1', '~*', '&*', '+@all');
     const r = await run({ ...endpoints(source, target), SOURCE_REDIS_USERNAME: 'mover', SOURCE_REDIS_PASSWORD: 'mover-secret-1', VERIFY: 'true' });
