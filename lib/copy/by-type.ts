@@ -120,7 +120,7 @@ export async function buildInChunks(ctx: WriteContext, key: Buffer, content: Chu
   } catch (err) {
     // Even with no chunk confirmed: a chunk whose reply was lost may have been written. Where the connection
     // is gone, the build is removed once the run has reconnected (else it expires).
-    await dropBuilding(ctx, building, { key, status: 'vanished' }).catch(() => ctx.abandoned?.push({ target, key: building }));
+    await dropBuilding(ctx, building, { key, status: 'vanished' }).catch(() => ctx.abandoned?.push(building));
     return failed(key, err);
   }
 }
@@ -186,7 +186,7 @@ async function dropBuilding(ctx: WriteContext, building: Buffer, outcome: KeyOut
     await ctx.target.send(['DEL', building]);
   } catch (err) {
     if (!(err instanceof ErrorReply)) throw err;
-    ctx.abandoned?.push({ target: ctx.target, key: building });
+    ctx.abandoned?.push(building);
   }
   return outcome;
 }

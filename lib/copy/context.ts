@@ -14,19 +14,16 @@ export interface WriteContext {
   settings: Settings;
   /** Shared by every node of a run. */
   stats: CopyStats;
-  /** Builds of big keys a lost connection or a refusal kept from removing: removed once reconnected, and at the end. */
-  abandoned?: Abandoned[];
+  /**
+   * Names of big keys' builds a lost connection or a refusal kept from removing: removed once reconnected, and at
+   * the end, on the node that serves them then (a failover may have promoted the replica that holds one).
+   */
+  abandoned?: Buffer[];
 }
 
 /** A copy between one source node (read through `reader`) and one target node: the only ones, unless a side is a cluster. */
 export interface CopyContext extends WriteContext {
   reader: ServerReader;
-}
-
-/** A big key's temporary build left on a target node. */
-export interface Abandoned {
-  target: Connection;
-  key: Buffer;
 }
 
 export interface CopyStats {

@@ -11,7 +11,7 @@ import { ServerReader } from '../sources/server.js';
 import type { OutcomeRecorder } from '../verify/comparison.js';
 import type { Settings } from '../settings.js';
 import { InFlight, mapLimited } from '../concurrency.js';
-import { type Abandoned, CHUNKED_KEYS_AT_ONCE, type CopyContext, type CopyStats } from './context.js';
+import { CHUNKED_KEYS_AT_ONCE, type CopyContext, type CopyStats } from './context.js';
 import { byNode, forEachPair, type NodePair } from '../net/routing.js';
 import type { Side } from '../net/side.js';
 import { isClusterDown, isRedirect } from '../net/cluster.js';
@@ -77,7 +77,7 @@ export class Migration {
   private fatal: string | undefined;
   private wakeUp: (() => void) | undefined;
   /** Big keys' builds a lost connection left behind; removed after the next reconnection. */
-  private readonly abandoned: Abandoned[] = [];
+  private readonly abandoned: Buffer[] = [];
 
   constructor(
     private readonly run: RunContext,
@@ -273,10 +273,14 @@ export class Migration {
     return again(since);
   }
 
-  /** Builds left by a lost connection or a refusal, removed now (one that fails again expires by itself). */
+  /**
+   * Builds left by a lost connection or a refusal, removed now where their slot is served now: a killed master's
+   * replica, promoted, holds what had reached it. One that fails again expires by itself.
+   */
   private async dropAbandoned(): Promise<void> {
     const builds = this.abandoned.splice(0);
-    await Promise.all(builds.map(({ target, key }) => target.send(['DEL', key]).catch(() => undefined)));
+    const { target } = this.run;
+    await Promise.all(builds.map((build) => target.locate(build).then((node) => node.send(['DEL', build])).catch(() => undefined)));
   }
 
   /** The work's outcomes; none, and the run stopped, when it failed as a whole. */
