@@ -70,6 +70,8 @@ export const SETTINGS: readonly SettingSpec[] = [
   { name: 'SCAN_BATCH_SIZE', group: 'pacing', default: '1000', meaning: 'SCAN COUNT hint: load on the source' },
   { name: 'PIPELINE_BATCH_SIZE', group: 'pacing', default: '1000', meaning: 'keys per batch written to the target' },
   { name: 'MAX_PROCESSED_EXISTING_KEYS_LIMIT', group: 'pacing', default: '1000', meaning: 'pause SLEEP_TIME after this many skipped keys' },
+  { name: 'MAX_KEYS_PER_SECOND', group: 'pacing', default: '0', meaning: 'most keys this process copies in any second (read from the source and sent to the target, whatever their outcome), held steady: no burst after a pause; 0 for no limit' },
+  { name: 'MAX_BYTES_PER_SECOND', group: 'pacing', default: '0', meaning: 'most value bytes this process sends to the target in any second (10485760 is 10 MB/s), held steady, a big key\'s chunks paced as well; 0 for no limit' },
   { name: 'SLEEP_TIME', group: 'pacing', default: '1', meaning: 'seconds (fractions allowed) to pause after each batch; 0 for full speed' },
   { name: 'ERROR_LOG_FILENAME', group: 'errors', default: 'redis-keys-migrator-error.log', meaning: 'per-key error log, relative to the working directory' },
   { name: 'FILEMOD', group: 'errors', default: 'w', meaning: 'w truncates the error log at start, a appends' },
@@ -80,6 +82,11 @@ export const SETTINGS: readonly SettingSpec[] = [
 ];
 
 type CopyMethod = 'auto' | 'dump' | 'type';
+
+export interface RateLimits {
+  keysPerSecond: number;
+  bytesPerSecond: number;
+}
 
 interface LiveSettings {
   idleTimeoutMs: number;
@@ -140,6 +147,8 @@ export interface Settings {
   pipelineBatchSize: number;
   existingKeysPauseEvery: number;
   sleepSeconds: number;
+  /** MAX_KEYS_PER_SECOND and MAX_BYTES_PER_SECOND; 0 for none. */
+  rateLimits: RateLimits;
   errorLogFile: string;
   errorLogMode: 'w' | 'a';
   maxErroredKeys: number;
@@ -384,6 +393,7 @@ function parseEverySetting(env: Env): Settings {
     pipelineBatchSize: parseInteger(env, 'PIPELINE_BATCH_SIZE', 1, 100_000),
     existingKeysPauseEvery: parseInteger(env, 'MAX_PROCESSED_EXISTING_KEYS_LIMIT', 1),
     sleepSeconds: parseSeconds(env, 'SLEEP_TIME'),
+    rateLimits: { keysPerSecond: parseInteger(env, 'MAX_KEYS_PER_SECOND', 0), bytesPerSecond: parseInteger(env, 'MAX_BYTES_PER_SECOND', 0) },
     errorLogFile: raw(env, 'ERROR_LOG_FILENAME'),
     errorLogMode: parseChoice(env, 'FILEMOD', ['w', 'a'] as const),
     maxErroredKeys: parseInteger(env, 'MAX_ERRORED_KEYS_LIMIT', 0),

@@ -104,6 +104,7 @@ export async function buildInChunks(ctx: WriteContext, key: Buffer, content: Chu
   try {
     let mode: WriteMode = 'create';
     for await (const values of content.chunks) {
+      await ctx.throttle?.();
       const [answer] = await writeTyped(target, mode, [{ key: building, kind: content.kind, expireAt: -1, expireIn: BUILD_EXPIRY_MS, values }]);
       written = true;
       ctx.stats.bytesMoved += values.reduce((sum, v) => sum + v.length, 0);

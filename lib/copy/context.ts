@@ -19,6 +19,8 @@ export interface WriteContext {
    * the end, on the node that serves them then (a failover may have promoted the replica that holds one).
    */
   abandoned?: Buffer[];
+  /** Waits, between a big key's chunks, while the bytes limit (MAX_BYTES_PER_SECOND) is spent. */
+  throttle?: () => Promise<void>;
 }
 
 /** A copy between one source node (read through `reader`) and one target node: the only ones, unless a side is a cluster. */

@@ -18,6 +18,7 @@ import { isClusterDown, isRedirect } from '../net/cluster.js';
 import { type Counts, type CrossingCounts, type FailedOutcome, type KeyOutcome, type MigrationResult, type RecordBatch, type StoredValue } from '../records.js';
 import type { ErrorLog } from '../report/error-log.js';
 import { OutcomeTally } from './tally.js';
+import { inPieces, RateLimiter } from './rate-limit.js';
 
 /** Both sides of a run: each a server, or a cluster whose keys are routed by slot. */
 interface RunContext {
@@ -78,6 +79,8 @@ export class Migration {
   private wakeUp: (() => void) | undefined;
   /** Big keys' builds a lost connection left behind; removed after the next reconnection. */
   private readonly abandoned: Buffer[] = [];
+  /** MAX_KEYS_PER_SECOND and MAX_BYTES_PER_SECOND. */
+  private readonly limiter: RateLimiter;
 
   constructor(
     private readonly run: RunContext,
@@ -86,6 +89,7 @@ export class Migration {
     private readonly journal?: OutcomeRecorder,
   ) {
     this.method = run.settings.copyMethod;
+    this.limiter = new RateLimiter(run.settings.rateLimits, () => run.stats.bytesMoved);
     this.tally = new OutcomeTally(run.settings, log, say);
   }
 
@@ -118,10 +122,12 @@ export class Migration {
   async copyAll(batches: AsyncIterable<RecordBatch>): Promise<MigrationResult> {
     const { settings } = this.run;
     const inFlight = new InFlight(() => (settings.sleepSeconds > 0 ? 1 : BATCHES_IN_FLIGHT));
+    const { limiter } = this;
     try {
-      for await (const batch of batches) {
+      for await (const batch of limiter.limited ? inPieces(batches, () => limiter.pieceKeys) : batches) {
         await inFlight.room();
         await this.pauseIfOwed();
+        await this.holdToRate(batch.keys.length);
         if (this.stopping) break;
         const ticket = batch.position && this.run.checkpoint?.started(batch.position);
         const copying = batch.stored ? this.copyStored(batch.keys, batch.stored) : this.copyBatch(batch.keys);
@@ -340,7 +346,7 @@ export class Migration {
    * them decoded and written by type instead, from its first refusal on (as a server's keys are read by type).
    */
   private async restoreOrByType(node: Connection, keys: readonly Buffer[], stored: readonly StoredValue[]): Promise<KeyOutcome[]> {
-    const ctx = { target: node, settings: this.run.settings, stats: this.run.stats, abandoned: this.abandoned };
+    const ctx = { target: node, settings: this.run.settings, stats: this.run.stats, abandoned: this.abandoned, throttle: this.holdChunkToRate };
     const outcomes = await restoreStored(ctx, keys, stored, this.method === 'type');
     // A batch sent before another one's refusal switched the run meets the refusal too: it goes by type as well.
     if (this.run.settings.copyMethod !== 'auto') return outcomes;
@@ -363,7 +369,7 @@ export class Migration {
 
   private contextFor(source: Connection, target: Connection): CopyContext {
     const { settings, stats } = this.run;
-    return { reader: new ServerReader(source, settings), target, settings, stats, abandoned: this.abandoned };
+    return { reader: new ServerReader(source, settings), target, settings, stats, abandoned: this.abandoned, throttle: this.holdChunkToRate };
   }
 
   private async copyOn(ctx: CopyContext, keys: Buffer[]): Promise<KeyOutcome[]> {
@@ -396,8 +402,25 @@ export class Migration {
   private async pauseIfOwed(): Promise<void> {
     const seconds = this.run.settings.sleepSeconds;
     if (seconds <= 0 || this.stopping || !this.tally.takePause()) return;
+    await this.nap(seconds * 1000);
+  }
+
+  /** Waits until the rate limits let `count` more keys start, then counts them as started. */
+  private async holdToRate(count: number): Promise<void> {
+    if (!this.limiter.limited) return;
+    for (let ms = this.limiter.waitMs(); ms > 0 && !this.stopping; ms = this.limiter.waitMs()) await this.nap(ms);
+    this.limiter.start(count);
+  }
+
+  /** Between a big key's chunks: waits while MAX_BYTES_PER_SECOND is spent. */
+  private readonly holdChunkToRate = async (): Promise<void> => {
+    for (let ms = this.limiter.chunkWaitMs(); ms > 0 && !this.stopping; ms = this.limiter.chunkWaitMs()) await sleep(ms);
+  };
+
+  /** A pause that Ctrl-C or the end of the run cuts short. */
+  private async nap(ms: number): Promise<void> {
     await new Promise<void>((resolve) => {
-      const timer = setTimeout(resolve, seconds * 1000);
+      const timer = setTimeout(resolve, ms);
       this.wakeUp = () => {
         clearTimeout(timer);
         resolve();
