@@ -10,6 +10,7 @@ import { compare } from './lib/run/compare.js';
 import { copy } from './lib/run/copy.js';
 import { dryRun } from './lib/run/dry-run.js';
 import { ErrorLog } from './lib/report/error-log.js';
+import { shardLine } from './lib/report/summary.js';
 import { EXIT, worse } from './lib/run/exit.js';
 import { live } from './lib/run/live.js';
 import { connect, disconnect, isLive, libraryOptions, previousRun, say, stoppedBy, type Session } from './lib/run/session.js';
@@ -28,6 +29,8 @@ async function main(): Promise<number> {
   // 1. Settings: the environment wins over .env; a bad value stops us before any connection.
   const settings = readSettings();
   if (!settings) return EXIT.settingsOrConnection;
+  const shard = shardLine(settings.sharding);
+  if (shard) say(shard);
   // A copy that waits on servers keeps a small young generation for free (a snapshot's too, measured); our file
   // reader is CPU-bound, and pays for it.
   if (!readsFileItself(settings)) holdYoungGeneration();

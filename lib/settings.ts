@@ -50,6 +50,9 @@ export const SETTINGS: readonly SettingSpec[] = [
   { name: 'SCAN_MATCH_PATTERN', group: 'what to copy', default: '*', meaning: 'SCAN MATCH glob: which keys to migrate' },
   { name: 'SCAN_TYPE', group: 'what to copy', default: '', meaning: 'only keys of this type (SCAN TYPE: string, list, set, zset, hash, stream); empty for all' },
   { name: 'KEY_EXCLUDE_PATTERN', group: 'what to copy', default: '', meaning: 'glob of keys to leave out, matched byte for byte; empty for none' },
+  { name: 'SOURCE_SLOTS', group: 'what to copy', default: '', meaning: 'only keys in these hash slots (Redis Cluster\'s CRC16 slot of the key, for a cluster or a standalone source alike), as ranges such as 0-5460,10923-16383; empty for all' },
+  { name: 'SHARD_COUNT', group: 'what to copy', default: '1', meaning: 'split the 16,384 slots into this many contiguous ranges, one per process or pod, and copy only range SHARD_INDEX (with SOURCE_SLOTS too: the slots in both)' },
+  { name: 'SHARD_INDEX', group: 'what to copy', default: '', meaning: 'which range of SHARD_COUNT this run copies, from 0; empty: JOB_COMPLETION_INDEX (set by Kubernetes in each pod of an Indexed Job), else 0' },
   { name: 'COPY_FUNCTIONS', group: 'what to copy', default: 'true', meaning: 'true: function libraries (Redis 7 FUNCTION) the target lacks are loaded before the keys; false leaves them out' },
   { name: 'DRY_RUN', group: 'how to copy', default: 'false', meaning: 'true reads what a copy would copy and reports it; writes nothing' },
   { name: 'COPY_METHOD', group: 'how to copy', default: 'auto', meaning: 'auto (dump, switching to type when the target refuses RESTORE), dump or type' },
@@ -82,6 +85,17 @@ export const SETTINGS: readonly SettingSpec[] = [
 ];
 
 type CopyMethod = 'auto' | 'dump' | 'type';
+
+/** Inclusive hash slot ranges, ascending and apart. */
+export type SlotRanges = readonly (readonly [number, number])[];
+
+/** SHARD_COUNT and SHARD_INDEX, and the slots the run is limited to (SOURCE_SLOTS and the shard's range). */
+export interface Sharding {
+  index: number;
+  count: number;
+  /** Undefined: every slot. */
+  slots?: SlotRanges;
+}
 
 export interface RateLimits {
   keysPerSecond: number;
@@ -134,6 +148,8 @@ export interface Settings {
   matchPattern: string;
   scanType: string;
   excludePattern: string;
+  /** SOURCE_SLOTS, SHARD_COUNT and SHARD_INDEX. */
+  sharding: Sharding;
   /** COPY_FUNCTIONS: the source's (or the file's) function libraries are loaded on the target. */
   copyFunctions: boolean;
   dryRun: boolean;
@@ -195,6 +211,58 @@ function parseSeconds(env: Env, name: string): number {
     throw new SettingsError(`${name} must be a number of seconds, 0 or more (fractions allowed), got ${shown(name, value)}`);
   }
   return n;
+}
+
+const SLOTS = 16384;
+
+/** SOURCE_SLOTS: "0-5460,10923-16383", single slots allowed; merged and sorted. Empty: undefined (every slot). */
+function parseSlotRanges(env: Env): SlotRanges | undefined {
+  const value = raw(env, 'SOURCE_SLOTS').trim();
+  if (value === '') return undefined;
+  const ranges = value.split(',').map((part) => {
+    const found = /^\s*([0-9]+)\s*(?:-\s*([0-9]+)\s*)?$/.exec(part);
+    const [low, high] = [Number(found?.[1]), Number(found?.[2] ?? found?.[1])];
+    if (!found || low > high || high >= SLOTS) throw new SettingsError(`SOURCE_SLOTS must be hash slots or ranges from 0 to 16383, such as 0-5460,10923-16383, got ${shown('SOURCE_SLOTS', value)}`);
+    return [low, high] as const;
+  });
+  return mergeRanges(ranges);
+}
+
+function mergeRanges(ranges: readonly (readonly [number, number])[]): SlotRanges {
+  const merged: [number, number][] = [];
+  for (const [low, high] of [...ranges].sort((a, b) => a[0] - b[0])) {
+    const last = merged[merged.length - 1];
+    if (last && low <= last[1] + 1) last[1] = Math.max(last[1], high);
+    else merged.push([low, high]);
+  }
+  return merged;
+}
+
+/** Shard `index` of `count`: the 16,384 slots cut into `count` contiguous ranges as even as can be. */
+export function shardRange(index: number, count: number): readonly [number, number] {
+  return [Math.floor((index * SLOTS) / count), Math.floor(((index + 1) * SLOTS) / count) - 1];
+}
+
+function parseSharding(env: Env): Sharding {
+  const count = parseInteger(env, 'SHARD_COUNT', 1, SLOTS);
+  const fromJob = raw(env, 'SHARD_INDEX') === '' && (env.JOB_COMPLETION_INDEX ?? '') !== '';
+  const indexText = (fromJob ? env.JOB_COMPLETION_INDEX : raw(env, 'SHARD_INDEX')) || '0';
+  const index = Number(indexText.trim());
+  if (!/^[0-9]+$/.test(indexText.trim()) || index >= count) {
+    const name = fromJob ? 'JOB_COMPLETION_INDEX (read for SHARD_INDEX)' : 'SHARD_INDEX';
+    throw new SettingsError(`${name} must be a whole number from 0 to ${count - 1} (SHARD_COUNT=${count}), got ${JSON.stringify(indexText)}`);
+  }
+  const given = parseSlotRanges(env);
+  if (count === 1) return given ? { index, count, slots: given } : { index, count };
+  const [low, high] = shardRange(index, count);
+  const slots = (given ?? [[0, SLOTS - 1] as const]).flatMap(([a, b]): [number, number][] => (Math.max(a, low) <= Math.min(b, high) ? [[Math.max(a, low), Math.min(b, high)]] : []));
+  if (slots.length === 0) throw new SettingsError(`SOURCE_SLOTS and shard ${index} of ${count} (slots ${low}-${high}) have no slot in common: this run would copy nothing`);
+  return { index, count, slots };
+}
+
+/** Slot ranges as SOURCE_SLOTS writes them: "0-5460,10923-16383". */
+export function slotRangesText(ranges: SlotRanges): string {
+  return ranges.map(([low, high]) => (low === high ? String(low) : `${low}-${high}`)).join(',');
 }
 
 function parseBoolean(env: Env, name: string): boolean {
@@ -381,6 +449,7 @@ function parseEverySetting(env: Env): Settings {
     matchPattern: raw(env, 'SCAN_MATCH_PATTERN'),
     scanType: parseScanType(env),
     excludePattern: raw(env, 'KEY_EXCLUDE_PATTERN'),
+    sharding: parseSharding(env),
     copyFunctions: parseBoolean(env, 'COPY_FUNCTIONS'),
     dryRun: parseBoolean(env, 'DRY_RUN'),
     progress: parseChoice(env, 'PROGRESS', ['auto', 'plain', 'off'] as const),

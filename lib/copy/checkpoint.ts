@@ -4,7 +4,7 @@ import { accessSync, constants, readFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { open, rename } from 'node:fs/promises';
 import type { Connection } from '../net/connections.js';
-import type { Endpoint, Settings } from '../settings.js';
+import { slotRangesText, type Endpoint, type Settings } from '../settings.js';
 import { DONE, noCounts, total, type Counts, type KeyOutcome, type ScanPosition } from '../records.js';
 
 /** The settings that decide which keys go where: a checkpoint is only good for the same ones. */
@@ -251,6 +251,8 @@ export function fingerprintOf(settings: Settings): Fingerprint {
     SCAN_MATCH_PATTERN: settings.matchPattern,
     SCAN_TYPE: settings.scanType,
     KEY_EXCLUDE_PATTERN: settings.excludePattern,
+    // SOURCE_SLOTS, SHARD_COUNT and SHARD_INDEX as the slots they leave: each shard keeps a checkpoint of its own.
+    SOURCE_SLOTS: settings.sharding.slots ? slotRangesText(settings.sharding.slots) : '',
   };
 }
 

@@ -5,7 +5,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { describeError, isRefusal, openSubscriber, type Connection, type Subscriber } from '../net/connections.js';
 import type { Side } from '../net/side.js';
 import { keySlot, slotTag } from '../net/cluster.js';
-import { globTest, matchTest } from '../sources/glob.js';
+import { matchTest } from '../sources/glob.js';
 import { asText } from '../net/reply.js';
 
 /** Keyevent channels name the event and carry the key; keyspace channels name the key and carry the event. */
@@ -23,7 +23,8 @@ export class LiveRefusal extends Error {}
 interface FeedOptions {
   db: number;
   match: string;
-  exclude: string;
+  /** Keys of other shards, and excluded ones (lib/sources/scan.ts leftOutTest). */
+  leftOut: (key: Uint8Array) => boolean;
   /** Where CONFIG is refused: write probe keys to prove events arrive (else trust the setting). */
   probe: boolean;
   reconnectTimeoutMs: number;
@@ -41,7 +42,6 @@ export class ChangeFeed {
   private readonly resubscribing = new Set<string>();
   private eventClass: EventClass = 'keyevent';
   private readonly match: ((key: Uint8Array) => boolean) | undefined;
-  private readonly exclude: ((key: Uint8Array) => boolean) | undefined;
   private readonly flushCalls = new Map<string, number>();
   private watcher: NodeJS.Timeout | undefined;
   private probeWaiter: ((channel: Buffer, message: Buffer) => void) | undefined;
@@ -58,7 +58,6 @@ export class ChangeFeed {
     private readonly onGap: (reason: string, counts?: boolean) => void,
   ) {
     this.match = matchTest(options.match);
-    this.exclude = globTest(options.exclude);
   }
 
   /**
@@ -143,7 +142,7 @@ export class ChangeFeed {
     if (change === undefined || this.stopped) return;
     const { key, event } = change;
     if (key.subarray(0, PROBE_PREFIX.length).toString('latin1') === PROBE_PREFIX) return;
-    if ((this.match && !this.match(key)) || this.exclude?.(key)) return;
+    if ((this.match && !this.match(key)) || this.options.leftOut(key)) return;
     this.events += 1;
     this.onKey(key, event);
   }

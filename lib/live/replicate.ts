@@ -14,7 +14,7 @@ import { ChangeQueue } from './queue.js';
 import { RepairSweep } from './sweep.js';
 import { LagStats } from './lag.js';
 import type { Side } from '../net/side.js';
-import { globTest } from '../sources/glob.js';
+import { leftOutTest } from '../sources/scan.js';
 import { asArray, asText } from '../net/reply.js';
 import { displayKey, type MigrationResult, type RecordBatch, noCounts, noCrossings } from '../records.js';
 import { Migration } from '../copy/migration.js';
@@ -88,13 +88,13 @@ class StreamWatch {
   }
 
   async find(source: Side, settings: Settings): Promise<void> {
-    const exclude = globTest(settings.excludePattern);
+    const leftOut = leftOutTest(settings);
     for (const master of source.masters) {
       let cursor = '0';
       do {
         const [next, keys] = asArray(await master.send(['SCAN', cursor, 'MATCH', settings.matchPattern, 'COUNT', '1000', 'TYPE', 'stream']));
         cursor = asText(next);
-        for (const key of asArray(keys ?? []) as Buffer[]) if (!exclude?.(key)) this.add(key);
+        for (const key of asArray(keys ?? []) as Buffer[]) if (!leftOut(key)) this.add(key);
       } while (cursor !== '0' && !this.overflow);
     }
   }
@@ -124,7 +124,7 @@ export async function replicate(ctx: LiveContext): Promise<LiveOutcome> {
   const gaps: string[] = [];
   let gapCount = 0;
   const compare = { ttlToleranceMs: settings.ttlToleranceMs, chunkSize: settings.chunkSize, dumpMaxBytes: settings.dumpMaxBytes };
-  const sweep = new RepairSweep(source, target, queue, { match: settings.matchPattern, exclude: settings.excludePattern, rate: settings.live.sweepRate, compare }, ctx.log);
+  const sweep = new RepairSweep(source, target, queue, { match: settings.matchPattern, leftOut: leftOutTest(settings), rate: settings.live.sweepRate, compare }, ctx.log);
   const changed = new Map<string, Buffer>();
   const streams = new StreamWatch(settings.live.queueSize);
   let changedOverflow = false;
@@ -137,7 +137,7 @@ export async function replicate(ctx: LiveContext): Promise<LiveOutcome> {
     if (gaps.length < GAP_LINES_MAX) gaps.push(reason);
     ctx.log.write(`Gap in the source's events: ${reason}; a repair sweep covers it`, 'WARNING');
   };
-  const feed = new ChangeFeed(source, { db: settings.source.db, match: settings.matchPattern, exclude: settings.excludePattern, probe: settings.live.probe, reconnectTimeoutMs: settings.reconnectTimeoutMs, say }, (key, event) => {
+  const feed = new ChangeFeed(source, { db: settings.source.db, match: settings.matchPattern, leftOut: leftOutTest(settings), probe: settings.live.probe, reconnectTimeoutMs: settings.reconnectTimeoutMs, say }, (key, event) => {
     lastChange = Date.now();
     sweep.sawEvent(key);
     if (event.startsWith('x')) streams.add(key);
@@ -293,13 +293,13 @@ async function* liveBatches(queue: ChangeQueue, size: number, stopping: () => bo
  */
 async function refuseOccupiedTarget(ctx: LiveContext): Promise<void> {
   const { settings } = ctx;
-  const exclude = globTest(settings.excludePattern);
+  const leftOut = leftOutTest(settings);
   for (const master of ctx.target.masters) {
     let cursor = '0';
     do {
       const [next, keys] = asArray(await master.send(['SCAN', cursor, 'MATCH', settings.matchPattern, 'COUNT', '1000']));
       cursor = asText(next);
-      const found = (asArray(keys ?? []) as Buffer[]).find((k) => !exclude?.(k));
+      const found = (asArray(keys ?? []) as Buffer[]).find((k) => !leftOut(k));
       if (found) {
         throw new LiveRefusal(
           `MIGRATION_MODE=${settings.mode} replaces and deletes target keys as the source changes them, and ${master.label} already holds |${displayKey(found)}|, ` +

@@ -8,7 +8,6 @@ import type { ChangeQueue } from './queue.js';
 import { PROBE_PREFIX } from './events.js';
 import type { Side } from '../net/side.js';
 import { asArray, asText } from '../net/reply.js';
-import { globTest } from '../sources/glob.js';
 import { displayKey } from '../records.js';
 import type { ErrorLog } from '../report/error-log.js';
 
@@ -22,7 +21,8 @@ const STEP_MS = 100;
 
 interface SweepOptions {
   match: string;
-  exclude: string;
+  /** Keys of other shards, and excluded ones (lib/sources/scan.ts leftOutTest). */
+  leftOut: (key: Uint8Array) => boolean;
   /** Keys per second while nothing is wrong (0: none); a sweep after a gap goes at full speed. */
   rate: number;
   compare: CompareOptions;
@@ -74,7 +74,6 @@ export class RepairSweep {
   /** Full passes asked for (gaps, a full queue, a lost round) and how many of those asks a completed pass covers. */
   private fullAsked = 0;
   private fullCovered = 0;
-  private readonly exclude: ((key: Uint8Array) => boolean) | undefined;
   private readonly compare: (keys: readonly Buffer[]) => Promise<KeyVerdict[]>;
 
   constructor(
@@ -84,7 +83,6 @@ export class RepairSweep {
     private readonly options: SweepOptions,
     private readonly log: ErrorLog,
   ) {
-    this.exclude = globTest(options.exclude);
     this.compare = compareInto(source, target, options.compare);
   }
 
@@ -167,7 +165,7 @@ export class RepairSweep {
 
   private selected(key: Buffer): boolean {
     if (key.subarray(0, PROBE_PREFIX.length).toString('latin1') === PROBE_PREFIX) return false;
-    return !this.exclude?.(key);
+    return !this.options.leftOut(key);
   }
 
   /** Source keys the target does not hold the same. */

@@ -1,6 +1,8 @@
 // Redis Cluster's rules, as plain functions: a key's hash slot (CRC16), a hash tag for a slot, and the per-key
 // errors that mean the slot moved or the cluster is down. Which node serves a slot is lib/net/side.ts's.
 
+import type { Sharding, SlotRanges } from '../settings.js';
+
 export const SLOT_COUNT = 16384;
 
 /** CRC16/XMODEM (polynomial 0x1021), as the cluster spec uses for key slots. */
@@ -24,6 +26,34 @@ export function keySlot(key: Uint8Array): number {
     if (close > open + 1) return crc16(key.subarray(open + 1, close)) % SLOT_COUNT;
   }
   return crc16(key) % SLOT_COUNT;
+}
+
+/** A set of hash slots (SOURCE_SLOTS and a shard's range): which keys a run covers. */
+export class SlotSet {
+  private readonly member = new Uint8Array(SLOT_COUNT);
+  readonly size: number;
+
+  constructor(readonly ranges: SlotRanges) {
+    let size = 0;
+    for (const [low, high] of ranges) {
+      this.member.fill(1, low, high + 1);
+      size += high - low + 1;
+    }
+    this.size = size;
+  }
+
+  has(slot: number): boolean {
+    return this.member[slot] === 1;
+  }
+
+  hasKey(key: Uint8Array): boolean {
+    return this.member[keySlot(key)] === 1;
+  }
+}
+
+/** The run's slots as a set; undefined when it covers every slot. */
+export function slotSetOf(sharding: Sharding): SlotSet | undefined {
+  return sharding.slots ? new SlotSet(sharding.slots) : undefined;
 }
 
 let slotTags: string[] | undefined;

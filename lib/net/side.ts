@@ -1,7 +1,7 @@
 // Where each key lives on one side: a standalone server is a single node; a Redis Cluster maps each key's
 // hash slot to the master that owns it, read from CLUSTER SLOTS and read again after a MOVED redirection.
 import { isIP } from 'node:net';
-import { keySlot, SLOT_COUNT } from './cluster.js';
+import { keySlot, SLOT_COUNT, type SlotSet } from './cluster.js';
 import { Connection, ConnectionError, describeError } from './connections.js';
 import { asArray, asNumber, asText, type Reply } from './reply.js';
 import type { Endpoint } from '../settings.js';
@@ -18,16 +18,19 @@ export class Side {
   private shards: ReadonlySet<string>[] = [];
   readonly cluster: boolean;
 
-  private constructor(readonly endpoint: Endpoint) {
+  private constructor(readonly endpoint: Endpoint, private readonly only: SlotSet | undefined) {
     this.cluster = endpoint.cluster === true;
   }
 
-  /** Connects to the server or, for a cluster, to every master the seed node names. */
-  static async open(endpoint: Endpoint): Promise<Side> {
+  /**
+   * Connects to the server or, for a cluster, to every master the seed node names. With `only` (a source limited
+   * to some slots: SOURCE_SLOTS, a shard), `masters` are those serving any of them: no other master is read.
+   */
+  static async open(endpoint: Endpoint, only?: SlotSet): Promise<Side> {
     if (endpoint.tls?.verify === 'none') {
       process.stderr.write(`Warning: TLS to the ${endpoint.side} checks no certificate (TLS_VERIFY=none): anyone in between can read the data\n`);
     }
-    const side = new Side(endpoint);
+    const side = new Side(endpoint, only);
     const seed = await side.nodeAt(endpoint.host, endpoint.port, endpoint);
     try {
       if (!side.cluster) {
@@ -49,9 +52,24 @@ export class Side {
     return side;
   }
 
-  /** Every master (the one server, for a standalone side). */
+  /** Every master (the one server, for a standalone side); only those serving the side's slots, if it has some. */
   get masters(): Connection[] {
-    return [...new Set(this.slots)];
+    const { only } = this;
+    return [...new Set(only ? this.slots.filter((_, slot) => only.has(slot)) : this.slots)];
+  }
+
+  /** The share of the slots `master` serves that are the side's own (1 without a slot selection): for estimates. */
+  shareOf(master: Connection): number {
+    const { only } = this;
+    if (!only) return 1;
+    let served = 0;
+    let ours = 0;
+    this.slots.forEach((node, slot) => {
+      if (node !== master) return;
+      served++;
+      if (only.has(slot)) ours++;
+    });
+    return served === 0 ? 0 : ours / served;
   }
 
   nodeFor(key: Buffer): Connection {
@@ -76,9 +94,10 @@ export class Side {
     return this.slots[slot] as Connection;
   }
 
-  /** A slot each master serves: where its scan goes on after a failover. */
+  /** A slot each master serves (one of the side's own, if it has some): where its scan goes on after a failover. */
   get mastersBySlot(): { slot: number; master: Connection }[] {
-    return this.masters.map((master) => ({ slot: this.slots.indexOf(master), master }));
+    const { only } = this;
+    return this.masters.map((master) => ({ slot: this.slots.findIndex((node, slot) => node === master && (!only || only.has(slot))), master }));
   }
 
   /** run_ids of the masters at the start: another one at the end means a restart or a failover. */

@@ -4,6 +4,7 @@ import { writeFileSync } from 'node:fs';
 import { formatDuration } from './progress.js';
 import type { Tally } from '../verify/comparison.js';
 import type { Counts, CrossingCounts, MigrationResult } from '../records.js';
+import { slotRangesText, type Sharding } from '../settings.js';
 
 export function formatBytes(bytes: number): string {
   const units = ['B', 'KB', 'MB', 'GB', 'TB'];
@@ -88,6 +89,8 @@ export interface JsonSummary {
   verification?: Record<string, Tally>;
   timing: Timing;
   exitStatus: number;
+  /** The run's share of the keys, when it has one (SOURCE_SLOTS, SHARD_COUNT): slots as "0-5460,10923-16383". */
+  shard?: { index: number; count: number; slots: string };
 }
 
 /** One JSON document for scripts and dashboards; keys in snake_case like most tools' JSON. */
@@ -107,6 +110,14 @@ export function writeJsonSummary(path: string, summary: JsonSummary): void {
     method: summary.method ? { requested: summary.method.requested, used: summary.method.used, fallback_reason: summary.method.fallbackReason } : null,
     verification: summary.verification ?? null,
     live: summary.live ?? null,
+    shard: summary.shard ?? null,
   };
   writeFileSync(path, `${JSON.stringify(doc, null, 2)}\n`);
+}
+
+/** Said before connecting, for a run limited to some slots: which share of the keys it copies. */
+export function shardLine({ index, count, slots }: Sharding): string | undefined {
+  if (!slots) return undefined;
+  const share = `the keys in hash slots ${slotRangesText(slots)}`;
+  return count > 1 ? `Shard ${index} of ${count} (0 to ${count - 1}): ${share}` : `Only ${share} (SOURCE_SLOTS)`;
 }

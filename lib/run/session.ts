@@ -1,5 +1,6 @@
 // One database of a run, connected: both sides (or the target alone, for a file read by our reader), the
 // selected keys, the checkpoint to resume from, and what every mode shares (progress, timing, the summary).
+import { slotSetOf } from '../net/cluster.js';
 import { Checkpoint, fingerprintOf, readCheckpoint, resumeLine, startingPoints, type Previous, type UnitState, CheckpointError } from '../copy/checkpoint.js';
 import type { LibrariesOutcome, LibraryOptions } from '../copy/functions.js';
 import { ConnectionError, describeError, isRefusal } from '../net/connections.js';
@@ -7,7 +8,7 @@ import { Recovery } from '../net/recovery.js';
 import { sameServer, sameServerRefusal, Side } from '../net/side.js';
 import { noBatches, noSelection, type RecordBatch, type SelectionCounts } from '../records.js';
 import type { Interruption } from '../runtime.js';
-import type { Settings } from '../settings.js';
+import { slotRangesText, type Settings } from '../settings.js';
 import type { Database } from '../sources/source.js';
 import { scanMasters, type ScanRecovery } from '../sources/scan.js';
 import type { VerificationSetup } from '../verify/comparison.js';
@@ -102,7 +103,7 @@ function scanRecovery(session: Session): ScanRecovery {
 }
 
 async function connectBoth(settings: Settings): Promise<[Side, Side]> {
-  const [source, target] = await Promise.allSettled([Side.open(settings.source), Side.open(settings.target)]);
+  const [source, target] = await Promise.allSettled([Side.open(settings.source, slotSetOf(settings.sharding)), Side.open(settings.target)]);
   if (source.status === 'fulfilled' && target.status === 'fulfilled') {
     if (!sameServer(source.value, target.value)) return [source.value, target.value];
     await Promise.all([source.value.close(), target.value.close()]);
@@ -160,12 +161,15 @@ export function verificationSetup(session: Session): VerificationSetup {
 }
 
 /**
- * Progress counts keys against the source's DBSIZE (summed over a cluster's masters), the best estimate SCAN
- * allows; a file's key count is known only once it is read.
+ * Progress counts keys against the source's DBSIZE (summed over a cluster's masters, and in proportion to the
+ * slots the run covers), the best estimate SCAN allows; a file's key count is known only once it is read.
  */
 export async function startProgress(session: Session, counts: () => Omit<ProgressSnapshot, 'scanned' | 'total'>): Promise<Progress> {
-  const sizes = await Promise.all(((session.source ?? session.origin)?.masters ?? []).map((master) => master.send(['DBSIZE'])));
-  const total = sizes.reduce<number>((sum, size) => sum + Number(size), 0);
+  const side = session.source ?? session.origin;
+  // A run limited to some slots (SOURCE_SLOTS, a shard) expects each master's keys in proportion to its slots.
+  const shares = side ? side.masters.map((master) => ({ master, share: side.shareOf(master) })) : [];
+  const sizes = await Promise.all(shares.map(async ({ master, share }) => Number(await master.send(['DBSIZE'])) * share));
+  const total = Math.round(sizes.reduce((sum, size) => sum + size, 0));
   return new Progress(session.settings.progress, () => ({ ...counts(), scanned: session.selection.scanned, total }));
 }
 
@@ -179,5 +183,7 @@ export function libraryOptions(settings: Settings): LibraryOptions {
 }
 
 export function writeSummary(settings: Settings, summary: JsonSummary): void {
-  if (settings.summaryJsonFile) writeJsonSummary(settings.summaryJsonFile, summary);
+  const { index, count, slots } = settings.sharding;
+  const shard = slots ? { shard: { index, count, slots: slotRangesText(slots) } } : {};
+  if (settings.summaryJsonFile) writeJsonSummary(settings.summaryJsonFile, { ...summary, ...shard });
 }

@@ -8,6 +8,7 @@ import { RdbFormatError } from '../rdb/reader.js';
 import { noBatches, noSelection } from '../records.js';
 import { readsFileItself, scanOnlyBecause, type Settings } from '../settings.js';
 import { databaseSections, type FileFacts, otherDatabase } from './rdb-file.js';
+import { keySelection } from './scan.js';
 import { rdbFileVersion, RdbError, startRdbServer, type RdbServer } from './rdb-server.js';
 import { fileLibraries, type Libraries, sourceLibraries } from './libraries.js';
 import { replicationSource } from './replication.js';
@@ -43,7 +44,7 @@ async function fileSource(settings: Settings, stopped: () => boolean): Promise<S
   const reading = 'Error reading SOURCE_RDB_FILE';
   await asSourceError(reading, () => checkFileFirst(settings, stopped));
   const onlyDb = settings.sourceDbChosen ? settings.source.db : undefined;
-  const filters = { match: settings.matchPattern, type: settings.scanType, exclude: settings.excludePattern, scanCount: settings.scanBatchSize, onlyDb };
+  const filters = { ...keySelection(settings), onlyDb };
   const facts: FileFacts = { moduleAux: new Map() };
   return {
     databases: async function* () {

@@ -103,6 +103,7 @@ class Records {
 async function* sectionBatches(records: Records, db: number, selection: FileSelection, size: number, counts: SelectionCounts): AsyncGenerator<RecordBatch> {
   const match = matchTest(selection.match);
   const exclude = globTest(selection.exclude);
+  const { slots } = selection;
   const type = selection.type.toLowerCase();
   let batch: Buffer[] = [];
   let stored: StoredValue[] = [];
@@ -114,7 +115,7 @@ async function* sectionBatches(records: Records, db: number, selection: FileSele
   };
   for (let record = await records.peek(); record?.db === db; record = records.current() ?? (await records.peek())) {
     records.skip();
-    if ((match && !match(record.key)) || (type && logicalType(record.type) !== type)) continue;
+    if ((match && !match(record.key)) || (type && logicalType(record.type) !== type) || (slots && !slots.hasKey(record.key))) continue;
     if (isEmptyCollection(record.value)) {
       counts.empty += 1;
       continue;

@@ -1,6 +1,7 @@
 // SOURCE_READER: a source server read as its replica (lib/sources/replica-link.ts: one full resync per master,
 // its RDB streamed into our reader, so records come with their values as from a file), or by SCAN. `auto` takes
 // the replica's way where the run is a copy and the source allows it, and says which way and why in one line.
+import { slotSetOf } from '../net/cluster.js';
 import { ConnectionError } from '../net/connections.js';
 import { mergeStreams } from '../concurrency.js';
 import { sameServer, sameServerRefusal, Side } from '../net/side.js';
@@ -10,6 +11,7 @@ import type { Endpoint, Settings } from '../settings.js';
 import { sourceLibraries } from './libraries.js';
 import { LinkLost, ReplicaLink, ReplicationRefused } from './replica-link.js';
 import { countModuleAux, sectionsOf, type FileFacts } from './rdb-file.js';
+import { keySelection } from './scan.js';
 import { moduleAuxEnding, SourceError, type Source, type SourceEnding, type Voices } from './source.js';
 
 const READING = 'Error reading the source as its replica';
@@ -59,7 +61,7 @@ export async function replicationSource(settings: Settings, stopped: () => boole
   const facts: SnapshotFacts = { moduleAux: new Map(), restarts: [] };
   const again = { db: settings.source.db, timeoutMs: settings.reconnectTimeoutMs, spoolBytes: settings.spoolBytes, stopped, onWaiting, say: voices.progress };
   const snapshots = masters.map((master) => masterSnapshots(master, facts, again));
-  const filters = { match: settings.matchPattern, type: settings.scanType, exclude: settings.excludePattern, scanCount: settings.scanBatchSize, onlyDb: settings.source.db };
+  const filters = { ...keySelection(settings), onlyDb: settings.source.db };
   return {
     databases: async function* () {
       const sections = sectionsOf(mergeStreams(snapshots), filters, settings.pipelineBatchSize, stopped);
@@ -95,7 +97,7 @@ function snapshotEnding(facts: SnapshotFacts, overwrite: boolean): SourceEnding 
  */
 async function replicate(settings: Settings, onWaiting: (label: string) => () => void): Promise<Attempt> {
   const { spoolBytes } = settings;
-  const origin = await connecting(() => Side.open(settings.source));
+  const origin = await connecting(() => Side.open(settings.source, slotSetOf(settings.sharding)));
   try {
     const target = await connecting(() => Side.open(settings.target));
     const same = sameServer(origin, target);

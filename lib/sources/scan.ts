@@ -1,11 +1,12 @@
-// Which keys a run covers: SCAN with MATCH, COUNT and TYPE on the server, then KEY_EXCLUDE_PATTERN here
-// (lib/sources/glob.ts), in batches with the scan's position beside them.
+// Which keys a run covers: SCAN with MATCH, COUNT and TYPE on the server, then the run's slots (SOURCE_SLOTS, a
+// shard) and KEY_EXCLUDE_PATTERN here (lib/sources/glob.ts), in batches with the scan's position beside them.
 import { isConnectionLoss, type Connection } from '../net/connections.js';
 import { asArray, asText, type Reply } from '../net/reply.js';
 import { DONE, noSelection, type RecordBatch, type SelectionCounts } from '../records.js';
 import type { Settings } from '../settings.js';
 import type { Side } from '../net/side.js';
 import { globTest } from './glob.js';
+import { slotSetOf, type SlotSet } from '../net/cluster.js';
 
 export interface KeySelection {
   match: string;
@@ -14,6 +15,20 @@ export interface KeySelection {
   /** Keys matching this glob are left out; empty for none. */
   exclude: string;
   scanCount: number;
+  /** Only keys in these hash slots (SOURCE_SLOTS, a shard); undefined for all. */
+  slots?: SlotSet | undefined;
+}
+
+/** Keys a run leaves out whatever SCAN's MATCH says: other shards' slots, and KEY_EXCLUDE_PATTERN (live mode's filter). */
+export function leftOutTest(settings: Settings): (key: Uint8Array) => boolean {
+  const slots = slotSetOf(settings.sharding);
+  const excluded = globTest(settings.excludePattern);
+  return (key) => (slots !== undefined && !slots.hasKey(key)) || excluded?.(key) === true;
+}
+
+/** The run's key selection, as every source applies it. */
+export function keySelection(settings: Settings): KeySelection {
+  return { match: settings.matchPattern, type: settings.scanType, exclude: settings.excludePattern, scanCount: settings.scanBatchSize, slots: slotSetOf(settings.sharding) };
 }
 
 /**
@@ -21,7 +36,7 @@ export interface KeySelection {
  * `recovery` (a copy), a scan gets past lost connections; without it a lost SCAN ends the run.
  */
 export function scanMasters(settings: Settings, source: Side, selection: SelectionCounts, startCursors: readonly string[], recovery?: ScanRecovery): AsyncIterable<RecordBatch> {
-  const filters = { match: settings.matchPattern, type: settings.scanType, exclude: settings.excludePattern, scanCount: settings.scanBatchSize };
+  const filters = keySelection(settings);
   const scans = source.mastersBySlot.map(({ slot }, index) => {
     const unit: ScanUnit = { index, node: () => source.nodeForSlot(slot), startCursor: startCursors[index] ?? '0' };
     return selectedKeys(unit, filters, settings.pipelineBatchSize, selection, recovery);
@@ -54,6 +69,7 @@ export async function* selectedKeys(
   recovery?: ScanRecovery,
 ): AsyncGenerator<RecordBatch> {
   const excluded = globTest(selection.exclude);
+  const { slots } = selection;
   const scan = ['SCAN', unit.startCursor, 'MATCH', selection.match, 'COUNT', String(selection.scanCount)];
   if (selection.type) scan.push('TYPE', selection.type);
   let node = unit.node();
@@ -91,6 +107,8 @@ export async function* selectedKeys(
     const page = asArray(keys ?? null) as Buffer[];
     for (let i = 0; i < page.length; i++) {
       const key = page[i] as Buffer;
+      // Another shard's key: not this run's, and not counted (a standalone source's shards each scan every key).
+      if (slots && !slots.hasKey(key)) continue;
       if (excluded?.(key)) {
         counts.excluded += 1;
         continue;
