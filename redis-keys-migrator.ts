@@ -13,6 +13,7 @@ import { ErrorLog } from './lib/report/error-log.js';
 import { shardLine } from './lib/report/summary.js';
 import { EXIT, worse } from './lib/run/exit.js';
 import { live } from './lib/run/live.js';
+import { runWorkers } from './lib/run/workers.js';
 import { connect, disconnect, isLive, libraryOptions, previousRun, say, stoppedBy, type Session } from './lib/run/session.js';
 import { holdYoungGeneration, Interruption, outliveClosedOutput } from './lib/runtime.js';
 import { parseSettings, readsFileItself, renderHelp, SettingsError, unknownSettingWarnings, type Settings } from './lib/settings.js';
@@ -31,6 +32,8 @@ async function main(): Promise<number> {
   if (!settings) return EXIT.settingsOrConnection;
   const shard = shardLine(settings.sharding);
   if (shard) say(shard);
+  // WORKERS=N: this run as N processes, each a share of the slots (lib/run/workers.ts).
+  if (settings.workers > 1) return runWorkers(settings);
   // A copy that waits on servers keeps a small young generation for free (a snapshot's too, measured); our file
   // reader is CPU-bound, and pays for it.
   if (!readsFileItself(settings)) holdYoungGeneration();

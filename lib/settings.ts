@@ -57,6 +57,7 @@ export const SETTINGS: readonly SettingSpec[] = [
   { name: 'DRY_RUN', group: 'how to copy', default: 'false', meaning: 'true reads what a copy would copy and reports it; writes nothing' },
   { name: 'COPY_METHOD', group: 'how to copy', default: 'auto', meaning: 'auto (dump, switching to type when the target refuses RESTORE), dump or type' },
   { name: 'OVERWRITE_EXISTING_KEYS', group: 'how to copy', default: 'false', meaning: 'true replaces keys that already exist on the target' },
+  { name: 'WORKERS', group: 'how to copy', default: '1', meaning: 'run this many processes on this machine (one core each), each copying a contiguous share of this run\'s slots, with one progress line, one summary that adds theirs up and the worst exit status; Ctrl-C stops them all' },
   { name: 'DUMP_MAX_BYTES', group: 'how to copy', default: '67108864', meaning: 'keys estimated larger than this are copied by type in chunks, not by one RESTORE' },
   { name: 'COLLECTION_CHUNK_SIZE', group: 'how to copy', default: '1000', meaning: 'most elements (1 to 3000) one write carries for a big list, set, zset, hash or stream' },
   { name: 'MIGRATION_MODE', group: 'verification', default: 'copy', meaning: 'copy; compare (write nothing, check every source key against the target); live (copy, then keep applying the source\'s changes until Ctrl-C); liveonly (changes only, no copy first)' },
@@ -150,6 +151,8 @@ export interface Settings {
   excludePattern: string;
   /** SOURCE_SLOTS, SHARD_COUNT and SHARD_INDEX. */
   sharding: Sharding;
+  /** WORKERS: processes this run is split into on this machine. */
+  workers: number;
   /** COPY_FUNCTIONS: the source's (or the file's) function libraries are loaded on the target. */
   copyFunctions: boolean;
   dryRun: boolean;
@@ -259,6 +262,18 @@ function parseSharding(env: Env): Sharding {
   if (slots.length === 0) throw new SettingsError(`SOURCE_SLOTS and shard ${index} of ${count} (slots ${low}-${high}) have no slot in common: this run would copy nothing`);
   return { index, count, slots };
 }
+
+/** `ranges` cut into `parts` contiguous shares of as even a number of slots as can be (WORKERS' shares). */
+export function splitSlots(ranges: SlotRanges, parts: number): SlotRanges[] {
+  const slots = ranges.flatMap(([low, high]) => Array.from({ length: high - low + 1 }, (_, i) => low + i));
+  return Array.from({ length: parts }, (_, part) => {
+    const share = slots.slice(Math.floor((part * slots.length) / parts), Math.floor(((part + 1) * slots.length) / parts));
+    return mergeRanges(share.map((slot) => [slot, slot] as const));
+  });
+}
+
+/** Every slot. */
+export const ALL_SLOTS: SlotRanges = [[0, SLOTS - 1]];
 
 /** Slot ranges as SOURCE_SLOTS writes them: "0-5460,10923-16383". */
 export function slotRangesText(ranges: SlotRanges): string {
@@ -437,6 +452,8 @@ function parseEverySetting(env: Env): Settings {
   }
   source.replyTimeoutMs = target.replyTimeoutMs = parseSeconds(env, 'REPLY_TIMEOUT') * 1000;
   if (raw(env, 'SOURCE_RDB_FILE') && parseChoice(env, 'RDB_READER', ['native', 'server'] as const) === 'native') nativeReaderRefusals(env);
+  const slotCount = (parseSharding(env).slots ?? ALL_SLOTS).reduce((sum, [low, high]) => sum + high - low + 1, 0);
+  if (parseInteger(env, 'WORKERS', 1, 256) > slotCount) throw new SettingsError(`WORKERS must be at most the number of slots this run copies (${slotCount}), got ${raw(env, 'WORKERS')}`);
   return {
     source,
     sourceDbChosen: (env.SOURCE_REDIS_DB_INDEX ?? '') !== '' || /\/[0-9]+$/.test(raw(env, 'SOURCE_REDIS_URL')),
@@ -450,6 +467,7 @@ function parseEverySetting(env: Env): Settings {
     scanType: parseScanType(env),
     excludePattern: raw(env, 'KEY_EXCLUDE_PATTERN'),
     sharding: parseSharding(env),
+    workers: parseInteger(env, 'WORKERS', 1, 256),
     copyFunctions: parseBoolean(env, 'COPY_FUNCTIONS'),
     dryRun: parseBoolean(env, 'DRY_RUN'),
     progress: parseChoice(env, 'PROGRESS', ['auto', 'plain', 'off'] as const),
