@@ -11,6 +11,7 @@ import { copy } from './lib/run/copy.js';
 import { dryRun } from './lib/run/dry-run.js';
 import { ErrorLog } from './lib/report/error-log.js';
 import { shardLine } from './lib/report/summary.js';
+import { serveMetrics } from './lib/report/metrics.js';
 import { EXIT, worse } from './lib/run/exit.js';
 import { live } from './lib/run/live.js';
 import { runWorkers } from './lib/run/workers.js';
@@ -32,6 +33,7 @@ async function main(): Promise<number> {
   if (!settings) return EXIT.settingsOrConnection;
   const shard = shardLine(settings.sharding);
   if (shard) say(shard);
+  if (!(await metricsServed(settings))) return EXIT.settingsOrConnection;
   // WORKERS=N: this run as N processes, each a share of the slots (lib/run/workers.ts).
   if (settings.workers > 1) return runWorkers(settings);
   // A copy that waits on servers keeps a small young generation for free (a snapshot's too, measured); our file
@@ -69,6 +71,18 @@ async function main(): Promise<number> {
   } finally {
     log.close();
     await source?.close();
+  }
+}
+
+/** METRICS_PORT: served for the whole run; false (said in one line) when the port cannot be had. */
+async function metricsServed(settings: Settings): Promise<boolean> {
+  if (settings.metricsPort === 0) return true;
+  try {
+    await serveMetrics(settings.metricsPort, String(settings.sharding.index));
+    return true;
+  } catch (err) {
+    say(`Error in settings : ${err instanceof Error ? err.message : String(err)}`);
+    return false;
   }
 }
 

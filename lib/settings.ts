@@ -68,6 +68,7 @@ export const SETTINGS: readonly SettingSpec[] = [
   { name: 'LIVE_SWEEP_RATE', group: 'live replication', default: '1000', meaning: 'keys per second the background repair sweep compares while live (0: only after a detected gap)' },
   { name: 'LIVE_NOTIFY_PROBE', group: 'live replication', default: 'true', meaning: 'where CONFIG is refused (ElastiCache): prove keyspace events arrive by writing one short-lived probe key to the source; false trusts the setting' },
   { name: 'PROGRESS', group: 'output', default: 'auto', meaning: 'auto (a line redrawn on a terminal, else a line every 5 s), plain or off; on stderr' },
+  { name: 'METRICS_PORT', group: 'output', default: '0', meaning: 'serve Prometheus metrics at /metrics and a health answer at /healthz on this port, on every interface, for the whole run (keys by outcome, bytes, keys scanned and expected, reconnects, live lag and queue, labelled by shard); 0 for none' },
   { name: 'SUMMARY_JSON_FILE', group: 'output', default: '', meaning: 'path: write the final counts, timings, method and exit status as JSON' },
   { name: 'SHOW_DIFFS', group: 'output', default: 'false', meaning: 'true prints each differing key with its category and a hint' },
   { name: 'DIFF_REPORT_FILE', group: 'output', default: '', meaning: 'path: write every difference as one JSON object per line' },
@@ -158,6 +159,8 @@ export interface Settings {
   dryRun: boolean;
   progress: 'auto' | 'plain' | 'off';
   summaryJsonFile: string;
+  /** METRICS_PORT; 0 for none. */
+  metricsPort: number;
   copyMethod: CopyMethod;
   overwrite: boolean;
   dumpMaxBytes: number;
@@ -472,6 +475,7 @@ function parseEverySetting(env: Env): Settings {
     dryRun: parseBoolean(env, 'DRY_RUN'),
     progress: parseChoice(env, 'PROGRESS', ['auto', 'plain', 'off'] as const),
     summaryJsonFile: raw(env, 'SUMMARY_JSON_FILE'),
+    metricsPort: parseInteger(env, 'METRICS_PORT', 0, 65535),
     copyMethod: parseChoice(env, 'COPY_METHOD', ['auto', 'dump', 'type'] as const),
     overwrite: parseBoolean(env, 'OVERWRITE_EXISTING_KEYS'),
     dumpMaxBytes: parseInteger(env, 'DUMP_MAX_BYTES', 1),

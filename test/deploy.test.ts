@@ -72,6 +72,11 @@ describe('deploy/job.yaml', () => {
     // Defined before CHECKPOINT_FILE, so Kubernetes expands it there.
     expect(container?.env?.[0]?.name).toBe('JOB_COMPLETION_INDEX');
   });
+
+  it('declares the metrics port the settings serve', () => {
+    expect(Number(configMap.data?.METRICS_PORT)).toBeGreaterThan(0);
+    expect(container?.ports?.find((p) => p.name === 'metrics')?.containerPort).toBe(Number(configMap.data?.METRICS_PORT));
+  });
 });
 
 describe('deploy/Dockerfile', () => {
@@ -108,6 +113,8 @@ describe('the Job\'s shards, run here as local processes', () => {
       ...configMap.data,
       ...endpoints,
       JOB_COMPLETION_INDEX: index,
+      // Each pod has a network of its own; here the processes share one, so no metrics port.
+      METRICS_PORT: 0,
       CHECKPOINT_FILE: checkpoint.replace('$(JOB_COMPLETION_INDEX)', String(index)),
     }, tempDir())));
     let restored = 0;

@@ -7,6 +7,7 @@ import type { Interruption } from '../runtime.js';
 import type { Settings } from '../settings.js';
 import { formatDuration, Progress } from '../report/progress.js';
 import { summaryLines } from '../report/summary.js';
+import { readings } from '../report/metrics.js';
 import { compareInto, DiffSink, emptyTally, tallyLine, verifyAll, verifyBatches, type Tally, type VerificationSetup } from '../verify/comparison.js';
 import type { KeyVerdict } from '../verify/compare-key.js';
 import { ChangeFeed, LiveRefusal } from './events.js';
@@ -16,7 +17,7 @@ import { LagStats } from './lag.js';
 import type { Side } from '../net/side.js';
 import { leftOutTest } from '../sources/scan.js';
 import { asArray, asText } from '../net/reply.js';
-import { displayKey, type MigrationResult, type RecordBatch, noCounts, noCrossings } from '../records.js';
+import { addCounts, displayKey, type MigrationResult, type RecordBatch, noCounts, noCrossings } from '../records.js';
 import { Migration } from '../copy/migration.js';
 
 export { LiveRefusal } from './events.js';
@@ -199,6 +200,7 @@ export async function replicate(ctx: LiveContext): Promise<LiveOutcome> {
     });
     const liveStart = Date.now();
     const progress = Progress.ofLine(settings.progress, () => liveLine(migration, queue, lag, gapCount, sweep.repairs, liveStart));
+    watchLive(snapshot, migration, queue);
     const sweeping = sweep.run(() => stopping);
     const live = await migration.copyAll(liveBatches(queue, settings.pipelineBatchSize, () => stopping, lag, async () => {
       // The feed stops first, so the queue can only shrink; then what is queued is drained, every stream with it.
@@ -336,6 +338,13 @@ async function verifyChanged(ctx: LiveContext, keys: Buffer[], everything: boole
     sink.close();
   }
   return tally;
+}
+
+/** METRICS_PORT while live: the keys counted on from the snapshot's, the lag and the queue. */
+function watchLive(snapshot: MigrationResult | undefined, migration: Migration, queue: ChangeQueue): void {
+  const before = readings.progress?.();
+  readings.progress = () => ({ scanned: before?.scanned ?? 0, total: before?.total ?? 0, bytes: before?.bytes ?? 0, ...addCounts(snapshot?.counts ?? noCounts(), migration.counts) });
+  readings.live = () => ({ lagSeconds: queue.oldestAge() / 1000, queued: queue.size });
 }
 
 function liveLine(migration: Migration, queue: ChangeQueue, lag: LagStats, gaps: number, repairs: number, since: number): string {

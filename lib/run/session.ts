@@ -5,6 +5,7 @@ import { Checkpoint, fingerprintOf, readCheckpoint, resumeLine, startingPoints, 
 import type { LibrariesOutcome, LibraryOptions } from '../copy/functions.js';
 import { ConnectionError, describeError, isRefusal } from '../net/connections.js';
 import { Recovery } from '../net/recovery.js';
+import { readings } from '../report/metrics.js';
 import { sameServer, sameServerRefusal, Side } from '../net/side.js';
 import { noBatches, noSelection, type RecordBatch, type SelectionCounts } from '../records.js';
 import type { Interruption } from '../runtime.js';
@@ -170,7 +171,9 @@ export async function startProgress(session: Session, counts: () => Omit<Progres
   const shares = side ? side.masters.map((master) => ({ master, share: side.shareOf(master) })) : [];
   const sizes = await Promise.all(shares.map(async ({ master, share }) => Number(await master.send(['DBSIZE'])) * share));
   const total = Math.round(sizes.reduce((sum, size) => sum + size, 0));
-  return new Progress(session.settings.progress, () => ({ ...counts(), scanned: session.selection.scanned, total }));
+  readings.progress = () => ({ ...counts(), scanned: session.selection.scanned, total });
+  readings.reconnects = () => session.recovery.reconnections;
+  return new Progress(session.settings.progress, readings.progress);
 }
 
 export function timingOf(session: Session, bytes: number): JsonSummary['timing'] {

@@ -10,6 +10,7 @@ import { noCounts, type Counts } from '../records.js';
 import { Progress, WORKER_VARIABLE, type ProgressMessage, type ProgressSnapshot } from '../report/progress.js';
 import { formatDuration } from '../report/progress.js';
 import { tallyLine, type Tally } from '../verify/comparison.js';
+import { readings } from '../report/metrics.js';
 import { ALL_SLOTS, slotRangesText, splitSlots, type Settings } from '../settings.js';
 import { EXIT, worse } from './exit.js';
 import { say } from './session.js';
@@ -36,7 +37,8 @@ export async function runWorkers(settings: Settings): Promise<number> {
     for (const { child } of workers) if (child.exitCode === null && child.signalCode === null) child.kill(signal);
   };
   process.on('SIGINT', stop).on('SIGTERM', stop);
-  const progress = new Progress(settings.progress, () => addedUp(workers));
+  readings.progress = () => addedUp(workers);
+  const progress = new Progress(settings.progress, readings.progress);
   try {
     const codes = await Promise.all(workers.map((w) => w.exited));
     progress.stop();
@@ -58,6 +60,8 @@ function startWorker(settings: Settings, index: number, slots: string, summaryFi
     SHARD_COUNT: '1',
     SHARD_INDEX: '0',
     PROGRESS: 'off',
+    // The run serves the workers' figures added up, on its own port.
+    METRICS_PORT: '0',
     FILEMOD: 'a',
     SUMMARY_JSON_FILE: summaryFile,
     CHECKPOINT_FILE: settings.checkpointFile ? `${settings.checkpointFile}.worker-${index}` : '',
