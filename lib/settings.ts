@@ -34,6 +34,7 @@ export const SETTINGS: readonly SettingSpec[] = [
   { name: 'SOURCE_REDIS_URL', group: 'connection', default: '', meaning: 'redis://user:pass@host:port/db; replaces host, port and db', secret: true },
   ...tlsSettings('SOURCE_REDIS', 'source'),
   { name: 'SOURCE_REDIS_CLUSTER', group: 'connection', default: 'false', meaning: 'true: the source is a Redis Cluster; every master is found from this node and scanned' },
+  { name: 'SOURCE_READ_FROM', group: 'connection', default: 'master', meaning: 'master, replica or replica_preferred: every read of the source (SCAN and values, keyspace events, the replication link, verification) goes to a replica of each source master (found by INFO replication), so the master serves none; replica_preferred reads a master that has no replica online, and says so' },
   { name: 'SOURCE_READER', group: 'connection', default: 'auto', meaning: 'how a source server is read: replication (as its replica: one snapshot by PSYNC, a fork as BGSAVE costs), scan (key by key: SCAN and DUMP, where PSYNC is refused, as on ElastiCache) or auto (replication for a copy where the source allows it, scan otherwise; the run says which and why)' },
   { name: 'REPLICATION_SPOOL_MB', group: 'connection', default: '1024', meaning: 'read as a replica, the source\'s snapshot is taken as fast as it comes: what the target has not taken yet waits in memory (8 MB), then in a spool file in the temporary directory (TMPDIR) up to this many MB, so the source never holds our writes in its replica output buffer for long; 0: no spool, the transfer waits for the target' },
   { name: 'SOURCE_RDB_FILE', group: 'connection', default: '', meaning: 'an .rdb backup to copy from (read by this tool, or loaded into a private redis-server: RDB_READER)' },
@@ -125,6 +126,10 @@ export interface Endpoint {
   cluster?: boolean;
   /** REPLY_TIMEOUT in ms: commands waiting this long with no reply mean a stalled server (0: wait forever). */
   replyTimeoutMs?: number;
+  /** SOURCE_READ_FROM: where the source's reads go. */
+  readFrom?: 'master' | 'replica' | 'replica_preferred';
+  /** A cluster replica read from: READONLY after every connect, so it serves its master's slots. */
+  readonlyReplica?: boolean;
 }
 
 interface TlsOptions {
@@ -454,6 +459,7 @@ function parseEverySetting(env: Env): Settings {
     throw new SettingsError('CHECKPOINT_FILE and SOURCE_RDB_FILE do not go together: each load of the file is a new server, on which no SCAN cursor can resume');
   }
   source.replyTimeoutMs = target.replyTimeoutMs = parseSeconds(env, 'REPLY_TIMEOUT') * 1000;
+  source.readFrom = parseChoice(env, 'SOURCE_READ_FROM', ['master', 'replica', 'replica_preferred'] as const);
   if (raw(env, 'SOURCE_RDB_FILE') && parseChoice(env, 'RDB_READER', ['native', 'server'] as const) === 'native') nativeReaderRefusals(env);
   const slotCount = (parseSharding(env).slots ?? ALL_SLOTS).reduce((sum, [low, high]) => sum + high - low + 1, 0);
   if (parseInteger(env, 'WORKERS', 1, 256) > slotCount) throw new SettingsError(`WORKERS must be at most the number of slots this run copies (${slotCount}), got ${raw(env, 'WORKERS')}`);

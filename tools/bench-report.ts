@@ -15,7 +15,7 @@ export const TARGETS = {
 
 /** (a′): the compare row checks the copy (a) made, so it is named after it rather than given a letter of its own. */
 const LETTER: Record<RowId, string> = {
-  replica: '(r)', dump: '(a)', compare: '(a′)', checkpoint: '(a″)', type: '(b)', migrate: '(c)', replicaof: '(d)', cluster: '(e)', 'rdb-native': '(f)', 'rdb-server': '(f′)', 'rdb-load': '(g)',
+  replica: '(r)', dump: '(a)', compare: '(a′)', checkpoint: '(a″)', type: '(b)', migrate: '(c)', replicaof: '(d)', cluster: '(e)', 'cluster-workers': '(e′)', 'rdb-native': '(f)', 'rdb-server': '(f′)', 'rdb-load': '(g)',
 };
 
 export interface RunInfo {
@@ -273,12 +273,14 @@ export function renderReport(info: RunInfo, rows: RowResult[], repeats: RowResul
     floorLine(info.fileFloor, 'the native reader on an empty .rdb file', '(f)'),
     '',
     `Ratios (keys/s): (r)/(a) = ${times(speedRatio(find('replica'), find('dump')))}, (a)/(c) = ${times(speedRatio(find('dump'), migrate))}, (b)/(c) = ${times(speedRatio(find('type'), migrate))}, (a)/(d) = ${times(speedRatio(find('dump'), find('replicaof')))}, ` +
-      `(e)/(a) = ${times(speedRatio(find('cluster'), find('dump')))}, (a″)/(a) = ${times(speedRatio(find('checkpoint'), find('dump')))}; wall time (a′)/(a) = ${times(wallRatio(find('compare'), find('dump')))}.`,
+      `(e)/(a) = ${times(speedRatio(find('cluster'), find('dump')))}, (e′)/(e) = ${times(medianSpeedRatio('cluster-workers', 'cluster', rows, repeats))}, (a″)/(a) = ${times(speedRatio(find('checkpoint'), find('dump')))}; wall time (a′)/(a) = ${times(wallRatio(find('compare'), find('dump')))}.`,
     '',
     '(e) copies the same keys between two 3-master clusters on this machine: six redis-servers and the tool share the 2 cores, so',
     'it shows the cost of routing by slot and scanning every master, not the scaling that masters on their own machines would give.',
     'Its server CPU s are summed over the masters of each cluster, and its target digest is the XOR of the masters\' DEBUG DIGESTs',
-    '(equal to one server\'s digest of the same keys when an odd number of masters hold keys).',
+    '(equal to one server\'s digest of the same keys when an odd number of masters hold keys). (e′) is the same copy with',
+    'WORKERS=2: two processes, each a half of the slots; its tool CPU s add up both workers and the process that runs them.',
+    'On two cores shared with six servers, its speed-up is bounded by the servers\' own CPU.',
     '',
     '## Targets',
     '',

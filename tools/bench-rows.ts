@@ -6,9 +6,9 @@ import { basename, dirname, join } from 'node:path';
 import type { ScriptCalls } from './bench-scripts.js';
 import { ROOT, SCRIPT, tempDir, type RedisServer } from '../test/helpers/servers.js';
 
-export type RowId = 'replica' | 'dump' | 'checkpoint' | 'compare' | 'type' | 'migrate' | 'replicaof' | 'cluster' | 'rdb-native' | 'rdb-server' | 'rdb-load';
+export type RowId = 'replica' | 'dump' | 'checkpoint' | 'compare' | 'type' | 'migrate' | 'replicaof' | 'cluster' | 'cluster-workers' | 'rdb-native' | 'rdb-server' | 'rdb-load';
 /** The rows that run the tool itself, under /usr/bin/time. */
-export type ToolRowId = 'replica' | 'dump' | 'checkpoint' | 'compare' | 'type' | 'cluster' | 'rdb-native' | 'rdb-server';
+export type ToolRowId = 'replica' | 'dump' | 'checkpoint' | 'compare' | 'type' | 'cluster' | 'cluster-workers' | 'rdb-native' | 'rdb-server';
 
 export const ROW_LABELS: Record<RowId, string> = {
   replica: 'this tool (default: read as a replica)',
@@ -19,6 +19,7 @@ export const ROW_LABELS: Record<RowId, string> = {
   migrate: 'MIGRATE COPY (server-side)',
   replicaof: 'REPLICAOF full sync (physical limit)',
   cluster: 'this tool (dump), cluster to cluster',
+  'cluster-workers': 'the same, WORKERS=2 (two processes)',
   'rdb-native': 'this tool from an .rdb file (RDB_READER=native)',
   'rdb-server': 'this tool from an .rdb file (RDB_READER=server)',
   'rdb-load': 'redis-server loading the .rdb file (limit)',
@@ -126,8 +127,8 @@ export async function measureTool(id: ToolRowId, source: RedisServer, target: Re
 }
 
 /** Row (e): the same command as (a), between two clusters, each reached through its first node. */
-export async function measureClusterTool(source: RedisServer, target: RedisServer, keys: number): Promise<RowResult> {
-  return runToolTimed('cluster', { ...sideSettings('SOURCE', source, true), ...sideSettings('DESTINATION', target, true) }, keys);
+export async function measureClusterTool(source: RedisServer, target: RedisServer, keys: number, id: 'cluster' | 'cluster-workers' = 'cluster'): Promise<RowResult> {
+  return runToolTimed(id, { ...sideSettings('SOURCE', source, true), ...sideSettings('DESTINATION', target, true) }, keys);
 }
 
 /** Rows (f) and (f′): the same file into the emptied target, read by our reader or by a private redis-server. */
@@ -162,6 +163,7 @@ export async function measureToolFloor(emptyServer: RedisServer): Promise<RowRes
 function modeSettings(id: ToolRowId, cwd: string): Record<string, string> {
   // (a) and (e) read key by key, as from ElastiCache; (r), the default, reads a self-hosted source as its replica.
   if (id === 'dump' || id === 'cluster') return { SOURCE_READER: 'scan' };
+  if (id === 'cluster-workers') return { SOURCE_READER: 'scan', WORKERS: '2' };
   if (id === 'type') return { COPY_METHOD: 'type' };
   if (id === 'checkpoint') return { CHECKPOINT_FILE: join(cwd, 'bench.checkpoint') };
   if (id === 'rdb-native') return { RDB_READER: 'native' };

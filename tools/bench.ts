@@ -16,15 +16,17 @@ import { renderLive, runLiveRows, type LivePoint } from './bench-live.js';
 import { startCluster, type TestCluster } from '../test/helpers/cluster.js';
 import { ROOT, startRedis, type RedisServer } from '../test/helpers/servers.js';
 
+/** Rows measured between two single servers; the cluster rows have a pair of clusters of their own. */
+type ServerRowId = Exclude<RowId, 'cluster' | 'cluster-workers'>;
 const DEFAULT_KEYS = 1_000_000;
 const SCALING_SIZES = [200_000, 2_000_000];
-const ROW_ORDER: Exclude<RowId, 'cluster'>[] = ['replica', 'dump', 'compare', 'checkpoint', 'type', 'migrate', 'replicaof', 'rdb-native', 'rdb-server', 'rdb-load'];
+const ROW_ORDER: ServerRowId[] = ['replica', 'dump', 'compare', 'checkpoint', 'type', 'migrate', 'replicaof', 'rdb-native', 'rdb-server', 'rdb-load'];
 /**
  * One run of a row varies by ±15% here, and the goals that compare two tool rows ((a″) with (a), (f) with (f′)) ask
  * for a few per cent: every copy row runs PAIRED_REPEATS more times, the rows of a group interleaved, and goals and
  * before/after comparisons take the medians. The cluster row repeats its timed copy the same number of times.
  */
-const PAIRS: Exclude<RowId, 'cluster'>[][] = [['replica', 'dump', 'checkpoint', 'type'], ['rdb-native', 'rdb-server']];
+const PAIRS: ServerRowId[][] = [['replica', 'dump', 'checkpoint', 'type'], ['rdb-native', 'rdb-server']];
 const PAIRED_REPEATS = 2;
 /** Rows that run on the target the row before left, not an emptied one: compare checks the copy (a) just made. */
 const KEEPS_TARGET: ReadonlySet<RowId> = new Set<RowId>(['compare']);
@@ -102,7 +104,7 @@ async function describeRun(source: RedisServer, keys: number, seedSeconds: numbe
   };
 }
 
-function measureRow(id: Exclude<RowId, 'cluster'>, source: RedisServer, target: RedisServer, keys: number): Promise<RowResult> {
+function measureRow(id: ServerRowId, source: RedisServer, target: RedisServer, keys: number): Promise<RowResult> {
   switch (id) {
     case 'replica':
     case 'dump':
@@ -151,7 +153,7 @@ async function runFileAtFourTimes(keys: number): Promise<RowResult> {
 }
 
 /** Runs one row and, whatever happened, compares the target's digest with the source's. */
-async function runRow(id: Exclude<RowId, 'cluster'>, source: RedisServer, target: RedisServer, keys: number, sourceDigest: string): Promise<RowResult> {
+async function runRow(id: ServerRowId, source: RedisServer, target: RedisServer, keys: number, sourceDigest: string): Promise<RowResult> {
   say(`  ${ROW_LABELS[id]} ...`);
   const cpuBefore = await Promise.all([serverCpuSeconds(source), serverCpuSeconds(target)]);
   const scriptWatch = isToolRow(id) ? await Promise.all([watchScriptCalls(source), watchScriptCalls(target)]) : undefined;
@@ -206,9 +208,11 @@ async function runMainRows(source: RedisServer, target: RedisServer, keys: numbe
   }
   const repeats = await runPairedRepeats(source, target, keys, sourceDigest, baseline);
   info.fileFourTimes = await runFileAtFourTimes(keys);
-  const [cluster, ...clusterRepeats] = await runClusterRows(source, keys, sourceDigest);
-  if (cluster) rows.push(cluster);
-  return { info, rows, repeats: [...repeats, ...clusterRepeats] };
+  // The first run of each cluster row goes in the table; the others are its repeats.
+  const clusterRuns = await runClusterRows(source, keys, sourceDigest);
+  const firsts = new Set(['cluster', 'cluster-workers'].map((id) => clusterRuns.find((r) => r.id === id)));
+  rows.push(...clusterRuns.filter((r) => firsts.has(r)));
+  return { info, rows, repeats: [...repeats, ...clusterRuns.filter((r) => !firsts.has(r))] };
 }
 
 /** Each group of PAIRS again, PAIRED_REPEATS times, the order reversed each round, every run into an emptied target. */
@@ -264,17 +268,20 @@ async function measureBetweenClusters(seeded: RedisServer, source: TestCluster, 
     return [{ id: 'cluster', keys, problems: [`filling the source cluster went wrong: ${fill.problems.join('; ') || 'its digest differs'}`] }];
   }
   const runs: RowResult[] = [];
+  // One process and WORKERS=2 alternate, each into the emptied target cluster.
   for (let run = 0; run <= PAIRED_REPEATS; run++) {
-    await Promise.all(target.masters.map((node) => node.cmd('FLUSHALL')));
-    runs.push(await timeClusterCopy(source, target, keys, sourceDigest));
+    for (const id of ['cluster', 'cluster-workers'] as const) {
+      await Promise.all(target.masters.map((node) => node.cmd('FLUSHALL')));
+      runs.push(await timeClusterCopy(source, target, keys, sourceDigest, id));
+    }
   }
   return runs;
 }
 
 /** One timed copy between the clusters, with the servers' CPU and the target's combined digest. */
-async function timeClusterCopy(source: TestCluster, target: TestCluster, keys: number, sourceDigest: string): Promise<RowResult> {
+async function timeClusterCopy(source: TestCluster, target: TestCluster, keys: number, sourceDigest: string, id: 'cluster' | 'cluster-workers'): Promise<RowResult> {
   const cpuBefore = await Promise.all([clusterCpuSeconds(source), clusterCpuSeconds(target)]);
-  const row = await measureClusterTool(source.nodes[0] as RedisServer, target.nodes[0] as RedisServer, keys);
+  const row = await measureClusterTool(source.nodes[0] as RedisServer, target.nodes[0] as RedisServer, keys, id);
   const cpuAfter = await Promise.all([clusterCpuSeconds(source), clusterCpuSeconds(target)]);
   row.sourceCpuSeconds = cpuAfter[0] - cpuBefore[0];
   row.targetCpuSeconds = cpuAfter[1] - cpuBefore[1];

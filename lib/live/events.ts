@@ -174,11 +174,12 @@ export class ChangeFeed {
     try {
       const keys = await Promise.all(masters.map((m) => writeProbes(m, this.source)));
       await sleep(300);
-      for (let waited = 300; waited < 2000 && !keys.every((k) => probeComplete(seen.get(k))); waited += 100) await sleep(100);
+      const expected = masters.map((m) => probeEventsOf(this.source, m));
+      for (let waited = 300; waited < 2000 && !keys.every((k, i) => probeComplete(seen.get(k), expected[i] ?? PROBE_EVENTS)); waited += 100) await sleep(100);
       masters.forEach((master, i) => {
         const kinds = seen.get(keys[i] as string) ?? new Set<string>();
         const eventClass: EventClass | undefined = [...kinds].some((k) => k.startsWith('E:')) ? 'keyevent' : [...kinds].some((k) => k.startsWith('K:')) ? 'keyspace' : undefined;
-        const missing = PROBE_EVENTS.filter(([event]) => !kinds.has(`${eventClass === 'keyspace' ? 'K' : 'E'}:${event}`)).map(([, cls]) => cls);
+        const missing = (expected[i] ?? PROBE_EVENTS).filter(([event]) => !kinds.has(`${eventClass === 'keyspace' ? 'K' : 'E'}:${event}`)).map(([, cls]) => cls);
         if (eventClass === undefined || missing.length > 0) {
           throw new LiveRefusal(
             `no keyspace events ${eventClass === undefined ? 'arrived' : `of the classes ${[...new Set(missing)].join('')} arrived`} from ${master.label} within 2 s of writing probe keys: ` +
@@ -245,9 +246,17 @@ const PROBE_EVENTS: readonly [string, string][] = [
   ['set', '$'], ['del', 'g'], ['hset', 'h'], ['rpush', 'l'], ['sadd', 's'], ['zadd', 'z'], ['xadd', 't'], ['expired', 'x'],
 ];
 
-function probeComplete(kinds: Set<string> | undefined): boolean {
+/**
+ * The events a probe must bring from `node`. A replica read from (SOURCE_READ_FROM) has no `expired` of its own:
+ * its master's expiries reach it as deletions, `del` events.
+ */
+function probeEventsOf(source: Side, node: Connection): readonly [string, string][] {
+  return source.primaryOf(node) === node ? PROBE_EVENTS : PROBE_EVENTS.filter(([event]) => event !== 'expired');
+}
+
+function probeComplete(kinds: Set<string> | undefined, events: readonly [string, string][]): boolean {
   if (!kinds) return false;
-  return ['E', 'K'].some((c) => PROBE_EVENTS.every(([event]) => kinds.has(`${c}:${event}`)));
+  return ['E', 'K'].some((c) => events.every(([event]) => kinds.has(`${c}:${event}`)));
 }
 
 /** Writes the probe key through each kind of change on `master`, in a slot it serves; gone within a second whatever happens. */
@@ -259,10 +268,12 @@ async function writeProbes(master: Connection, source: Side): Promise<string> {
     ['SET', key, '1', 'PX', '1000'], ['DEL', key], ['HSET', key, 'f', 'v'], ['DEL', key], ['RPUSH', key, 'v'], ['DEL', key],
     ['SADD', key, 'v'], ['DEL', key], ['ZADD', key, '1', 'v'], ['DEL', key], ['XADD', key, '*', 'f', 'v'], ['DEL', key], ['SET', key, '1', 'PX', '1'],
   ];
-  for (const step of steps) await master.send(step);
+  // Written on the master even where reads go to its replica (SOURCE_READ_FROM): the events come through it.
+  const writer = source.primaryOf(master);
+  for (const step of steps) await writer.send(step);
   // Reading an expired key expires it at once: the `expired` event comes without waiting for the active cycle.
   await sleep(5);
-  await master.send(['EXISTS', key]);
+  await writer.send(['EXISTS', key]);
   return key;
 }
 

@@ -162,6 +162,7 @@ export class Connection {
       // The handshake (AUTH, SELECT) has no timeout of its own: a stopped server would hold it forever.
       await withTimeout(client.connect(), CONNECT_TIMEOUT_MS, () => client.destroy());
       await withTimeout(this.send(['PING']), CONNECT_TIMEOUT_MS, () => client.destroy());
+      if (this.endpoint.readonlyReplica) await this.send(['READONLY']);
       this.capabilities = await readCapabilities(this);
     } catch (err) {
       client.destroy();

@@ -17,6 +17,12 @@ export class Side {
   private openedWith: ReadonlySet<string>[] = [];
   private shards: ReadonlySet<string>[] = [];
   readonly cluster: boolean;
+  /** SOURCE_READ_FROM: the node each master's reads go to (itself, or a replica), by the master's address. */
+  private readonly readers = new Map<string, Promise<Connection>>();
+  /** A replica read from, and the master it copies (live mode's probe keys are written there). */
+  private readonly primaries = new Map<Connection, Connection>();
+  /** What the run should say about where it reads (a replica chosen, its lag, a master read for want of one). */
+  readonly notes: string[] = [];
 
   private constructor(readonly endpoint: Endpoint, private readonly only: SlotSet | undefined) {
     this.cluster = endpoint.cluster === true;
@@ -38,7 +44,7 @@ export class Side {
         if (endpoint.side === 'destination' && seed.capabilities.replica) {
           throw new ConnectionError(`${seed.label}: this is a read-only replica (INFO replication role:slave); point the DESTINATION_REDIS_* settings at the primary`);
         }
-        side.slots = new Array<Connection>(SLOT_COUNT).fill(seed);
+        side.slots = new Array<Connection>(SLOT_COUNT).fill(await side.readerFor(seed));
       } else {
         if (!seed.capabilities.clusterNode) throw new ConnectionError(`${seed.label}: not a Redis Cluster node (cluster support disabled); set ${clusterSetting(endpoint)}=false`);
         await side.readSlots(seed);
@@ -200,7 +206,7 @@ export class Side {
         return { host: asText(host) || from.endpoint.host, port: asNumber(port) };
       });
       const master = addresses[0] as { host: string; port: number };
-      const node = await this.nodeAt(master.host, master.port);
+      const node = await this.readerFor(await this.nodeAt(master.host, master.port));
       slots.fill(node, asNumber(first), asNumber(last) + 1);
       shards.fill(new Set(addresses.map(address)), asNumber(first), asNumber(last) + 1);
     }
@@ -209,6 +215,56 @@ export class Side {
     if (uncovered >= 0) throw new ConnectionError(`${from.label}: no node serves slot ${uncovered} (CLUSTER SLOTS); is the cluster fully set up?`);
     this.slots = slots;
     this.shards = shards;
+  }
+
+  /** The master a node read from copies (itself, for a master). */
+  primaryOf(node: Connection): Connection {
+    return this.primaries.get(node) ?? node;
+  }
+
+  /**
+   * Where `master`'s reads go (SOURCE_READ_FROM): the master; or its online replica that has the most of its
+   * stream (INFO replication), said with how far behind it is. Chosen once per master address.
+   */
+  private readerFor(master: Connection): Promise<Connection> {
+    const readFrom = this.endpoint.readFrom ?? 'master';
+    if (readFrom === 'master' || master.capabilities.replica) return Promise.resolve(master);
+    const key = address(master.endpoint);
+    const known = this.readers.get(key);
+    if (known) return known;
+    const choosing = this.chooseReplica(master, readFrom);
+    this.readers.set(key, choosing);
+    choosing.catch(() => this.readers.delete(key));
+    return choosing;
+  }
+
+  private async chooseReplica(master: Connection, readFrom: 'replica' | 'replica_preferred'): Promise<Connection> {
+    const info = asText(await master.send(['INFO', 'replication']));
+    const replicas = onlineReplicas(info).sort((a, b) => b.offset - a.offset);
+    const masterOffset = Number(/^master_repl_offset:(\d+)/m.exec(info)?.[1] ?? 0);
+    for (const replica of replicas) {
+      try {
+        const endpoint = { ...nodeEndpoint(this.endpoint, replica.host, replica.port), readonlyReplica: this.cluster };
+        const node = await this.nodeAt(replica.host, replica.port, endpoint);
+        this.primaries.set(node, master);
+        const behind = Math.max(0, masterOffset - replica.offset);
+        // A busy master is always a few bytes ahead of the offset its replica last acknowledged (once a second).
+        const lagging = replica.lag > 1 || behind > LAGGING_BYTES;
+        this.notes.push(
+          lagging
+            ? `Warning: reading ${node.label}, a replica of ${master.label} that lags it by ${behind} bytes of its stream (last heard from ${replica.lag} s ago): keys written on the master since may be missed or older`
+            : `Reading ${node.label}, a replica of ${master.label} (SOURCE_READ_FROM=${readFrom}; ${behind} bytes behind)`,
+        );
+        return node;
+      } catch {
+        // A replica that INFO names but that does not answer us: the next one.
+      }
+    }
+    if (readFrom === 'replica') {
+      throw new ConnectionError(`${master.label} has no replica online that answers (INFO replication), and SOURCE_READ_FROM=replica; set SOURCE_READ_FROM=replica_preferred to read the master then`);
+    }
+    this.notes.push(`Warning: ${master.label} has no replica online that answers: reading the master itself (SOURCE_READ_FROM=replica_preferred)`);
+    return master;
   }
 
   private nodeAt(host: string, port: number, endpoint = nodeEndpoint(this.endpoint, host, port)): Promise<Connection> {
@@ -224,6 +280,18 @@ export class Side {
 }
 
 const address = (at: { host: string; port: number }): string => `${at.host}:${at.port}`;
+
+/** A replica further behind its master than this (or silent for over a second) is said to lag. */
+const LAGGING_BYTES = 1024 * 1024;
+
+/** INFO replication's `slaveN:ip=…,port=…,state=online,offset=…,lag=…` lines, online ones only. */
+export function onlineReplicas(info: string): { host: string; port: number; offset: number; lag: number }[] {
+  return [...info.matchAll(/^slave\d+:(.*)$/gm)].flatMap((line) => {
+    const fields = new Map((line[1] ?? '').trim().split(',').map((pair) => pair.split('=') as [string, string]));
+    if (fields.get('state') !== 'online' || !fields.get('ip') || !fields.get('port')) return [];
+    return [{ host: fields.get('ip') as string, port: Number(fields.get('port')), offset: Number(fields.get('offset') ?? 0), lag: Number(fields.get('lag') ?? 0) }];
+  });
+}
 
 /**
  * A lost node connected again (true), or found up (false); a target that came back as a replica (mid-failover)

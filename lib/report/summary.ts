@@ -110,7 +110,8 @@ export function writeJsonSummary(path: string, summary: JsonSummary): void {
     method: summary.method ? { requested: summary.method.requested, used: summary.method.used, fallback_reason: summary.method.fallbackReason } : null,
     verification: summary.verification ?? null,
     live: summary.live ?? null,
-    shard: summary.shard ?? null,
+    // Only for a run limited to some slots: an unsharded run's document keeps its shape.
+    ...(summary.shard ? { shard: summary.shard } : {}),
   };
   writeFileSync(path, `${JSON.stringify(doc, null, 2)}\n`);
 }

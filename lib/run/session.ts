@@ -63,6 +63,8 @@ export async function connect(database: Database, previous: Previous, interrupti
   const [source, target] = file ? [undefined, await Side.open(settings.target)] : await connectBoth(settings);
   say('Connected to Redis instances successfully');
   if (database.reading) say(database.reading);
+  // SOURCE_READ_FROM: which replica each master's reads go to, and how far behind it is.
+  for (const note of (source ?? origin)?.notes ?? []) say(note);
   const recovery = new Recovery(source ? [source, target] : [target], settings.reconnectTimeoutMs, () => interruption.requested);
   const session: Session = {
     settings, source, origin, target, selection: file?.counts ?? noSelection(), keys: file?.batches ?? noBatches(), startedAt: new Date(), interruption,
