@@ -69,17 +69,17 @@ function startWorker(settings: Settings, index: number, slots: string, summaryFi
   delete env.JOB_COMPLETION_INDEX;
   // The same script under the same loader (tsx), as this process runs it.
   const child = spawn(process.execPath, [...process.execArgv, ...process.argv.slice(1)], { env, stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
-  const worker: Worker = { index, slots, child, summaryFile, exited: Promise.resolve(0) };
-  prefixLines(child.stdout, process.stdout, `[worker ${index}] `);
-  prefixLines(child.stderr, process.stderr, `[worker ${index}] `);
-  child.on('message', (message: ProgressMessage) => (worker.latest = message.progress));
-  worker.exited = new Promise((resolve) => {
+  const exited = new Promise<number>((resolve) => {
     child.on('error', (err) => {
       say(`[worker ${index}] could not start: ${err.message}`);
       resolve(EXIT.settingsOrConnection);
     });
     child.on('close', (code, signal) => resolve(code ?? (signal === 'SIGINT' || signal === 'SIGTERM' ? EXIT.interrupted : EXIT.settingsOrConnection)));
   });
+  const worker: Worker = { index, slots, child, summaryFile, exited };
+  prefixLines(child.stdout, process.stdout, `[worker ${index}] `);
+  prefixLines(child.stderr, process.stderr, `[worker ${index}] `);
+  child.on('message', (message: ProgressMessage) => (worker.latest = message.progress));
   return worker;
 }
 
