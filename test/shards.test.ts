@@ -6,7 +6,7 @@ import { keySlot } from '../lib/net/cluster.js';
 import { parseSettings, SettingsError, shardRange } from '../lib/settings.js';
 import { keyspaceOf, startCluster, type TestCluster } from './helpers/cluster.js';
 import { calls, commandStats, parseSummary } from './helpers/inspect.js';
-import { endpoints, runMigrator, startRedis, tempDir, type RedisServer, type RunResult } from './helpers/servers.js';
+import { endpoints, runMigrator, spawnMigrator, startRedis, tempDir, waitUntil, type RedisServer, type RunResult } from './helpers/servers.js';
 
 const describeRun = (run: RunResult): string => `exit ${run.code}\nstdout:\n${run.stdout}\nstderr:\n${run.stderr}`;
 
@@ -114,6 +114,23 @@ describe('shards of a standalone source', () => {
     const other = await runMigrator({ ...shard(1), CHECKPOINT_FILE: 'shard.json' }, dir);
     expect(other.code, describeRun(other)).toBe(1);
     expect(other.stdout).toMatch(/SOURCE_SLOTS/);
+  }, 60_000);
+
+  it('live per shard: another shard\'s keys on the target neither refuse the run nor get touched; its own changes are applied', async () => {
+    await source.cmd('CONFIG', 'SET', 'notify-keyspace-events', 'KEA');
+    const [mine, theirs] = [0, 1].map((index) => keys.find((k) => keySlot(k) >= shardRange(index, 2)[0] && keySlot(k) <= shardRange(index, 2)[1]) as Buffer);
+    // Shard 1's key is on the target already, as another pod would have put it there.
+    await target.cmd('SET', theirs as Buffer, 'copied by shard 1');
+    const run = spawnMigrator({ ...endpoints(source, target), SHARD_COUNT: 2, SHARD_INDEX: 0, MIGRATION_MODE: 'live', LIVE_SWEEP_RATE: 0 }, tempDir());
+    await run.waitFor('Live: applying changes', 30_000);
+    // Their change first: by the time mine is applied, theirs has been seen (and left alone).
+    await source.cmd('SET', theirs as Buffer, 'changed on the source');
+    await source.cmd('SET', mine as Buffer, 'changed on the source');
+    await waitUntil(async () => String(await target.cmd('GET', mine as Buffer)) === 'changed on the source', 'shard 0\'s change applied', 20_000, 50);
+    run.signalScript('SIGINT');
+    const result = await run.done;
+    expect(result.code, describeRun(result)).toBe(0);
+    expect(String(await target.cmd('GET', theirs as Buffer)), 'shard 1\'s key, left to shard 1').toBe('copied by shard 1');
   }, 60_000);
 
   it('SOURCE_SLOTS on an .rdb file read by our reader: only those slots copied', async () => {
