@@ -11,7 +11,7 @@ import { copy } from './lib/run/copy.js';
 import { dryRun } from './lib/run/dry-run.js';
 import { ErrorLog } from './lib/report/error-log.js';
 import { shardLine } from './lib/report/summary.js';
-import { serveMetrics } from './lib/report/metrics.js';
+import { reportToParent, serveMetrics } from './lib/report/metrics.js';
 import { EXIT, worse } from './lib/run/exit.js';
 import { live } from './lib/run/live.js';
 import { runWorkers } from './lib/run/workers.js';
@@ -74,8 +74,12 @@ async function main(): Promise<number> {
   }
 }
 
-/** METRICS_PORT: served for the whole run; false (said in one line) when the port cannot be had. */
+/**
+ * The run's figures: sent to the run that started this one, if it is a worker (WORKERS), and served on
+ * METRICS_PORT for the whole run; false (said in one line) when the port cannot be had.
+ */
 async function metricsServed(settings: Settings): Promise<boolean> {
+  reportToParent();
   if (settings.metricsPort === 0) return true;
   try {
     await serveMetrics(settings.metricsPort, String(settings.sharding.index));

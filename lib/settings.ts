@@ -76,8 +76,8 @@ export const SETTINGS: readonly SettingSpec[] = [
   { name: 'SCAN_BATCH_SIZE', group: 'pacing', default: '1000', meaning: 'SCAN COUNT hint: load on the source' },
   { name: 'PIPELINE_BATCH_SIZE', group: 'pacing', default: '1000', meaning: 'keys per batch written to the target' },
   { name: 'MAX_PROCESSED_EXISTING_KEYS_LIMIT', group: 'pacing', default: '1000', meaning: 'pause SLEEP_TIME after this many skipped keys' },
-  { name: 'MAX_KEYS_PER_SECOND', group: 'pacing', default: '0', meaning: 'most keys this process copies in any second (read from the source and sent to the target, whatever their outcome), held steady: no burst after a pause; 0 for no limit' },
-  { name: 'MAX_BYTES_PER_SECOND', group: 'pacing', default: '0', meaning: 'most value bytes this process sends to the target in any second (10485760 is 10 MB/s), held steady, a big key\'s chunks paced as well; 0 for no limit' },
+  { name: 'MAX_KEYS_PER_SECOND', group: 'pacing', default: '0', meaning: 'most keys this run copies in any second (read from the source and sent to the target, whatever their outcome), held steady: no burst after a pause; shared out among WORKERS; 0 for no limit' },
+  { name: 'MAX_BYTES_PER_SECOND', group: 'pacing', default: '0', meaning: 'most value bytes this run sends to the target in any second (10485760 is 10 MB/s), held steady; keys over a second\'s worth go in chunks, each waiting its turn; shared out among WORKERS; 0 for no limit' },
   { name: 'SLEEP_TIME', group: 'pacing', default: '1', meaning: 'seconds (fractions allowed) to pause after each batch; 0 for full speed' },
   { name: 'ERROR_LOG_FILENAME', group: 'errors', default: 'redis-keys-migrator-error.log', meaning: 'per-key error log, relative to the working directory' },
   { name: 'FILEMOD', group: 'errors', default: 'w', meaning: 'w truncates the error log at start, a appends' },
@@ -252,6 +252,16 @@ function mergeRanges(ranges: readonly (readonly [number, number])[]): SlotRanges
 /** Shard `index` of `count`: the 16,384 slots cut into `count` contiguous ranges as even as can be. */
 export function shardRange(index: number, count: number): readonly [number, number] {
   return [Math.floor((index * SLOTS) / count), Math.floor(((index + 1) * SLOTS) / count) - 1];
+}
+
+/**
+ * DUMP_MAX_BYTES, and no more than one second of MAX_BYTES_PER_SECOND: a bigger key goes in chunks, each waiting
+ * its turn, rather than in one RESTORE that would carry several seconds' worth at once.
+ */
+function dumpMaxBytesOf(env: Env): number {
+  const most = parseInteger(env, 'DUMP_MAX_BYTES', 1);
+  const perSecond = parseInteger(env, 'MAX_BYTES_PER_SECOND', 0);
+  return perSecond > 0 ? Math.min(most, perSecond) : most;
 }
 
 function parseSharding(env: Env): Sharding {
@@ -484,7 +494,7 @@ function parseEverySetting(env: Env): Settings {
     metricsPort: parseInteger(env, 'METRICS_PORT', 0, 65535),
     copyMethod: parseChoice(env, 'COPY_METHOD', ['auto', 'dump', 'type'] as const),
     overwrite: parseBoolean(env, 'OVERWRITE_EXISTING_KEYS'),
-    dumpMaxBytes: parseInteger(env, 'DUMP_MAX_BYTES', 1),
+    dumpMaxBytes: dumpMaxBytesOf(env),
     chunkSize: parseInteger(env, 'COLLECTION_CHUNK_SIZE', 1, 3000),
     scanBatchSize: parseInteger(env, 'SCAN_BATCH_SIZE', 1),
     pipelineBatchSize: parseInteger(env, 'PIPELINE_BATCH_SIZE', 1, 100_000),

@@ -26,7 +26,8 @@ interface Manifest {
     completionMode?: string;
     completions?: number;
     parallelism?: number;
-    template?: { spec: { securityContext?: { runAsNonRoot?: boolean }; containers: { env?: EnvEntry[]; envFrom?: unknown[]; ports?: { containerPort: number; name?: string }[]; volumeMounts?: { mountPath: string }[] }[] } };
+    podFailurePolicy?: { rules: { action: string; onExitCodes?: { values: number[] } }[] };
+    template?: { spec: { restartPolicy?: string; securityContext?: { runAsNonRoot?: boolean }; containers: { env?: EnvEntry[]; envFrom?: unknown[]; ports?: { containerPort: number; name?: string }[]; volumeMounts?: { mountPath: string }[] }[] } };
   };
 }
 
@@ -52,6 +53,12 @@ describe('deploy/job.yaml', () => {
     expect(job.spec?.completions).toBe(shards);
     expect(job.spec?.parallelism).toBe(shards);
     expect(job.spec?.template?.spec.securityContext?.runAsNonRoot).toBe(true);
+  });
+
+  it('runs a failed shard again (exit 1) but fails the Job on keys failed, the error limit or differences (2, 3, 4)', () => {
+    expect(job.spec?.template?.spec.restartPolicy).toBe('Never');
+    const failing = job.spec?.podFailurePolicy?.rules.find((r) => r.action === 'FailJob')?.onExitCodes?.values ?? [];
+    expect([...failing].sort()).toEqual([2, 3, 4]);
   });
 
   it('sets only settings the tool knows, and keeps passwords in the Secret', () => {
@@ -85,7 +92,8 @@ describe('deploy/Dockerfile', () => {
     expect(recipe).toMatch(/^FROM node:20-slim$/m);
     expect(recipe).toMatch(/^RUN npm ci\b/m);
     expect(recipe).toMatch(/^USER node$/m);
-    expect(recipe).toMatch(/^CMD \["npx", "tsx", "redis-keys-migrator.ts"\]$/m);
+    // The script under tsx with node as the container's first process: its SIGTERM reaches the run itself.
+    expect(recipe).toMatch(/^CMD \["node", "--import", "tsx", "redis-keys-migrator.ts"\]$/m);
   });
 });
 

@@ -57,6 +57,20 @@ describe('METRICS_PORT', () => {
     expect(sample(scrape, 'redis_keys_migrator_keys_total{outcome="restored",shard="1"}')).toBeLessThanOrEqual(parseSummary(result.stdout).restored);
   }, 60_000);
 
+  it('WORKERS=2: the run serves its workers\' figures added up, and the estimate of both shares', async () => {
+    const port = await freePort();
+    const run = spawnMigrator({ ...endpoints(source, target), METRICS_PORT: port, WORKERS: 2, MAX_KEYS_PER_SECOND: 2000, SOURCE_READER: 'scan' }, tempDir());
+    let scrape = '';
+    await waitUntil(async () => {
+      scrape = (await get(port, '/metrics'))?.text ?? '';
+      // Both workers have reported once their estimates add up to the whole source.
+      return (sample(scrape, 'redis_keys_migrator_keys_estimated{shard="0"}') ?? 0) === 6000 && (sample(scrape, 'redis_keys_migrator_keys_total{outcome="restored",shard="0"}') ?? 0) > 0;
+    }, 'a scrape with both workers\' figures', 30_000, 50);
+    const result = await run.done;
+    expect(result.code, result.stderr).toBe(0);
+    expect(sample(scrape, 'redis_keys_migrator_keys_total{outcome="restored",shard="0"}')).toBeLessThanOrEqual(parseSummary(result.stdout).restored);
+  }, 60_000);
+
   it('live: the lag and the queue depth, and the keys counted on from the snapshot', async () => {
     const port = await freePort();
     await source.cmd('CONFIG', 'SET', 'notify-keyspace-events', 'KEA');

@@ -3,11 +3,11 @@
 // target's own clock (a Lua call reads TIME and the count at one instant).
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { inPieces, RateLimiter, SteadyRate } from '../lib/copy/rate-limit.js';
-import type { RecordBatch, StoredValue } from '../lib/records.js';
+import { piecesOf, RateLimiter, SteadyRate } from '../lib/copy/rate-limit.js';
+import type { StoredValue } from '../lib/records.js';
 import { parseSettings, SettingsError } from '../lib/settings.js';
 import { parseSummary } from './helpers/inspect.js';
-import { endpoints, spawnMigrator, startRedis, tempDir, type RedisServer } from './helpers/servers.js';
+import { endpoints, runMigrator, spawnMigrator, startRedis, tempDir, type RedisServer } from './helpers/servers.js';
 
 /** A clock the test moves. */
 function fakeClock(): { now: () => number; advance: (ms: number) => void } {
@@ -126,45 +126,26 @@ describe('RateLimiter', () => {
   });
 });
 
-describe('inPieces', () => {
+describe('piecesOf', () => {
   const key = (i: number): Buffer => Buffer.from(`k${i}`);
   const stored = (i: number): StoredValue => ({ expireAt: -1, type: 0, value: Buffer.from(`v${i}`), rdbVersion: 9 });
 
-  async function piecesOf(batches: RecordBatch[], size: () => number): Promise<RecordBatch[]> {
-    const out: RecordBatch[] = [];
-    async function* source(): AsyncGenerator<RecordBatch> {
-      yield* batches;
-    }
-    for await (const piece of inPieces(source(), size)) out.push(piece);
-    return out;
-  }
-
-  it('keeps keys with their values, gives the scan position to the last piece, and settles the batch once all pieces have', async () => {
-    let settled = 0;
+  it('keeps keys with their values, in order, every key once', () => {
     const keys = Array.from({ length: 10 }, (_, i) => key(i));
-    const batch: RecordBatch = { keys, stored: keys.map((_, i) => stored(i)), position: { unit: 0, resumeCursor: '42', runId: 'r' }, settled: () => settled++ };
-    const pieces = await piecesOf([batch], () => 4);
+    const pieces = [...piecesOf({ keys, stored: keys.map((_, i) => stored(i)) }, () => 4)];
     expect(pieces.map((p) => p.keys.length)).toEqual([4, 4, 2]);
     expect(pieces.flatMap((p) => p.keys.map(String))).toEqual(keys.map(String));
     expect(pieces.flatMap((p) => (p.stored ?? []).map((s) => String(s.value)))).toEqual(keys.map((_, i) => `v${i}`));
-    expect(pieces.map((p) => p.position?.resumeCursor)).toEqual([undefined, undefined, '42']);
-    // Settled out of order: the batch counts as settled only after the last of them.
-    pieces[2]?.settled?.();
-    pieces[0]?.settled?.();
-    expect(settled).toBe(0);
-    pieces[1]?.settled?.();
-    expect(settled).toBe(1);
   });
 
-  it('a piece size that changes between pieces (bytes per key learnt) still covers every key once', async () => {
+  it('asks the size before each piece (bytes per key learnt as the copy goes)', () => {
     const sizes = [1, 3, 100];
-    const pieces = await piecesOf([{ keys: Array.from({ length: 7 }, (_, i) => key(i)) }], () => sizes.shift() ?? 100);
+    const pieces = [...piecesOf({ keys: Array.from({ length: 7 }, (_, i) => key(i)) }, () => sizes.shift() ?? 100)];
     expect(pieces.map((p) => p.keys.length)).toEqual([1, 3, 3]);
   });
 
-  it('a batch that fits goes as it is', async () => {
-    const batch: RecordBatch = { keys: [key(1), key(2)] };
-    expect(await piecesOf([batch], () => 5)).toEqual([batch]);
+  it('an empty batch (a scan\'s end) is one empty piece, so its place in the scan is still confirmed', () => {
+    expect([...piecesOf({ keys: [] }, () => 5)]).toEqual([{ keys: [] }]);
   });
 });
 
@@ -175,6 +156,9 @@ describe('the settings', () => {
       expect(() => parseSettings({ [name as string]: value as string })).toThrow(new RegExp(`^${name} must be a whole number 0 or more`));
     }
     expect(parseSettings({}).rateLimits).toEqual({ keysPerSecond: 0, bytesPerSecond: 0 });
+    // A key over one second's worth of the bytes limit goes in chunks, not in one RESTORE.
+    expect(parseSettings({ MAX_BYTES_PER_SECOND: '100000' }).dumpMaxBytes).toBe(100_000);
+    expect(parseSettings({ MAX_BYTES_PER_SECOND: '100000', DUMP_MAX_BYTES: '5000' }).dumpMaxBytes).toBe(5000);
   });
 });
 
@@ -226,6 +210,18 @@ describe('a rate-limited run, measured second by second on the target', () => {
     expect(Number(await target.cmd('DBSIZE'))).toBe(600);
     // 600 keys at 200 a second take three seconds; an unlimited run lands them all within one.
     expect(mostInOneSecond(samples), JSON.stringify(samples)).toBeLessThanOrEqual(200 * 1.25);
+  }, 60_000);
+
+  it('with CHECKPOINT_FILE: a batch cut into pieces is counted whole, once all its pieces are copied; a rerun finds every key done', async () => {
+    await source.cmd('EVAL', "for i = 1, 600 do redis.call('SET', 'key:' .. i, i) end return 1", 0);
+    const dir = tempDir();
+    const settings = { ...endpoints(source, target), MAX_KEYS_PER_SECOND: 1000, SOURCE_READER: 'scan', CHECKPOINT_FILE: 'run.checkpoint' };
+    const first = await runMigrator(settings, dir);
+    expect(first.code, first.stderr).toBe(0);
+    expect(parseSummary(first.stdout).restored).toBe(600);
+    const again = await runMigrator(settings, dir);
+    expect(again.code, again.stdout).toBe(0);
+    expect(again.stdout).toMatch(/^Nothing left to do: run\.checkpoint records a migration completed at .* \(600 keys\)/m);
   }, 60_000);
 
   it('MAX_BYTES_PER_SECOND=160000: small keys and a big hash copied in chunks both held to it; every byte copied', async () => {

@@ -44,9 +44,15 @@ beforeEach(async () => {
 });
 
 describe('a signal sent to the npx process alone', () => {
-  for (const signal of ['SIGTERM', 'SIGINT'] as const) {
-    it(`${signal}: the run drains, prints its summary and ends; the target stops growing`, async () => {
-      const run = startNpx();
+  const cases = [
+    { signal: 'SIGTERM', extra: {} },
+    { signal: 'SIGINT', extra: {} },
+    // The run that starts the workers hears of the stop as a single run does, and passes it on to each.
+    { signal: 'SIGTERM', extra: { WORKERS: 2 } },
+  ] as const;
+  for (const { signal, extra } of cases) {
+    it(`${signal}${'WORKERS' in extra ? ' with WORKERS=2' : ''}: the run drains, prints its summary and ends; the target stops growing`, async () => {
+      const run = startNpx(extra);
       let processes: Proc[] = [];
       try {
         await until('the copy to start', async () => Number(await target.cmd('DBSIZE')) > 0, 25_000, run);
@@ -85,12 +91,12 @@ async function otherClients(server: RedisServer): Promise<string[]> {
 }
 
 /** `npx tsx redis-keys-migrator.ts` in a fresh directory that, like the project's, has node_modules. */
-function startNpx(): NpxRun {
+function startNpx(extra: Record<string, string | number> = {}): NpxRun {
   const cwd = mkdtempSync(join(tmpdir(), 'rkm-signals-'));
   dirs.push(cwd);
   symlinkSync(join(ROOT, 'node_modules'), join(cwd, 'node_modules'));
   const env: Record<string, string> = { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', npm_config_update_notifier: 'false' };
-  for (const [name, value] of Object.entries({ ...endpoints(source, target), ...PACED })) env[name] = String(value);
+  for (const [name, value] of Object.entries({ ...endpoints(source, target), ...PACED, ...extra })) env[name] = String(value);
   const npx = spawn('npx', ['tsx', SCRIPT], { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
   npx.stdout?.on('data', (data: Buffer) => void (output += data.toString()));

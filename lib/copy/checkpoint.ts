@@ -39,7 +39,7 @@ const FORMAT = 'redis-keys-migrator checkpoint 1';
 const WRITE_EVERY_MS = 100;
 
 /** A batch handed to the copy; its place in the scan is confirmed once it and every earlier one are done. */
-interface Ticket {
+export interface Ticket {
   unit: number;
   resumeCursor: string;
   /** The server the cursor belongs to: a batch read before a restart must not move the new scan's cursor. */

@@ -2,7 +2,7 @@
 // count what happened to every key, pace as the Python script does, and stop on the error limit or a signal.
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describeError, isConnectionLoss, isLossReason, isRefusal, type Connection } from '../net/connections.js';
-import type { Checkpoint } from './checkpoint.js';
+import type { Checkpoint, Ticket } from './checkpoint.js';
 import { ConnectionLost, type Recovery } from '../net/recovery.js';
 import { compareBatch } from '../verify/compare-key.js';
 import { isRestoreRefused, restoreStored } from './restore.js';
@@ -18,7 +18,7 @@ import { isClusterDown, isRedirect } from '../net/cluster.js';
 import { type Counts, type CrossingCounts, type FailedOutcome, type KeyOutcome, type MigrationResult, type RecordBatch, type StoredValue } from '../records.js';
 import type { ErrorLog } from '../report/error-log.js';
 import { OutcomeTally } from './tally.js';
-import { inPieces, RateLimiter } from './rate-limit.js';
+import { piecesOf, RateLimiter } from './rate-limit.js';
 
 /** Both sides of a run: each a server, or a cluster whose keys are routed by slot. */
 interface RunContext {
@@ -93,6 +93,50 @@ export class Migration {
     this.tally = new OutcomeTally(run.settings, log, say);
   }
 
+  /**
+   * One batch, in pieces when a rate limit is set (each waiting its turn; one piece otherwise). Its checkpoint
+   * ticket is confirmed, with every piece's outcomes, only once all of them are copied, and its `settled` runs
+   * then: a piece that ends before an earlier one never moves the checkpoint past keys still in flight. False
+   * once the run stops (the batch then is not confirmed).
+   */
+  private async copyInPieces(batch: RecordBatch, inFlight: InFlight, wholes: Set<Promise<void>>): Promise<boolean> {
+    const { limiter } = this;
+    const copies: Promise<KeyOutcome[] | undefined>[] = [];
+    let ticket: Ticket | undefined;
+    let whole = true;
+    for (const piece of limiter.limited ? piecesOf(batch, () => limiter.pieceKeys) : [batch]) {
+      await inFlight.room();
+      await this.pauseIfOwed();
+      await this.holdToRate(piece.keys.length);
+      if (this.stopping) {
+        whole = false;
+        break;
+      }
+      if (batch.position && !ticket) ticket = this.run.checkpoint?.started(batch.position);
+      const copying = piece.stored ? this.copyStored(piece.keys, piece.stored) : this.copyBatch(piece.keys);
+      const recorded = copying.then(
+        (outcomes) => {
+          this.record(outcomes);
+          return outcomes;
+        },
+        (err: unknown) => void this.abort(err),
+      );
+      copies.push(recorded);
+      inFlight.add(recorded.then(() => undefined));
+    }
+    const done = Promise.all(copies)
+      .then((parts) => {
+        const outcomes = parts.every((p) => p !== undefined) ? parts.flat() : undefined;
+        if (ticket && whole && outcomes && this.fatal === undefined) this.run.checkpoint?.confirm(ticket, outcomes);
+      })
+      .finally(() => {
+        wholes.delete(done);
+        batch.settled?.();
+      });
+    wholes.add(done);
+    return whole;
+  }
+
   /** Keys by outcome so far. */
   get counts(): Counts {
     return this.tally.counts;
@@ -122,28 +166,16 @@ export class Migration {
   async copyAll(batches: AsyncIterable<RecordBatch>): Promise<MigrationResult> {
     const { settings } = this.run;
     const inFlight = new InFlight(() => (settings.sleepSeconds > 0 ? 1 : BATCHES_IN_FLIGHT));
-    const { limiter } = this;
+    const wholes = new Set<Promise<void>>();
     try {
-      for await (const batch of limiter.limited ? inPieces(batches, () => limiter.pieceKeys) : batches) {
-        await inFlight.room();
-        await this.pauseIfOwed();
-        await this.holdToRate(batch.keys.length);
-        if (this.stopping) break;
-        const ticket = batch.position && this.run.checkpoint?.started(batch.position);
-        const copying = batch.stored ? this.copyStored(batch.keys, batch.stored) : this.copyBatch(batch.keys);
-        const task: Promise<void> = copying.then(
-          (outcomes) => {
-            this.record(outcomes);
-            if (ticket && this.fatal === undefined) this.run.checkpoint?.confirm(ticket, outcomes);
-          },
-          (err: unknown) => this.abort(err),
-        );
-        inFlight.add(task, batch.settled);
+      for await (const batch of batches) {
+        if (!(await this.copyInPieces(batch, inFlight, wholes))) break;
       }
     } catch (err) {
       this.abort(err);
     }
     await inFlight.drain();
+    await Promise.all(wholes);
     await this.dropAbandoned();
     return {
       counts: this.counts,
@@ -412,9 +444,12 @@ export class Migration {
     this.limiter.start(count);
   }
 
-  /** Between a big key's chunks: waits while MAX_BYTES_PER_SECOND is spent. */
+  /**
+   * Between a big key's chunks: waits while MAX_BYTES_PER_SECOND is spent, even while the run drains after Ctrl-C
+   * (the key is finished at the limit; a second Ctrl-C ends the run at once).
+   */
   private readonly holdChunkToRate = async (): Promise<void> => {
-    for (let ms = this.limiter.chunkWaitMs(); ms > 0 && !this.stopping; ms = this.limiter.chunkWaitMs()) await sleep(ms);
+    for (let ms = this.limiter.chunkWaitMs(); ms > 0; ms = this.limiter.chunkWaitMs()) await sleep(ms);
   };
 
   /** A pause that Ctrl-C or the end of the run cuts short. */

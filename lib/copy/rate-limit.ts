@@ -1,6 +1,6 @@
 // MAX_KEYS_PER_SECOND and MAX_BYTES_PER_SECOND: a steady rate, with batches cut into pieces small enough that
 // no second carries more than its share, and no credit saved up for a burst after a pause.
-import type { RecordBatch } from '../records.js';
+import type { RecordBatch, StoredValue } from '../records.js';
 import type { RateLimits } from '../settings.js';
 
 /** Pieces per second of the limit: the most one second can carry beyond its share is about this fraction. */
@@ -93,52 +93,12 @@ export class RateLimiter {
   }
 }
 
-/**
- * Each batch as pieces of at most `most()` keys, their values and place kept: the scan position goes with the
- * last piece (a checkpoint counts the batch once all of it is done), and `settled` runs once every piece is.
- */
-export async function* inPieces(batches: AsyncIterable<RecordBatch>, most: () => number): AsyncGenerator<RecordBatch> {
-  for await (const batch of batches) {
-    let size = most();
-    if (batch.keys.length <= size) {
-      yield batch;
-      continue;
-    }
-    const pieces = batch.settled && new PiecesSettled(batch.settled);
-    for (let start = 0; start < batch.keys.length; size = most()) {
-      const end = Math.min(batch.keys.length, start + size);
-      const piece: RecordBatch = { keys: batch.keys.slice(start, end) };
-      if (batch.stored) piece.stored = batch.stored.slice(start, end);
-      if (end === batch.keys.length && batch.position) piece.position = batch.position;
-      if (pieces) piece.settled = pieces.one();
-      start = end;
-      if (start === batch.keys.length) pieces?.allMade();
-      yield piece;
-    }
-  }
-}
-
-/** A batch's `settled`, run once every piece made of it has settled. */
-class PiecesSettled {
-  private open = 0;
-  private made = false;
-
-  constructor(private readonly then: () => void) {}
-
-  one(): () => void {
-    this.open++;
-    return () => {
-      this.open--;
-      this.check();
-    };
-  }
-
-  allMade(): void {
-    this.made = true;
-    this.check();
-  }
-
-  private check(): void {
-    if (this.made && this.open === 0) this.then();
-  }
+/** A batch's keys (and their values, if it has them) in pieces of at most `most()` keys, asked before each piece. */
+export function* piecesOf(batch: RecordBatch, most: () => number): Generator<{ keys: Buffer[]; stored?: StoredValue[] }> {
+  let start = 0;
+  do {
+    const end = Math.min(batch.keys.length, start + Math.max(1, most()));
+    yield batch.stored ? { keys: batch.keys.slice(start, end), stored: batch.stored.slice(start, end) } : { keys: batch.keys.slice(start, end) };
+    start = end;
+  } while (start < batch.keys.length);
 }

@@ -206,7 +206,8 @@ export class Side {
         return { host: asText(host) || from.endpoint.host, port: asNumber(port) };
       });
       const master = addresses[0] as { host: string; port: number };
-      const node = await this.readerFor(await this.nodeAt(master.host, master.port));
+      // With SOURCE_READ_FROM, one of the replicas this map lists (its address as the cluster announces it).
+      const node = await this.readerFor(await this.nodeAt(master.host, master.port), addresses.slice(1));
       slots.fill(node, asNumber(first), asNumber(last) + 1);
       shards.fill(new Set(addresses.map(address)), asNumber(first), asNumber(last) + 1);
     }
@@ -226,21 +227,27 @@ export class Side {
    * Where `master`'s reads go (SOURCE_READ_FROM): the master; or its online replica that has the most of its
    * stream (INFO replication), said with how far behind it is. Chosen once per master address.
    */
-  private readerFor(master: Connection): Promise<Connection> {
+  private readerFor(master: Connection, listed?: readonly { host: string; port: number }[]): Promise<Connection> {
     const readFrom = this.endpoint.readFrom ?? 'master';
     if (readFrom === 'master' || master.capabilities.replica) return Promise.resolve(master);
     const key = address(master.endpoint);
     const known = this.readers.get(key);
     if (known) return known;
-    const choosing = this.chooseReplica(master, readFrom);
+    const choosing = this.chooseReplica(master, readFrom, listed);
     this.readers.set(key, choosing);
     choosing.catch(() => this.readers.delete(key));
     return choosing;
   }
 
-  private async chooseReplica(master: Connection, readFrom: 'replica' | 'replica_preferred'): Promise<Connection> {
+  /**
+   * `listed`: a cluster's replicas of this master as CLUSTER SLOTS names them; INFO's own address for a replica
+   * (as the master sees its connection) is used only where the map names none with its port.
+   */
+  private async chooseReplica(master: Connection, readFrom: 'replica' | 'replica_preferred', listed?: readonly { host: string; port: number }[]): Promise<Connection> {
     const info = asText(await master.send(['INFO', 'replication']));
-    const replicas = onlineReplicas(info).sort((a, b) => b.offset - a.offset);
+    const replicas = onlineReplicas(info)
+      .map((r) => ({ ...r, host: (listed?.find((a) => a.port === r.port && a.host === r.host) ?? listed?.find((a) => a.port === r.port))?.host ?? r.host }))
+      .sort((a, b) => b.offset - a.offset);
     const masterOffset = Number(/^master_repl_offset:(\d+)/m.exec(info)?.[1] ?? 0);
     for (const replica of replicas) {
       try {

@@ -19,8 +19,32 @@ class Readings {
   live: (() => LiveReading) | undefined;
 }
 
-/** The run's figures: set by the run as it goes, served only when METRICS_PORT is set. */
+/** The run's figures: set by the run as it goes, served only when METRICS_PORT is set (and sent by a worker). */
 export const readings = new Readings();
+
+/** Set in a worker's environment (WORKERS): its number, and that it reports its figures to the run that started it. */
+export const WORKER_VARIABLE = 'REDIS_KEYS_MIGRATOR_WORKER';
+
+/** What a worker sends the run that started it, once a second: its figures as they are. */
+export interface WorkerReport {
+  progress?: ProgressSnapshot;
+  reconnects: number;
+  live?: LiveReading;
+}
+
+/** In a worker: its readings to its parent once a second, for the parent's progress line and metrics. */
+export function reportToParent(): void {
+  if (process.env[WORKER_VARIABLE] === undefined || !process.send) return;
+  // The channel must not keep a worker alive once its run is over.
+  process.channel?.unref();
+  const timer = setInterval(() => {
+    // A parent gone (killed) closes the channel: the worker goes on, draining, and says nothing more.
+    if (!process.connected) return;
+    const report: WorkerReport = { progress: readings.progress?.(), reconnects: readings.reconnects?.() ?? 0, live: readings.live?.() };
+    process.send?.(report, undefined, {}, () => undefined);
+  }, 1000);
+  timer.unref();
+}
 
 /** The metrics of one run, labelled by shard, in a registry of their own. */
 export function metricsRegistry(shard: string): Registry {

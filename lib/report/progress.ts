@@ -18,28 +18,6 @@ export interface ProgressSnapshot {
   waiting?: Waiting;
 }
 
-/** Set in a worker's environment: its number, and that it reports its progress to the run that started it. */
-export const WORKER_VARIABLE = 'REDIS_KEYS_MIGRATOR_WORKER';
-
-/** What a worker sends its parent, once a second. */
-export interface ProgressMessage {
-  progress: ProgressSnapshot;
-}
-
-/** In a worker: sends `read()` to the parent once a second, and once more when stopped. Undefined elsewhere. */
-export function reportToParent(read: () => ProgressSnapshot): (() => void) | undefined {
-  if (process.env[WORKER_VARIABLE] === undefined || !process.send) return undefined;
-  // The channel must not keep a worker alive once its run is over.
-  process.channel?.unref();
-  const send = (): void => void process.send?.({ progress: read() } satisfies ProgressMessage);
-  const timer = setInterval(send, 1000);
-  timer.unref();
-  return () => {
-    clearInterval(timer);
-    send();
-  };
-}
-
 const TTY_EVERY_MS = 250;
 const PLAIN_EVERY_MS = 5000;
 
@@ -73,8 +51,6 @@ export class Progress {
   private timer: NodeJS.Timeout | undefined;
   private readonly started = Date.now();
   private readonly inPlace: boolean;
-  /** A worker's (WORKERS): its last report to the run that started it. */
-  private readonly lastReport: (() => void) | undefined;
 
   constructor(
     mode: ProgressMode,
@@ -83,7 +59,6 @@ export class Progress {
     private readonly line: () => string = () => progressLine(read(), (Date.now() - this.started) / 1000),
   ) {
     this.inPlace = mode === 'auto' && out.isTTY === true;
-    this.lastReport = reportToParent(read);
     if (mode === 'off') return;
     this.timer = setInterval(() => this.draw(), this.inPlace ? TTY_EVERY_MS : PLAIN_EVERY_MS);
     this.timer.unref();
@@ -103,7 +78,6 @@ export class Progress {
 
   /** Clears the in-place line so the summary starts on a clean line. */
   stop(): void {
-    this.lastReport?.();
     if (this.timer === undefined) return;
     clearInterval(this.timer);
     this.timer = undefined;

@@ -7,10 +7,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { noCounts, type Counts } from '../records.js';
-import { Progress, WORKER_VARIABLE, type ProgressMessage, type ProgressSnapshot } from '../report/progress.js';
+import { Progress, type ProgressSnapshot } from '../report/progress.js';
 import { formatDuration } from '../report/progress.js';
 import { tallyLine, type Tally } from '../verify/comparison.js';
-import { readings } from '../report/metrics.js';
+import { readings, WORKER_VARIABLE, type LiveReading, type WorkerReport } from '../report/metrics.js';
+import { Interruption } from '../runtime.js';
 import { ALL_SLOTS, slotRangesText, splitSlots, type Settings } from '../settings.js';
 import { EXIT, worse } from './exit.js';
 import { say } from './session.js';
@@ -20,7 +21,7 @@ interface Worker {
   slots: string;
   child: ChildProcess;
   summaryFile: string;
-  latest?: ProgressSnapshot;
+  latest?: WorkerReport;
   exited: Promise<number>;
 }
 
@@ -33,20 +34,22 @@ export async function runWorkers(settings: Settings): Promise<number> {
   const shares = splitSlots(settings.sharding.slots ?? ALL_SLOTS, settings.workers);
   say(`Running ${settings.workers} workers on this machine, each a share of the slots ${slotRangesText(settings.sharding.slots ?? ALL_SLOTS)}; their lines start with [worker N]`);
   const workers = shares.map((share, index) => startWorker(settings, index, slotRangesText(share), join(dir, `summary-${index}.json`)));
-  const stop = (signal: NodeJS.Signals): void => {
-    for (const { child } of workers) if (child.exitCode === null && child.signalCode === null) child.kill(signal);
-  };
-  process.on('SIGINT', stop).on('SIGTERM', stop);
+  // Ctrl-C, a SIGTERM, or a launcher (npx) stopped: passed on to every worker, which drains and reports.
+  const interruption = new Interruption();
+  interruption.onRequest(() => {
+    for (const { child } of workers) if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+  });
   readings.progress = () => addedUp(workers);
+  readings.reconnects = () => workers.reduce((sum, w) => sum + (w.latest?.reconnects ?? 0), 0);
+  readings.live = () => liveAddedUp(workers);
   const progress = new Progress(settings.progress, readings.progress);
   try {
     const codes = await Promise.all(workers.map((w) => w.exited));
     progress.stop();
-    const status = codes.reduce<number>((worst, code) => worse(worst, code), EXIT.ok);
+    const status = codes.reduce<number>((worst, code) => worse(worst, documented(code)), EXIT.ok);
     report(settings, workers, codes, status, started);
     return status;
   } finally {
-    process.off('SIGINT', stop).off('SIGTERM', stop);
     rmSync(dir, { recursive: true, force: true });
   }
 }
@@ -65,6 +68,9 @@ function startWorker(settings: Settings, index: number, slots: string, summaryFi
     FILEMOD: 'a',
     SUMMARY_JSON_FILE: summaryFile,
     CHECKPOINT_FILE: settings.checkpointFile ? `${settings.checkpointFile}.worker-${index}` : '',
+    // The run's rate limits, shared out: the workers together keep to them.
+    MAX_KEYS_PER_SECOND: shareOf(settings.rateLimits.keysPerSecond, settings.workers),
+    MAX_BYTES_PER_SECOND: shareOf(settings.rateLimits.bytesPerSecond, settings.workers),
   };
   delete env.JOB_COMPLETION_INDEX;
   // The same script under the same loader (tsx), as this process runs it.
@@ -79,8 +85,13 @@ function startWorker(settings: Settings, index: number, slots: string, summaryFi
   const worker: Worker = { index, slots, child, summaryFile, exited };
   prefixLines(child.stdout, process.stdout, `[worker ${index}] `);
   prefixLines(child.stderr, process.stderr, `[worker ${index}] `);
-  child.on('message', (message: ProgressMessage) => (worker.latest = message.progress));
+  child.on('message', (report: WorkerReport) => (worker.latest = report));
   return worker;
+}
+
+/** A limit shared by `workers`: 0 stays none, and a share is never below 1 (0 would mean none). */
+function shareOf(limit: number, workers: number): string {
+  return String(limit === 0 ? 0 : Math.max(1, Math.floor(limit / workers)));
 }
 
 function prefixLines(from: NodeJS.ReadableStream | null, to: NodeJS.WriteStream, prefix: string): void {
@@ -88,10 +99,23 @@ function prefixLines(from: NodeJS.ReadableStream | null, to: NodeJS.WriteStream,
   createInterface({ input: from, crlfDelay: Infinity }).on('line', (line) => void to.write(`${prefix}${line}\n`));
 }
 
+/** A worker's exit code as one of the documented statuses: a signal's death (128 + n) is an interruption. */
+function documented(code: number): number {
+  if ((Object.values(EXIT) as number[]).includes(code)) return code;
+  return code >= 128 ? EXIT.interrupted : EXIT.settingsOrConnection;
+}
+
+/** Live mode's figures of every worker: the largest lag, the queues added up. */
+function liveAddedUp(workers: readonly Worker[]): LiveReading {
+  const lives = workers.flatMap((w) => (w.latest?.live ? [w.latest.live] : []));
+  return { lagSeconds: Math.max(0, ...lives.map((l) => l.lagSeconds)), queued: lives.reduce((sum, l) => sum + l.queued, 0) };
+}
+
 /** Every worker's last progress, added up; a wait shown is the first worker's that waits. */
 function addedUp(workers: readonly Worker[]): ProgressSnapshot {
   const sum: ProgressSnapshot = { scanned: 0, total: 0, bytes: 0, ...noCounts() };
-  for (const { latest } of workers) {
+  for (const worker of workers) {
+    const latest = worker.latest?.progress;
     if (!latest) continue;
     for (const field of ['scanned', 'total', 'bytes', 'restored', 'skipped', 'failed', 'vanished'] as const) sum[field] += latest[field];
     sum.waiting ??= latest.waiting;
