@@ -12,6 +12,39 @@ export interface StoredValue {
   rdbVersion: number;
 }
 
+/**
+ * KEY_PREFIX_STRIP and KEY_PREFIX_ADD: a key's name on the target, and back. Byte for byte; a source key without
+ * the prefix to strip is not the run's. Without either prefix, every name is its own.
+ */
+export class KeyNames {
+  readonly renames: boolean;
+
+  constructor(readonly strip: Buffer, readonly add: Buffer) {
+    this.renames = strip.length > 0 || add.length > 0;
+  }
+
+  /** A source key the run covers: it starts with the prefix to strip. */
+  covers(key: Buffer): boolean {
+    return startsWith(key, this.strip);
+  }
+
+  /** The key's name on the target. */
+  toTarget(key: Buffer): Buffer {
+    return this.renames ? Buffer.concat([this.add, key.subarray(this.strip.length)]) : key;
+  }
+
+  /** The source name of a key on the target; undefined for a target key no source key of the run becomes. */
+  toSource(key: Buffer): Buffer | undefined {
+    if (!this.renames) return key;
+    return startsWith(key, this.add) ? Buffer.concat([this.strip, key.subarray(this.add.length)]) : undefined;
+  }
+}
+
+const startsWith = (key: Buffer, prefix: Buffer): boolean => key.length >= prefix.length && key.subarray(0, prefix.length).equals(prefix);
+
+/** No renaming. */
+export const SAME_NAMES = new KeyNames(Buffer.alloc(0), Buffer.alloc(0));
+
 /** The cursor of a scan that has nothing left to read. */
 export const DONE = 'done';
 

@@ -2,6 +2,7 @@
 // so --help, .env.example and the README's table cannot drift apart. Parsing fails before any connection.
 
 import { readFileSync } from 'node:fs';
+import { KeyNames } from './records.js';
 
 type SettingGroup = 'connection' | 'what to copy' | 'how to copy' | 'verification' | 'live replication' | 'pacing' | 'errors' | 'output';
 
@@ -54,6 +55,8 @@ export const SETTINGS: readonly SettingSpec[] = [
   { name: 'SOURCE_SLOTS', group: 'what to copy', default: '', meaning: 'only keys in these hash slots (Redis Cluster\'s CRC16 slot of the key, for a cluster or a standalone source alike), as ranges such as 0-5460,10923-16383; empty for all' },
   { name: 'SHARD_COUNT', group: 'what to copy', default: '1', meaning: 'split the 16,384 slots into this many contiguous ranges, one per process or pod, and copy only range SHARD_INDEX (with SOURCE_SLOTS too: the slots in both)' },
   { name: 'SHARD_INDEX', group: 'what to copy', default: '', meaning: 'which range of SHARD_COUNT this run copies, from 0; empty: JOB_COMPLETION_INDEX (set by Kubernetes in each pod of an Indexed Job), else 0' },
+  { name: 'KEY_PREFIX_STRIP', group: 'what to copy', default: '', meaning: 'rename on the way: this prefix is removed from each key copied; keys without it are left out (counted as excluded); empty for none' },
+  { name: 'KEY_PREFIX_ADD', group: 'what to copy', default: '', meaning: 'rename on the way: this prefix is put before each key copied (after KEY_PREFIX_STRIP); on a cluster target the new name decides the slot; empty for none' },
   { name: 'COPY_FUNCTIONS', group: 'what to copy', default: 'true', meaning: 'true: function libraries (Redis 7 FUNCTION) the target lacks are loaded before the keys; false leaves them out' },
   { name: 'DRY_RUN', group: 'how to copy', default: 'false', meaning: 'true reads what a copy would copy and reports it; writes nothing' },
   { name: 'COPY_METHOD', group: 'how to copy', default: 'auto', meaning: 'auto (dump, switching to type when the target refuses RESTORE), dump or type' },
@@ -157,6 +160,8 @@ export interface Settings {
   excludePattern: string;
   /** SOURCE_SLOTS, SHARD_COUNT and SHARD_INDEX. */
   sharding: Sharding;
+  /** KEY_PREFIX_STRIP and KEY_PREFIX_ADD. */
+  names: KeyNames;
   /** WORKERS: processes this run is split into on this machine. */
   workers: number;
   /** COPY_FUNCTIONS: the source's (or the file's) function libraries are loaded on the target. */
@@ -427,6 +432,9 @@ function nativeReaderRefusals(env: Env): void {
 }
 
 /** The source is an .rdb file read by our own reader (RDB_READER=native), with no server on the source side. */
+/** Some selected keys are left out here, not by SCAN: KEY_EXCLUDE_PATTERN, or keys without KEY_PREFIX_STRIP. */
+export const leavesKeysOut = (settings: Settings): boolean => settings.excludePattern !== '' || settings.names.strip.length > 0;
+
 export const readsFileItself = (settings: Settings): boolean => settings.rdbFile !== '' && settings.rdbReader === 'native';
 
 /**
@@ -487,6 +495,7 @@ function parseEverySetting(env: Env): Settings {
     excludePattern: raw(env, 'KEY_EXCLUDE_PATTERN'),
     sharding: parseSharding(env),
     workers: parseInteger(env, 'WORKERS', 1, 256),
+    names: new KeyNames(Buffer.from(raw(env, 'KEY_PREFIX_STRIP')), Buffer.from(raw(env, 'KEY_PREFIX_ADD'))),
     copyFunctions: parseBoolean(env, 'COPY_FUNCTIONS'),
     dryRun: parseBoolean(env, 'DRY_RUN'),
     progress: parseChoice(env, 'PROGRESS', ['auto', 'plain', 'off'] as const),

@@ -244,6 +244,8 @@ describe('fingerprintOf', () => {
       SCAN_TYPE: '',
       KEY_EXCLUDE_PATTERN: '',
       SOURCE_SLOTS: '',
+      KEY_PREFIX_STRIP: '',
+      KEY_PREFIX_ADD: '',
     });
   });
 
@@ -251,7 +253,7 @@ describe('fingerprintOf', () => {
     const changes: Record<string, string> = {
       SOURCE_REDIS_HOST: 'other', SOURCE_REDIS_PORT: '7003', SOURCE_REDIS_DB_INDEX: '2', DESTINATION_REDIS_HOST: 'other',
       DESTINATION_REDIS_PORT: '7004', DESTINATION_REDIS_DB_INDEX: '3', SCAN_MATCH_PATTERN: 'user:*', SCAN_TYPE: 'hash', KEY_EXCLUDE_PATTERN: 'tmp:*',
-      SOURCE_SLOTS: '0-100', SHARD_COUNT: '2',
+      SOURCE_SLOTS: '0-100', SHARD_COUNT: '2', KEY_PREFIX_STRIP: 'a:', KEY_PREFIX_ADD: 'b:',
     };
     for (const [name, value] of Object.entries(changes)) expect(fingerprintOf(settingsOf({ [name]: value })), name).not.toEqual(base);
     for (const [name, value] of Object.entries({ PIPELINE_BATCH_SIZE: '7', SCAN_BATCH_SIZE: '9', SLEEP_TIME: '1', COPY_METHOD: 'type', OVERWRITE_EXISTING_KEYS: 'true', VERIFY: 'true', MAX_KEYS_PER_SECOND: '5' })) {

@@ -72,12 +72,14 @@ export async function writeInChunks(ctx: WriteContext, key: Buffer, from: ChunkR
 
 async function writeInChunksOnce(ctx: WriteContext, key: Buffer, from: ChunkReader): Promise<KeyOutcome> {
   let outcome: KeyOutcome;
+  // Read under the source's name, written under the target's (KEY_PREFIX_*), counted under the source's.
+  const targetKey = ctx.settings.names.toTarget(key);
   try {
     const found = await from.open(key);
     if (!found) return { key, status: 'vanished' };
     // Nothing is read for a key that is there already; the final RENAMENX still decides, atomically.
-    if (!ctx.settings.overwrite && (await exists(ctx.target, key))) return { key, status: 'skipped' };
-    outcome = await buildInChunks(ctx, key, await found.content());
+    if (!ctx.settings.overwrite && (await exists(ctx.target, targetKey))) return { key, status: 'skipped' };
+    outcome = { ...(await buildInChunks(ctx, targetKey, await found.content())), key };
   } catch (err) {
     outcome = failed(key, err);
   }

@@ -253,6 +253,8 @@ export function fingerprintOf(settings: Settings): Fingerprint {
     KEY_EXCLUDE_PATTERN: settings.excludePattern,
     // SOURCE_SLOTS, SHARD_COUNT and SHARD_INDEX as the slots they leave: each shard keeps a checkpoint of its own.
     SOURCE_SLOTS: settings.sharding.slots ? slotRangesText(settings.sharding.slots) : '',
+    KEY_PREFIX_STRIP: settings.names.strip.toString('latin1'),
+    KEY_PREFIX_ADD: settings.names.add.toString('latin1'),
   };
 }
 

@@ -4,7 +4,7 @@ import { ErrorReply } from '@redis/client';
 import { mapLimited } from '../concurrency.js';
 import { describeError, type Connection } from '../net/connections.js';
 import { asText, type Reply } from '../net/reply.js';
-import { KeyProblem, type KeyOutcome } from '../records.js';
+import { KeyProblem, type KeyNames, type KeyOutcome } from '../records.js';
 import type { ServerReader } from '../sources/server.js';
 import type { Settings } from '../settings.js';
 
@@ -59,6 +59,16 @@ export function answerOf(key: Buffer, reply: Reply | undefined): WriteAnswer {
     default:
       return { key, status: 'failed', reason: asText(reply) };
   }
+}
+
+/**
+ * A write under the target's names (KEY_PREFIX_STRIP, KEY_PREFIX_ADD): `write` gets the keys as the target names
+ * them, one answer per key in order; the answers come back under the source's names, as the run counts and logs them.
+ */
+export async function underTargetNames<T extends { key: Buffer }>(names: KeyNames, keys: readonly Buffer[], write: (targetKeys: Buffer[]) => Promise<T[]>): Promise<T[]> {
+  if (!names.renames) return write([...keys]);
+  const answers = await write(keys.map((key) => names.toTarget(key)));
+  return answers.map((answer, i) => ({ ...answer, key: keys[i] as Buffer }));
 }
 
 /** Big keys copied in chunks at the same time, per batch: overlaps round trips, bounds memory. */

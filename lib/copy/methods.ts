@@ -3,7 +3,7 @@
 // keys the target cannot RESTORE go by type. COPY_METHOD picks: dump, type, or auto (dump until refused).
 import { mapLimited } from '../concurrency.js';
 import type { KeyOutcome } from '../records.js';
-import { CHUNKED_KEYS_AT_ONCE, settleChunked, type CopyContext, type WriteAnswer } from './context.js';
+import { CHUNKED_KEYS_AT_ONCE, settleChunked, underTargetNames, type CopyContext, type WriteAnswer } from './context.js';
 import { writeInChunks, writeTypedBatch } from './by-type.js';
 import { crossed, isRestoreRefused, nameModuleRefusals, writeDumps } from './restore.js';
 
@@ -21,7 +21,7 @@ export async function copyByDump(ctx: CopyContext, keys: readonly Buffer[]): Pro
   while (rest.length > 0) {
     const batch = await ctx.reader.dumps(rest);
     rest = rest.slice(batch.keys.length);
-    const answers = await writeDumps(ctx, batch);
+    const answers = await underTargetNames(ctx.settings.names, batch.keys, (keys) => writeDumps(ctx, { ...batch, keys }));
     const byType = answers.flatMap((a, i) => (a.status === 'byType' ? [i] : []));
     const copied = byType.length > 0 ? await copyByType(ctx, byType.map((i) => batch.keys[i] as Buffer)) : [];
     const written = answers as WriteAnswer[];
@@ -45,7 +45,8 @@ export async function copyByType(ctx: CopyContext, keys: readonly Buffer[]): Pro
     const batch = await ctx.reader.typed(rest);
     if (!batch) break;
     rest = rest.slice(batch.keys.length);
-    const answers = await writeTypedBatch(ctx.target, ctx.settings.overwrite ? 'replace' : 'create', batch);
+    const mode = ctx.settings.overwrite ? 'replace' : 'create';
+    const answers = await underTargetNames(ctx.settings.names, batch.keys, (keys) => writeTypedBatch(ctx.target, mode, { ...batch, keys }));
     ctx.stats.bytesMoved += batch.values.length;
     outcomes.push(...(await settleChunked(answers, (key) => writeInChunks(ctx, key, ctx.reader))));
   }

@@ -11,11 +11,11 @@ import { ServerReader } from '../sources/server.js';
 import type { OutcomeRecorder } from '../verify/comparison.js';
 import type { Settings } from '../settings.js';
 import { InFlight, mapLimited } from '../concurrency.js';
-import { CHUNKED_KEYS_AT_ONCE, type CopyContext, type CopyStats } from './context.js';
+import { CHUNKED_KEYS_AT_ONCE, underTargetNames, type CopyContext, type CopyStats } from './context.js';
 import { byNode, forEachPair, type NodePair } from '../net/routing.js';
 import type { Side } from '../net/side.js';
 import { isClusterDown, isRedirect } from '../net/cluster.js';
-import { type Counts, type CrossingCounts, type FailedOutcome, type KeyOutcome, type MigrationResult, type RecordBatch, type StoredValue } from '../records.js';
+import { type Counts, type CrossingCounts, type FailedOutcome, type KeyNames, type KeyOutcome, type MigrationResult, type RecordBatch, type StoredValue } from '../records.js';
 import type { ErrorLog } from '../report/error-log.js';
 import { OutcomeTally } from './tally.js';
 import { piecesOf, RateLimiter } from './rate-limit.js';
@@ -39,13 +39,13 @@ interface RunContext {
  * DUMP on the target holds the file's bytes counts as restored, once. (A target that re-encodes on RESTORE,
  * a ziplist into 7.x say, dumps other bytes: such a key is then counted as skipped, never copied twice.)
  */
-async function settleRetriedStored(target: Connection, outcomes: KeyOutcome[], stored: readonly StoredValue[]): Promise<KeyOutcome[]> {
+async function settleRetriedStored(target: Connection, outcomes: KeyOutcome[], stored: readonly StoredValue[], names: KeyNames): Promise<KeyOutcome[]> {
   return Promise.all(
     outcomes.map(async (outcome, i): Promise<KeyOutcome> => {
       if (outcome.status !== 'skipped') return outcome;
       let dumped: Awaited<ReturnType<Connection['send']>>;
       try {
-        dumped = await target.send(['DUMP', outcome.key]);
+        dumped = await target.send(['DUMP', names.toTarget(outcome.key)]);
       } catch (err) {
         // A user that may not DUMP (or a slot that moved): the key stays counted as skipped.
         if (isRefusal(err)) return outcome;
@@ -195,7 +195,8 @@ export class Migration {
   private async copyBatch(keys: readonly Buffer[], lostSince?: number): Promise<KeyOutcome[]> {
     const { source, target } = this.run;
     if (!source) throw new Error('a batch without values needs a source server');
-    const outcomes = await forEachPair(source, target, keys, (pair) => this.orStop(this.copyPair(pair, lostSince)));
+    const { names } = this.run.settings;
+    const outcomes = await forEachPair(source, target, keys, (pair) => this.orStop(this.copyPair(pair, lostSince)), (key) => names.toTarget(key));
     return source.cluster || target.cluster ? this.followRedirects(outcomes, (o) => this.copyWhereItLivesOrRetry(o)) : outcomes;
   }
 
@@ -203,13 +204,14 @@ export class Migration {
   private async copyStored(keys: readonly Buffer[], stored: readonly StoredValue[], lostSince?: number): Promise<KeyOutcome[]> {
     const { target } = this.run;
     if (!target.cluster) return this.orStop(this.restoreOn(target.nodeForSlot(0), keys, stored, lostSince));
-    const parts = await Promise.all(byNode(target, keys, stored).map((group) => this.orStop(this.restoreOn(group.node, group.keys, group.values, lostSince))));
+    const { names } = this.run.settings;
+    const parts = await Promise.all(byNode(target, keys, stored, (key) => names.toTarget(key)).map((group) => this.orStop(this.restoreOn(group.node, group.keys, group.values, lostSince))));
     const outcomes = parts.flat();
     const byKey = new Map(keys.map((key, i) => [key.toString('latin1'), stored[i] as StoredValue]));
     return this.followRedirects(outcomes, async ({ key }) => {
       const value = byKey.get(key.toString('latin1')) as StoredValue;
       try {
-        return await this.restoreOn(await target.locate(key), [key], [value], lostSince);
+        return await this.restoreOn(await target.locate(names.toTarget(key)), [key], [value], lostSince);
       } catch (err) {
         // A node lost while the key was located: the same way as any lost batch.
         return this.retryAfterLoss(err, target.lost, lostSince, (since) => this.copyStored([key], [value], since));
@@ -222,7 +224,7 @@ export class Migration {
       const outcomes = await this.restoreOrByType(node, keys, stored);
       this.dropIfDemoted(node, outcomes);
       this.run.recovery?.progressed();
-      return lostSince !== undefined ? await settleRetriedStored(node, outcomes, stored) : outcomes;
+      return lostSince !== undefined ? await settleRetriedStored(node, outcomes, stored, this.run.settings.names) : outcomes;
     } catch (err) {
       // Only this node was written to: a lost socket (its pipeline's, which may fail before node-redis notices) is its.
       const lost = node.lostBecause !== undefined || isConnectionLoss(err) ? node : undefined;
@@ -242,7 +244,8 @@ export class Migration {
   }
 
   /** DEL on `node`, or where a cluster target says the key lives now (its slot moved or is moving). */
-  private async deleteWhereItLives(node: Connection, key: Buffer, type: string): Promise<number> {
+  private async deleteWhereItLives(node: Connection, sourceKey: Buffer, type: string): Promise<number> {
+    const key = this.run.settings.names.toTarget(sourceKey);
     for (let attempt = 1; ; attempt++) {
       try {
         if (type && String(await node.send(['TYPE', key])).toLowerCase() !== type) return 0;
@@ -287,7 +290,7 @@ export class Migration {
     const { ttlToleranceMs, chunkSize, dumpMaxBytes } = this.run.settings;
     let verdicts: Awaited<ReturnType<typeof compareBatch>>;
     try {
-      verdicts = await compareBatch(pair.source, pair.target, skipped, { ttlToleranceMs, chunkSize, dumpMaxBytes });
+      verdicts = await compareBatch(pair.source, pair.target, skipped, { ttlToleranceMs, chunkSize, dumpMaxBytes, names: this.run.settings.names });
     } catch (err) {
       // A user that may write but not read the target (or a slot that moved): the keys stay counted as skipped.
       if (isRefusal(err)) return outcomes;
@@ -367,7 +370,7 @@ export class Migration {
 
   /** One redirected key, copied where it lives now (a big key's abandoned build expires by itself). */
   private async copyWhereItLives({ key }: KeyOutcome): Promise<KeyOutcome[]> {
-    const [source, target] = await Promise.all([(this.run.source as Side).locate(key), this.run.target.locate(key)]);
+    const [source, target] = await Promise.all([(this.run.source as Side).locate(key), this.run.target.locate(this.run.settings.names.toTarget(key))]);
     const outcomes = await this.copyOn(this.contextFor(source, target), [key]);
     if (this.run.mirrorDeletions) await this.deleteVanished(target, outcomes);
     return outcomes;
@@ -379,14 +382,15 @@ export class Migration {
    */
   private async restoreOrByType(node: Connection, keys: readonly Buffer[], stored: readonly StoredValue[]): Promise<KeyOutcome[]> {
     const ctx = { target: node, settings: this.run.settings, stats: this.run.stats, abandoned: this.abandoned, throttle: this.holdChunkToRate };
-    const outcomes = await restoreStored(ctx, keys, stored, this.method === 'type');
+    const { names } = this.run.settings;
+    const outcomes = await underTargetNames(names, keys, (named) => restoreStored(ctx, named, stored, this.method === 'type'));
     // A batch sent before another one's refusal switched the run meets the refusal too: it goes by type as well.
     if (this.run.settings.copyMethod !== 'auto') return outcomes;
     const refused = outcomes.flatMap((o, i) => (o.status === 'failed' && isRestoreRefused(o.reason) ? [i] : []));
     const first = outcomes[refused[0] ?? -1];
     if (!first || first.status !== 'failed') return outcomes;
     this.fallBackToType(first.reason);
-    const again = await restoreStored(ctx, refused.map((i) => keys[i] as Buffer), refused.map((i) => stored[i] as StoredValue), true);
+    const again = await underTargetNames(names, refused.map((i) => keys[i] as Buffer), (named) => restoreStored(ctx, named, refused.map((i) => stored[i] as StoredValue), true));
     refused.forEach((index, j) => (outcomes[index] = again[j] as KeyOutcome));
     return outcomes;
   }

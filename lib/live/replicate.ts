@@ -16,6 +16,7 @@ import { RepairSweep } from './sweep.js';
 import { LagStats } from './lag.js';
 import type { Side } from '../net/side.js';
 import { leftOutTest } from '../sources/scan.js';
+import { matchTest } from '../sources/glob.js';
 import { asArray, asText } from '../net/reply.js';
 import { addCounts, displayKey, type MigrationResult, type RecordBatch, noCounts, noCrossings } from '../records.js';
 import { Migration } from '../copy/migration.js';
@@ -124,8 +125,8 @@ export async function replicate(ctx: LiveContext): Promise<LiveOutcome> {
   const queue = new ChangeQueue(settings.live.queueSize);
   const gaps: string[] = [];
   let gapCount = 0;
-  const compare = { ttlToleranceMs: settings.ttlToleranceMs, chunkSize: settings.chunkSize, dumpMaxBytes: settings.dumpMaxBytes };
-  const sweep = new RepairSweep(source, target, queue, { match: settings.matchPattern, leftOut: leftOutTest(settings), rate: settings.live.sweepRate, compare }, ctx.log);
+  const compare = { ttlToleranceMs: settings.ttlToleranceMs, chunkSize: settings.chunkSize, dumpMaxBytes: settings.dumpMaxBytes, names: settings.names };
+  const sweep = new RepairSweep(source, target, queue, { match: settings.matchPattern, leftOut: leftOutTest(settings), names: settings.names, rate: settings.live.sweepRate, compare }, ctx.log);
   const changed = new Map<string, Buffer>();
   const streams = new StreamWatch(settings.live.queueSize);
   let changedOverflow = false;
@@ -296,12 +297,19 @@ async function* liveBatches(queue: ChangeQueue, size: number, stopping: () => bo
 async function refuseOccupiedTarget(ctx: LiveContext): Promise<void> {
   const { settings } = ctx;
   const leftOut = leftOutTest(settings);
+  const { names } = settings;
+  // The pattern is the source's names': a renaming run looks at every target key under its source name.
+  const matches = names.renames ? matchTest(settings.matchPattern) : undefined;
+  const ours = (key: Buffer): boolean => {
+    const source = names.toSource(key);
+    return source !== undefined && !leftOut(source) && (!matches || matches(source));
+  };
   for (const master of ctx.target.masters) {
     let cursor = '0';
     do {
-      const [next, keys] = asArray(await master.send(['SCAN', cursor, 'MATCH', settings.matchPattern, 'COUNT', '1000']));
+      const [next, keys] = asArray(await master.send(['SCAN', cursor, 'MATCH', names.renames ? '*' : settings.matchPattern, 'COUNT', '1000']));
       cursor = asText(next);
-      const found = (asArray(keys ?? []) as Buffer[]).find((k) => !leftOut(k));
+      const found = (asArray(keys ?? []) as Buffer[]).find(ours);
       if (found) {
         throw new LiveRefusal(
           `MIGRATION_MODE=${settings.mode} replaces and deletes target keys as the source changes them, and ${master.label} already holds |${displayKey(found)}|, ` +

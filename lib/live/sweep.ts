@@ -8,7 +8,8 @@ import type { ChangeQueue } from './queue.js';
 import { PROBE_PREFIX } from './events.js';
 import type { Side } from '../net/side.js';
 import { asArray, asText } from '../net/reply.js';
-import { displayKey } from '../records.js';
+import { displayKey, type KeyNames } from '../records.js';
+import { matchTest } from '../sources/glob.js';
 import type { ErrorLog } from '../report/error-log.js';
 
 /** A difference waits this long for its event before it counts as a repair: the event may still be on its way. */
@@ -23,6 +24,8 @@ interface SweepOptions {
   match: string;
   /** Keys of other shards, and excluded ones (lib/sources/scan.ts leftOutTest). */
   leftOut: (key: Uint8Array) => boolean;
+  /** KEY_PREFIX_STRIP and KEY_PREFIX_ADD: the target's keys are walked under its names and looked at under the source's. */
+  names: KeyNames;
   /** Keys per second while nothing is wrong (0: none); a sweep after a gap goes at full speed. */
   rate: number;
   compare: CompareOptions;
@@ -75,6 +78,7 @@ export class RepairSweep {
   private fullAsked = 0;
   private fullCovered = 0;
   private readonly compare: (keys: readonly Buffer[]) => Promise<KeyVerdict[]>;
+  private readonly matches: ((key: Uint8Array) => boolean) | undefined;
 
   constructor(
     private readonly source: Side,
@@ -84,6 +88,7 @@ export class RepairSweep {
     private readonly log: ErrorLog,
   ) {
     this.compare = compareInto(source, target, options.compare);
+    this.matches = matchTest(options.match);
   }
 
   /** A gap was detected: the next pass covers everything, at full speed. */
@@ -111,7 +116,7 @@ export class RepairSweep {
   /** Sweeps until `stopped()`: full passes when asked, else background rounds at the rate. */
   async run(stopped: () => boolean): Promise<void> {
     // The background rounds walk on from where they were; a full pass walks both sides from the start.
-    const background = { source: new Walk(this.source, this.options.match), target: new Walk(this.target, this.options.match) };
+    const background = { source: new Walk(this.source, this.options.match), target: new Walk(this.target, this.targetMatch) };
     while (!stopped()) {
       try {
         await this.round(background.source, background.target, stopped);
@@ -128,7 +133,7 @@ export class RepairSweep {
     if (this.pendingFull) {
       // Asks made while this pass runs (a full queue) need another: it may have walked past their keys.
       const asked = this.fullAsked;
-      if (await this.fullPass(new Walk(this.source, this.options.match), new Walk(this.target, this.options.match), stopped)) this.fullCovered = asked;
+      if (await this.fullPass(new Walk(this.source, this.options.match), new Walk(this.target, this.targetMatch), stopped)) this.fullCovered = asked;
       this.passes += 1;
     } else if (this.options.rate > 0) {
       const count = Math.max(1, Math.round((this.options.rate * STEP_MS) / 1000));
@@ -157,10 +162,27 @@ export class RepairSweep {
 
   /** One page of one side compared; true when that side's walk went round. */
   private async step(walk: Walk, count: number, side: 'source' | 'target'): Promise<boolean> {
-    const { keys, wrapped } = await walk.page(count);
+    const page = await walk.page(count);
+    const { wrapped } = page;
+    const keys = side === 'target' ? this.underSourceNames(page.keys) : page.keys;
     const open = keys.filter((key) => this.selected(key) && !this.queue.has(key));
     if (open.length > 0) await (side === 'source' ? this.checkSourceKeys(open) : this.checkTargetKeys(open));
     return wrapped;
+  }
+
+  /** The MATCH of the target's walk: the run's pattern is the source's names', so a renaming run walks every key. */
+  private get targetMatch(): string {
+    return this.options.names.renames ? '*' : this.options.match;
+  }
+
+  /** Target keys under their source names: only those a source key of the run becomes, and MATCH applied to that. */
+  private underSourceNames(keys: Buffer[]): Buffer[] {
+    const { names } = this.options;
+    if (!names.renames) return keys;
+    return keys.flatMap((key) => {
+      const source = names.toSource(key);
+      return source && (!this.matches || this.matches(source)) ? [source] : [];
+    });
   }
 
   private selected(key: Buffer): boolean {

@@ -9,14 +9,18 @@ export interface NodePair {
   keys: Buffer[];
 }
 
-function routeKeys(source: Side, target: Side, keys: readonly Buffer[]): NodePair[] {
+/** The name a key has on the target (KEY_PREFIX_STRIP, KEY_PREFIX_ADD): its slot there is that name's. */
+type TargetName = (key: Buffer) => Buffer;
+const sameName: TargetName = (key) => key;
+
+function routeKeys(source: Side, target: Side, keys: readonly Buffer[], targetName: TargetName): NodePair[] {
   if (!source.cluster && !target.cluster) {
     return keys.length === 0 ? [] : [{ source: source.nodeFor(keys[0] as Buffer), target: target.nodeFor(keys[0] as Buffer), keys: [...keys] }];
   }
   const pairs = new Map<Connection, Map<Connection, NodePair>>();
   for (const key of keys) {
     const from = source.nodeFor(key);
-    const to = target.nodeFor(key);
+    const to = target.nodeFor(targetName(key));
     const byTarget = pairs.get(from) ?? new Map<Connection, NodePair>();
     pairs.set(from, byTarget);
     const pair = byTarget.get(to) ?? { source: from, target: to, keys: [] };
@@ -26,11 +30,14 @@ function routeKeys(source: Side, target: Side, keys: readonly Buffer[]): NodePai
   return [...pairs.values()].flatMap((byTarget) => [...byTarget.values()]);
 }
 
-/** A batch's keys, each with what goes with it (a value from a file), grouped by the node of `side` holding them. */
-export function byNode<T>(side: Side, keys: readonly Buffer[], values: readonly T[]): { node: Connection; keys: Buffer[]; values: T[] }[] {
+/**
+ * A batch's keys, each with what goes with it (a value from a file), grouped by the node of `side` holding them
+ * (under `name`, for a target that renames).
+ */
+export function byNode<T>(side: Side, keys: readonly Buffer[], values: readonly T[], name: TargetName = sameName): { node: Connection; keys: Buffer[]; values: T[] }[] {
   const groups = new Map<Connection, { node: Connection; keys: Buffer[]; values: T[] }>();
   keys.forEach((key, i) => {
-    const node = side.nodeFor(key);
+    const node = side.nodeFor(name(key));
     const group = groups.get(node) ?? { node, keys: [], values: [] };
     groups.set(node, group);
     group.keys.push(key);
@@ -45,7 +52,8 @@ export async function forEachPair<R>(
   target: Side,
   keys: readonly Buffer[],
   work: (pair: NodePair) => Promise<R[]>,
+  targetName: TargetName = sameName,
 ): Promise<R[]> {
-  const results = await Promise.all(routeKeys(source, target, keys).map(work));
+  const results = await Promise.all(routeKeys(source, target, keys, targetName).map(work));
   return results.flat();
 }

@@ -7,7 +7,7 @@ import { afterLossLines, countsText, emptyKeysLines, summaryLines, timingLine } 
 import { say, sourceStayedPut, startProgress, timingOf, verificationSetup, writeSummary, type Session } from './session.js';
 import { addCounts, type MigrationResult, noCounts } from '../records.js';
 import { Migration } from '../copy/migration.js';
-import { readsFileItself } from '../settings.js';
+import { leavesKeysOut, readsFileItself } from '../settings.js';
 
 /** The copy: batches in flight, pacing, the error limit; then the summary and, with VERIFY=true, the check. */
 export async function copy(session: Session, log: ErrorLog): Promise<number> {
@@ -28,7 +28,7 @@ export async function copy(session: Session, log: ErrorLog): Promise<number> {
 
     // With a checkpoint, the counts cover the whole migration; this run's share gets a line of its own.
     const whole = before ? { ...result, counts: addCounts(before, result.counts) } : result;
-    for (const line of summaryLines(whole, settings.errorLogFile, session.selection.excluded, settings.excludePattern !== '', settings.scanType)) say(line);
+    for (const line of summaryLines(whole, settings.errorLogFile, session.selection.excluded, leavesKeysOut(settings), settings.scanType)) say(line);
     if (before) say(`This run: ${countsText(result.counts)} (the counts above include earlier runs of ${settings.checkpointFile})`);
     for (const line of emptyKeysLines(session.selection.empty)) say(line);
     for (const note of session.notes) say(note);

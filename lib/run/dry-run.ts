@@ -10,7 +10,7 @@ import { asText } from '../net/reply.js';
 import { flagsFor, READ_FLAGS, withFlags } from '../net/scripts.js';
 import { exitStatus } from './exit.js';
 import { say, timingOf, writeSummary, type Session } from './session.js';
-import { displayKey, type RecordBatch, type StoredValue } from '../records.js';
+import { displayKey, type KeyNames, type RecordBatch, type StoredValue } from '../records.js';
 
 /** Per key: "type,memory-bytes,expire-at;" (type 'none' for a key gone meanwhile). */
 const DESCRIBE = `
@@ -52,20 +52,25 @@ class DryRun {
   vanished = 0;
 
   /** `source` undefined: the keys come from an .rdb file, each batch with its values. */
-  constructor(private readonly source: Side | undefined, private readonly target: Side) {}
+  /** `names`: KEY_PREFIX_STRIP and KEY_PREFIX_ADD, for what the target holds already. */
+  constructor(private readonly source: Side | undefined, private readonly target: Side, private readonly names: KeyNames) {}
+
+  private onTarget(keys: readonly Buffer[]): Buffer[] {
+    return keys.map((key) => this.names.toTarget(key));
+  }
 
   async add(batch: RecordBatch): Promise<void> {
     const { keys, stored } = batch;
     if (stored) {
-      await Promise.all(byNode(this.target, keys, stored).map((group) => this.addStored(group.node, group.keys, group.values)));
+      await Promise.all(byNode(this.target, keys, stored, (key) => this.names.toTarget(key)).map((group) => this.addStored(group.node, group.keys, group.values)));
       return;
     }
     if (!this.source) throw new Error('a batch without values needs a source server');
-    await forEachPair(this.source, this.target, keys, async (pair) => [await this.addPair(pair)]);
+    await forEachPair(this.source, this.target, keys, async (pair) => [await this.addPair(pair)], (key) => this.names.toTarget(key));
   }
 
   private async addPair({ source, target, keys }: NodePair): Promise<void> {
-    const [described, flags] = await Promise.all([source.evalScript(withFlags(DESCRIBE, flagsFor(source, READ_FLAGS)), keys, []), existing(target, keys)]);
+    const [described, flags] = await Promise.all([source.evalScript(withFlags(DESCRIBE, flagsFor(source, READ_FLAGS)), keys, []), existing(target, this.onTarget(keys))]);
     asText(described).split(';').slice(0, keys.length).forEach((record, i) => {
       const [kind = 'none', size = '0', ttl = '-2'] = record.split(',');
       if (kind === 'none') {
@@ -78,7 +83,7 @@ class DryRun {
 
   /** Values from a file: the size as saved, and a key whose expiry has passed is one a copy leaves out. */
   private async addStored(target: Connection, keys: readonly Buffer[], stored: readonly StoredValue[]): Promise<void> {
-    const flags = await existing(target, keys);
+    const flags = await existing(target, this.onTarget(keys));
     const now = Date.now();
     stored.forEach((value, i) => {
       if (value.expireAt !== -1 && value.expireAt <= now) this.vanished += 1;
@@ -133,7 +138,7 @@ async function existing(target: Connection, keys: readonly Buffer[]): Promise<st
 
 /** DRY_RUN: what a copy would do, from reads only. */
 export async function dryRun(session: Session): Promise<number> {
-  const report = new DryRun(session.source, session.target);
+  const report = new DryRun(session.source, session.target, session.settings.names);
   await dryRunBatches(report, session.keys, () => session.interruption.requested);
   for (const line of [...report.report(session.settings.overwrite), ...emptyKeysLines(session.selection.empty)]) say(line);
   const status = exitStatus({ interrupted: session.interruption.requested, ...session.libraries });

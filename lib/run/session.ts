@@ -156,7 +156,7 @@ export function verificationSetup(session: Session): VerificationSetup {
     // A snapshot's copy is checked against its source as it is now, as a scanned copy is.
     source: session.source ?? session.origin,
     target: session.target,
-    options: { ttlToleranceMs: settings.ttlToleranceMs, chunkSize: settings.chunkSize, dumpMaxBytes: settings.dumpMaxBytes },
+    options: { ttlToleranceMs: settings.ttlToleranceMs, chunkSize: settings.chunkSize, dumpMaxBytes: settings.dumpMaxBytes, names: settings.names },
     batchSize: settings.pipelineBatchSize,
     output: { showDiffs: settings.showDiffs, reportFile: settings.diffReportFile, say },
     shouldStop: () => session.interruption.requested,

@@ -12,7 +12,7 @@ import { formatDuration } from '../report/progress.js';
 import { tallyLine, type Tally } from '../verify/comparison.js';
 import { readings, WORKER_VARIABLE, type LiveReading, type WorkerReport } from '../report/metrics.js';
 import { Interruption } from '../runtime.js';
-import { ALL_SLOTS, slotRangesText, splitSlots, type Settings } from '../settings.js';
+import { ALL_SLOTS, leavesKeysOut, slotRangesText, splitSlots, type Settings } from '../settings.js';
 import { EXIT, worse } from './exit.js';
 import { say } from './session.js';
 
@@ -154,7 +154,7 @@ function report(settings: Settings, workers: readonly Worker[], codes: readonly 
     say(`Number of skipped keys: ${counts.skipped}`);
     say(`Number of failed keys: ${counts.failed}`);
     say(`Number of vanished keys: ${counts.vanished}`);
-    if (settings.excludePattern !== '') say(`Number of excluded keys: ${counts.excluded}`);
+    if (leavesKeysOut(settings)) say(`Number of excluded keys: ${counts.excluded}`);
   }
   for (const [name, tally] of Object.entries(verification)) say(`Verification (${name}), all workers: ${tallyLine(tally as unknown as Tally)}`);
   const seconds = (Date.now() - started.getTime()) / 1000;

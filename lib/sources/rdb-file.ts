@@ -103,7 +103,7 @@ class Records {
 async function* sectionBatches(records: Records, db: number, selection: FileSelection, size: number, counts: SelectionCounts): AsyncGenerator<RecordBatch> {
   const match = matchTest(selection.match);
   const exclude = globTest(selection.exclude);
-  const { slots } = selection;
+  const { slots, names } = selection;
   const type = selection.type.toLowerCase();
   let batch: Buffer[] = [];
   let stored: StoredValue[] = [];
@@ -120,7 +120,7 @@ async function* sectionBatches(records: Records, db: number, selection: FileSele
       counts.empty += 1;
       continue;
     }
-    if (exclude?.(record.key)) {
+    if (exclude?.(record.key) || (names && !names.covers(record.key))) {
       counts.excluded += 1;
       continue;
     }

@@ -2,7 +2,7 @@
 // shard) and KEY_EXCLUDE_PATTERN here (lib/sources/glob.ts), in batches with the scan's position beside them.
 import { isConnectionLoss, type Connection } from '../net/connections.js';
 import { asArray, asText, type Reply } from '../net/reply.js';
-import { DONE, noSelection, type RecordBatch, type SelectionCounts } from '../records.js';
+import { DONE, noSelection, type KeyNames, type RecordBatch, type SelectionCounts } from '../records.js';
 import type { Settings } from '../settings.js';
 import type { Side } from '../net/side.js';
 import { globTest } from './glob.js';
@@ -17,18 +17,24 @@ export interface KeySelection {
   scanCount: number;
   /** Only keys in these hash slots (SOURCE_SLOTS, a shard); undefined for all. */
   slots?: SlotSet | undefined;
+  /** Keys without KEY_PREFIX_STRIP are left out, as excluded ones are; absent: none. */
+  names?: KeyNames;
 }
 
-/** Keys a run leaves out whatever SCAN's MATCH says: other shards' slots, and KEY_EXCLUDE_PATTERN (live mode's filter). */
+/**
+ * Keys a run leaves out whatever SCAN's MATCH says: other shards' slots, KEY_EXCLUDE_PATTERN, and keys without
+ * KEY_PREFIX_STRIP (live mode's filter).
+ */
 export function leftOutTest(settings: Settings): (key: Uint8Array) => boolean {
   const slots = slotSetOf(settings.sharding);
   const excluded = globTest(settings.excludePattern);
-  return (key) => (slots !== undefined && !slots.hasKey(key)) || excluded?.(key) === true;
+  const { names } = settings;
+  return (key) => (slots !== undefined && !slots.hasKey(key)) || excluded?.(key) === true || !names.covers(Buffer.from(key.buffer, key.byteOffset, key.byteLength));
 }
 
 /** The run's key selection, as every source applies it. */
 export function keySelection(settings: Settings): KeySelection {
-  return { match: settings.matchPattern, type: settings.scanType, exclude: settings.excludePattern, scanCount: settings.scanBatchSize, slots: slotSetOf(settings.sharding) };
+  return { match: settings.matchPattern, type: settings.scanType, exclude: settings.excludePattern, scanCount: settings.scanBatchSize, slots: slotSetOf(settings.sharding), names: settings.names };
 }
 
 /**
@@ -69,7 +75,7 @@ export async function* selectedKeys(
   recovery?: ScanRecovery,
 ): AsyncGenerator<RecordBatch> {
   const excluded = globTest(selection.exclude);
-  const { slots } = selection;
+  const { slots, names } = selection;
   const scan = ['SCAN', unit.startCursor, 'MATCH', selection.match, 'COUNT', String(selection.scanCount)];
   if (selection.type) scan.push('TYPE', selection.type);
   let node = unit.node();
@@ -109,7 +115,7 @@ export async function* selectedKeys(
       const key = page[i] as Buffer;
       // Another shard's key: not this run's, and not counted (a standalone source's shards each scan every key).
       if (slots && !slots.hasKey(key)) continue;
-      if (excluded?.(key)) {
+      if (excluded?.(key) || (names && !names.covers(key))) {
         counts.excluded += 1;
         continue;
       }

@@ -8,7 +8,7 @@ import { FOOTER_BYTES } from '../rdb/payload.js';
 import { asArray, asText } from '../net/reply.js';
 import { CONTENT_DIGEST, DUMP_READ, type DumpRecord, flagsFor, parseDumpHeader, READ_FLAGS, withFlags } from '../net/scripts.js';
 import { mapLimited } from '../concurrency.js';
-import { displayKey, READ_BUDGET_BYTES, type StoredValue, STRING_CHUNK_BYTES } from '../records.js';
+import { displayKey, type KeyNames, READ_BUDGET_BYTES, type StoredValue, STRING_CHUNK_BYTES } from '../records.js';
 
 export type DiffCategory = 'missing' | 'type' | 'value' | 'ttl';
 export const CATEGORIES: readonly DiffCategory[] = ['missing', 'type', 'value', 'ttl'];
@@ -23,7 +23,12 @@ export interface CompareOptions {
   ttlToleranceMs: number;
   chunkSize: number;
   dumpMaxBytes: number;
+  /** KEY_PREFIX_STRIP and KEY_PREFIX_ADD: the target is read under its own names; verdicts keep the source's. */
+  names?: KeyNames;
 }
+
+/** The names of `keys` on the target. */
+const onTarget = (keys: readonly Buffer[], options: CompareOptions): Buffer[] => (options.names?.renames ? keys.map((k) => (options.names as KeyNames).toTarget(k)) : [...keys]);
 
 /** What comparing one key found: identical, gone from the source meanwhile, or a difference. */
 export type KeyVerdict =
@@ -45,7 +50,7 @@ export async function compareBatch(source: Connection, target: Connection, keys:
   let rest = keys;
   while (rest.length > 0) {
     // Both sides at once; each read may stop early at its byte budget, so take what both covered.
-    const [src, tgt] = await Promise.all([snapshots(source, rest, options.dumpMaxBytes), snapshots(target, rest, options.dumpMaxBytes)]);
+    const [src, tgt] = await Promise.all([snapshots(source, rest, options.dumpMaxBytes), snapshots(target, onTarget(rest, options), options.dumpMaxBytes)]);
     const covered = rest.slice(0, Math.min(src.length, tgt.length));
     rest = rest.slice(covered.length);
     const quick = covered.map((key, i) => quickVerdict(key, (src[i] as DumpRecord).expireAt, tgt[i] as DumpRecord, samePayload(src[i] as DumpRecord, tgt[i] as DumpRecord), options.ttlToleranceMs));
@@ -75,7 +80,7 @@ async function settleByDigest(
   const open = verdicts.flatMap((v, i) => (v === undefined && small(src[i]) && small(tgt[i]) ? [i] : []));
   if (open.length === 0) return;
   const openKeys = open.map((i) => keys[i] as Buffer);
-  const [ours, theirs] = await Promise.all([contentDigests(source, openKeys, options.chunkSize), contentDigests(target, openKeys, options.chunkSize)]);
+  const [ours, theirs] = await Promise.all([contentDigests(source, openKeys, options.chunkSize), contentDigests(target, onTarget(openKeys, options), options.chunkSize)]);
   // Digests leave out hash-field expiries: where a side has them, hashes are compared field by field.
   const fieldExpiries = source.capabilities.fieldExpiry || target.capabilities.fieldExpiry;
   open.forEach((index, j) => {
@@ -114,7 +119,7 @@ function ttlVerdict(key: Buffer, srcExpireAt: number, tgtExpireAt: number, toler
 
 /** Compares one key from fresh reads. */
 async function compareKey(source: Connection, target: Connection, key: Buffer, options: CompareOptions): Promise<KeyVerdict> {
-  const [[src], [tgt]] = await Promise.all([snapshotsOfAll(source, [key], options.dumpMaxBytes), snapshotsOfAll(target, [key], options.dumpMaxBytes)]);
+  const [[src], [tgt]] = await Promise.all([snapshotsOfAll(source, [key], options.dumpMaxBytes), snapshotsOfAll(target, onTarget([key], options), options.dumpMaxBytes)]);
   return judge(source, target, key, src as DumpRecord, tgt as DumpRecord, options);
 }
 
@@ -140,8 +145,9 @@ async function snapshotsOfAll(server: Connection, keys: readonly Buffer[], maxBy
 async function judge(source: Connection, target: Connection, key: Buffer, src: DumpRecord, tgt: DumpRecord, options: CompareOptions): Promise<KeyVerdict> {
   const quick = quickVerdict(key, src.expireAt, tgt, samePayload(src, tgt), options.ttlToleranceMs);
   if (quick) return quick;
-  const types = await Promise.all([typeOf(source, key), typeOf(target, key)]);
-  return logicalVerdict(key, types, [serverView(source, key), serverView(target, key)], [src.expireAt, tgt.expireAt], options);
+  const [targetKey] = onTarget([key], options) as [Buffer];
+  const types = await Promise.all([typeOf(source, key), typeOf(target, targetKey)]);
+  return logicalVerdict(key, types, [serverView(source, key), serverView(target, targetKey)], [src.expireAt, tgt.expireAt], options);
 }
 
 /** Type, then content (read through the two views), then expiry: the verdict on a key whose payloads differ. */
@@ -169,7 +175,7 @@ export async function compareStoredBatch(target: Connection, keys: readonly Buff
   const verdicts: KeyVerdict[] = [];
   while (verdicts.length < keys.length) {
     const from = verdicts.length;
-    const tgt = await snapshots(target, keys.slice(from), options.dumpMaxBytes);
+    const tgt = await snapshots(target, onTarget(keys.slice(from), options), options.dumpMaxBytes);
     const quick = tgt.map((record, i) => {
       const value = stored[from + i] as StoredValue;
       const expireAt = value.expireAt !== -1 && value.expireAt <= now ? -2 : value.expireAt;
@@ -195,8 +201,9 @@ async function judgeStored(target: Connection, key: Buffer, value: StoredValue, 
     return { key, verdict: 'different', category: 'value', detail: `the file's value cannot be decoded: ${err.message}` };
   }
   const srcType = decoded.type === 'module' ? decoded.value.moduleType : decoded.type;
-  const types: [string, string] = [srcType, await typeOf(target, key)];
-  return logicalVerdict(key, types, [storedView(decoded), serverView(target, key)], [value.expireAt, tgt.expireAt], options);
+  const [targetKey] = onTarget([key], options) as [Buffer];
+  const types: [string, string] = [srcType, await typeOf(target, targetKey)];
+  return logicalVerdict(key, types, [storedView(decoded), serverView(target, targetKey)], [value.expireAt, tgt.expireAt], options);
 }
 
 /** Expire-at values in ms, -1 for none. */

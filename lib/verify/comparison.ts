@@ -94,13 +94,13 @@ export async function verifyBatches<T>(
 /** Compares a batch, each key on the nodes that hold it. */
 export function compareInto(source: Side, target: Side, options: CompareOptions) {
   return (keys: readonly Buffer[]): Promise<KeyVerdict[]> =>
-    forEachPair(source, target, keys, (pair) => compareBatch(pair.source, pair.target, pair.keys, options));
+    forEachPair(source, target, keys, (pair) => compareBatch(pair.source, pair.target, pair.keys, options), (key) => options.names?.toTarget(key) ?? key);
 }
 
 /** Compares keys whose values came from a file, each on the target node that holds it. */
 function compareStoredInto(target: Side, options: CompareOptions) {
   return async (keys: readonly Buffer[], stored: readonly StoredValue[]): Promise<KeyVerdict[]> => {
-    const groups = byNode(target, keys, stored);
+    const groups = byNode(target, keys, stored, (key) => options.names?.toTarget(key) ?? key);
     return (await Promise.all(groups.map((g) => compareStoredBatch(g.node, g.keys, g.values, options)))).flat();
   };
 }
