@@ -80,7 +80,7 @@ describe('values', () => {
       OVERWRITE_EXISTING_KEYS: 'true',
       COLLECTION_CHUNK_SIZE: '10',
     });
-    expect(s.source).toEqual({ side: 'source', host: 'src.example', port: 7001, db: 2, username: 'reader', password: 'readpw', replyTimeoutMs: 10_000 });
+    expect(s.source).toEqual({ side: 'source', host: 'src.example', port: 7001, db: 2, username: 'reader', password: 'readpw', replyTimeoutMs: 10_000, readFrom: 'master' });
     expect(s.target).toMatchObject({ host: 'dst.example', port: 7002, db: 5 });
     expect(s).toMatchObject({
       matchPattern: 'user:*',
@@ -178,7 +178,7 @@ describe('URLs', () => {
       SOURCE_REDIS_URL: 'redis://mover:p%40ss%3Aw%2Frd%25@src.example:7001/3',
       DESTINATION_REDIS_URL: 'redis://dst.example:7002/9',
     });
-    expect(s.source).toEqual({ side: 'source', host: 'src.example', port: 7001, db: 3, username: 'mover', password: 'p@ss:w/rd%', replyTimeoutMs: 10_000 });
+    expect(s.source).toEqual({ side: 'source', host: 'src.example', port: 7001, db: 3, username: 'mover', password: 'p@ss:w/rd%', replyTimeoutMs: 10_000, readFrom: 'master' });
     expect(s.target).toMatchObject({ host: 'dst.example', port: 7002, db: 9 });
     expect(s.target.username).toBeUndefined();
     expect(s.target.password).toBeUndefined();
