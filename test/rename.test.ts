@@ -111,6 +111,34 @@ describe('renaming between two servers', () => {
   }, 60_000);
 });
 
+describe('renaming, live, a deletion whose event never came', () => {
+  let source: RedisServer;
+  let target: RedisServer;
+  beforeAll(async () => {
+    [source, target] = await Promise.all([startRedis(['--notify-keyspace-events', 'KEA']), startRedis()]);
+    await seedEveryType(source, 'app:');
+  });
+  afterAll(async () => {
+    await Promise.all([source?.stop(), target?.stop()]);
+  });
+
+  it('the repair sweep finds v2:x on the target for an app:x gone from the source, and deletes it', async () => {
+    const run = spawnMigrator({ ...endpoints(source, target), ...RENAME, MIGRATION_MODE: 'live', LIVE_IDLE_TIMEOUT: 1, LIVE_SWEEP_RATE: 0 }, tempDir());
+    await run.waitFor('Live: applying changes', 30_000);
+    expect(Number(await target.cmd('EXISTS', 'v2:hash'))).toBe(1);
+    // A deletion with no event, then a lost subscription: a gap, which a full repair sweep covers.
+    await source.cmd('CONFIG', 'SET', 'notify-keyspace-events', '');
+    await source.cmd('DEL', 'app:hash');
+    await source.cmd('CONFIG', 'SET', 'notify-keyspace-events', 'KEA');
+    await source.cmd('CLIENT', 'KILL', 'TYPE', 'pubsub');
+    const result = await run.done;
+    expect(result.code, describeRun(result)).toBe(0);
+    expect(result.stdout).toMatch(/each was covered by a repair sweep/);
+    expect(Number(await target.cmd('EXISTS', 'v2:hash')), 'the stale key, repaired away').toBe(0);
+    expect(await keyspaceOf([target])).toEqual(renamed(await keyspaceOf([source])));
+  }, 60_000);
+});
+
 describe('renaming into a cluster', () => {
   let source: RedisServer;
   let cluster: TestCluster;

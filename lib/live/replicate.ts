@@ -337,7 +337,10 @@ async function verifyChanged(ctx: LiveContext, keys: Buffer[], everything: boole
     await verifyBatches(batches(), async (batch) => {
       const verdicts = await compare(batch);
       const gone = verdicts.filter((v) => v.verdict === 'vanished');
-      const still = await Promise.all(gone.map((v) => ctx.target.nodeFor(v.key).send(['EXISTS', v.key])));
+      const still = await Promise.all(gone.map((v) => {
+        const onTarget = ctx.settings.names.toTarget(v.key);
+        return ctx.target.nodeFor(onTarget).send(['EXISTS', onTarget]);
+      }));
       const extra = new Set(gone.filter((_, j) => still[j] === 1).map((v) => v.key));
       const judged = verdicts.map((v): KeyVerdict => (extra.has(v.key) ? { key: v.key, verdict: 'different', category: 'value', detail: 'gone from the source, still on the target' } : v.verdict === 'vanished' ? { key: v.key, verdict: 'identical' } : v));
       sink.record(judged, tally, 'live');

@@ -6,6 +6,7 @@ import { compareInto } from '../verify/comparison.js';
 import type { CompareOptions, KeyVerdict } from '../verify/compare-key.js';
 import type { ChangeQueue } from './queue.js';
 import { PROBE_PREFIX } from './events.js';
+import { BUILDING_PREFIX } from '../copy/by-type.js';
 import type { Side } from '../net/side.js';
 import { asArray, asText } from '../net/reply.js';
 import { displayKey, type KeyNames } from '../records.js';
@@ -186,7 +187,9 @@ export class RepairSweep {
   }
 
   private selected(key: Buffer): boolean {
+    // Our own keys: live mode's probes, and big keys being built under a temporary name.
     if (key.subarray(0, PROBE_PREFIX.length).toString('latin1') === PROBE_PREFIX) return false;
+    if (key.subarray(0, BUILDING_PREFIX.length).toString('latin1') === BUILDING_PREFIX) return false;
     return !this.options.leftOut(key);
   }
 
@@ -228,10 +231,15 @@ export class RepairSweep {
     if (due.length === 0) return;
     for (const s of due) this.suspects.delete(s.key.toString('latin1'));
     const open = due.filter((s) => !this.queue.has(s.key));
-    const verdicts = await this.compare(open.map((s) => s.key));
-    const present = await Promise.all(open.map((s) => this.target.nodeFor(s.key).send(['EXISTS', s.key])));
+    // Verdicts come back grouped by node pair (a cluster side): matched to their keys by name, not by position.
+    const verdicts = new Map((await this.compare(open.map((s) => s.key))).map((v) => [v.key.toString('latin1'), v]));
+    const { names } = this.options;
+    const present = await Promise.all(open.map((s) => {
+      const onTarget = names.toTarget(s.key);
+      return this.target.nodeFor(onTarget).send(['EXISTS', onTarget]);
+    }));
     open.forEach((s, i) => {
-      const verdict = verdicts[i];
+      const verdict = verdicts.get(s.key.toString('latin1'));
       // Changed since it was first seen, up to this second look: its event came, and the queue has it or had it.
       if (this.changedSince(s.key, s.foundAt) || this.queue.has(s.key)) return;
       if (verdict?.verdict === 'different' && isGroupDrift(verdict.detail)) this.queue.add(s.key);
