@@ -105,6 +105,8 @@ describe('renaming between two servers', () => {
     const result = await run.done;
     expect(result.code, describeRun(result)).toBe(0);
     expect(String(await target.cmd('GET', 'unrelated'))).toBe('stays');
+    // The snapshot's summary counts the keys without the prefix, as a copy's does.
+    expect(result.stdout).toContain(`Snapshot: Number of excluded keys: ${others}\n`);
     expect(Number(await target.cmd('EXISTS', 'app:live'))).toBe(0);
     await source.cmd('DEL', 'app:live');
     await source.cmd('SET', 'app:string', 'hello');

@@ -4,7 +4,7 @@ import { isConnectionLoss } from '../net/connections.js';
 import { ConnectionLost, type Recovery } from '../net/recovery.js';
 import type { ErrorLog } from '../report/error-log.js';
 import type { Interruption } from '../runtime.js';
-import type { Settings } from '../settings.js';
+import { leavesKeysOut, type Settings } from '../settings.js';
 import { formatDuration, Progress } from '../report/progress.js';
 import { summaryLines } from '../report/summary.js';
 import { readings } from '../report/metrics.js';
@@ -36,6 +36,8 @@ interface LiveContext {
   log: ErrorLog;
   say: (line: string) => void;
   verification: VerificationSetup;
+  /** Keys the snapshot's selection left out (KEY_EXCLUDE_PATTERN, KEY_PREFIX_STRIP), for its summary. */
+  excluded: () => number;
   /** The snapshot's progress line, as a copy shows it. */
   startProgress: (counts: () => MigrationResult['counts'] & { bytes: number }) => Promise<Progress>;
 }
@@ -166,7 +168,7 @@ export async function replicate(ctx: LiveContext): Promise<LiveOutcome> {
   try {
     if (settings.mode === 'live') {
       snapshot = await copySnapshot(ctx);
-      for (const line of summaryLines(snapshot, settings.errorLogFile, 0, false, settings.scanType)) say(`Snapshot: ${line}`);
+      for (const line of summaryLines(snapshot, settings.errorLogFile, ctx.excluded(), leavesKeysOut(settings), settings.scanType)) say(`Snapshot: ${line}`);
       if (snapshot.interrupted || snapshot.fatal) {
         return { snapshot, live: emptyResult(), deleted: 0, events: feed.events, gaps, gapCount, uncovered: false, repairs: 0, lag: new LagStats().summary(), ended: 'stopped early', fatal: snapshot.fatal, seconds: 0 };
       }

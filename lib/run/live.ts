@@ -21,6 +21,7 @@ export async function live(session: Session, log: ErrorLog): Promise<number> {
       // Ctrl-C is the cutover, which the verification belongs to (a second one stops the process at once).
       verification: { ...verificationSetup(session), shouldStop: () => false },
       startProgress: (counts) => startProgress(session, counts),
+      excluded: () => session.selection.excluded,
     });
   } catch (err) {
     if (!(err instanceof LiveRefusal)) throw err;
