@@ -33,6 +33,8 @@ async function main(): Promise<number> {
   if (!settings) return EXIT.settingsOrConnection;
   const shard = shardLine(settings.sharding);
   if (shard) say(shard);
+  // The run's figures: sent to the run that started this one (as one of its WORKERS), and on METRICS_PORT.
+  reportToParent();
   if (!(await metricsServed(settings))) return EXIT.settingsOrConnection;
   // WORKERS=N: this run as N processes, each a share of the slots (lib/run/workers.ts).
   if (settings.workers > 1) return runWorkers(settings);
@@ -74,12 +76,8 @@ async function main(): Promise<number> {
   }
 }
 
-/**
- * The run's figures: sent to the run that started this one, if it is a worker (WORKERS), and served on
- * METRICS_PORT for the whole run; false (said in one line) when the port cannot be had.
- */
+/** METRICS_PORT: served for the whole run; false (said in one line) when the port cannot be had. */
 async function metricsServed(settings: Settings): Promise<boolean> {
-  reportToParent();
   if (settings.metricsPort === 0) return true;
   try {
     await serveMetrics(settings.metricsPort, String(settings.sharding.index));

@@ -24,7 +24,7 @@ export class KeyNames {
   }
 
   /** A source key the run covers: it starts with the prefix to strip. */
-  covers(key: Buffer): boolean {
+  covers(key: Uint8Array): boolean {
     return startsWith(key, this.strip);
   }
 
@@ -40,7 +40,7 @@ export class KeyNames {
   }
 }
 
-const startsWith = (key: Buffer, prefix: Buffer): boolean => key.length >= prefix.length && key.subarray(0, prefix.length).equals(prefix);
+const startsWith = (key: Uint8Array, prefix: Buffer): boolean => key.length >= prefix.length && prefix.equals(key.subarray(0, prefix.length));
 
 /** No renaming. */
 export const SAME_NAMES = new KeyNames(Buffer.alloc(0), Buffer.alloc(0));

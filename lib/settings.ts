@@ -298,6 +298,14 @@ export function splitSlots(ranges: SlotRanges, parts: number): SlotRanges[] {
 /** Every slot. */
 export const ALL_SLOTS: SlotRanges = [[0, SLOTS - 1]];
 
+/** WORKERS: at least one, and no more than the run has slots to share out. */
+function parseWorkers(env: Env, sharding: Sharding): number {
+  const workers = parseInteger(env, 'WORKERS', 1, 256);
+  const slotCount = (sharding.slots ?? ALL_SLOTS).reduce((sum, [low, high]) => sum + high - low + 1, 0);
+  if (workers > slotCount) throw new SettingsError(`WORKERS must be at most the number of slots this run copies (${slotCount}), got ${workers}`);
+  return workers;
+}
+
 /** Slot ranges as SOURCE_SLOTS writes them: "0-5460,10923-16383". */
 export function slotRangesText(ranges: SlotRanges): string {
   return ranges.map(([low, high]) => (low === high ? String(low) : `${low}-${high}`)).join(',');
@@ -479,8 +487,7 @@ function parseEverySetting(env: Env): Settings {
   source.replyTimeoutMs = target.replyTimeoutMs = parseSeconds(env, 'REPLY_TIMEOUT') * 1000;
   source.readFrom = parseChoice(env, 'SOURCE_READ_FROM', ['master', 'replica', 'replica_preferred'] as const);
   if (raw(env, 'SOURCE_RDB_FILE') && parseChoice(env, 'RDB_READER', ['native', 'server'] as const) === 'native') nativeReaderRefusals(env);
-  const slotCount = (parseSharding(env).slots ?? ALL_SLOTS).reduce((sum, [low, high]) => sum + high - low + 1, 0);
-  if (parseInteger(env, 'WORKERS', 1, 256) > slotCount) throw new SettingsError(`WORKERS must be at most the number of slots this run copies (${slotCount}), got ${raw(env, 'WORKERS')}`);
+  const sharding = parseSharding(env);
   return {
     source,
     sourceDbChosen: (env.SOURCE_REDIS_DB_INDEX ?? '') !== '' || /\/[0-9]+$/.test(raw(env, 'SOURCE_REDIS_URL')),
@@ -493,8 +500,8 @@ function parseEverySetting(env: Env): Settings {
     matchPattern: raw(env, 'SCAN_MATCH_PATTERN'),
     scanType: parseScanType(env),
     excludePattern: raw(env, 'KEY_EXCLUDE_PATTERN'),
-    sharding: parseSharding(env),
-    workers: parseInteger(env, 'WORKERS', 1, 256),
+    sharding,
+    workers: parseWorkers(env, sharding),
     names: new KeyNames(Buffer.from(raw(env, 'KEY_PREFIX_STRIP')), Buffer.from(raw(env, 'KEY_PREFIX_ADD'))),
     copyFunctions: parseBoolean(env, 'COPY_FUNCTIONS'),
     dryRun: parseBoolean(env, 'DRY_RUN'),

@@ -4,7 +4,7 @@
 // compared key by key without the tool.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runDir } from './helpers/fixtures.js';
-import { parseSummary } from './helpers/inspect.js';
+import { describeRun, parseSummary } from './helpers/inspect.js';
 import { spawnMigrator, type LocalServer, type RedisServer, type RunningMigrator, type RunResult } from './helpers/servers.js';
 import { failOver, keyspaceOf, promoted, startCluster, waitUntil, type TestCluster } from './helpers/cluster.js';
 
@@ -93,7 +93,6 @@ async function emptyTarget(): Promise<void> {
 /** The progress line's note while the run waits for a cluster that is down. */
 const WAITING_FOR_CLUSTER = /; waiting: a cluster that is down \(.*cluster is down.*\), for [\d.]+ s/;
 
-const describeRun = (run: RunResult): string => `exit ${run.code}\nstdout:\n${run.stdout}\nstderr:\n${run.stderr}`;
 
 /**
  * A copy from the source cluster to the (emptied) target cluster, and `fault` once a fifth of the keys are on

@@ -2,7 +2,7 @@
 // copies every type with its TTL, skips what exists, follows a resharding mid-run, and fails clearly when misused.
 import { spawn } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { calls, commandStats, parseSummary } from './helpers/inspect.js';
+import { calls, commandStats, describeRun, parseSummary } from './helpers/inspect.js';
 import { keyspaceOf, ownerOf, restoreInto, startCluster, type TestCluster } from './helpers/cluster.js';
 import { seedEveryType } from './helpers/sample-data.js';
 import { runMigrator, spawnMigrator, startRedis, tempDir, waitUntil, type RedisServer, type RunResult } from './helpers/servers.js';
@@ -41,7 +41,6 @@ async function emptied(servers: readonly RedisServer[]): Promise<void> {
   await Promise.all(servers.map((s) => s.cmd('FLUSHALL')));
 }
 
-const describeRun = (run: RunResult): string => `exit ${run.code}\nstdout:\n${run.stdout}\nstderr:\n${run.stderr}`;
 
 interface Combination {
   name: string;

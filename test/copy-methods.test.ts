@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { runDir, serverPair, type Pair } from './helpers/fixtures.js';
 import { FOOTER_BYTES } from '../lib/rdb/payload.js';
-import { buildKeysOf, calls, commandStats, streamState, parseSummary, asList } from './helpers/inspect.js';
+import { asList, buildKeysOf, calls, commandStats, parseSummary, streamState } from './helpers/inspect.js';
 import { digest, seedEveryType } from './helpers/sample-data.js';
 import { endpoints, runMigrator, spawnMigrator, waitUntil, type RedisServer, type RunResult } from './helpers/servers.js';
 

@@ -2,23 +2,12 @@
 // reports, the data it leaves (every type, binary names, big lists, pending stream entries), and cluster routing.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startCluster, type TestCluster } from './helpers/cluster.js';
-import { calls, commandStats, pairs } from './helpers/inspect.js';
+import { allKeys, calls, commandStats, pairs } from './helpers/inspect.js';
 import { startLoad, type LoadStats } from './helpers/load.js';
 import { freePort, startRedis, waitUntil, type LocalServer, type RedisServer } from './helpers/servers.js';
 
 /** byCommand names are commands; INFO commandstats names XGROUP CREATE by its subcommand. */
 const statName = (command: string): string => (command === 'xgroup' ? 'xgroup|create' : command);
-
-async function allKeys(server: RedisServer): Promise<Buffer[]> {
-  const keys: Buffer[] = [];
-  let cursor = '0';
-  do {
-    const [next, batch] = (await server.client.sendCommand(['SCAN', cursor, 'COUNT', '1000'])) as [Buffer, Buffer[]];
-    cursor = next.toString();
-    keys.push(...batch);
-  } while (cursor !== '0');
-  return keys;
-}
 
 /** Calls per command summed over `servers`, for the commands the writer reports. */
 async function seenBy(servers: RedisServer[], stats: LoadStats): Promise<Record<string, number>> {

@@ -12,7 +12,7 @@ import { formatDuration, progressLine, type ProgressSnapshot } from '../lib/repo
 import { formatBytes } from '../lib/report/summary.js';
 import { SETTINGS, unknownSettingWarnings } from '../lib/settings.js';
 import { runDir, serverPair, type Pair } from './helpers/fixtures.js';
-import { calls, commandStats, countOf, parseSummary } from './helpers/inspect.js';
+import { allKeys, calls, commandStats, countOf, parseSummary } from './helpers/inspect.js';
 import { digest, seedEveryType } from './helpers/sample-data.js';
 import { endpoints, ROOT, runMigrator, SCRIPT, tempDir, TSX, type RedisServer, type RunResult } from './helpers/servers.js';
 
@@ -41,24 +41,6 @@ async function freshTarget(target: RedisServer): Promise<void> {
 
 async function dbsize(server: RedisServer): Promise<number> {
   return Number(await server.cmd('DBSIZE'));
-}
-
-/** Every key of db 0 as a Buffer (binary keys intact). */
-async function allKeys(server: RedisServer): Promise<Buffer[]> {
-  const keys: Buffer[] = [];
-  let cursor = '0';
-  do {
-    const reply: unknown = await server.client.sendCommand(['SCAN', cursor, 'COUNT', '1000']);
-    if (!Array.isArray(reply)) throw new Error('unexpected SCAN reply');
-    const [next, batch]: unknown[] = reply;
-    cursor = Buffer.isBuffer(next) ? next.toString() : String(next);
-    if (!Array.isArray(batch)) throw new Error('SCAN reply without keys');
-    for (const key of batch as unknown[]) {
-      if (!Buffer.isBuffer(key)) throw new Error('SCAN returned a non-Buffer key');
-      keys.push(key);
-    }
-  } while (cursor !== '0');
-  return keys;
 }
 
 const hexSet = (keys: Buffer[]): string[] => keys.map((k) => k.toString('hex')).sort();

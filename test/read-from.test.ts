@@ -4,16 +4,14 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { onlineReplicas } from '../lib/net/side.js';
 import { keyspaceOf, startCluster, type TestCluster } from './helpers/cluster.js';
-import { calls, commandStats, parseSummary } from './helpers/inspect.js';
-import { endpoints, runMigrator, spawnMigrator, startRedis, tempDir, waitUntil, type RedisServer, type RunResult } from './helpers/servers.js';
+import { calls, commandStats, describeRun, fullSyncs, parseSummary } from './helpers/inspect.js';
+import { endpoints, runMigrator, spawnMigrator, startRedis, tempDir, waitUntil, type RedisServer } from './helpers/servers.js';
 
-const describeRun = (run: RunResult): string => `exit ${run.code}\nstdout:\n${run.stdout}\nstderr:\n${run.stderr}`;
 const READS = ['scan', 'dump', 'eval', 'evalsha', 'type', 'pttl', 'psubscribe', 'subscribe'];
 const readsOn = async (server: RedisServer): Promise<number> => {
   const stats = await commandStats(server);
   return READS.reduce((sum, command) => sum + calls(stats, command), 0);
 };
-const fullSyncs = async (server: RedisServer): Promise<number> => Number(/^sync_full:(\d+)/m.exec(String(await server.cmd('INFO', 'stats')))?.[1] ?? 0);
 
 describe('onlineReplicas', () => {
   it('reads INFO replication\'s replica lines, online ones only', () => {

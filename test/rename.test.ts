@@ -5,11 +5,10 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { KeyNames } from '../lib/records.js';
 import { parseSettings } from '../lib/settings.js';
 import { keyspaceOf, startCluster, type TestCluster } from './helpers/cluster.js';
-import { countOf, parseSummary } from './helpers/inspect.js';
+import { countOf, describeRun, parseSummary } from './helpers/inspect.js';
 import { seedEveryType } from './helpers/sample-data.js';
-import { endpoints, runMigrator, spawnMigrator, startRedis, tempDir, waitUntil, type RedisServer, type RunResult } from './helpers/servers.js';
+import { endpoints, runMigrator, spawnMigrator, startRedis, tempDir, waitUntil, type RedisServer } from './helpers/servers.js';
 
-const describeRun = (run: RunResult): string => `exit ${run.code}\nstdout:\n${run.stdout}\nstderr:\n${run.stderr}`;
 const RENAME = { KEY_PREFIX_STRIP: 'app:', KEY_PREFIX_ADD: 'v2:' };
 const names = new KeyNames(Buffer.from('app:'), Buffer.from('v2:'));
 

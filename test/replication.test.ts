@@ -4,7 +4,7 @@
 // Each copy ends with the target compared with the source by the servers themselves (DEBUG DIGEST).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startCluster, keyspaceOf, type TestCluster } from './helpers/cluster.js';
-import { calls, commandStats, parseSummary } from './helpers/inspect.js';
+import { calls, commandStats, fullSyncs, parseSummary } from './helpers/inspect.js';
 import { startProxy } from './helpers/proxy.js';
 import { digest, seedEveryType, seedStrings } from './helpers/sample-data.js';
 import { endpoints, runMigrator, spawnMigrator, startRedis, tempDir, waitUntil, type LocalServer, type RunResult } from './helpers/servers.js';
@@ -28,12 +28,6 @@ function run(env: Record<string, string | number>): Promise<RunResult> {
 }
 
 const shown = (r: RunResult): string => `exit ${r.code}\n--- stdout ---\n${r.stdout}--- stderr ---\n${r.stderr}`;
-
-/** The source's count of full resyncs served (INFO stats sync_full). */
-async function fullSyncs(source: LocalServer): Promise<number> {
-  const info = String(await source.cmd('INFO', 'stats'));
-  return Number(/sync_full:(\d+)/.exec(info)?.[1]);
-}
 
 /** A source of every type (binary keys, TTLs, a stream with a consumer group) and an empty target. */
 async function seededPair(sourceArgs: string[] = []): Promise<{ source: LocalServer; target: LocalServer; keys: number }> {

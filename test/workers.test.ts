@@ -6,10 +6,9 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { keySlot } from '../lib/net/cluster.js';
 import { ALL_SLOTS, parseSettings, slotRangesText, splitSlots } from '../lib/settings.js';
 import { keyspaceOf } from './helpers/cluster.js';
-import { parseSummary } from './helpers/inspect.js';
-import { endpoints, runMigrator, spawnMigrator, startRedis, tempDir, waitUntil, type RedisServer, type RunResult } from './helpers/servers.js';
+import { allKeys, describeRun, parseSummary } from './helpers/inspect.js';
+import { endpoints, runMigrator, spawnMigrator, startRedis, tempDir, waitUntil, type RedisServer } from './helpers/servers.js';
 
-const describeRun = (run: RunResult): string => `exit ${run.code}\nstdout:\n${run.stdout}\nstderr:\n${run.stderr}`;
 
 describe('splitSlots', () => {
   it('cuts the run\'s slots into contiguous shares of even size that cover each slot once', () => {
@@ -31,7 +30,7 @@ describe('WORKERS against real servers', () => {
   beforeAll(async () => {
     [source, target] = await Promise.all([startRedis(), startRedis()]);
     await source.cmd('DEBUG', 'POPULATE', 10_000, 'key', 8);
-    keys = (await source.client.sendCommand(['KEYS', '*'])) as unknown as Buffer[];
+    keys = await allKeys(source);
   });
   afterAll(async () => {
     await Promise.all([source?.stop(), target?.stop()]);

@@ -29,7 +29,7 @@ export function leftOutTest(settings: Settings): (key: Uint8Array) => boolean {
   const slots = slotSetOf(settings.sharding);
   const excluded = globTest(settings.excludePattern);
   const { names } = settings;
-  return (key) => (slots !== undefined && !slots.hasKey(key)) || excluded?.(key) === true || !names.covers(Buffer.from(key.buffer, key.byteOffset, key.byteLength));
+  return (key) => (slots !== undefined && !slots.hasKey(key)) || excluded?.(key) === true || !names.covers(key);
 }
 
 /** The run's key selection, as every source applies it. */

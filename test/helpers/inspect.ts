@@ -1,6 +1,26 @@
 // Reading what a run did: the console summary, a server's command statistics, and a stream's whole
 // observable state (counters, groups, consumers, pending entries) in a form two servers can be compared by.
-import type { RedisServer } from './servers.js';
+import type { RedisServer, RunResult } from './servers.js';
+
+/** A run's exit code and output, for an assertion's message. */
+export const describeRun = (run: RunResult): string => `exit ${run.code}\nstdout:\n${run.stdout}\nstderr:\n${run.stderr}`;
+
+/** Every key of db 0 as a Buffer (binary keys intact), by SCAN. */
+export async function allKeys(server: RedisServer): Promise<Buffer[]> {
+  const keys: Buffer[] = [];
+  let cursor = '0';
+  do {
+    const [next, batch] = (await server.client.sendCommand(['SCAN', cursor, 'COUNT', '1000'])) as unknown as [Buffer, Buffer[]];
+    cursor = next.toString();
+    keys.push(...batch);
+  } while (cursor !== '0');
+  return keys;
+}
+
+/** Full resyncs the server has served (INFO stats sync_full). */
+export async function fullSyncs(server: RedisServer): Promise<number> {
+  return Number(/^sync_full:(\d+)/m.exec(String(await server.cmd('INFO', 'stats')))?.[1] ?? 0);
+}
 
 /** The four counts of a run's summary (lib/report.ts summaryLines), as `Number of <label> keys: N` lines. */
 export interface Summary {
