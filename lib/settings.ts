@@ -452,7 +452,8 @@ export const readsFileItself = (settings: Settings): boolean => settings.rdbFile
 export function scanOnlyBecause(settings: Settings): string | undefined {
   if (settings.dryRun) return 'DRY_RUN=true reads each key by itself';
   if (settings.mode === 'compare') return 'MIGRATION_MODE=compare reads each key by itself';
-  if (settings.mode === 'live' || settings.mode === 'liveonly') return `MIGRATION_MODE=${settings.mode} follows keyspace events and reads each changed key by itself`;
+  if (settings.mode === 'liveonly') return 'MIGRATION_MODE=liveonly copies no snapshot: it follows keyspace events and reads each changed key by itself';
+  if (settings.mode === 'live' && settings.scanType) return 'MIGRATION_MODE=live with SCAN_TYPE follows keyspace events: the replication stream\'s commands do not say their key\'s type';
   if (settings.checkpointFile) return 'CHECKPOINT_FILE resumes a SCAN by its cursor, and a snapshot cannot resume part-way';
   if (settings.copyMethod === 'type') return 'COPY_METHOD=type reads each key by type';
   if (settings.scanType && !CORE_TYPES.includes(settings.scanType.toLowerCase())) return `SCAN_TYPE=${settings.scanType} is a module type only SCAN knows`;

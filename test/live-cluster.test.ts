@@ -34,7 +34,7 @@ describe('live replication from a cluster', () => {
     await write(0, 1000, 'seed');
     const dir = runDir();
     const run = spawnMigrator({
-      ...source.settings('SOURCE'), ...target.settings('DESTINATION'), MIGRATION_MODE: 'live', SLEEP_TIME: 0, PROGRESS: 'off', LIVE_SWEEP_RATE: 0,
+      ...source.settings('SOURCE'), ...target.settings('DESTINATION'), MIGRATION_MODE: 'live', SOURCE_READER: 'scan', SLEEP_TIME: 0, PROGRESS: 'off', LIVE_SWEEP_RATE: 0,
     }, dir);
     await waitUntil(async () => run.output().includes('Live: applying changes'), 'the live phase', 30_000, 50);
     expect(run.output()).toMatch(/Live: subscribed to the source's keyspace events on 3 master\(s\)/);
@@ -70,7 +70,7 @@ describe('live replication into a cluster that reshards', () => {
       for (let i = 0; i < 200; i++) await standalone.cmd('SET', `other:${i}`, `seed-${i}`);
       const dir = runDir();
       const run = spawnMigrator({
-        ...endpoints(standalone, target.masters[0] as LocalServer), ...target.settings('DESTINATION'), MIGRATION_MODE: 'live', SLEEP_TIME: 0, PROGRESS: 'off', LIVE_SWEEP_RATE: 0,
+        ...endpoints(standalone, target.masters[0] as LocalServer), ...target.settings('DESTINATION'), MIGRATION_MODE: 'live', SOURCE_READER: 'scan', SLEEP_TIME: 0, PROGRESS: 'off', LIVE_SWEEP_RATE: 0,
       }, dir);
       await waitUntil(async () => run.output().includes('Live: applying changes'), 'the live phase', 30_000, 50);
       const from = (await ownerOf(target, tagged(0))) as LocalServer;

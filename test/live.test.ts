@@ -11,7 +11,8 @@ import { startProxy } from './helpers/proxy.js';
 import { endedWithin, endpoints, runMigrator, spawnMigrator, startRedis, waitUntil, type LocalServer, type RunningMigrator } from './helpers/servers.js';
 
 const NOTIFY = ['--notify-keyspace-events', 'KEA'];
-const FAST = { SLEEP_TIME: 0, PROGRESS: 'off', LIVE_SWEEP_RATE: 0, REPLY_TIMEOUT: 5 };
+// Keyspace events are what this file tests (the replication stream's live mode: live-stream.test.ts).
+const FAST = { SOURCE_READER: 'scan', SLEEP_TIME: 0, PROGRESS: 'off', LIVE_SWEEP_RATE: 0, REPLY_TIMEOUT: 5 };
 
 interface LiveSummary {
   live: { applied: number; deleted: number; gaps: number; repairs: number; events: number; lag_ms: { p50: number; p99: number } };

@@ -74,7 +74,7 @@ describe('METRICS_PORT', () => {
   it('live: the lag and the queue depth, and the keys counted on from the snapshot', async () => {
     const port = await freePort();
     await source.cmd('CONFIG', 'SET', 'notify-keyspace-events', 'KEA');
-    const run = spawnMigrator({ ...endpoints(source, target), METRICS_PORT: port, MIGRATION_MODE: 'live' }, tempDir());
+    const run = spawnMigrator({ ...endpoints(source, target), METRICS_PORT: port, MIGRATION_MODE: 'live', SOURCE_READER: 'scan' }, tempDir());
     await run.waitFor('Live: applying changes', 30_000);
     await source.cmd('SET', 'key:new', 'x');
     let scrape = '';

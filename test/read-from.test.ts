@@ -60,7 +60,7 @@ describe('a standalone master and its replica', () => {
   }, 60_000);
 
   it('live: keyspace events come from the replica; a change on the master reaches the target', async () => {
-    const run = spawnMigrator({ ...endpoints(master, target), SOURCE_READ_FROM: 'replica', MIGRATION_MODE: 'live' }, tempDir());
+    const run = spawnMigrator({ ...endpoints(master, target), SOURCE_READ_FROM: 'replica', MIGRATION_MODE: 'live', SOURCE_READER: 'scan' }, tempDir());
     await run.waitFor('Live: applying changes', 30_000);
     await master.cmd('SET', 'key:changed', 'on the master');
     await waitUntil(async () => String(await target.cmd('GET', 'key:changed')) === 'on the master', 'the change applied', 20_000, 50);

@@ -95,7 +95,7 @@ describe('renaming between two servers', () => {
     await source.cmd('CONFIG', 'SET', 'notify-keyspace-events', 'KEA');
     await source.cmd('SET', 'app:live', 'first');
     await target.cmd('SET', 'unrelated', 'stays');
-    const run = spawnMigrator({ ...endpoints(source, target), ...RENAME, MIGRATION_MODE: 'live', LIVE_SWEEP_RATE: 0 }, tempDir());
+    const run = spawnMigrator({ ...endpoints(source, target), ...RENAME, MIGRATION_MODE: 'live', SOURCE_READER: 'scan', LIVE_SWEEP_RATE: 0 }, tempDir());
     await run.waitFor('Live: applying changes', 30_000);
     await source.cmd('SET', 'app:live', 'second');
     await source.cmd('DEL', 'app:string');
@@ -124,7 +124,7 @@ describe('renaming, live, a deletion whose event never came', () => {
   });
 
   it('the repair sweep finds v2:x on the target for an app:x gone from the source, and deletes it', async () => {
-    const run = spawnMigrator({ ...endpoints(source, target), ...RENAME, MIGRATION_MODE: 'live', LIVE_SWEEP_RATE: 0 }, tempDir());
+    const run = spawnMigrator({ ...endpoints(source, target), ...RENAME, MIGRATION_MODE: 'live', SOURCE_READER: 'scan', LIVE_SWEEP_RATE: 0 }, tempDir());
     await run.waitFor('Live: applying changes', 30_000);
     expect(Number(await target.cmd('EXISTS', 'v2:hash'))).toBe(1);
     // A deletion with no event, then a lost subscription: a gap, which a full repair sweep covers.

@@ -116,7 +116,7 @@ describe('shards of a standalone source', () => {
     const [mine, theirs] = [0, 1].map((index) => keys.find((k) => keySlot(k) >= shardRange(index, 2)[0] && keySlot(k) <= shardRange(index, 2)[1]) as Buffer);
     // Shard 1's key is on the target already, as another pod would have put it there.
     await target.cmd('SET', theirs as Buffer, 'copied by shard 1');
-    const run = spawnMigrator({ ...endpoints(source, target), SHARD_COUNT: 2, SHARD_INDEX: 0, MIGRATION_MODE: 'live', LIVE_SWEEP_RATE: 0 }, tempDir());
+    const run = spawnMigrator({ ...endpoints(source, target), SHARD_COUNT: 2, SHARD_INDEX: 0, MIGRATION_MODE: 'live', SOURCE_READER: 'scan', LIVE_SWEEP_RATE: 0 }, tempDir());
     await run.waitFor('Live: applying changes', 30_000);
     // Their change first: by the time mine is applied, theirs has been seen (and left alone).
     await source.cmd('SET', theirs as Buffer, 'changed on the source');

@@ -23,7 +23,7 @@ import { Migration } from '../copy/migration.js';
 
 export { LiveRefusal } from './events.js';
 
-interface LiveContext {
+export interface LiveContext {
   settings: Settings;
   source: Side;
   target: Side;
@@ -59,6 +59,21 @@ export interface LiveOutcome {
   ended: 'signal' | 'idle' | 'stopped early';
   fatal?: string;
   seconds: number;
+  /** Read as a replica: the stream's figures (lib/live/stream-run.ts). */
+  stream?: StreamFigures;
+}
+
+export interface StreamFigures {
+  masters: number;
+  applied: number;
+  transactions: number;
+  skipped: number;
+  recopied: number;
+  /** Why keys were re-copied, with counts ("3 fed by keys outside the selection"). */
+  reasons: string;
+  /** Stream bytes the cutover's offsets were ahead of what was applied (0 unless stopped early). */
+  behind: number;
+  firstRefusal?: string;
 }
 
 /** Events after which a key may be a stream without a stream event of its own. */
@@ -237,6 +252,7 @@ export async function replicate(ctx: LiveContext): Promise<LiveOutcome> {
 
 /** What the summary says of the live phase, its gaps and repairs, and the verification. */
 export function liveSummaryLines(outcome: LiveOutcome, errorLogFile: string): string[] {
+  if (outcome.stream) return streamSummaryLines(outcome, outcome.stream, errorLogFile);
   const { live, lag } = outcome;
   const lines = [
     `Live: ${live.counts.restored} changes applied, ${outcome.deleted} keys deleted, ${live.counts.failed} failed, from ${outcome.events} events over ${formatDuration(outcome.seconds)}; ` +
@@ -255,8 +271,24 @@ export function liveSummaryLines(outcome: LiveOutcome, errorLogFile: string): st
   return lines;
 }
 
+/** What the summary says of a live phase on the replication stream. */
+function streamSummaryLines(outcome: LiveOutcome, stream: StreamFigures, errorLogFile: string): string[] {
+  const { live, lag } = outcome;
+  const lines = [
+    `Live: ${stream.applied} commands applied from the replication stream (${stream.transactions} transactions), ${stream.recopied} keys re-copied, ${outcome.deleted} keys deleted, ` +
+      `${live.counts.failed} failed, over ${formatDuration(outcome.seconds)}; lag p50 ${lag.p50} ms, p99 ${lag.p99} ms, max ${lag.max} ms`,
+  ];
+  if (stream.recopied > 0) lines.push(`Re-copied from the source, as their commands could not be applied as they came: ${stream.reasons}${stream.firstRefusal ? ` (first refusal: ${stream.firstRefusal})` : ''}`);
+  if (live.counts.failed > 0) lines.push(`Errors occurred during the execution. Check |${errorLogFile}| for details`);
+  lines.push(outcome.fatal
+    ? `Stopped early: ${outcome.fatal}${stream.behind > 0 ? ` (${stream.behind} bytes of the stream not applied)` : ''}`
+    : `Cutover: the stream of ${stream.masters} master(s) applied up to the offset the source had (0 bytes behind)`);
+  if (outcome.verification) lines.push(`Verification of changed keys: ${tallyLine(outcome.verification)}`);
+  return lines;
+}
+
 /** The copy before the live phase: the usual migration; Ctrl-C during it stops the run (there is nothing to cut over to). */
-async function copySnapshot(ctx: LiveContext): Promise<MigrationResult> {
+export async function copySnapshot(ctx: LiveContext): Promise<MigrationResult> {
   const stats = { bytesMoved: 0 };
   const migration = new Migration({ source: ctx.source, target: ctx.target, settings: ctx.settings, stats, recovery: ctx.recovery }, ctx.log, ctx.say);
   const off = (): void => migration.interrupt();
@@ -296,7 +328,7 @@ async function* liveBatches(queue: ChangeQueue, size: number, stopping: () => bo
  * Live mode replaces and deletes target keys as the source does: on a target that holds none of the selected
  * keys, or with OVERWRITE_EXISTING_KEYS=true. Scanning stops at the first such key (an empty target costs nothing).
  */
-async function refuseOccupiedTarget(ctx: LiveContext): Promise<void> {
+export async function refuseOccupiedTarget(ctx: LiveContext): Promise<void> {
   const { settings } = ctx;
   const leftOut = leftOutTest(settings);
   const { names } = settings;
@@ -326,7 +358,7 @@ async function refuseOccupiedTarget(ctx: LiveContext): Promise<void> {
  * The cutover check: every key changed during the live phase, compared with the source (one gone from the
  * source must be gone from the target too); every key when asked (VERIFY=true) or when too many changed to remember.
  */
-async function verifyChanged(ctx: LiveContext, keys: Buffer[], everything: boolean): Promise<Tally> {
+export async function verifyChanged(ctx: LiveContext, keys: Buffer[], everything: boolean): Promise<Tally> {
   const setup = ctx.verification;
   if (everything) return verifyAll(setup, ctx.rescan());
   const tally = emptyTally();
@@ -367,7 +399,7 @@ function liveLine(migration: Migration, queue: ChangeQueue, lag: LagStats, gaps:
     `lag ${(queue.oldestAge() / 1000).toFixed(1)} s, ${migration.deleted} deleted, ${migration.counts.failed} failed, ${gaps} gaps, ${repairs} repairs`;
 }
 
-function emptyResult(): MigrationResult {
+export function emptyResult(): MigrationResult {
   return { counts: noCounts(), crossing: noCrossings(), errorLimitReached: false, interrupted: false };
 }
 

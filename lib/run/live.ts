@@ -1,6 +1,8 @@
 // MIGRATION_MODE=live or liveonly: subscribed to the source's changes, a copy (live), then every change applied
 // until the cutover (Ctrl-C, SIGTERM, LIVE_IDLE_TIMEOUT), then the changed keys verified.
-import { liveSummaryLines, replicate, LiveRefusal, type LiveOutcome } from '../live/replicate.js';
+import { liveSummaryLines, replicate, LiveRefusal, type LiveContext, type LiveOutcome } from '../live/replicate.js';
+import { replicateStream } from '../live/stream-run.js';
+import { Recovery } from '../net/recovery.js';
 import type { Side } from '../net/side.js';
 import { scanMasters } from '../sources/scan.js';
 import { differing } from '../verify/comparison.js';
@@ -11,22 +13,27 @@ import { noSelection } from '../records.js';
 import { say, startProgress, timingOf, verificationSetup, writeSummary, type Session } from './session.js';
 
 export async function live(session: Session, log: ErrorLog): Promise<number> {
-  const { settings, target } = session;
-  const source = session.source as Side;
+  const { settings, target, links } = session;
+  // Read as a replica: the origin of the snapshot, reconnected as the target is (re-copies read it).
+  const source = (session.source ?? session.origin) as Side;
+  const recovery = links ? new Recovery([source, target], settings.reconnectTimeoutMs, () => session.interruption.requested) : session.recovery;
   let outcome: LiveOutcome;
   try {
-    outcome = await replicate({
-      settings, source, target, snapshot: session.keys, recovery: session.recovery, interruption: session.interruption, log, say,
+    const context: LiveContext = {
+      settings, source, target, snapshot: session.keys, recovery, interruption: session.interruption, log, say,
       rescan: () => scanMasters(settings, source, noSelection(), []),
       // Ctrl-C is the cutover, which the verification belongs to (a second one stops the process at once).
       verification: { ...verificationSetup(session), shouldStop: () => false },
       startProgress: (counts) => startProgress(session, counts),
       excluded: () => session.selection.excluded,
-    });
+    };
+    outcome = links ? await replicateStream(context, links) : await replicate(context);
   } catch (err) {
     if (!(err instanceof LiveRefusal)) throw err;
     say(`Cannot replicate live : ${err.message}`);
     return EXIT.settingsOrConnection;
+  } finally {
+    if (recovery !== session.recovery) recovery.close();
   }
   for (const line of liveSummaryLines(outcome, settings.errorLogFile)) say(line);
   const timing = timingOf(session, 0);
@@ -43,6 +50,8 @@ export async function live(session: Session, log: ErrorLog): Promise<number> {
     mode: settings.mode === 'live' ? 'live' : 'liveonly',
     counts: outcome.snapshot ? { ...outcome.snapshot.counts, excluded: session.selection.excluded } : undefined,
     live: {
+      reader: outcome.stream ? 'replication' : 'keyspace events',
+      ...(outcome.stream ? { commands: outcome.stream.applied, transactions: outcome.stream.transactions, recopied: outcome.stream.recopied, behind_bytes: outcome.stream.behind } : {}),
       applied: outcome.live.counts.restored, deleted: outcome.deleted, failed: outcome.live.counts.failed, events: outcome.events, gaps: outcome.gapCount,
       repairs: outcome.repairs, lag_ms: outcome.lag, ended: outcome.ended,
     },

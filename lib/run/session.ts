@@ -11,6 +11,7 @@ import { noBatches, noSelection, type RecordBatch, type SelectionCounts } from '
 import type { Interruption } from '../runtime.js';
 import { slotRangesText, type Settings } from '../settings.js';
 import type { Database } from '../sources/source.js';
+import type { ReplicaLink } from '../sources/replica-link.js';
 import { scanMasters, type ScanRecovery } from '../sources/scan.js';
 import type { VerificationSetup } from '../verify/comparison.js';
 import { Progress, type ProgressSnapshot } from '../report/progress.js';
@@ -26,6 +27,8 @@ export interface Session {
   source?: Side;
   /** The server a snapshot came from (SOURCE_READER=replication): its size, and its slots, for the run's end. */
   origin?: Side;
+  /** MIGRATION_MODE=live read as a replica: each master's link, for the stream after its snapshot. */
+  links?: () => Promise<ReplicaLink[]>;
   target: Side;
   selection: SelectionCounts;
   keys: AsyncIterable<RecordBatch>;
@@ -68,7 +71,7 @@ export async function connect(database: Database, previous: Previous, interrupti
   const recovery = new Recovery(source ? [source, target] : [target], settings.reconnectTimeoutMs, () => interruption.requested);
   const session: Session = {
     settings, source, origin, target, selection: file?.counts ?? noSelection(), keys: file?.batches ?? noBatches(), startedAt: new Date(), interruption,
-    recovery, units: [], previous, notes: [], libraries: { failed: 0, differences: 0 },
+    recovery, units: [], previous, notes: [], libraries: { failed: 0, differences: 0 }, links: database.links,
   };
   if (source) session.keys = selectKeys(session, source);
   return session;

@@ -8,10 +8,20 @@ import { ByteQueue } from './byte-queue.js';
 import { RespWriter } from '../net/resp.js';
 import type { RdbInput } from '../rdb/file-window.js';
 import type { Endpoint } from '../settings.js';
+import { parseCommands, StreamError, type ParsedCommands } from './stream-commands.js';
 
 const CONNECT_TIMEOUT_MS = 5000;
 /** Bytes received and not yet read that are kept in memory; past them, the spool (byte-queue.ts). */
 const MEMORY_BYTES = 8 * 1024 * 1024;
+/** Arrival marks at most this often, and at most this many (an hour behind at 50 ms apart, a few MB). */
+const MARK_MS = 5;
+const MARKS_MAX = 100_000;
+/** Stream bytes taken from the link at a time, unless one command needs more. */
+const STREAM_CHUNK = 1024 * 1024;
+/** Silence on the stream after which the link counts as lost: a replica's repl-timeout. */
+const STREAM_SILENCE_MS = 60_000;
+/** How often the offset is acknowledged (REPLCONF ACK), as a replica does each second. */
+const ACK_MS = 1000;
 /** A diskless transfer ends with this many bytes of the mark its header announced. */
 const EOF_MARK_BYTES = 40;
 
@@ -32,13 +42,22 @@ export class LinkLost extends Error {}
 /** Bytes as the socket delivers them, queued for a line reader (the handshake) and then the RDB reader. */
 class LinkBytes {
   private readonly queue: ByteQueue;
+  /** Bytes received and bytes taken since the link opened. */
+  received = 0;
+  taken = 0;
+  /** When bytes arrived: each mark says bytes up to `upTo` had arrived by `at` (ms). Coarse and bounded. */
+  private marks: { upTo: number; at: number }[] = [];
+  /** Marks before this one are spent (dropped in bulk, not one shift at a time). */
+  private markHead = 0;
   private ended: Error | undefined;
   private wake: (() => void) | undefined;
   private stallTimer: NodeJS.Timeout | undefined;
 
-  constructor(private readonly socket: Socket, private readonly label: string, private readonly silenceMs: number, spoolBytes: number) {
+  constructor(private readonly socket: Socket, private readonly label: string, public silenceMs: number, spoolBytes: number) {
     this.queue = new ByteQueue(MEMORY_BYTES, spoolBytes);
     socket.on('data', (chunk: Buffer) => {
+      this.received += chunk.length;
+      this.mark();
       try {
         this.queue.push(chunk);
       } catch (err) {
@@ -83,12 +102,52 @@ class LinkBytes {
   /** The first `count` queued bytes, copied into `target` at `offset` and dropped from the queue. */
   take(target: Buffer, offset: number, count: number): void {
     this.queue.take(target, offset, count);
+    this.taken += count;
     if (this.queue.drained) this.socket.resume();
+  }
+
+  /**
+   * When the byte at link position `position` arrived (ms since the epoch). Positions are asked in order:
+   * marks before it are dropped. Past the cap no mark is added, so a later byte is dated by an earlier mark:
+   * a lag measured from it errs long, never short.
+   */
+  arrivalOf(position: number): number {
+    const { marks } = this;
+    while (this.markHead < marks.length - 1 && (marks[this.markHead] as { upTo: number }).upTo < position) this.markHead += 1;
+    return marks[this.markHead]?.at ?? Date.now();
+  }
+
+  private mark(): void {
+    const now = Date.now();
+    const last = this.marks[this.marks.length - 1];
+    if (last && now - last.at < MARK_MS) {
+      last.upTo = this.received;
+      return;
+    }
+    if (this.markHead > MARKS_MAX / 2) {
+      this.marks = this.marks.slice(this.markHead);
+      this.markHead = 0;
+    }
+    if (this.marks.length < MARKS_MAX) this.marks.push({ upTo: this.received, at: now });
   }
 
   /** The first `count` queued bytes, without taking them. */
   peek(count: number): Buffer {
     return this.queue.peek(count);
+  }
+
+  /** Resolves once bytes are queued (or the link ended), or after `ms` in any case. */
+  async arrival(ms: number): Promise<void> {
+    if (this.ended) throw this.ended;
+    if (this.queue.size > 0) return;
+    this.socket.resume();
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, ms);
+      this.wake = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
   }
 
   /** One reply line (without its line end), waiting for it. */
@@ -121,8 +180,22 @@ export interface LinkOptions {
   spoolBytes: number;
 }
 
+/** One command of the replication stream: its arguments, and when its last byte arrived. */
+export interface StreamCommand {
+  args: Buffer[];
+  arrivedAt: number;
+}
+
 export class ReplicaLink {
   private readonly bytes: LinkBytes;
+  /** The master's replication id, and the stream offset the snapshot stands at (then: the offset applied). */
+  replicationId = '';
+  offset = 0;
+  /** Link position where the stream begins (after the snapshot), once it is read. */
+  private streamStart: number | undefined;
+  /** Stream bytes taken from the link and not yet parsed into commands. */
+  private carry: Buffer = Buffer.alloc(0);
+  private acking: NodeJS.Timeout | undefined;
 
   private constructor(
     private readonly socket: Socket,
@@ -177,8 +250,11 @@ export class ReplicaLink {
     });
     // A diskless master answers only once its fork starts, after repl-diskless-sync-delay: newlines till then.
     const reply = await this.ask(['PSYNC', '?', '-1'], 'PSYNC', true);
-    // "+FULLRESYNC <replid> <offset>": the replication id and offset matter once the stream is followed (not yet).
-    if (!/^\+FULLRESYNC [0-9a-f]{40} [0-9]+$/i.test(reply)) throw new ReplicationRefused(`${this.label} answered PSYNC with "${reply.slice(0, 200)}", not a full resync`);
+    // "+FULLRESYNC <replid> <offset>": the stream that follows the snapshot starts at that offset.
+    const accepted = /^\+FULLRESYNC ([0-9a-f]{40}) ([0-9]+)$/i.exec(reply);
+    if (!accepted) throw new ReplicationRefused(`${this.label} answered PSYNC with "${reply.slice(0, 200)}", not a full resync`);
+    this.replicationId = accepted[1] as string;
+    this.offset = Number(accepted[2]);
   }
 
   /**
@@ -235,6 +311,7 @@ export class ReplicaLink {
       close: async () => undefined,
       finish: async () => {
         if (position !== size) throw new LinkLost(`${this.label}'s snapshot has ${size - position} bytes after its end`);
+        this.streamStart = this.bytes.taken;
       },
     };
   }
@@ -261,11 +338,96 @@ export class ReplicaLink {
       finish: async () => {
         await this.bytes.waitFor(EOF_MARK_BYTES - 1);
         if (!this.bytes.peek(EOF_MARK_BYTES).equals(mark)) throw new LinkLost(`${this.label}'s snapshot does not end with the mark its header announced`);
+        this.bytes.take(Buffer.allocUnsafe(EOF_MARK_BYTES), 0, EOF_MARK_BYTES);
+        this.streamStart = this.bytes.taken;
+        // A diskless master sends the stream only once the replica says it has loaded the snapshot.
+        if (this.acking) this.ack();
       },
     };
   }
 
+  /**
+   * Acknowledges the applied offset now and every second after (REPLCONF ACK), as a replica does: a master
+   * drops a replica that stays silent past repl-timeout, and a diskless one starts the stream on the first ACK.
+   */
+  startAcks(): void {
+    this.acking ??= setInterval(() => this.ack(), ACK_MS);
+  }
+
+  ack(): void {
+    if (this.socket.destroyed) return;
+    const writer = new RespWriter(64);
+    writer.command(['REPLCONF', 'ACK', String(this.offset)]);
+    this.socket.write(writer.buf.subarray(0, writer.at));
+  }
+
+  /** Bytes the master has sent past what has been applied: received but not yet taken as commands. */
+  get behind(): number {
+    return this.bytes.available + this.carry.length;
+  }
+
+  /**
+   * The next commands of the stream after the snapshot (at least one: it waits for them), at most `max`, each
+   * with its size in bytes: the offset moves on by them once they are applied (`applied`).
+   */
+  async commands(max: number): Promise<{ commands: StreamCommand[]; sizes: number[] }> {
+    if (this.streamStart === undefined) throw new Error('the replication stream is read after its snapshot');
+    // A quiet master sends a PING only every repl-ping-replica-period (10 s): silence is judged as a replica does.
+    if (this.bytes.silenceMs > 0) this.bytes.silenceMs = Math.max(this.bytes.silenceMs, STREAM_SILENCE_MS);
+    for (;;) {
+      const parsed = this.parsed(max);
+      if (parsed.commands.length > 0) {
+        let end = this.bytes.taken - this.carry.length;
+        const commands = parsed.commands.map((args, i) => {
+          end += parsed.sizes[i] as number;
+          return { args, arrivedAt: this.bytes.arrivalOf(end) };
+        });
+        this.carry = this.carry.subarray(parsed.used);
+        return { commands, sizes: parsed.sizes };
+      }
+      await this.refill(parsed.need);
+    }
+  }
+
+  private parsed(max: number): ParsedCommands {
+    try {
+      return parseCommands(this.carry, max);
+    } catch (err) {
+      if (!(err instanceof StreamError)) throw err;
+      throw new LinkLost(`${this.label}: the replication stream is broken (${err.message})`);
+    }
+  }
+
+  /** Waits up to `ms` for stream bytes to come. */
+  arrival(ms: number): Promise<void> {
+    return this.bytes.arrival(ms);
+  }
+
+  /** `bytes` more of the stream are applied: the offset the next ACK reports. */
+  applied(bytes: number): void {
+    this.offset += bytes;
+  }
+
+  /**
+   * More stream bytes into `carry`: at least up to `need` (all of the next command, if its size is known;
+   * one allocation for it however big), and whatever else has come, up to a chunk.
+   */
+  private async refill(need: number): Promise<void> {
+    await this.bytes.waitFor(0);
+    const extra = Math.max(need - this.carry.length, Math.min(this.bytes.available, STREAM_CHUNK), 1);
+    const grown = Buffer.allocUnsafe(this.carry.length + extra);
+    this.carry.copy(grown, 0);
+    for (let filled = this.carry.length; filled < grown.length; ) {
+      await this.bytes.waitFor(0);
+      const count = Math.min(this.bytes.available, grown.length - filled);
+      this.bytes.take(grown, filled, count);
+      filled += count;
+    }
+    this.carry = grown;
+  }
+
   close(): void {
+    clearInterval(this.acking);
     this.bytes.end(new LinkClosed(`${this.label}: the replication link was closed by the run`));
     this.socket.destroy();
     this.bytes.close();

@@ -26,6 +26,8 @@ interface Master {
   endpoint: Endpoint;
   label: string;
   link: ReplicaLink;
+  /** Live mode: the link once its snapshot is read, kept open for the stream that follows. */
+  followed?: (link: ReplicaLink) => void;
 }
 
 /** Reading the source as its replica: each master's accepted link, or why not (auto then reads by SCAN). */
@@ -60,6 +62,9 @@ export async function replicationSource(settings: Settings, stopped: () => boole
   const reading = `Reading the source as its replica: one snapshot by PSYNC from ${masters.length === 1 ? (masters[0]?.label ?? '') : `each of its ${masters.length} masters`}`;
   const facts: SnapshotFacts = { moduleAux: new Map(), restarts: [] };
   const again = { db: settings.source.db, timeoutMs: settings.reconnectTimeoutMs, spoolBytes: settings.spoolBytes, stopped, onWaiting, say: voices.progress };
+  // MIGRATION_MODE=live follows each master's stream after its snapshot, on the same link.
+  const follow = settings.mode === 'live';
+  const links = masters.map((master) => new Promise<ReplicaLink>((resolve) => (master.followed = follow ? resolve : undefined)));
   const snapshots = masters.map((master) => masterSnapshots(master, facts, again));
   const filters = { ...keySelection(settings), onlyDb: settings.source.db };
   return {
@@ -68,9 +73,9 @@ export async function replicationSource(settings: Settings, stopped: () => boole
       let found = false;
       for await (const section of linkErrors(sections)) {
         found = true;
-        yield { settings, origin, reading, file: { batches: linkErrors(section.batches), counts: section.counts } };
+        yield { settings, origin, reading, file: { batches: linkErrors(section.batches), counts: section.counts }, links: follow ? () => Promise.all(links) : undefined };
       }
-      if (!found && !stopped()) yield { settings, origin, reading, file: { batches: noBatches(), counts: noSelection() } };
+      if (!found && !stopped()) yield { settings, origin, reading, file: { batches: noBatches(), counts: noSelection() }, links: follow ? () => Promise.all(links) : undefined };
     },
     libraries: () => sourceLibraries(origin),
     ending: () => snapshotEnding(facts, settings.overwrite),
@@ -109,6 +114,8 @@ async function replicate(settings: Settings, onWaiting: (label: string) => () =>
   }
   const tries = await Promise.allSettled(origin.masters.map(async (master): Promise<Master> => {
     const link = await ReplicaLink.open(master.endpoint, master.label, { onWaiting: onWaiting(master.label), spoolBytes });
+    // Followed after its snapshot: acknowledged from the start, or the master would drop a silent replica.
+    if (settings.mode === 'live') link.startAcks();
     return { endpoint: master.endpoint, label: master.label, link };
   }));
   const accepted = tries.flatMap((t) => (t.status === 'fulfilled' ? [t.value] : []));
@@ -150,7 +157,8 @@ async function* masterSnapshots(master: Master, facts: SnapshotFacts, again: Aga
     const fileFacts: FileFacts = { moduleAux: new Map() };
     facts.moduleAux.set(master.label, fileFacts);
     try {
-      yield* snapshotBatches(master.link, fileFacts, again.db);
+      yield* snapshotBatches(master.link, fileFacts, again.db, master.followed !== undefined);
+      master.followed?.(master.link);
       return;
     } catch (err) {
       if (!(err instanceof LinkLost) || again.timeoutMs <= 0 || again.stopped()) throw err;
@@ -158,6 +166,7 @@ async function* masterSnapshots(master: Master, facts: SnapshotFacts, again: Aga
       if (restarts >= MAX_RESTARTS) throw new LinkLost(`${err.message}, for the ${restarts + 1}th time: the snapshot was given up (with a slow target, a bigger REPLICATION_SPOOL_MB or client-output-buffer-limit replica on the source may help; SOURCE_READER=scan reads key by key)`);
       again.say(`${err.message}: asking it for a new snapshot (for up to RECONNECT_TIMEOUT=${again.timeoutMs / 1000} s)`);
       master.link = await reopen(master, err, again);
+      if (master.followed) master.link.startAcks();
       facts.restarts.push(err.message);
     }
   }
@@ -183,7 +192,8 @@ async function reopen(master: Master, lost: LinkLost, again: Again): Promise<Rep
  * it is read (or abandoned). Filtered here, so a snapshot read again from its start never shows the run's
  * section another database's keys.
  */
-async function* snapshotBatches(link: ReplicaLink, facts: FileFacts, db: number): AsyncGenerator<RdbKey[]> {
+async function* snapshotBatches(link: ReplicaLink, facts: FileFacts, db: number, followed: boolean): AsyncGenerator<RdbKey[]> {
+  let read = false;
   try {
     const input = await link.snapshot();
     for await (const batch of readRdbInput(input, { onModuleAux: countModuleAux(facts) })) {
@@ -191,8 +201,10 @@ async function* snapshotBatches(link: ReplicaLink, facts: FileFacts, db: number)
       if (ours.length > 0) yield ours;
     }
     await input.finish();
+    read = true;
   } finally {
-    link.close();
+    // A followed link stays open for its stream.
+    if (!read || !followed) link.close();
   }
 }
 

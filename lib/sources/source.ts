@@ -4,6 +4,7 @@ import type { Side } from '../net/side.js';
 import type { RecordBatch, SelectionCounts } from '../records.js';
 import type { Settings } from '../settings.js';
 import type { Libraries } from './libraries.js';
+import type { ReplicaLink } from './replica-link.js';
 
 /** The source could not be opened or read: one line, after its heading ("Error reading SOURCE_RDB_FILE"). */
 export class SourceError extends Error {
@@ -24,6 +25,8 @@ export interface Database {
   origin?: Side;
   /** How a source server is read, and why: said once the run is connected. */
   reading?: string;
+  /** MIGRATION_MODE=live read as a replica: each master's link, once its snapshot is read, for the stream after it. */
+  links?: () => Promise<ReplicaLink[]>;
 }
 
 export interface Source {

@@ -1,0 +1,125 @@
+// MIGRATION_MODE=live on a source read as its replica: the snapshot copied as any, then every master's stream
+// applied (stream-apply.ts) until the cutover: Ctrl-C or SIGTERM (or LIVE_IDLE_TIMEOUT) takes each master's
+// offset at that moment, applies the stream up to it exactly, and verifies the keys it changed.
+import { Migration } from '../copy/migration.js';
+import { ConnectionLost } from '../net/recovery.js';
+import { asText } from '../net/reply.js';
+import { readings } from '../report/metrics.js';
+import { formatDuration, Progress } from '../report/progress.js';
+import { formatBytes, summaryLines } from '../report/summary.js';
+import { addCounts, noCounts, type MigrationResult } from '../records.js';
+import { leavesKeysOut } from '../settings.js';
+import { LinkLost, type ReplicaLink } from '../sources/replica-link.js';
+import { CommandKeys } from './command-keys.js';
+import { LagStats } from './lag.js';
+import { copySnapshot, emptyResult, refuseOccupiedTarget, verifyChanged, type LiveContext, type LiveOutcome } from './replicate.js';
+import { RecopyFeed, StreamApplier, StreamStop, StreamTally } from './stream-apply.js';
+
+/** Keys the stream changed that are remembered for the verification; past this many, every key is verified. */
+const CHANGED_KEYS_MAX = 200_000;
+
+export async function replicateStream(ctx: LiveContext, openLinks: () => Promise<ReplicaLink[]>): Promise<LiveOutcome> {
+  const { settings, source: origin, target, say } = ctx;
+  if (!settings.overwrite) await refuseOccupiedTarget(ctx);
+  const snapshot = await copySnapshot(ctx);
+  for (const line of summaryLines(snapshot, settings.errorLogFile, ctx.excluded(), leavesKeysOut(settings), settings.scanType)) say(`Snapshot: ${line}`);
+  const lag = new LagStats();
+  if (snapshot.interrupted || snapshot.fatal) {
+    return { snapshot, live: emptyResult(), deleted: 0, events: 0, gaps: [], gapCount: 0, uncovered: false, repairs: 0, lag: lag.summary(), ended: 'stopped early', fatal: snapshot.fatal, seconds: 0 };
+  }
+  const links = await openLinks();
+  const waiting = links.reduce((sum, link) => sum + link.behind, 0);
+  say(`Live: applying the replication stream of ${links.length} master(s) (${formatBytes(waiting)} of it came during the copy); Ctrl-C or SIGTERM for the cutover`);
+
+  const started = Date.now();
+  const tally = new StreamTally();
+  const feed = new RecopyFeed();
+  const migration = new Migration({ source: origin, target, settings: { ...settings, overwrite: true }, stats: { bytesMoved: 0 }, recovery: ctx.recovery, mirrorDeletions: true }, ctx.log, say);
+  const copying = migration.copyAll(feed.batches());
+  feed.servedBy(copying);
+  let ended: LiveOutcome['ended'] = 'signal';
+  let fatal: string | undefined;
+  /** Per link, the offset to apply up to before stopping; set at the cutover. */
+  let cutover: Map<ReplicaLink, number> | undefined;
+  let lastActive = Date.now();
+  const stop = (why: LiveOutcome['ended'], reason?: string): void => {
+    if (cutover) return;
+    ended = why;
+    fatal ??= reason;
+    // Stopped early: at once. A cutover: up to where each master stands now.
+    cutover = new Map(links.map((link) => [link, why === 'stopped early' ? 0 : Infinity]));
+    if (why !== 'stopped early') void offsetsNow(ctx, links).then((offsets) => offsets.forEach((offset, i) => cutover?.set(links[i] as ReplicaLink, offset)));
+  };
+  ctx.interruption.onRequest(() => stop('signal'));
+  if (ctx.interruption.requested) stop('signal');
+  const idle = settings.live.idleTimeoutMs;
+  const watch = setInterval(() => {
+    if (migration.stopped) stop('stopped early');
+    else if (idle > 0 && Date.now() - lastActive >= idle && links.every((link) => link.behind === 0)) stop('idle');
+  }, 200);
+  const progress = Progress.ofLine(settings.progress, () => streamLine(tally, lag, links, started));
+  const before = readings.progress?.();
+  readings.progress = () => ({ scanned: before?.scanned ?? 0, total: before?.total ?? 0, bytes: before?.bytes ?? 0, ...addCounts(snapshot.counts, { ...noCounts(), restored: tally.applied }) });
+  readings.live = () => ({ lagSeconds: 0, queued: links.reduce((sum, link) => sum + link.behind, 0) });
+
+  const keys = await CommandKeys.learn(origin.masters[0] ?? origin.nodeForSlot(0));
+  const applying = links.map(async (link) => {
+    const applier = new StreamApplier(link, keys, {
+      settings, origin, target, log: ctx.log, lag, tally, changedMax: CHANGED_KEYS_MAX,
+      recopy: (batch) => feed.recopy(batch, settings.pipelineBatchSize),
+      recover: (label, err) => ctx.recovery.recover(label, err),
+      stopAt: (which) => cutover?.get(which),
+      active: () => (lastActive = Date.now()),
+    });
+    try {
+      await applier.run();
+    } catch (err) {
+      stop('stopped early', stopReason(err));
+    }
+  });
+  await Promise.all(applying);
+  clearInterval(watch);
+  progress.stop();
+  feed.close();
+  const copied = await copying;
+  const behind = links.reduce((sum, link) => sum + Math.max(0, (cutover?.get(link) ?? link.offset) - link.offset), 0);
+  const counts = { ...copied.counts, restored: copied.counts.restored + tally.applied, failed: copied.counts.failed + tally.failed };
+  const live: MigrationResult = { ...copied, counts, fatal: fatal ?? copied.fatal };
+  const outcome: LiveOutcome = {
+    snapshot, live, deleted: migration.deleted, events: tally.commands, gaps: [], gapCount: 0, uncovered: false, repairs: 0, lag: lag.summary(),
+    ended, fatal: live.fatal, seconds: (Date.now() - started) / 1000,
+    stream: { masters: links.length, applied: tally.applied, transactions: tally.transactions, skipped: tally.skipped, recopied: tally.recopiedTotal, reasons: tally.reasonsLine(), behind, firstRefusal: tally.firstRefusal },
+  };
+  if (!live.fatal) outcome.verification = await verifyChanged(ctx, [...tally.changed.values()], tally.changedOverflow || settings.verify);
+  return outcome;
+}
+
+/** Each link's master's offset now (INFO replication), where the cutover stops. */
+async function offsetsNow(ctx: LiveContext, links: ReplicaLink[]): Promise<number[]> {
+  return Promise.all(links.map(async (link, i) => {
+    const node = ctx.source.masters[i];
+    if (!node) return link.offset;
+    try {
+      const info = asText(await node.send(['INFO', 'replication']));
+      const offset = /^master_repl_offset:(\d+)/m.exec(info)?.[1];
+      return offset === undefined ? link.offset : Math.max(Number(offset), link.offset);
+    } catch {
+      // The source away at the cutover: what has come is applied, and the rest is said as behind.
+      return link.offset + link.behind;
+    }
+  }));
+}
+
+/** Why a master's stream stopped being applied, as the summary's "Stopped early" says it; anything else is a bug. */
+function stopReason(err: unknown): string {
+  if (err instanceof StreamStop || err instanceof ConnectionLost) return err.message;
+  if (err instanceof LinkLost) return `${err.message}; the replication stream cannot be followed past it (run the migration again for a new snapshot)`;
+  throw err;
+}
+
+function streamLine(tally: StreamTally, lag: LagStats, links: ReplicaLink[], since: number): string {
+  const seconds = Math.max((Date.now() - since) / 1000, 0.001);
+  const behind = links.reduce((sum, link) => sum + link.behind, 0);
+  return `live: ${Math.round(lag.recentRate()).toLocaleString('en-US')} commands/s, ${tally.applied.toLocaleString('en-US')} applied in ${formatDuration(seconds)}, ` +
+    `${formatBytes(behind)} behind, ${tally.recopiedTotal} re-copied, ${tally.failed} failed`;
+}

@@ -1,0 +1,171 @@
+// MIGRATION_MODE=live on a source read as its replica: the snapshot, then the replication stream applied to the
+// target in order (no keyspace events: these sources have none configured), ending with the target compared with
+// the source by the servers themselves (DEBUG DIGEST). Commands that cannot go as they are become re-copies.
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { describeRun } from './helpers/inspect.js';
+import { digest, seedEveryType, seedStrings } from './helpers/sample-data.js';
+import { endpoints, spawnMigrator, startRedis, tempDir, waitUntil, type LocalServer, type RunningMigrator, type RunResult } from './helpers/servers.js';
+
+const APPLYING = 'Live: applying the replication stream of 1 master(s)';
+
+const servers: LocalServer[] = [];
+async function server(args: string[] = []): Promise<LocalServer> {
+  const started = await startRedis(args);
+  servers.push(started);
+  return started;
+}
+afterAll(async () => {
+  await Promise.all(servers.map((s) => s.stop().catch(() => undefined)));
+});
+
+interface StreamSummary {
+  live: { reader: string; commands: number; transactions: number; recopied: number; failed: number; behind_bytes: number; ended: string };
+  verification: { live: { checked: number; identical: number } };
+  exit_status: number;
+}
+
+/** A live run, started and past its snapshot (the stream is being applied). */
+async function startLive(source: LocalServer, target: LocalServer, dir: string, extra: Record<string, string | number> = {}): Promise<RunningMigrator> {
+  const run = spawnMigrator({ ...endpoints(source, target), MIGRATION_MODE: 'live', SLEEP_TIME: 0, PROGRESS: 'off', SUMMARY_JSON_FILE: join(dir, 'summary.json'), ...extra }, dir);
+  await waitUntil(async () => run.output().includes(APPLYING) || /^(Error|Cannot|Stopped)/m.test(run.output()), 'the live phase', 30_000, 50);
+  if (!run.output().includes(APPLYING)) throw new Error(run.output());
+  return run;
+}
+
+async function cutover(run: RunningMigrator): Promise<RunResult> {
+  run.signalScript('SIGTERM');
+  return run.done;
+}
+
+const summaryOf = (dir: string): StreamSummary => JSON.parse(readFileSync(join(dir, 'summary.json'), 'utf8')) as StreamSummary;
+const sameDigest = (source: LocalServer, target: LocalServer) => async (): Promise<boolean> => (await digest(target)) === (await digest(source));
+
+describe('live mode read as a replica: the replication stream applied', () => {
+  it('every kind of write (transactions, scripts, renames, expiries, streams and their groups, binary keys, a big value) reaches the target in order; no keyspace events needed', async () => {
+    const source = await server();
+    const target = await server();
+    expect(await source.cmd('CONFIG', 'GET', 'notify-keyspace-events')).toEqual(['notify-keyspace-events', '']);
+    const seeded = await seedEveryType(source);
+    await seedStrings(source, 2000);
+    const dir = tempDir();
+    const run = await startLive(source, target, dir);
+    expect(run.output()).toContain(`Reading the source as its replica: one snapshot by PSYNC from source 127.0.0.1:${source.port}`);
+    const c = source.client;
+    await c.sendCommand(['SET', 'counter', '10']);
+    await c.sendCommand(['INCRBY', 'counter', '5']);
+    await c.sendCommand(['APPEND', 'key:1', '-appended']);
+    await c.sendCommand(['LPUSH', 'list', 'a', 'b', 'c']);
+    await c.sendCommand(['LPOP', 'list']);
+    await c.sendCommand(['HSET', 'hash2', 'f1', 'v1', 'f2', 'v2']);
+    await c.sendCommand(['SADD', 'set2', 'x', 'y']);
+    await c.sendCommand(['ZADD', 'zset2', '1', 'one', '2', 'two']);
+    await c.sendCommand(['ZUNIONSTORE', 'zset3', '1', 'zset2']);
+    await c.sendCommand(['SORT', 'list', 'ALPHA', 'STORE', 'sorted']);
+    await c.multi().incr('counter').hSet('hash2', 'f3', 'v3').rPush('list', 'tx').exec();
+    await c.sendCommand(['EVAL', "redis.call('SET', KEYS[1], 'from a script'); return redis.call('INCR', KEYS[2])", '2', 'scripted', 'counter']);
+    await c.sendCommand(['RENAME', 'key:2', 'key:2-renamed']);
+    await c.sendCommand(['DEL', 'key:3', 'key:4']);
+    await c.sendCommand(['EXPIRE', 'key:5', '1000']);
+    await c.sendCommand(['SET', 'short-lived', 'x', 'PX', '50']);
+    await c.sendCommand(['XADD', 'stream2', '*', 'f', 'v']);
+    await c.sendCommand(['XADD', 'stream2', '*', 'f', 'w']);
+    await c.sendCommand(['XGROUP', 'CREATE', 'stream2', 'readers', '0']);
+    await c.sendCommand(['XREADGROUP', 'GROUP', 'readers', 'alice', 'COUNT', '1', 'STREAMS', 'stream2', '>']);
+    await c.sendCommand([Buffer.from('SET'), Buffer.from([0xff, 0x00, 0x0d, 0x0a]), Buffer.from([0x80, 0x0d, 0x0a, 0x00])]);
+    await c.sendCommand(['SET', 'big', 'v'.repeat(3 * 1024 * 1024)]);
+    // The short-lived key expires on the source, which then sends its DEL down the stream.
+    await waitUntil(async () => Number(await source.cmd('EXISTS', 'short-lived')) === 0, 'the short-lived key to expire');
+    await waitUntil(sameDigest(source, target), 'the target to equal the source', 20_000, 50);
+    const result = await cutover(run);
+    expect(result.code, describeRun(result)).toBe(0);
+    expect(result.stdout).toMatch(/^Snapshot: Number of restored keys: (\d+)$/m);
+    expect(Number(/^Snapshot: Number of restored keys: (\d+)$/m.exec(result.stdout)?.[1])).toBe(seeded + 2000);
+    expect(result.stdout).toMatch(/^Live: \d+ commands applied from the replication stream \([1-9]\d* transactions\), 0 keys re-copied, 0 keys deleted, 0 failed/m);
+    expect(result.stdout).toMatch(/^Cutover: the stream of 1 master\(s\) applied up to the offset the source had \(0 bytes behind\)$/m);
+    expect(result.stdout).toMatch(/^Verification of changed keys: 0 missing, 0 type, 0 value, 0 ttl \([1-9]\d* keys checked/m);
+    expect(await digest(target)).toBe(await digest(source));
+    expect(Number(await target.cmd('EXPIRETIME', 'key:5'))).toBe(Number(await source.cmd('EXPIRETIME', 'key:5')));
+    const summary = summaryOf(dir);
+    expect(summary.live.reader).toBe('replication');
+    expect(summary.live.recopied).toBe(0);
+    expect(summary.exit_status).toBe(0);
+  });
+
+  it('disk-based snapshot, written to all along: what came during the copy waits and is applied; LIVE_IDLE_TIMEOUT ends the run equal', async () => {
+    const source = await server(['--repl-diskless-sync', 'no']);
+    const target = await server();
+    await seedStrings(source, 20_000);
+    const dir = tempDir();
+    const run = spawnMigrator({ ...endpoints(source, target), MIGRATION_MODE: 'live', SLEEP_TIME: 0, PROGRESS: 'off', LIVE_IDLE_TIMEOUT: 2, SUMMARY_JSON_FILE: join(dir, 'summary.json') }, dir);
+    // Writes from before the snapshot until the live phase is under way: some land during the copy.
+    let writes = 0;
+    while (!run.output().includes(APPLYING) && !/^(Error|Stopped)/m.test(run.output())) {
+      await source.client.sendCommand(['INCR', `counter:${writes % 50}`]);
+      await source.client.sendCommand(['RPUSH', 'log', String(writes)]);
+      writes += 1;
+    }
+    for (let i = 0; i < 500; i++) await source.client.sendCommand(['HINCRBY', 'tally', `f${i % 7}`, '1']);
+    const result = await run.done;
+    expect(result.code, describeRun(result)).toBe(0);
+    expect(writes).toBeGreaterThan(0);
+    expect(await digest(target)).toBe(await digest(source));
+    expect(summaryOf(dir).live.ended).toBe('idle');
+    expect(Number(await target.cmd('LLEN', 'log'))).toBe(writes);
+  });
+
+  it('keys outside the selection feeding keys inside are re-copied, said; FLUSHDB deletes only the selected keys on the target', async () => {
+    const source = await server();
+    const target = await server();
+    await target.cmd('SET', 'target-own', 'kept');
+    for (let i = 0; i < 100; i++) await source.cmd('SET', `in:${i}`, `v${i}`);
+    await source.cmd('SADD', 'out:set', 'a', 'b');
+    const dir = tempDir();
+    const run = await startLive(source, target, dir, { SCAN_MATCH_PATTERN: 'in:*' });
+    await source.cmd('SET', 'out:x', 'not ours');
+    await source.cmd('SET', 'out:moved', 'came from outside');
+    await source.cmd('RENAME', 'out:moved', 'in:moved');
+    await source.cmd('SUNIONSTORE', 'in:union', 'out:set');
+    await source.cmd('LPUSH', 'in:union-list', 'z');
+    // A key re-copied once stays on that path: its later commands are re-copies too, and never applied twice.
+    await source.cmd('SADD', 'in:union', 'c');
+    await waitUntil(async () => Number(await target.cmd('SCARD', 'in:union')) === 3, 'in:union on the target', 20_000, 50);
+    await source.cmd('FLUSHDB');
+    await source.cmd('SET', 'in:after', 'flush');
+    await waitUntil(async () => String(await target.cmd('GET', 'in:after')) === 'flush', 'the write after FLUSHDB', 20_000, 50);
+    const result = await cutover(run);
+    expect(result.code, describeRun(result)).toBe(0);
+    expect(result.stdout).toMatch(/^Re-copied from the source, as their commands could not be applied as they came: 2 fed by keys outside the selection$/m);
+    expect((await target.cmd('KEYS', '*') as string[]).sort()).toEqual(['in:after', 'target-own']);
+    expect(summaryOf(dir).live.recopied).toBe(2);
+  });
+
+  it('a command the target refuses (renamed away there) is re-copied instead, and the target still ends equal', async () => {
+    const source = await server();
+    const target = await server(['--rename-command', 'LINSERT', '']);
+    await source.cmd('RPUSH', 'list', 'a', 'c');
+    const dir = tempDir();
+    const run = await startLive(source, target, dir);
+    await source.cmd('LINSERT', 'list', 'BEFORE', 'c', 'b');
+    await source.cmd('RPUSH', 'list', 'd');
+    await waitUntil(sameDigest(source, target), 'the target to equal the source', 20_000, 50);
+    const result = await cutover(run);
+    expect(result.code, describeRun(result)).toBe(0);
+    expect(result.stdout).toMatch(/^Re-copied from the source, as their commands could not be applied as they came: 1 refused by the target \(first refusal: LINSERT: ERR unknown command/m);
+    expect(await target.cmd('LRANGE', 'list', '0', '-1')).toEqual(['a', 'b', 'c', 'd']);
+    expect(readFileSync(join(dir, 'redis-keys-migrator-error.log'), 'utf8')).toMatch(/The target refused LINSERT on \|list\|/);
+  });
+
+  it('SWAPDB on the source\'s database stops the run in one line, exit 1', async () => {
+    const source = await server();
+    const target = await server();
+    await source.cmd('SET', 'a', '1');
+    const dir = tempDir();
+    const run = await startLive(source, target, dir);
+    await source.cmd('SWAPDB', '0', '1');
+    const result = await run.done;
+    expect(result.code, describeRun(result)).toBe(1);
+    expect(result.stdout).toMatch(/^Stopped early: the source ran SWAPDB on database 0, which replaces its keys all at once: run the migration again for a new snapshot$/m);
+  });
+});
