@@ -4,11 +4,14 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { describeRun } from './helpers/inspect.js';
+import { startCluster, keyspaceOf, ownerOf, type TestCluster } from './helpers/cluster.js';
+import { describeRun, fullSyncs } from './helpers/inspect.js';
+import { startLoad } from './helpers/load.js';
+import { startProxy } from './helpers/proxy.js';
 import { digest, seedEveryType, seedStrings } from './helpers/sample-data.js';
 import { endpoints, spawnMigrator, startRedis, tempDir, waitUntil, type LocalServer, type RunningMigrator, type RunResult } from './helpers/servers.js';
 
-const APPLYING = 'Live: applying the replication stream of 1 master(s)';
+const APPLYING = 'Live: applying the replication stream of ';
 
 const servers: LocalServer[] = [];
 async function server(args: string[] = []): Promise<LocalServer> {
@@ -168,4 +171,85 @@ describe('live mode read as a replica: the replication stream applied', () => {
     expect(result.code, describeRun(result)).toBe(1);
     expect(result.stdout).toMatch(/^Stopped early: the source ran SWAPDB on database 0, which replaces its keys all at once: run the migration again for a new snapshot$/m);
   });
+});
+
+/** The source's INFO stats figure `name` (sync_partial_ok, sync_full). */
+async function stat(server: LocalServer, name: string): Promise<number> {
+  const info = String(await server.cmd('INFO', 'stats'));
+  return Number(new RegExp(`^${name}:(\\d+)`, 'm').exec(info)?.[1] ?? NaN);
+}
+
+describe('a replication link cut during the stream', () => {
+  it('continues by partial resync from the offset applied: nothing copied again, the target ends equal', async () => {
+    const source = await server();
+    const target = await server();
+    await seedStrings(source, 1000);
+    const proxy = await startProxy(source.port);
+    try {
+      const dir = tempDir();
+      const run = await startLive(source, target, dir, { SOURCE_REDIS_PORT: proxy.port, RECONNECT_TIMEOUT: 20 });
+      for (let i = 0; i < 200; i++) await source.client.sendCommand(['RPUSH', 'log', `before-${i}`]);
+      await waitUntil(async () => Number(await target.cmd('LLEN', 'log')) === 200, 'the writes before the cut applied', 20_000, 50);
+      const [fullBefore, partialBefore] = [await fullSyncs(source), await stat(source, 'sync_partial_ok')];
+      proxy.cutAll();
+      for (let i = 0; i < 200; i++) await source.client.sendCommand(['RPUSH', 'log', `after-${i}`]);
+      await source.client.sendCommand(['INCR', 'counter']);
+      await waitUntil(sameDigest(source, target), 'the target to equal the source', 30_000, 50);
+      const result = await cutover(run);
+      expect(result.code, describeRun(result)).toBe(0);
+      expect(await stat(source, 'sync_partial_ok')).toBe(partialBefore + 1);
+      expect(await fullSyncs(source)).toBe(fullBefore);
+      expect(result.stdout).toMatch(/^source 127\.0\.0\.1:\d+: the stream continues from offset \d+ \(partial resync\)$/m);
+      expect(result.stdout).toMatch(/^Replication links cut and continued by partial resync, nothing copied again: 1 \(/m);
+      expect(await target.cmd('LRANGE', 'log', '0', '-1')).toEqual(await source.cmd('LRANGE', 'log', '0', '-1'));
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  it('a backlog too small to continue from stops the run in one line (exit 1), naming repl-backlog-size', async () => {
+    const source = await server(['--repl-backlog-size', '16kb']);
+    const target = await server();
+    await source.cmd('SET', 'a', '1');
+    const proxy = await startProxy(source.port);
+    try {
+      const dir = tempDir();
+      const run = await startLive(source, target, dir, { SOURCE_REDIS_PORT: proxy.port, RECONNECT_TIMEOUT: 20 });
+      // New connections are refused while far more than the backlog is written; the link is cut with them.
+      const refusing = proxy.refuse(1500, true);
+      for (let i = 0; i < 100; i++) await source.client.sendCommand(['SET', `filler:${i}`, 'x'.repeat(1000)]);
+      await refusing;
+      const result = await run.done;
+      expect(result.code, describeRun(result)).toBe(1);
+      expect(result.stdout).toMatch(/^Stopped early: source 127\.0\.0\.1:\d+ cannot continue the stream from offset \d+ .*: it offered a full resync: the stream cannot be continued; run the migration again for a new snapshot \(a bigger repl-backlog-size/m);
+    } finally {
+      await proxy.close();
+    }
+  });
+});
+
+describe('a cluster source read as its replica, live', () => {
+  let source: TestCluster;
+  let target: TestCluster;
+  afterAll(async () => {
+    await Promise.all([source?.stop(), target?.stop()]);
+  });
+
+  it('one link per master, each stream applied in its order; the load writer\'s mix across every master converges', async () => {
+    [source, target] = await Promise.all([startCluster(3), startCluster(3)]);
+    for (let i = 0; i < 300; i++) await (await ownerOf(source, `key:${i}`)).client.sendCommand(['SET', `key:${i}`, `seed-${i}`]);
+    const dir = tempDir();
+    const run = spawnMigrator({ ...source.settings('SOURCE'), ...target.settings('DESTINATION'), MIGRATION_MODE: 'live', SLEEP_TIME: 0, PROGRESS: 'off' }, dir);
+    await waitUntil(async () => run.output().includes(APPLYING) || /^(Error|Stopped)/m.test(run.output()), 'the live phase', 30_000, 50);
+    expect(run.output()).toContain('Live: applying the replication stream of 3 master(s)');
+    // No expiries: the keyspaces are compared whole, at moments the servers expire keys on their own.
+    const load = startLoad({ port: (source.masters[0] as LocalServer).port, cluster: true, rate: 2000, duration: 2, keys: 500, pxPercent: 0, mix: { expire: 0, pexpire: 0 } });
+    await load.done;
+    const same = async (): Promise<boolean> => JSON.stringify([...(await keyspaceOf(source.masters))].sort()) === JSON.stringify([...(await keyspaceOf(target.masters))].sort());
+    await waitUntil(same, 'the target cluster to equal the source', 30_000, 100);
+    const result = await cutover(run);
+    expect(result.code, describeRun(result)).toBe(0);
+    expect(result.stdout).toMatch(/^Cutover: the stream of 3 master\(s\) applied up to the offset the source had \(0 bytes behind\)$/m);
+    expect(result.stdout).toMatch(/^Verification of changed keys: 0 missing, 0 type, 0 value, 0 ttl/m);
+  }, 90_000);
 });

@@ -65,6 +65,8 @@ export interface LiveOutcome {
 
 export interface StreamFigures {
   masters: number;
+  /** Links cut and continued by partial resync: where. */
+  cuts: string[];
   applied: number;
   transactions: number;
   skipped: number;
@@ -212,7 +214,7 @@ export async function replicate(ctx: LiveContext): Promise<LiveOutcome> {
       if (feed.fatal || migration.stopped) stop('stopped early');
       else if (idle > 0 && Date.now() - lastChange >= idle && queue.size === 0 && queue.inFlight === 0 && !sweep.pendingFull) stop('idle');
     }, 200);
-    const heartbeat = watchServers(ctx, queue, (reason) => {
+    const heartbeat = watchServers(ctx, () => queue.inFlight > 0, (reason) => {
       lostFor ??= reason;
       stop('stopped early');
     });
@@ -278,6 +280,7 @@ function streamSummaryLines(outcome: LiveOutcome, stream: StreamFigures, errorLo
     `Live: ${stream.applied} commands applied from the replication stream (${stream.transactions} transactions), ${stream.recopied} keys re-copied, ${outcome.deleted} keys deleted, ` +
       `${live.counts.failed} failed, over ${formatDuration(outcome.seconds)}; lag p50 ${lag.p50} ms, p99 ${lag.p99} ms, max ${lag.max} ms`,
   ];
+  if (stream.cuts.length > 0) lines.push(`Replication links cut and continued by partial resync, nothing copied again: ${stream.cuts.length} (${stream.cuts.slice(0, 3).join('; ')})`);
   if (stream.recopied > 0) lines.push(`Re-copied from the source, as their commands could not be applied as they came: ${stream.reasons}${stream.firstRefusal ? ` (first refusal: ${stream.firstRefusal})` : ''}`);
   if (live.counts.failed > 0) lines.push(`Errors occurred during the execution. Check |${errorLogFile}| for details`);
   lines.push(outcome.fatal
@@ -359,6 +362,8 @@ export async function refuseOccupiedTarget(ctx: LiveContext): Promise<void> {
  * source must be gone from the target too); every key when asked (VERIFY=true) or when too many changed to remember.
  */
 export async function verifyChanged(ctx: LiveContext, keys: Buffer[], everything: boolean): Promise<Tally> {
+  // A connection cut since the last heartbeat (the cutover may come sooner) is opened again first.
+  for (const side of [ctx.source, ctx.target]) if (side.lost) await side.reconnect();
   const setup = ctx.verification;
   if (everything) return verifyAll(setup, ctx.rescan());
   const tally = emptyTally();
@@ -408,10 +413,10 @@ export function emptyResult(): MigrationResult {
  * as for a lost batch, and `lost` is told once RECONNECT_TIMEOUT is past (otherwise the run would wait for
  * changes with a dead target, or a source whose events no longer come).
  */
-function watchServers(ctx: LiveContext, queue: ChangeQueue, lost: (reason: string) => void): { stop(): void } {
+export function watchServers(ctx: LiveContext, busy: () => boolean, lost: (reason: string) => void): { stop(): void } {
   let checking = false;
   const check = async (): Promise<void> => {
-    if (checking || queue.inFlight > 0) return;
+    if (checking || busy()) return;
     checking = true;
     try {
       for (const master of [...ctx.source.masters, ...ctx.target.masters]) {

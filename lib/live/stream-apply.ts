@@ -77,8 +77,8 @@ export interface ApplyContext {
   recopy: (keys: Buffer[]) => Promise<void>;
   /** Waits for a lost target node to answer again (RECONNECT_TIMEOUT), or throws. */
   recover: (label: string, err: unknown) => Promise<void>;
-  /** Stop once the stream is applied up to this offset (the cutover), per link; undefined: go on. */
-  stopAt: (link: ReplicaLink) => number | undefined;
+  /** Stop once the stream is applied up to this offset (the cutover); undefined: go on. */
+  stopAt: () => number | undefined;
   /** A data command was applied (for LIVE_IDLE_TIMEOUT). */
   active: () => void;
   changedMax: number;
@@ -111,16 +111,26 @@ export class StreamApplier {
   private readonly recopies = new Map<string, Buffer>();
   private readonly selected: (key: Buffer) => boolean;
 
-  constructor(private readonly link: ReplicaLink, private readonly keys: CommandKeys, private readonly ctx: ApplyContext) {
+  constructor(private link: ReplicaLink, private readonly keys: CommandKeys, private readonly ctx: ApplyContext) {
     const leftOut = leftOutTest(ctx.settings);
     const matches = matchTest(ctx.settings.matchPattern);
     this.selected = (key) => !leftOut(key) && (!matches || matches(key));
   }
 
+  /**
+   * The stream goes on on a new link (a partial resync from the offset applied): a transaction read only in
+   * part is dropped, as its MULTI is not counted in the offset; the new link sends it again whole.
+   */
+  follow(link: ReplicaLink): void {
+    this.link = link;
+    this.transaction = undefined;
+    this.transactionBytes = 0;
+  }
+
   /** Applies commands as they come until the cutover's offset is reached. */
   async run(): Promise<void> {
     for (;;) {
-      const stopAt = this.ctx.stopAt(this.link);
+      const stopAt = this.ctx.stopAt();
       if (stopAt !== undefined && this.link.offset >= stopAt) return;
       if (this.link.behind === 0) {
         await this.link.arrival(100);
@@ -149,6 +159,11 @@ export class StreamApplier {
         } else this.transaction.push(command);
         continue;
       }
+      if (nameIs(command.args[0], 'multi')) {
+        this.transaction = [];
+        this.transactionBytes = size;
+        continue;
+      }
       bytes += size;
       const kind = await this.applyOne(command);
       if (kind === 'getack') getack = true;
@@ -175,10 +190,6 @@ export class StreamApplier {
         return 'control';
       case 'replconf':
         return nameIs(args[1], 'getack') ? 'getack' : 'control';
-      case 'multi':
-        this.transaction = [];
-        this.transactionBytes = 0;
-        return 'control';
       case 'flushall':
         await this.flushTarget();
         return 'data';

@@ -8,11 +8,11 @@ import { readings } from '../report/metrics.js';
 import { formatDuration, Progress } from '../report/progress.js';
 import { formatBytes, summaryLines } from '../report/summary.js';
 import { addCounts, noCounts, type MigrationResult } from '../records.js';
-import { leavesKeysOut } from '../settings.js';
-import { LinkLost, type ReplicaLink } from '../sources/replica-link.js';
+import { leavesKeysOut, type Endpoint, type Settings } from '../settings.js';
+import { LinkLost, PartialRefused, ReplicaLink, ReplicationRefused } from '../sources/replica-link.js';
 import { CommandKeys } from './command-keys.js';
 import { LagStats } from './lag.js';
-import { copySnapshot, emptyResult, refuseOccupiedTarget, verifyChanged, type LiveContext, type LiveOutcome } from './replicate.js';
+import { copySnapshot, emptyResult, refuseOccupiedTarget, verifyChanged, watchServers, type LiveContext, type LiveOutcome } from './replicate.js';
 import { RecopyFeed, StreamApplier, StreamStop, StreamTally } from './stream-apply.js';
 
 /** Keys the stream changed that are remembered for the verification; past this many, every key is verified. */
@@ -39,16 +39,17 @@ export async function replicateStream(ctx: LiveContext, openLinks: () => Promise
   feed.servedBy(copying);
   let ended: LiveOutcome['ended'] = 'signal';
   let fatal: string | undefined;
-  /** Per link, the offset to apply up to before stopping; set at the cutover. */
-  let cutover: Map<ReplicaLink, number> | undefined;
+  /** Per master, the offset to apply up to before stopping; set at the cutover. */
+  let cutover: number[] | undefined;
   let lastActive = Date.now();
   const stop = (why: LiveOutcome['ended'], reason?: string): void => {
     if (cutover) return;
     ended = why;
     fatal ??= reason;
     // Stopped early: at once. A cutover: up to where each master stands now.
-    cutover = new Map(links.map((link) => [link, why === 'stopped early' ? 0 : Infinity]));
-    if (why !== 'stopped early') void offsetsNow(ctx, links).then((offsets) => offsets.forEach((offset, i) => cutover?.set(links[i] as ReplicaLink, offset)));
+    const now = links.map(() => (why === 'stopped early' ? 0 : Infinity));
+    cutover = now;
+    if (why !== 'stopped early') void offsetsNow(ctx, links).then((offsets) => offsets.forEach((offset, i) => now[i] === Infinity && (now[i] = offset)));
   };
   ctx.interruption.onRequest(() => stop('signal'));
   if (ctx.interruption.requested) stop('signal');
@@ -57,41 +58,87 @@ export async function replicateStream(ctx: LiveContext, openLinks: () => Promise
     if (migration.stopped) stop('stopped early');
     else if (idle > 0 && Date.now() - lastActive >= idle && links.every((link) => link.behind === 0)) stop('idle');
   }, 200);
+  // Both sides asked for a PING each second: a connection lost while the stream is quiet is reconnected (re-copies
+  // and the verification read the source), and past RECONNECT_TIMEOUT the run stops.
+  const heartbeat = watchServers(ctx, () => false, (reason) => stop('stopped early', reason));
   const progress = Progress.ofLine(settings.progress, () => streamLine(tally, lag, links, started));
   const before = readings.progress?.();
   readings.progress = () => ({ scanned: before?.scanned ?? 0, total: before?.total ?? 0, bytes: before?.bytes ?? 0, ...addCounts(snapshot.counts, { ...noCounts(), restored: tally.applied }) });
   readings.live = () => ({ lagSeconds: 0, queued: links.reduce((sum, link) => sum + link.behind, 0) });
 
   const keys = await CommandKeys.learn(origin.masters[0] ?? origin.nodeForSlot(0));
-  const applying = links.map(async (link) => {
-    const applier = new StreamApplier(link, keys, {
+  const cuts: string[] = [];
+  const applying = links.map(async (first, i) => {
+    const applier = new StreamApplier(first, keys, {
       settings, origin, target, log: ctx.log, lag, tally, changedMax: CHANGED_KEYS_MAX,
       recopy: (batch) => feed.recopy(batch, settings.pipelineBatchSize),
       recover: (label, err) => ctx.recovery.recover(label, err),
-      stopAt: (which) => cutover?.get(which),
+      stopAt: () => cutover?.[i],
       active: () => (lastActive = Date.now()),
     });
-    try {
-      await applier.run();
-    } catch (err) {
-      stop('stopped early', stopReason(err));
+    for (;;) {
+      try {
+        await applier.run();
+        return;
+      } catch (err) {
+        const link = links[i] as ReplicaLink;
+        if (!(err instanceof LinkLost) || settings.reconnectTimeoutMs <= 0 || cutover?.[i] === 0) return stop('stopped early', stopReason(err));
+        say(`${err.message}: continuing from offset ${link.offset} by partial resync (for up to RECONNECT_TIMEOUT=${settings.reconnectTimeoutMs / 1000} s)`);
+        try {
+          links[i] = await resumed(link, origin.masters[i]?.endpoint ?? origin.endpoint, settings, () => cutover?.[i] === 0);
+        } catch (lost) {
+          return stop('stopped early', stopReason(lost));
+        }
+        link.close();
+        applier.follow(links[i] as ReplicaLink);
+        cuts.push(`${link.label} at offset ${link.offset}`);
+        say(`${link.label}: the stream continues from offset ${link.offset} (partial resync)`);
+      }
     }
   });
   await Promise.all(applying);
+  // The links are this run's now (a cut one replaced by its continuation): closed once the stream is applied.
+  for (const link of links) link.close();
+  heartbeat.stop();
   clearInterval(watch);
   progress.stop();
   feed.close();
   const copied = await copying;
-  const behind = links.reduce((sum, link) => sum + Math.max(0, (cutover?.get(link) ?? link.offset) - link.offset), 0);
+  const behind = links.reduce((sum, link, i) => sum + Math.max(0, Math.min(cutover?.[i] ?? 0, link.offset + link.behind) - link.offset), 0);
   const counts = { ...copied.counts, restored: copied.counts.restored + tally.applied, failed: copied.counts.failed + tally.failed };
   const live: MigrationResult = { ...copied, counts, fatal: fatal ?? copied.fatal };
   const outcome: LiveOutcome = {
     snapshot, live, deleted: migration.deleted, events: tally.commands, gaps: [], gapCount: 0, uncovered: false, repairs: 0, lag: lag.summary(),
     ended, fatal: live.fatal, seconds: (Date.now() - started) / 1000,
-    stream: { masters: links.length, applied: tally.applied, transactions: tally.transactions, skipped: tally.skipped, recopied: tally.recopiedTotal, reasons: tally.reasonsLine(), behind, firstRefusal: tally.firstRefusal },
+    stream: { cuts, masters: links.length, applied: tally.applied, transactions: tally.transactions, skipped: tally.skipped, recopied: tally.recopiedTotal, reasons: tally.reasonsLine(), behind, firstRefusal: tally.firstRefusal },
   };
   if (!live.fatal) outcome.verification = await verifyChanged(ctx, [...tally.changed.values()], tally.changedOverflow || settings.verify);
   return outcome;
+}
+
+/** How long the cutover waits for a master to say its offset before applying what has come. */
+const OFFSET_WAIT_MS = 5000;
+/** Between tries to continue a cut link. */
+const RETRY_MS = 500;
+
+/**
+ * A new link continuing the cut one's stream from its offset, tried every half second within RECONNECT_TIMEOUT.
+ * A master that can only give a full resync (its backlog passed the offset) ends the tries: the run stops, said.
+ */
+async function resumed(cut: ReplicaLink, endpoint: Endpoint, settings: Settings, stopped: () => boolean): Promise<ReplicaLink> {
+  const deadline = Date.now() + settings.reconnectTimeoutMs;
+  for (;;) {
+    try {
+      const link = await ReplicaLink.resume(endpoint, cut.label, { onWaiting: () => undefined, spoolBytes: settings.spoolBytes }, cut.replicationId, cut.offset);
+      link.startAcks();
+      return link;
+    } catch (err) {
+      if (err instanceof PartialRefused) throw new StreamStop(`${err.message}: the stream cannot be continued; run the migration again for a new snapshot (a bigger repl-backlog-size on the source lets a longer cut continue)`);
+      if (!(err instanceof LinkLost) && !(err instanceof ReplicationRefused && err.passing)) throw err;
+      if (Date.now() >= deadline || stopped()) throw new LinkLost(`${cut.label}: the replication link was cut and not back within RECONNECT_TIMEOUT=${settings.reconnectTimeoutMs / 1000} s (${err.message})`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, RETRY_MS));
+  }
 }
 
 /** Each link's master's offset now (INFO replication), where the cutover stops. */
@@ -100,7 +147,7 @@ async function offsetsNow(ctx: LiveContext, links: ReplicaLink[]): Promise<numbe
     const node = ctx.source.masters[i];
     if (!node) return link.offset;
     try {
-      const info = asText(await node.send(['INFO', 'replication']));
+      const info = asText(await Promise.race([node.send(['INFO', 'replication']), new Promise<never>((_, reject) => setTimeout(() => reject(new Error('no reply')), OFFSET_WAIT_MS).unref())]));
       const offset = /^master_repl_offset:(\d+)/m.exec(info)?.[1];
       return offset === undefined ? link.offset : Math.max(Number(offset), link.offset);
     } catch {

@@ -33,6 +33,9 @@ export class ReplicationRefused extends Error {
   }
 }
 
+/** A partial resync the master would not give (it offered a full one): the stream cannot be continued. */
+export class PartialRefused extends Error {}
+
 /** The run closed the link itself: never a cut to recover from. */
 class LinkClosed extends Error {}
 
@@ -138,8 +141,8 @@ class LinkBytes {
 
   /** Resolves once bytes are queued (or the link ended), or after `ms` in any case. */
   async arrival(ms: number): Promise<void> {
-    if (this.ended) throw this.ended;
     if (this.queue.size > 0) return;
+    if (this.ended) throw this.ended;
     this.socket.resume();
     await new Promise<void>((resolve) => {
       const timer = setTimeout(resolve, ms);
@@ -210,18 +213,27 @@ export class ReplicaLink {
    * Connects to `endpoint` and asks for a full resync. Resolves once the master accepts (+FULLRESYNC): the
    * fork is then under way, and nothing is written anywhere yet. A refusal rejects with ReplicationRefused.
    */
-  static async open(endpoint: Endpoint, label: string, options: LinkOptions): Promise<ReplicaLink> {
+  static async open(endpoint: Endpoint, label: string, options: LinkOptions, from?: { replicationId: string; offset: number }): Promise<ReplicaLink> {
     const socket = connectSocket(endpoint);
     socket.setNoDelay(true);
     const link = new ReplicaLink(socket, label, endpoint.replyTimeoutMs ?? 0, options);
     try {
       await link.connected(endpoint);
-      await link.handshake(endpoint);
+      await link.handshake(endpoint, from);
       return link;
     } catch (err) {
       link.close();
       throw err;
     }
+  }
+
+  /**
+   * A link that continues the stream from `offset` (applied so far) by a partial resync: `PSYNC <replid>
+   * <offset + 1>`. A master whose backlog no longer holds that offset offers a full resync instead, which is
+   * refused here (PartialRefused): the caller decides.
+   */
+  static resume(endpoint: Endpoint, label: string, options: LinkOptions, replicationId: string, offset: number): Promise<ReplicaLink> {
+    return ReplicaLink.open(endpoint, label, options, { replicationId, offset });
   }
 
   private async connected(endpoint: Endpoint): Promise<void> {
@@ -240,7 +252,7 @@ export class ReplicaLink {
   }
 
   /** AUTH as the run's user, the capabilities (`eof`: a diskless transfer; `psync2`), then PSYNC for a full resync. */
-  private async handshake(endpoint: Endpoint): Promise<void> {
+  private async handshake(endpoint: Endpoint, from?: { replicationId: string; offset: number }): Promise<void> {
     if (endpoint.password !== undefined) {
       await this.ask(endpoint.username ? ['AUTH', endpoint.username, endpoint.password] : ['AUTH', endpoint.password], 'AUTH');
     }
@@ -249,12 +261,25 @@ export class ReplicaLink {
       if (!(err instanceof ReplicationRefused && /Unrecognized REPLCONF option/i.test(err.message))) throw err;
     });
     // A diskless master answers only once its fork starts, after repl-diskless-sync-delay: newlines till then.
-    const reply = await this.ask(['PSYNC', '?', '-1'], 'PSYNC', true);
+    const reply = await this.ask(from ? ['PSYNC', from.replicationId, String(from.offset + 1)] : ['PSYNC', '?', '-1'], 'PSYNC', true);
+    if (from) return this.continued(reply, from);
     // "+FULLRESYNC <replid> <offset>": the stream that follows the snapshot starts at that offset.
     const accepted = /^\+FULLRESYNC ([0-9a-f]{40}) ([0-9]+)$/i.exec(reply);
     if (!accepted) throw new ReplicationRefused(`${this.label} answered PSYNC with "${reply.slice(0, 200)}", not a full resync`);
     this.replicationId = accepted[1] as string;
     this.offset = Number(accepted[2]);
+  }
+
+  /** "+CONTINUE [<new replid>]": the stream goes on from the offset asked (a failover's new id, psync2). */
+  private continued(reply: string, from: { replicationId: string; offset: number }): void {
+    const accepted = /^\+CONTINUE(?: ([0-9a-f]{40}))?$/i.exec(reply);
+    if (!accepted) {
+      const offered = reply.startsWith('+FULLRESYNC') ? 'a full resync' : `"${reply.slice(0, 200)}"`;
+      throw new PartialRefused(`${this.label} cannot continue the stream from offset ${from.offset} (its backlog no longer holds it, or it is another history): it offered ${offered}`);
+    }
+    this.replicationId = accepted[1] ?? from.replicationId;
+    this.offset = from.offset;
+    this.streamStart = this.bytes.taken;
   }
 
   /**
