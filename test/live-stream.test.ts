@@ -207,21 +207,35 @@ describe('a replication link cut during the stream', () => {
     }
   });
 
-  it('a backlog too small to continue from stops the run in one line (exit 1), naming repl-backlog-size', async () => {
+  it('a backlog too small to continue from: the master starts over from a new snapshot, its keys deleted on the target first; the target ends equal', async () => {
     const source = await server(['--repl-backlog-size', '16kb']);
     const target = await server();
-    await source.cmd('SET', 'a', '1');
+    await source.cmd('SET', 'deleted-during-the-cut', '1');
+    await source.cmd('RPUSH', 'list', 'a');
     const proxy = await startProxy(source.port);
     try {
       const dir = tempDir();
       const run = await startLive(source, target, dir, { SOURCE_REDIS_PORT: proxy.port, RECONNECT_TIMEOUT: 20 });
+      await source.cmd('RPUSH', 'list', 'b');
+      await waitUntil(async () => Number(await target.cmd('LLEN', 'list')) === 2, 'the write before the cut', 20_000, 50);
+      const fullBefore = await fullSyncs(source);
       // New connections are refused while far more than the backlog is written; the link is cut with them.
       const refusing = proxy.refuse(1500, true);
+      await source.cmd('DEL', 'deleted-during-the-cut');
       for (let i = 0; i < 100; i++) await source.client.sendCommand(['SET', `filler:${i}`, 'x'.repeat(1000)]);
+      await source.cmd('RPUSH', 'list', 'c');
       await refusing;
-      const result = await run.done;
-      expect(result.code, describeRun(result)).toBe(1);
-      expect(result.stdout).toMatch(/^Stopped early: source 127\.0\.0\.1:\d+ cannot continue the stream from offset \d+ .*: it offered a full resync: the stream cannot be continued; run the migration again for a new snapshot \(a bigger repl-backlog-size/m);
+      await waitUntil(async () => run.output().includes('keys copied from its new snapshot'), 'the new snapshot copied', 30_000, 50);
+      await source.cmd('RPUSH', 'list', 'd');
+      await waitUntil(sameDigest(source, target), 'the target to equal the source', 30_000, 50);
+      const result = await cutover(run);
+      expect(result.code, describeRun(result)).toBe(0);
+      expect(result.stdout).toMatch(/^source 127\.0\.0\.1:\d+ cannot continue the stream from offset \d+ .*: it offered a full resync: starting over from a new snapshot/m);
+      expect(result.stdout).toMatch(/^Replication links cut past the source's backlog, started over from a new snapshot \(the target's keys from those masters deleted first\): 1 /m);
+      // One fork: the full resync offered in answer to the partial one is the one taken.
+      expect(await fullSyncs(source)).toBe(fullBefore + 1);
+      expect(Number(await target.cmd('EXISTS', 'deleted-during-the-cut'))).toBe(0);
+      expect(await target.cmd('LRANGE', 'list', '0', '-1')).toEqual(['a', 'b', 'c', 'd']);
     } finally {
       await proxy.close();
     }

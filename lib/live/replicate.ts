@@ -67,6 +67,8 @@ export interface StreamFigures {
   masters: number;
   /** Links cut and continued by partial resync: where. */
   cuts: string[];
+  /** Links cut where the backlog no longer held the offset, started over from a new snapshot: where. */
+  resyncs: string[];
   applied: number;
   transactions: number;
   skipped: number;
@@ -281,6 +283,7 @@ function streamSummaryLines(outcome: LiveOutcome, stream: StreamFigures, errorLo
       `${live.counts.failed} failed, over ${formatDuration(outcome.seconds)}; lag p50 ${lag.p50} ms, p99 ${lag.p99} ms, max ${lag.max} ms`,
   ];
   if (stream.cuts.length > 0) lines.push(`Replication links cut and continued by partial resync, nothing copied again: ${stream.cuts.length} (${stream.cuts.slice(0, 3).join('; ')})`);
+  if (stream.resyncs.length > 0) lines.push(`Replication links cut past the source's backlog, started over from a new snapshot (the target's keys from those masters deleted first): ${stream.resyncs.length} (${stream.resyncs.slice(0, 3).join('; ')})`);
   if (stream.recopied > 0) lines.push(`Re-copied from the source, as their commands could not be applied as they came: ${stream.reasons}${stream.firstRefusal ? ` (first refusal: ${stream.firstRefusal})` : ''}`);
   if (live.counts.failed > 0) lines.push(`Errors occurred during the execution. Check |${errorLogFile}| for details`);
   lines.push(outcome.fatal

@@ -41,6 +41,8 @@ export class StreamTally {
   /** Commands on keys outside the selection, or on no key (PUBLISH), left alone. */
   skipped = 0;
   failed = 0;
+  /** Keys copied from new snapshots (a master started over). */
+  resnapshotted = 0;
   readonly recopied = new Map<RecopyReason, number>();
   /** Keys on the re-copy path (a command on one of them re-copies its keys), by latin1 name. */
   readonly dirty = new Set<string>();
@@ -192,9 +194,12 @@ export class StreamApplier {
         return nameIs(args[1], 'getack') ? 'getack' : 'control';
       case 'flushall':
         await this.flushTarget();
+        this.ctx.tally.applied += 1;
         return 'data';
       case 'flushdb':
-        if (this.db === this.ourDb) await this.flushTarget();
+        if (this.db !== this.ourDb) return 'data';
+        await this.flushTarget();
+        this.ctx.tally.applied += 1;
         return 'data';
       case 'swapdb':
         if (args.slice(1, 3).some((db) => Number(db.toString('latin1')) === this.ourDb)) {
@@ -359,9 +364,10 @@ export class StreamApplier {
 
   /**
    * FLUSHALL, or FLUSHDB on our database: what is pipelined goes first, then every selected key on the target
-   * is deleted (only those: the target may hold other keys of its own).
+   * is deleted (only those: the target may hold other keys of its own); with `owned`, only keys it says are
+   * this master's (a cluster source's master starting over from a new snapshot).
    */
-  private async flushTarget(): Promise<void> {
+  async flushTarget(owned: (key: Buffer) => boolean = () => true): Promise<void> {
     await this.send();
     const { names, matchPattern } = this.ctx.settings;
     const pattern = names.renames ? '*' : matchPattern;
@@ -372,12 +378,11 @@ export class StreamApplier {
         cursor = asText(next ?? null);
         const ours = (asArray(found ?? []) as Buffer[]).filter((key) => {
           const source = names.toSource(key);
-          return source !== undefined && this.selected(source);
+          return source !== undefined && this.selected(source) && owned(source);
         });
         if (ours.length > 0) await master.send(['UNLINK', ...ours]);
       } while (cursor !== '0');
     }
-    this.ctx.tally.applied += 1;
   }
 
   /** FUNCTION LOAD, DELETE, FLUSH, RESTORE: the libraries follow the source's, on every target master. */

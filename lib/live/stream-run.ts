@@ -9,8 +9,11 @@ import { formatDuration, Progress } from '../report/progress.js';
 import { formatBytes, summaryLines } from '../report/summary.js';
 import { addCounts, noCounts, type MigrationResult } from '../records.js';
 import { leavesKeysOut, type Endpoint, type Settings } from '../settings.js';
-import { LinkLost, PartialRefused, ReplicaLink, ReplicationRefused } from '../sources/replica-link.js';
+import { LinkLost, ReplicaLink, ReplicationRefused } from '../sources/replica-link.js';
 import { CommandKeys } from './command-keys.js';
+import { keySlot } from '../net/cluster.js';
+import { snapshotRecords } from '../sources/replication.js';
+import { SourceError } from '../sources/source.js';
 import { LagStats } from './lag.js';
 import { copySnapshot, emptyResult, refuseOccupiedTarget, verifyChanged, watchServers, type LiveContext, type LiveOutcome } from './replicate.js';
 import { RecopyFeed, StreamApplier, StreamStop, StreamTally } from './stream-apply.js';
@@ -68,6 +71,21 @@ export async function replicateStream(ctx: LiveContext, openLinks: () => Promise
 
   const keys = await CommandKeys.learn(origin.masters[0] ?? origin.nodeForSlot(0));
   const cuts: string[] = [];
+  const resyncs: string[] = [];
+  /**
+   * A master that can only give a full resync: its selected keys deleted on the target (all of them, unless the
+   * source is a cluster: then those in its slots), its new snapshot copied, and its stream followed from there.
+   */
+  const startOver = async (applier: StreamApplier, link: ReplicaLink, i: number): Promise<void> => {
+    const master = origin.masters[i];
+    await applier.flushTarget((key) => !origin.cluster || origin.nodeForSlot(keySlot(key)) === master);
+    const copy = new Migration({ target, settings: { ...settings, overwrite: true }, stats: { bytesMoved: 0 }, recovery: ctx.recovery }, ctx.log, say);
+    const copied = await copy.copyAll(snapshotRecords(link, settings, () => cutover?.[i] === 0));
+    if (copied.fatal) throw new StreamStop(`the new snapshot of ${link.label} could not be copied: ${copied.fatal}`);
+    tally.resnapshotted += copied.counts.restored;
+    tally.failed += copied.counts.failed;
+    say(`${link.label}: ${copied.counts.restored} keys copied from its new snapshot (${copied.counts.failed} failed); the stream continues from offset ${link.offset}`);
+  };
   const applying = links.map(async (first, i) => {
     const applier = new StreamApplier(first, keys, {
       settings, origin, target, log: ctx.log, lag, tally, changedMax: CHANGED_KEYS_MAX,
@@ -84,15 +102,23 @@ export async function replicateStream(ctx: LiveContext, openLinks: () => Promise
         const link = links[i] as ReplicaLink;
         if (!(err instanceof LinkLost) || settings.reconnectTimeoutMs <= 0 || cutover?.[i] === 0) return stop('stopped early', stopReason(err));
         say(`${err.message}: continuing from offset ${link.offset} by partial resync (for up to RECONNECT_TIMEOUT=${settings.reconnectTimeoutMs / 1000} s)`);
+        const endpoint = origin.masters[i]?.endpoint ?? origin.endpoint;
         try {
-          links[i] = await resumed(link, origin.masters[i]?.endpoint ?? origin.endpoint, settings, () => cutover?.[i] === 0);
+          const next = await resumed(link, endpoint, settings, () => cutover?.[i] === 0);
+          links[i] = next;
+          if (next.startsOver === undefined) {
+            cuts.push(`${link.label} at offset ${link.offset}`);
+            say(`${link.label}: the stream continues from offset ${link.offset} (partial resync)`);
+          } else {
+            say(`${next.startsOver}: starting over from a new snapshot; the target's selected keys from that master are deleted first, as a replica empties itself before it loads one`);
+            await startOver(applier, next, i);
+            resyncs.push(`${link.label} at offset ${link.offset}`);
+          }
         } catch (lost) {
           return stop('stopped early', stopReason(lost));
         }
         link.close();
         applier.follow(links[i] as ReplicaLink);
-        cuts.push(`${link.label} at offset ${link.offset}`);
-        say(`${link.label}: the stream continues from offset ${link.offset} (partial resync)`);
       }
     }
   });
@@ -110,7 +136,7 @@ export async function replicateStream(ctx: LiveContext, openLinks: () => Promise
   const outcome: LiveOutcome = {
     snapshot, live, deleted: migration.deleted, events: tally.commands, gaps: [], gapCount: 0, uncovered: false, repairs: 0, lag: lag.summary(),
     ended, fatal: live.fatal, seconds: (Date.now() - started) / 1000,
-    stream: { cuts, masters: links.length, applied: tally.applied, transactions: tally.transactions, skipped: tally.skipped, recopied: tally.recopiedTotal, reasons: tally.reasonsLine(), behind, firstRefusal: tally.firstRefusal },
+    stream: { cuts, resyncs, masters: links.length, applied: tally.applied, transactions: tally.transactions, skipped: tally.skipped, recopied: tally.recopiedTotal, reasons: tally.reasonsLine(), behind, firstRefusal: tally.firstRefusal },
   };
   if (!live.fatal) outcome.verification = await verifyChanged(ctx, [...tally.changed.values()], tally.changedOverflow || settings.verify);
   return outcome;
@@ -123,7 +149,7 @@ const RETRY_MS = 500;
 
 /**
  * A new link continuing the cut one's stream from its offset, tried every half second within RECONNECT_TIMEOUT.
- * A master that can only give a full resync (its backlog passed the offset) ends the tries: the run stops, said.
+ * A master that can only give a full resync (its backlog passed the offset) gives one: the link says so.
  */
 async function resumed(cut: ReplicaLink, endpoint: Endpoint, settings: Settings, stopped: () => boolean): Promise<ReplicaLink> {
   const deadline = Date.now() + settings.reconnectTimeoutMs;
@@ -133,7 +159,6 @@ async function resumed(cut: ReplicaLink, endpoint: Endpoint, settings: Settings,
       link.startAcks();
       return link;
     } catch (err) {
-      if (err instanceof PartialRefused) throw new StreamStop(`${err.message}: the stream cannot be continued; run the migration again for a new snapshot (a bigger repl-backlog-size on the source lets a longer cut continue)`);
       if (!(err instanceof LinkLost) && !(err instanceof ReplicationRefused && err.passing)) throw err;
       if (Date.now() >= deadline || stopped()) throw new LinkLost(`${cut.label}: the replication link was cut and not back within RECONNECT_TIMEOUT=${settings.reconnectTimeoutMs / 1000} s (${err.message})`);
     }
@@ -159,7 +184,7 @@ async function offsetsNow(ctx: LiveContext, links: ReplicaLink[]): Promise<numbe
 
 /** Why a master's stream stopped being applied, as the summary's "Stopped early" says it; anything else is a bug. */
 function stopReason(err: unknown): string {
-  if (err instanceof StreamStop || err instanceof ConnectionLost) return err.message;
+  if (err instanceof StreamStop || err instanceof ConnectionLost || err instanceof SourceError) return err.message;
   if (err instanceof LinkLost) return `${err.message}; the replication stream cannot be followed past it (run the migration again for a new snapshot)`;
   throw err;
 }

@@ -33,9 +33,6 @@ export class ReplicationRefused extends Error {
   }
 }
 
-/** A partial resync the master would not give (it offered a full one): the stream cannot be continued. */
-export class PartialRefused extends Error {}
-
 /** The run closed the link itself: never a cut to recover from. */
 class LinkClosed extends Error {}
 
@@ -194,6 +191,8 @@ export class ReplicaLink {
   /** The master's replication id, and the stream offset the snapshot stands at (then: the offset applied). */
   replicationId = '';
   offset = 0;
+  /** Set when a partial resync was asked and a full one given instead: why (the snapshot comes first). */
+  startsOver: string | undefined;
   /** Link position where the stream begins (after the snapshot), once it is read. */
   private streamStart: number | undefined;
   /** Stream bytes taken from the link and not yet parsed into commands. */
@@ -229,8 +228,8 @@ export class ReplicaLink {
 
   /**
    * A link that continues the stream from `offset` (applied so far) by a partial resync: `PSYNC <replid>
-   * <offset + 1>`. A master whose backlog no longer holds that offset offers a full resync instead, which is
-   * refused here (PartialRefused): the caller decides.
+   * <offset + 1>`. A master whose backlog no longer holds that offset gives a full resync instead: then
+   * `startsOver` says so, and the link's snapshot must be read before its stream.
    */
   static resume(endpoint: Endpoint, label: string, options: LinkOptions, replicationId: string, offset: number): Promise<ReplicaLink> {
     return ReplicaLink.open(endpoint, label, options, { replicationId, offset });
@@ -270,13 +269,20 @@ export class ReplicaLink {
     this.offset = Number(accepted[2]);
   }
 
-  /** "+CONTINUE [<new replid>]": the stream goes on from the offset asked (a failover's new id, psync2). */
+  /**
+   * "+CONTINUE [<new replid>]": the stream goes on from the offset asked (a failover's new id, psync2). A full
+   * resync offered instead is taken (`startsOver`): its snapshot comes next on this link, one fork only.
+   */
   private continued(reply: string, from: { replicationId: string; offset: number }): void {
-    const accepted = /^\+CONTINUE(?: ([0-9a-f]{40}))?$/i.exec(reply);
-    if (!accepted) {
-      const offered = reply.startsWith('+FULLRESYNC') ? 'a full resync' : `"${reply.slice(0, 200)}"`;
-      throw new PartialRefused(`${this.label} cannot continue the stream from offset ${from.offset} (its backlog no longer holds it, or it is another history): it offered ${offered}`);
+    const full = /^\+FULLRESYNC ([0-9a-f]{40}) ([0-9]+)$/i.exec(reply);
+    if (full) {
+      this.replicationId = full[1] as string;
+      this.offset = Number(full[2]);
+      this.startsOver = `${this.label} cannot continue the stream from offset ${from.offset} (its backlog no longer holds it, or it is another history): it offered a full resync`;
+      return;
     }
+    const accepted = /^\+CONTINUE(?: ([0-9a-f]{40}))?$/i.exec(reply);
+    if (!accepted) throw new ReplicationRefused(`${this.label} answered PSYNC ${from.replicationId} ${from.offset + 1} with "${reply.slice(0, 200)}"`);
     this.replicationId = accepted[1] ?? from.replicationId;
     this.offset = from.offset;
     this.streamStart = this.bytes.taken;

@@ -6,7 +6,7 @@ import { ConnectionError } from '../net/connections.js';
 import { mergeStreams } from '../concurrency.js';
 import { sameServer, sameServerRefusal, Side } from '../net/side.js';
 import { RdbFormatError, readRdbInput, type RdbKey } from '../rdb/reader.js';
-import { noBatches, noSelection } from '../records.js';
+import { noBatches, noSelection, type RecordBatch } from '../records.js';
 import type { Endpoint, Settings } from '../settings.js';
 import { sourceLibraries } from './libraries.js';
 import { LinkLost, ReplicaLink, ReplicationRefused } from './replica-link.js';
@@ -218,4 +218,17 @@ async function* linkErrors<T>(items: AsyncIterable<T>): AsyncGenerator<T> {
     if (err instanceof RdbFormatError) throw new SourceError(READING, `the source's snapshot: ${err.message.replace(/[,:] try RDB_READER=server.*$/, '')}: SOURCE_READER=scan reads this source key by key; the keys copied before it stay on the target`);
     throw err;
   }
+}
+
+/**
+ * A new snapshot on `link` (a full resync given where a partial one was asked), for live mode: its records of the
+ * run's database as the copy takes them; the link stays open for the stream after it.
+ */
+export function snapshotRecords(link: ReplicaLink, settings: Settings, stopped: () => boolean): AsyncIterable<RecordBatch> {
+  const filters = { ...keySelection(settings), onlyDb: settings.source.db };
+  const records = snapshotBatches(link, { moduleAux: new Map() }, settings.source.db, true);
+  async function* batches(): AsyncGenerator<RecordBatch> {
+    for await (const section of sectionsOf(records, filters, settings.pipelineBatchSize, stopped)) yield* linkErrors(section.batches);
+  }
+  return batches();
 }
