@@ -419,7 +419,10 @@ function liveRefusals(env: Env, mode: 'live' | 'liveonly'): void {
   const setting = `MIGRATION_MODE=${mode}`;
   if (raw(env, 'SOURCE_RDB_FILE')) throw new SettingsError(`${setting} follows a source server's changes; an .rdb file has none: copy the file, then run ${setting} against the server`);
   if (parseBoolean(env, 'DRY_RUN')) throw new SettingsError(`${setting} and DRY_RUN=true do not go together: a dry run writes nothing, live mode writes every change`);
-  if (raw(env, 'CHECKPOINT_FILE')) throw new SettingsError(`${setting} keeps no checkpoint (changes are not a scan that can resume): remove CHECKPOINT_FILE; a rerun copies again`);
+  // Read as a replica, live mode resumes each master's stream by its offset; keyspace events cannot resume.
+  if (raw(env, 'CHECKPOINT_FILE') && (mode === 'liveonly' || parseChoice(env, 'SOURCE_READER', ['auto', 'replication', 'scan'] as const) === 'scan')) {
+    throw new SettingsError(`${setting} keeps a checkpoint only when it reads the source as its replica (MIGRATION_MODE=live, SOURCE_READER auto or replication): keyspace events cannot resume; remove CHECKPOINT_FILE`);
+  }
   // Live mode replaces and deletes keys as the source does: on a target of its own, or when told to.
   if (mode === 'liveonly' && !parseBoolean(env, 'OVERWRITE_EXISTING_KEYS')) {
     throw new SettingsError('MIGRATION_MODE=liveonly replaces and deletes target keys as the source changes them: set OVERWRITE_EXISTING_KEYS=true to allow it');
@@ -454,7 +457,7 @@ export function scanOnlyBecause(settings: Settings): string | undefined {
   if (settings.mode === 'compare') return 'MIGRATION_MODE=compare reads each key by itself';
   if (settings.mode === 'liveonly') return 'MIGRATION_MODE=liveonly copies no snapshot: it follows keyspace events and reads each changed key by itself';
   if (settings.mode === 'live' && settings.scanType) return 'MIGRATION_MODE=live with SCAN_TYPE follows keyspace events: the replication stream\'s commands do not say their key\'s type';
-  if (settings.checkpointFile) return 'CHECKPOINT_FILE resumes a SCAN by its cursor, and a snapshot cannot resume part-way';
+  if (settings.checkpointFile && settings.mode !== 'live') return 'CHECKPOINT_FILE resumes a SCAN by its cursor, and a snapshot cannot resume part-way';
   if (settings.copyMethod === 'type') return 'COPY_METHOD=type reads each key by type';
   if (settings.scanType && !CORE_TYPES.includes(settings.scanType.toLowerCase())) return `SCAN_TYPE=${settings.scanType} is a module type only SCAN knows`;
   return undefined;

@@ -9,7 +9,7 @@ import { describeRun, fullSyncs } from './helpers/inspect.js';
 import { startLoad } from './helpers/load.js';
 import { startProxy } from './helpers/proxy.js';
 import { digest, seedEveryType, seedStrings } from './helpers/sample-data.js';
-import { endpoints, spawnMigrator, startRedis, tempDir, waitUntil, type LocalServer, type RunningMigrator, type RunResult } from './helpers/servers.js';
+import { endpoints, runMigrator, spawnMigrator, startRedis, tempDir, waitUntil, type LocalServer, type RunningMigrator, type RunResult } from './helpers/servers.js';
 
 const APPLYING = 'Live: applying the replication stream of ';
 
@@ -239,6 +239,79 @@ describe('a replication link cut during the stream', () => {
     } finally {
       await proxy.close();
     }
+  });
+});
+
+describe('CHECKPOINT_FILE in live mode: a killed run resumes each stream by its offset', () => {
+  it('kill -9, writes meanwhile, the same run again: partial resync from the recorded offset, no snapshot copied, the target ends equal', async () => {
+    const source = await server();
+    const target = await server();
+    await seedStrings(source, 1000);
+    const dir = tempDir();
+    const checkpoint = join(dir, 'live.checkpoint');
+    const first = await startLive(source, target, dir, { CHECKPOINT_FILE: checkpoint });
+    for (let i = 0; i < 100; i++) await source.client.sendCommand(['RPUSH', 'log', `first-${i}`]);
+    await waitUntil(async () => Number(await target.cmd('LLEN', 'log')) === 100, 'the first run\'s writes applied', 20_000, 50);
+    // Written every second: wait until it records the offset past those writes.
+    const recorded = async (): Promise<number> => (JSON.parse(readFileSync(checkpoint, 'utf8')) as { masters: { offset: number }[] }).masters[0]?.offset ?? 0;
+    const offset = Number(/^master_repl_offset:(\d+)/m.exec(String(await source.cmd('INFO', 'replication')))?.[1]);
+    await waitUntil(async () => (await recorded().catch(() => 0)) >= offset, 'the checkpoint to record the offset', 20_000, 50);
+    first.signalAll('SIGKILL');
+    await first.done;
+    for (let i = 0; i < 100; i++) await source.client.sendCommand(['RPUSH', 'log', `meanwhile-${i}`]);
+    await source.cmd('DEL', 'key:1');
+    const [fullBefore, partialBefore] = [await fullSyncs(source), await stat(source, 'sync_partial_ok')];
+    const second = await startLive(source, target, dir, { CHECKPOINT_FILE: checkpoint });
+    await source.client.sendCommand(['RPUSH', 'log', 'second']);
+    await waitUntil(sameDigest(source, target), 'the target to equal the source', 30_000, 50);
+    const result = await cutover(second);
+    expect(result.code, describeRun(result)).toBe(0);
+    expect(result.stdout).toMatch(/^Reading the source as its replica: each stream continued from CHECKPOINT_FILE by PSYNC, from source 127\.0\.0\.1:\d+$/m);
+    expect(result.stdout).toMatch(new RegExp(`^Resuming from ${checkpoint.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}: source 127\\.0\\.0\\.1:\\d+ from offset \\d+$`, 'm'));
+    expect(result.stdout).not.toMatch(/^Snapshot:/m);
+    expect(await stat(source, 'sync_partial_ok')).toBe(partialBefore + 1);
+    expect(await fullSyncs(source)).toBe(fullBefore);
+    expect(Number(await target.cmd('LLEN', 'log'))).toBe(201);
+    expect(result.stdout).toMatch(/^Checkpoint: .* records each master's offset: a rerun with it continues the streams from there$/m);
+  });
+
+  it('writes past the source\'s backlog while the run was down: that master starts over from a new snapshot, its keys on the target deleted first', async () => {
+    const source = await server(['--repl-backlog-size', '16kb']);
+    const target = await server();
+    await source.cmd('SET', 'deleted-while-down', '1');
+    const dir = tempDir();
+    const checkpoint = join(dir, 'live.checkpoint');
+    const first = await startLive(source, target, dir, { CHECKPOINT_FILE: checkpoint });
+    await waitUntil(async () => { try { readFileSync(checkpoint); return true; } catch { return false; } }, 'the checkpoint written', 20_000, 50);
+    first.signalAll('SIGKILL');
+    await first.done;
+    await source.cmd('DEL', 'deleted-while-down');
+    for (let i = 0; i < 100; i++) await source.client.sendCommand(['SET', `filler:${i}`, 'x'.repeat(1000)]);
+    const second = await startLive(source, target, dir, { CHECKPOINT_FILE: checkpoint });
+    await waitUntil(sameDigest(source, target), 'the target to equal the source', 30_000, 50);
+    const result = await cutover(second);
+    expect(result.code, describeRun(result)).toBe(0);
+    expect(result.stdout).toMatch(/^Resuming from .*: source 127\.0\.0\.1:\d+: a new snapshot \(cannot continue the stream from offset \d+ .*it offered a full resync\)$/m);
+    expect(result.stdout).toMatch(/^source 127\.0\.0\.1:\d+: 100 keys copied from its new snapshot \(0 failed\)/m);
+    expect(Number(await target.cmd('EXISTS', 'deleted-while-down'))).toBe(0);
+  });
+
+  it('a checkpoint of other settings, or of a copy, is refused before anything is written (exit 1)', async () => {
+    const source = await server();
+    const target = await server();
+    await source.cmd('SET', 'a', '1');
+    const dir = tempDir();
+    const checkpoint = join(dir, 'live.checkpoint');
+    const first = await startLive(source, target, dir, { CHECKPOINT_FILE: checkpoint });
+    await waitUntil(async () => { try { readFileSync(checkpoint); return true; } catch { return false; } }, 'the checkpoint written', 20_000, 50);
+    const ended = await cutover(first);
+    expect(ended.code, describeRun(ended)).toBe(0);
+    const other = await runMigrator({ ...endpoints(source, target), MIGRATION_MODE: 'live', SCAN_MATCH_PATTERN: 'x*', CHECKPOINT_FILE: checkpoint, PROGRESS: 'off' }, dir);
+    expect(other.code, describeRun(other)).toBe(1);
+    expect(other.stdout).toMatch(/^Error in settings : CHECKPOINT_FILE .* was written with SCAN_MATCH_PATTERN="\*", and this run has "x\*"/m);
+    const copy = await runMigrator({ ...endpoints(source, target), CHECKPOINT_FILE: checkpoint, PROGRESS: 'off' }, dir);
+    expect(copy.code, describeRun(copy)).toBe(1);
+    expect(copy.stdout).toMatch(/^Error in settings : CHECKPOINT_FILE .* holds a live run's \(replication offsets\) checkpoint, and this run needs a copy's \(SCAN cursors\)/m);
   });
 });
 

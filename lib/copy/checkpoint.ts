@@ -53,22 +53,42 @@ export type Previous = { kind: 'none' } | { kind: 'resume' | 'complete'; counts:
 
 /** Reads CHECKPOINT_FILE; refuses a file written for other settings, naming the first setting that differs. */
 export function readCheckpoint(path: string, fingerprint: Fingerprint): Previous {
+  const doc = readCheckpointDocument<CheckpointDocument>(path, FORMAT, fingerprint);
+  if (!doc) return { kind: 'none' };
+  if (!Array.isArray(doc.units)) throw new CheckpointError(`CHECKPOINT_FILE ${path} is not a checkpoint of this tool; remove it to start over`);
+  const targetRunIds = Array.isArray(doc.targetRunIds) ? doc.targetRunIds : [];
+  return { kind: doc.complete ? 'complete' : 'resume', counts: { ...noCounts(), ...doc.counts }, units: doc.units, targetRunIds, updatedAt: doc.updatedAt };
+}
+
+/** The formats a checkpoint file may hold, and what each is for (a file of the other kind is refused, named). */
+export const LIVE_FORMAT = 'redis-keys-migrator live checkpoint 1';
+const KINDS: Record<string, string> = { [FORMAT]: 'a copy\'s (SCAN cursors)', [LIVE_FORMAT]: 'a live run\'s (replication offsets)' };
+
+/**
+ * CHECKPOINT_FILE's document of `format`, written with the same settings (`fingerprint`); undefined when there is
+ * none yet (its folder checked writable). Another kind, other settings or an unreadable file are refused, named.
+ */
+export function readCheckpointDocument<T extends { format: string; fingerprint: Fingerprint }>(path: string, format: string, fingerprint: Fingerprint): T | undefined {
   let text: string;
   try {
     text = readFileSync(path, 'utf8');
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return writable(path);
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+      writable(path);
+      return undefined;
+    }
     throw new CheckpointError(`CHECKPOINT_FILE ${path} cannot be read (${(err as Error).message})`);
   }
-  let doc: CheckpointDocument;
+  let doc: T;
   try {
-    doc = JSON.parse(text) as CheckpointDocument;
+    doc = JSON.parse(text) as T;
   } catch {
     throw new CheckpointError(`CHECKPOINT_FILE ${path} is not a checkpoint (not JSON); remove it to start over`);
   }
-  if (typeof doc !== 'object' || doc === null || doc.format !== FORMAT || typeof doc.fingerprint !== 'object' || doc.fingerprint === null || !Array.isArray(doc.units)) {
+  if (typeof doc !== 'object' || doc === null || typeof doc.fingerprint !== 'object' || doc.fingerprint === null || !(doc.format in KINDS)) {
     throw new CheckpointError(`CHECKPOINT_FILE ${path} is not a checkpoint of this tool; remove it to start over`);
   }
+  if (doc.format !== format) throw new CheckpointError(`CHECKPOINT_FILE ${path} holds ${KINDS[doc.format] ?? ''} checkpoint, and this run needs ${KINDS[format] ?? ''}: use another file, or remove it to start over`);
   for (const [setting, value] of Object.entries(fingerprint)) {
     const then = doc.fingerprint[setting] ?? '';
     if (then !== value) {
@@ -77,18 +97,16 @@ export function readCheckpoint(path: string, fingerprint: Fingerprint): Previous
       );
     }
   }
-  const targetRunIds = Array.isArray(doc.targetRunIds) ? doc.targetRunIds : [];
-  return { kind: doc.complete ? 'complete' : 'resume', counts: { ...noCounts(), ...doc.counts }, units: doc.units, targetRunIds, updatedAt: doc.updatedAt };
+  return doc;
 }
 
 /** A new checkpoint's folder must exist and take files, or the run would find out only at its first write. */
-function writable(path: string): Previous {
+function writable(path: string): void {
   try {
     accessSync(dirname(path), constants.W_OK);
   } catch {
     throw new CheckpointError(`CHECKPOINT_FILE ${path} cannot be written: its folder does not exist or is read-only`);
   }
-  return { kind: 'none' };
 }
 
 /** A source master as a checkpoint names it: address, process and the slots it serves. */
@@ -228,7 +246,7 @@ export class Checkpoint {
 }
 
 /** Temporary file, fsync, rename: a kill at any instant leaves the old checkpoint or the new one, whole. */
-async function writeAtomically(path: string, text: string): Promise<void> {
+export async function writeAtomically(path: string, text: string): Promise<void> {
   const temporary = `${path}.tmp`;
   const file = await open(temporary, 'w');
   try {

@@ -69,6 +69,8 @@ export interface StreamFigures {
   cuts: string[];
   /** Links cut where the backlog no longer held the offset, started over from a new snapshot: where. */
   resyncs: string[];
+  /** CHECKPOINT_FILE: what it records now, or why it could not be written. */
+  checkpoint?: string;
   applied: number;
   transactions: number;
   skipped: number;
@@ -284,6 +286,7 @@ function streamSummaryLines(outcome: LiveOutcome, stream: StreamFigures, errorLo
   ];
   if (stream.cuts.length > 0) lines.push(`Replication links cut and continued by partial resync, nothing copied again: ${stream.cuts.length} (${stream.cuts.slice(0, 3).join('; ')})`);
   if (stream.resyncs.length > 0) lines.push(`Replication links cut past the source's backlog, started over from a new snapshot (the target's keys from those masters deleted first): ${stream.resyncs.length} (${stream.resyncs.slice(0, 3).join('; ')})`);
+  if (stream.checkpoint) lines.push(`Checkpoint: ${stream.checkpoint}`);
   if (stream.recopied > 0) lines.push(`Re-copied from the source, as their commands could not be applied as they came: ${stream.reasons}${stream.firstRefusal ? ` (first refusal: ${stream.firstRefusal})` : ''}`);
   if (live.counts.failed > 0) lines.push(`Errors occurred during the execution. Check |${errorLogFile}| for details`);
   lines.push(outcome.fatal

@@ -16,6 +16,7 @@ import { matchTest } from '../sources/glob.js';
 import type { ReplicaLink, StreamCommand } from '../sources/replica-link.js';
 import { leftOutTest } from '../sources/scan.js';
 import { CommandKeys } from './command-keys.js';
+import type { StreamPosition } from './stream-checkpoint.js';
 import type { LagStats } from './lag.js';
 
 /** Stream commands taken and applied at a time. */
@@ -105,7 +106,9 @@ class NodeBatch {
 
 /** Applies one master's stream, from the offset its snapshot stands at, until the cutover. */
 export class StreamApplier {
-  private db = -1;
+  /** The database the stream has SELECTed (-1 until it says), and as of the offset applied. */
+  private db: number;
+  private appliedDb: number;
   /** A transaction being read (MULTI seen, EXEC not yet), and the bytes it takes. */
   private transaction: StreamCommand[] | undefined;
   private transactionBytes = 0;
@@ -113,7 +116,8 @@ export class StreamApplier {
   private readonly recopies = new Map<string, Buffer>();
   private readonly selected: (key: Buffer) => boolean;
 
-  constructor(private link: ReplicaLink, private readonly keys: CommandKeys, private readonly ctx: ApplyContext) {
+  constructor(private link: ReplicaLink, private readonly keys: CommandKeys, private readonly ctx: ApplyContext, db = -1) {
+    this.db = this.appliedDb = db;
     const leftOut = leftOutTest(ctx.settings);
     const matches = matchTest(ctx.settings.matchPattern);
     this.selected = (key) => !leftOut(key) && (!matches || matches(key));
@@ -127,6 +131,12 @@ export class StreamApplier {
     this.link = link;
     this.transaction = undefined;
     this.transactionBytes = 0;
+  }
+
+  /** Where this master's stream stands as applied to the target (for CHECKPOINT_FILE); none while a new snapshot is copied. */
+  position(): StreamPosition | undefined {
+    const { link } = this;
+    return link.streaming ? { address: link.address, replicationId: link.replicationId, offset: link.offset, db: this.appliedDb } : undefined;
   }
 
   /** Applies commands as they come until the cutover's offset is reached. */
@@ -175,6 +185,7 @@ export class StreamApplier {
     }
     await this.send();
     this.link.applied(bytes);
+    this.appliedDb = this.db;
     this.ctx.lag.add(arrivals);
     if (arrivals.length > 0) this.ctx.active();
     if (getack) this.link.ack();

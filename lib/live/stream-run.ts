@@ -13,7 +13,9 @@ import { LinkLost, ReplicaLink, ReplicationRefused } from '../sources/replica-li
 import { CommandKeys } from './command-keys.js';
 import { keySlot } from '../net/cluster.js';
 import { snapshotRecords } from '../sources/replication.js';
-import { SourceError } from '../sources/source.js';
+import { SourceError, type StreamSource } from '../sources/source.js';
+import { fingerprintOf } from '../copy/checkpoint.js';
+import { StreamCheckpoint } from './stream-checkpoint.js';
 import { LagStats } from './lag.js';
 import { copySnapshot, emptyResult, refuseOccupiedTarget, verifyChanged, watchServers, type LiveContext, type LiveOutcome } from './replicate.js';
 import { RecopyFeed, StreamApplier, StreamStop, StreamTally } from './stream-apply.js';
@@ -21,16 +23,18 @@ import { RecopyFeed, StreamApplier, StreamStop, StreamTally } from './stream-app
 /** Keys the stream changed that are remembered for the verification; past this many, every key is verified. */
 const CHANGED_KEYS_MAX = 200_000;
 
-export async function replicateStream(ctx: LiveContext, openLinks: () => Promise<ReplicaLink[]>): Promise<LiveOutcome> {
+export async function replicateStream(ctx: LiveContext, stream: StreamSource): Promise<LiveOutcome> {
   const { settings, source: origin, target, say } = ctx;
-  if (!settings.overwrite) await refuseOccupiedTarget(ctx);
+  // A resumed run finds its own keys on the target, and copies no snapshot (a master that must start over does, below).
+  if (!settings.overwrite && !stream.resuming) await refuseOccupiedTarget(ctx);
   const snapshot = await copySnapshot(ctx);
-  for (const line of summaryLines(snapshot, settings.errorLogFile, ctx.excluded(), leavesKeysOut(settings), settings.scanType)) say(`Snapshot: ${line}`);
+  if (stream.resuming) say(stream.resuming);
+  else for (const line of summaryLines(snapshot, settings.errorLogFile, ctx.excluded(), leavesKeysOut(settings), settings.scanType)) say(`Snapshot: ${line}`);
   const lag = new LagStats();
   if (snapshot.interrupted || snapshot.fatal) {
     return { snapshot, live: emptyResult(), deleted: 0, events: 0, gaps: [], gapCount: 0, uncovered: false, repairs: 0, lag: lag.summary(), ended: 'stopped early', fatal: snapshot.fatal, seconds: 0 };
   }
-  const links = await openLinks();
+  const links = await stream.links();
   const waiting = links.reduce((sum, link) => sum + link.behind, 0);
   say(`Live: applying the replication stream of ${links.length} master(s) (${formatBytes(waiting)} of it came during the copy); Ctrl-C or SIGTERM for the cutover`);
 
@@ -86,6 +90,7 @@ export async function replicateStream(ctx: LiveContext, openLinks: () => Promise
     tally.failed += copied.counts.failed;
     say(`${link.label}: ${copied.counts.restored} keys copied from its new snapshot (${copied.counts.failed} failed); the stream continues from offset ${link.offset}`);
   };
+  const appliers: StreamApplier[] = [];
   const applying = links.map(async (first, i) => {
     const applier = new StreamApplier(first, keys, {
       settings, origin, target, log: ctx.log, lag, tally, changedMax: CHANGED_KEYS_MAX,
@@ -93,7 +98,18 @@ export async function replicateStream(ctx: LiveContext, openLinks: () => Promise
       recover: (label, err) => ctx.recovery.recover(label, err),
       stopAt: () => cutover?.[i],
       active: () => (lastActive = Date.now()),
-    });
+    }, stream.databases?.[i]);
+    appliers.push(applier);
+    // Resuming where the backlog passed the recorded offset: this master starts over before its stream.
+    if (first.startsOver && !first.streaming) {
+      try {
+        say(`${first.startsOver}: starting over from a new snapshot; the target's selected keys from that master are deleted first, as a replica empties itself before it loads one`);
+        await startOver(applier, first, i);
+        resyncs.push(`${first.label} (resuming)`);
+      } catch (err) {
+        return stop('stopped early', stopReason(err));
+      }
+    }
     for (;;) {
       try {
         await applier.run();
@@ -122,7 +138,9 @@ export async function replicateStream(ctx: LiveContext, openLinks: () => Promise
       }
     }
   });
+  const checkpoint = settings.checkpointFile ? new StreamCheckpoint(settings.checkpointFile, fingerprintOf(settings), () => appliers.flatMap((applier) => applier.position() ?? [])) : undefined;
   await Promise.all(applying);
+  await checkpoint?.finish();
   // The links are this run's now (a cut one replaced by its continuation): closed once the stream is applied.
   for (const link of links) link.close();
   heartbeat.stop();
@@ -136,7 +154,7 @@ export async function replicateStream(ctx: LiveContext, openLinks: () => Promise
   const outcome: LiveOutcome = {
     snapshot, live, deleted: migration.deleted, events: tally.commands, gaps: [], gapCount: 0, uncovered: false, repairs: 0, lag: lag.summary(),
     ended, fatal: live.fatal, seconds: (Date.now() - started) / 1000,
-    stream: { cuts, resyncs, masters: links.length, applied: tally.applied, transactions: tally.transactions, skipped: tally.skipped, recopied: tally.recopiedTotal, reasons: tally.reasonsLine(), behind, firstRefusal: tally.firstRefusal },
+    stream: { cuts, resyncs, checkpoint: checkpoint && (checkpoint.problem ? `${settings.checkpointFile} could not be written (${checkpoint.problem}): a rerun cannot resume from it` : `${settings.checkpointFile} records each master's offset: a rerun with it continues the streams from there`), masters: links.length, applied: tally.applied, transactions: tally.transactions, skipped: tally.skipped, recopied: tally.recopiedTotal, reasons: tally.reasonsLine(), behind, firstRefusal: tally.firstRefusal },
   };
   if (!live.fatal) outcome.verification = await verifyChanged(ctx, [...tally.changed.values()], tally.changedOverflow || settings.verify);
   return outcome;

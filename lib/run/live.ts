@@ -13,10 +13,10 @@ import { noSelection } from '../records.js';
 import { say, startProgress, timingOf, verificationSetup, writeSummary, type Session } from './session.js';
 
 export async function live(session: Session, log: ErrorLog): Promise<number> {
-  const { settings, target, links } = session;
+  const { settings, target, stream } = session;
   // Read as a replica: the origin of the snapshot, reconnected as the target is (re-copies read it).
   const source = (session.source ?? session.origin) as Side;
-  const recovery = links ? new Recovery([source, target], settings.reconnectTimeoutMs, () => session.interruption.requested) : session.recovery;
+  const recovery = stream ? new Recovery([source, target], settings.reconnectTimeoutMs, () => session.interruption.requested) : session.recovery;
   let outcome: LiveOutcome;
   try {
     const context: LiveContext = {
@@ -27,7 +27,7 @@ export async function live(session: Session, log: ErrorLog): Promise<number> {
       startProgress: (counts) => startProgress(session, counts),
       excluded: () => session.selection.excluded,
     };
-    outcome = links ? await replicateStream(context, links) : await replicate(context);
+    outcome = stream ? await replicateStream(context, stream) : await replicate(context);
   } catch (err) {
     if (!(err instanceof LiveRefusal)) throw err;
     say(`Cannot replicate live : ${err.message}`);

@@ -10,8 +10,7 @@ import { sameServer, sameServerRefusal, Side } from '../net/side.js';
 import { noBatches, noSelection, type RecordBatch, type SelectionCounts } from '../records.js';
 import type { Interruption } from '../runtime.js';
 import { slotRangesText, type Settings } from '../settings.js';
-import type { Database } from '../sources/source.js';
-import type { ReplicaLink } from '../sources/replica-link.js';
+import type { Database, StreamSource } from '../sources/source.js';
 import { scanMasters, type ScanRecovery } from '../sources/scan.js';
 import type { VerificationSetup } from '../verify/comparison.js';
 import { Progress, type ProgressSnapshot } from '../report/progress.js';
@@ -27,8 +26,8 @@ export interface Session {
   source?: Side;
   /** The server a snapshot came from (SOURCE_READER=replication): its size, and its slots, for the run's end. */
   origin?: Side;
-  /** MIGRATION_MODE=live read as a replica: each master's link, for the stream after its snapshot. */
-  links?: () => Promise<ReplicaLink[]>;
+  /** MIGRATION_MODE=live read as a replica: the streams to follow after the snapshot. */
+  stream?: StreamSource;
   target: Side;
   selection: SelectionCounts;
   keys: AsyncIterable<RecordBatch>;
@@ -56,7 +55,8 @@ const isCopying = (settings: Settings): boolean => (settings.mode === 'copy' || 
  * a finished migration ends the run. Compare and dry run read everything and keep no checkpoint.
  */
 export function previousRun(settings: Settings): Previous {
-  return isCopying(settings) && settings.checkpointFile ? readCheckpoint(settings.checkpointFile, fingerprintOf(settings)) : { kind: 'none' };
+  // Live mode keeps its own (lib/live/stream-checkpoint.ts: replication offsets, read as the source opens).
+  return isCopying(settings) && !isLive(settings) && settings.checkpointFile ? readCheckpoint(settings.checkpointFile, fingerprintOf(settings)) : { kind: 'none' };
 }
 
 /** Connects the database's sides and selects its keys: a file's records as they come, or every master's scan. */
@@ -71,7 +71,7 @@ export async function connect(database: Database, previous: Previous, interrupti
   const recovery = new Recovery(source ? [source, target] : [target], settings.reconnectTimeoutMs, () => interruption.requested);
   const session: Session = {
     settings, source, origin, target, selection: file?.counts ?? noSelection(), keys: file?.batches ?? noBatches(), startedAt: new Date(), interruption,
-    recovery, units: [], previous, notes: [], libraries: { failed: 0, differences: 0 }, links: database.links,
+    recovery, units: [], previous, notes: [], libraries: { failed: 0, differences: 0 }, stream: database.stream,
   };
   if (source) session.keys = selectKeys(session, source);
   return session;

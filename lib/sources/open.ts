@@ -21,7 +21,11 @@ export async function openSource(settings: Settings, stopped: () => boolean, voi
   const why = scanOnlyBecause(settings);
   if (why) return serverSource(settings, `Reading the source by SCAN: ${why}`);
   const replica = await replicationSource(settings, stopped, voices);
-  return 'refused' in replica ? serverSource(settings, `Reading the source by SCAN: ${replica.refused}`) : replica;
+  if (!('refused' in replica)) return replica;
+  if (settings.mode === 'live' && settings.checkpointFile) {
+    throw new SourceError('Error in settings', `CHECKPOINT_FILE with MIGRATION_MODE=live resumes the source's replication stream, and ${replica.refused}: remove CHECKPOINT_FILE to follow its keyspace events instead`);
+  }
+  return serverSource(settings, `Reading the source by SCAN: ${replica.refused}`);
 }
 
 /** A server or a cluster, scanned once connected; `reading` says why when SOURCE_READER=auto chose it. */

@@ -201,6 +201,8 @@ export class ReplicaLink {
 
   private constructor(
     private readonly socket: Socket,
+    /** host:port, as CHECKPOINT_FILE names the server. */
+    readonly address: string,
     readonly label: string,
     silenceMs: number,
     private readonly options: LinkOptions,
@@ -215,7 +217,7 @@ export class ReplicaLink {
   static async open(endpoint: Endpoint, label: string, options: LinkOptions, from?: { replicationId: string; offset: number }): Promise<ReplicaLink> {
     const socket = connectSocket(endpoint);
     socket.setNoDelay(true);
-    const link = new ReplicaLink(socket, label, endpoint.replyTimeoutMs ?? 0, options);
+    const link = new ReplicaLink(socket, `${endpoint.host}:${endpoint.port}`, label, endpoint.replyTimeoutMs ?? 0, options);
     try {
       await link.connected(endpoint);
       await link.handshake(endpoint, from);
@@ -427,6 +429,11 @@ export class ReplicaLink {
       if (!(err instanceof StreamError)) throw err;
       throw new LinkLost(`${this.label}: the replication stream is broken (${err.message})`);
     }
+  }
+
+  /** Its snapshot is read (or none was sent): what comes now is the stream. */
+  get streaming(): boolean {
+    return this.streamStart !== undefined;
   }
 
   /** Waits up to `ms` for stream bytes to come. */

@@ -9,6 +9,8 @@ import { RdbFormatError, readRdbInput, type RdbKey } from '../rdb/reader.js';
 import { noBatches, noSelection, type RecordBatch } from '../records.js';
 import type { Endpoint, Settings } from '../settings.js';
 import { sourceLibraries } from './libraries.js';
+import { CheckpointError, fingerprintOf } from '../copy/checkpoint.js';
+import { readStreamCheckpoint, type StreamPosition } from '../live/stream-checkpoint.js';
 import { LinkLost, ReplicaLink, ReplicationRefused } from './replica-link.js';
 import { countModuleAux, sectionsOf, type FileFacts } from './rdb-file.js';
 import { keySelection } from './scan.js';
@@ -53,13 +55,16 @@ export async function replicationSource(settings: Settings, stopped: () => boole
     waiting.add(label);
     voices.progress(`Waiting for ${label} to prepare its snapshot (a fork; a diskless source first waits repl-diskless-sync-delay)`);
   };
-  const attempt = await replicate(settings, onWaiting);
+  const positions = recordedPositions(settings);
+  const attempt = await replicate(settings, onWaiting, positions);
   if ('refused' in attempt) {
     if (settings.sourceReader === 'replication') throw new SourceError(READING, `${attempt.refused} (SOURCE_READER=scan reads it key by key); nothing was copied`);
     return attempt;
   }
   const { masters, origin } = attempt;
-  const reading = `Reading the source as its replica: one snapshot by PSYNC from ${masters.length === 1 ? (masters[0]?.label ?? '') : `each of its ${masters.length} masters`}`;
+  const from = masters.length === 1 ? (masters[0]?.label ?? '') : `each of its ${masters.length} masters`;
+  const reading = positions ? `Reading the source as its replica: each stream continued from CHECKPOINT_FILE by PSYNC, from ${from}` : `Reading the source as its replica: one snapshot by PSYNC from ${from}`;
+  if (positions) return resumedSource(settings, masters, origin, reading, positions);
   const facts: SnapshotFacts = { moduleAux: new Map(), restarts: [] };
   const again = { db: settings.source.db, timeoutMs: settings.reconnectTimeoutMs, spoolBytes: settings.spoolBytes, stopped, onWaiting, say: voices.progress };
   // MIGRATION_MODE=live follows each master's stream after its snapshot, on the same link.
@@ -73,12 +78,45 @@ export async function replicationSource(settings: Settings, stopped: () => boole
       let found = false;
       for await (const section of linkErrors(sections)) {
         found = true;
-        yield { settings, origin, reading, file: { batches: linkErrors(section.batches), counts: section.counts }, links: follow ? () => Promise.all(links) : undefined };
+        yield { settings, origin, reading, file: { batches: linkErrors(section.batches), counts: section.counts }, stream: follow ? { links: () => Promise.all(links) } : undefined };
       }
-      if (!found && !stopped()) yield { settings, origin, reading, file: { batches: noBatches(), counts: noSelection() }, links: follow ? () => Promise.all(links) : undefined };
+      if (!found && !stopped()) yield { settings, origin, reading, file: { batches: noBatches(), counts: noSelection() }, stream: follow ? { links: () => Promise.all(links) } : undefined };
     },
     libraries: () => sourceLibraries(origin),
     ending: () => snapshotEnding(facts, settings.overwrite),
+    close: async () => {
+      for (const { link } of masters) link.close();
+      await origin.close();
+    },
+  };
+}
+
+/** CHECKPOINT_FILE's offsets, for a live run that resumes; a checkpoint of other settings or kind is refused in one line. */
+function recordedPositions(settings: Settings): StreamPosition[] | undefined {
+  if (settings.mode !== 'live' || !settings.checkpointFile) return undefined;
+  try {
+    return readStreamCheckpoint(settings.checkpointFile, fingerprintOf(settings));
+  } catch (err) {
+    if (err instanceof CheckpointError) throw new SourceError('Error in settings', err.message);
+    throw err;
+  }
+}
+
+/**
+ * A live run resuming CHECKPOINT_FILE: no snapshot to copy, each master's link continuing its stream (or, where
+ * the backlog passed the offset, starting over from the full resync it gave: lib/live/stream-run.ts).
+ */
+function resumedSource(settings: Settings, masters: Master[], origin: Side, reading: string, positions: StreamPosition[]): Source {
+  // A master that starts over gets a new snapshot and its stream SELECTs again; one that continues does not.
+  const databases = masters.map(({ link }) => (link.startsOver ? -1 : (positions.find((p) => p.address === link.address)?.db ?? -1)));
+  const each = masters.map(({ link }) => (link.startsOver ? `${link.label}: a new snapshot (${link.startsOver.replace(`${link.label} `, '')})` : `${link.label} from offset ${link.offset}`));
+  const resuming = `Resuming from ${settings.checkpointFile}: ${each.join('; ')}`;
+  return {
+    databases: async function* () {
+      yield { settings, origin, reading, file: { batches: noBatches(), counts: noSelection() }, stream: { links: async () => masters.map((m) => m.link), resuming, databases } };
+    },
+    libraries: () => sourceLibraries(origin),
+    ending: () => ({ lines: [], failed: 0 }),
     close: async () => {
       for (const { link } of masters) link.close();
       await origin.close();
@@ -100,7 +138,7 @@ function snapshotEnding(facts: SnapshotFacts, overwrite: boolean): SourceEnding 
  * Connects to the source and to the target (a run that cannot write stops here, before any fork), then asks
  * each source master for a full resync; all must accept, or none is used.
  */
-async function replicate(settings: Settings, onWaiting: (label: string) => () => void): Promise<Attempt> {
+async function replicate(settings: Settings, onWaiting: (label: string) => () => void, positions?: StreamPosition[]): Promise<Attempt> {
   const { spoolBytes } = settings;
   const origin = await connecting(() => Side.open(settings.source, slotSetOf(settings.sharding)));
   try {
@@ -113,7 +151,11 @@ async function replicate(settings: Settings, onWaiting: (label: string) => () =>
     throw err;
   }
   const tries = await Promise.allSettled(origin.masters.map(async (master): Promise<Master> => {
-    const link = await ReplicaLink.open(master.endpoint, master.label, { onWaiting: onWaiting(master.label), spoolBytes });
+    // Resuming: each master's stream from its recorded offset; one with none recorded starts over.
+    const address = `${master.endpoint.host}:${master.endpoint.port}`;
+    const recorded = positions?.find((p) => p.address === address);
+    const link = await ReplicaLink.open(master.endpoint, master.label, { onWaiting: onWaiting(master.label), spoolBytes }, recorded);
+    if (positions && !recorded) link.startsOver = `${master.label} has no offset in CHECKPOINT_FILE (a master new since it was written)`;
     // Followed after its snapshot: acknowledged from the start, or the master would drop a silent replica.
     if (settings.mode === 'live') link.startAcks();
     return { endpoint: master.endpoint, label: master.label, link };

@@ -25,8 +25,17 @@ export interface Database {
   origin?: Side;
   /** How a source server is read, and why: said once the run is connected. */
   reading?: string;
-  /** MIGRATION_MODE=live read as a replica: each master's link, once its snapshot is read, for the stream after it. */
-  links?: () => Promise<ReplicaLink[]>;
+  /** MIGRATION_MODE=live read as a replica: the replication streams to follow after the snapshot. */
+  stream?: StreamSource;
+}
+
+/** Each master's link (once its snapshot is read), and whether the run resumes a checkpoint's offsets instead. */
+export interface StreamSource {
+  links: () => Promise<ReplicaLink[]>;
+  /** CHECKPOINT_FILE's offsets continued (no snapshot copied): the line saying so. */
+  resuming?: string;
+  /** Resuming: the database each master's stream had SELECTed at its offset (no SELECT comes again). */
+  databases?: number[];
 }
 
 export interface Source {
