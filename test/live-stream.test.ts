@@ -4,7 +4,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { startCluster, keyspaceOf, ownerOf, type TestCluster } from './helpers/cluster.js';
+import { failOver, startCluster, keyspaceOf, ownerOf, type TestCluster } from './helpers/cluster.js';
 import { describeRun, fullSyncs } from './helpers/inspect.js';
 import { startLoad } from './helpers/load.js';
 import { startProxy } from './helpers/proxy.js';
@@ -339,4 +339,37 @@ describe('a cluster source read as its replica, live', () => {
     expect(result.stdout).toMatch(/^Cutover: the stream of 3 master\(s\) applied up to the offset the source had \(0 bytes behind\)$/m);
     expect(result.stdout).toMatch(/^Verification of changed keys: 0 missing, 0 type, 0 value, 0 ttl/m);
   }, 90_000);
+});
+
+describe('a cluster source master failed over while its stream is followed', () => {
+  let source: TestCluster;
+  let target: TestCluster;
+  afterAll(async () => {
+    await Promise.all([source?.stop(), target?.stop()]);
+  });
+
+  it('the stream continues on the promoted replica by partial resync (psync2), nothing copied again; converged', async () => {
+    [source, target] = await Promise.all([startCluster(3, { replicas: 1, nodeTimeoutMs: 2000 }), startCluster(3)]);
+    const write = async (from: number, count: number, value: string): Promise<void> => {
+      for (let i = from; i < from + count; i++) await (await ownerOf(source, `key:${i}`)).client.sendCommand(['SET', `key:${i}`, `${value}-${i}`]);
+    };
+    await write(0, 300, 'seed');
+    const dir = tempDir();
+    const run = spawnMigrator({ ...source.settings('SOURCE'), ...target.settings('DESTINATION'), MIGRATION_MODE: 'live', SLEEP_TIME: 0, PROGRESS: 'off', RECONNECT_TIMEOUT: 30 }, dir);
+    await waitUntil(async () => run.output().includes(APPLYING) || /^(Error|Stopped)/m.test(run.output()), 'the live phase', 30_000, 50);
+    await write(0, 100, 'before');
+    const old = source.masters[0] as LocalServer;
+    const [replica] = await source.replicasOf(old);
+    const partialBefore = await stat(replica as LocalServer, 'sync_partial_ok');
+    const promoted = await failOver(source, old);
+    await write(0, 300, 'after');
+    const same = async (): Promise<boolean> => JSON.stringify([...(await keyspaceOf(await source.servingMasters()))].sort()) === JSON.stringify([...(await keyspaceOf(target.masters))].sort());
+    await waitUntil(same, 'the target cluster to equal the source', 40_000, 100);
+    const result = await cutover(run);
+    expect(result.code, describeRun(result)).toBe(0);
+    expect(result.stdout).toMatch(new RegExp(`^source 127\\.0\\.0\\.1:${old.port}: the stream continues from offset \\d+ on source 127\\.0\\.0\\.1:${promoted.port} \\(its slots' master now: a failover\\) \\(partial resync\\)$`, 'm'));
+    // Two partial resyncs served by the promoted replica: its old master's, now its replica, and ours.
+    expect(await stat(promoted, 'sync_partial_ok')).toBeGreaterThanOrEqual(partialBefore + 2);
+    expect(result.stdout).toMatch(/^Verification of changed keys: 0 missing, 0 type, 0 value, 0 ttl/m);
+  }, 120_000);
 });

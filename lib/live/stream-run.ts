@@ -91,6 +91,14 @@ export async function replicateStream(ctx: LiveContext, stream: StreamSource): P
     say(`${link.label}: ${copied.counts.restored} keys copied from its new snapshot (${copied.counts.failed} failed); the stream continues from offset ${link.offset}`);
   };
   const appliers: StreamApplier[] = [];
+  // A cluster master's slot: after a failover, the stream is continued on the master that serves it then.
+  const slots = origin.mastersBySlot.map((m) => m.slot);
+  const where = async (i: number): Promise<{ endpoint: Endpoint; label: string }> => {
+    const slot = slots[i] ?? 0;
+    if (origin.cluster) await origin.refreshSlots().catch(() => undefined);
+    const node = origin.cluster ? origin.nodeForSlot(slot) : (origin.masters[i] ?? origin.nodeForSlot(0));
+    return { endpoint: node.endpoint, label: node.label };
+  };
   const applying = links.map(async (first, i) => {
     const applier = new StreamApplier(first, keys, {
       settings, origin, target, log: ctx.log, lag, tally, changedMax: CHANGED_KEYS_MAX,
@@ -118,13 +126,13 @@ export async function replicateStream(ctx: LiveContext, stream: StreamSource): P
         const link = links[i] as ReplicaLink;
         if (!(err instanceof LinkLost) || settings.reconnectTimeoutMs <= 0 || cutover?.[i] === 0) return stop('stopped early', stopReason(err));
         say(`${err.message}: continuing from offset ${link.offset} by partial resync (for up to RECONNECT_TIMEOUT=${settings.reconnectTimeoutMs / 1000} s)`);
-        const endpoint = origin.masters[i]?.endpoint ?? origin.endpoint;
         try {
-          const next = await resumed(link, endpoint, settings, () => cutover?.[i] === 0);
+          const next = await resumed(link, () => where(i), settings, () => cutover?.[i] === 0);
           links[i] = next;
+          const moved = next.label === link.label ? '' : ` on ${next.label} (its slots' master now: a failover)`;
           if (next.startsOver === undefined) {
-            cuts.push(`${link.label} at offset ${link.offset}`);
-            say(`${link.label}: the stream continues from offset ${link.offset} (partial resync)`);
+            cuts.push(`${link.label} at offset ${link.offset}${moved}`);
+            say(`${link.label}: the stream continues from offset ${link.offset}${moved} (partial resync)`);
           } else {
             say(`${next.startsOver}: starting over from a new snapshot; the target's selected keys from that master are deleted first, as a replica empties itself before it loads one`);
             await startOver(applier, next, i);
@@ -166,14 +174,17 @@ const OFFSET_WAIT_MS = 5000;
 const RETRY_MS = 500;
 
 /**
- * A new link continuing the cut one's stream from its offset, tried every half second within RECONNECT_TIMEOUT.
+ * A new link continuing the cut one's stream from its offset, tried every half second within RECONNECT_TIMEOUT, on
+ * the server `where` names each time (a cluster's master for the slots, which a failover changes: psync2 lets
+ * the promoted replica continue the same stream).
  * A master that can only give a full resync (its backlog passed the offset) gives one: the link says so.
  */
-async function resumed(cut: ReplicaLink, endpoint: Endpoint, settings: Settings, stopped: () => boolean): Promise<ReplicaLink> {
+async function resumed(cut: ReplicaLink, where: () => Promise<{ endpoint: Endpoint; label: string }>, settings: Settings, stopped: () => boolean): Promise<ReplicaLink> {
   const deadline = Date.now() + settings.reconnectTimeoutMs;
   for (;;) {
     try {
-      const link = await ReplicaLink.resume(endpoint, cut.label, { onWaiting: () => undefined, spoolBytes: settings.spoolBytes }, cut.replicationId, cut.offset);
+      const { endpoint, label } = await where();
+      const link = await ReplicaLink.resume(endpoint, label, { onWaiting: () => undefined, spoolBytes: settings.spoolBytes }, cut.replicationId, cut.offset);
       link.startAcks();
       return link;
     } catch (err) {
