@@ -242,6 +242,30 @@ describe('a replication link cut during the stream', () => {
   });
 });
 
+describe('a slow target under heavy writes', () => {
+  it('the link holds with a small replica output-buffer limit on the source: what the target has not taken waits in memory, then in the spool', async () => {
+    const source = await server(['--client-output-buffer-limit', 'replica 1mb 512kb 2']);
+    const target = await server();
+    const proxy = await startProxy(target.port);
+    try {
+      const dir = tempDir();
+      const run = await startLive(source, target, dir, { DESTINATION_REDIS_PORT: proxy.port, REPLY_TIMEOUT: 0 });
+      // The target stalls while 16 MB are written: sixteen times what the source would buffer for a replica.
+      const stalled = proxy.stall(3000);
+      const value = 'v'.repeat(100_000);
+      for (let i = 0; i < 160; i++) await source.client.sendCommand(['SET', `big:${i % 40}`, `${i}-${value}`]);
+      await stalled;
+      await waitUntil(sameDigest(source, target), 'the target to equal the source', 30_000, 50);
+      const result = await cutover(run);
+      expect(result.code, describeRun(result)).toBe(0);
+      expect(result.stdout).not.toMatch(/continuing from offset|partial resync|new snapshot/);
+      expect(String(await source.cmd('INFO', 'stats'))).toMatch(/^sync_full:1\r?$/m);
+    } finally {
+      await proxy.close();
+    }
+  });
+});
+
 describe('CHECKPOINT_FILE in live mode: a killed run resumes each stream by its offset', () => {
   it('kill -9, writes meanwhile, the same run again: partial resync from the recorded offset, no snapshot copied, the target ends equal', async () => {
     const source = await server();
