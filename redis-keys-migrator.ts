@@ -15,7 +15,7 @@ import { reportToParent, serveMetrics } from './lib/report/metrics.js';
 import { EXIT, worse } from './lib/run/exit.js';
 import { live } from './lib/run/live.js';
 import { runWorkers } from './lib/run/workers.js';
-import { connect, disconnect, isLive, libraryOptions, previousRun, say, stoppedBy, type Session } from './lib/run/session.js';
+import { connect, disconnect, isLive, libraryOptions, previousRun, say, stoppedBy, streamPositions, type Session } from './lib/run/session.js';
 import { holdYoungGeneration, Interruption, outliveClosedOutput } from './lib/runtime.js';
 import { parseSettings, readsFileItself, renderHelp, SettingsError, unknownSettingWarnings, type Settings } from './lib/settings.js';
 import { openSource } from './lib/sources/open.js';
@@ -50,7 +50,7 @@ async function main(): Promise<number> {
   const log = new ErrorLog(settings.errorLogFile, settings.errorLogMode);
   let source: Source | undefined;
   try {
-    source = await openSource(settings, stopped, { say, progress: (line) => void process.stderr.write(`${line}\n`) });
+    source = await openSource(settings, stopped, { say, progress: (line) => void process.stderr.write(`${line}\n`) }, streamPositions(settings));
 
     // 3. Each database (one, unless an .rdb file holds several): connect, select keys, run, report.
     let status: number = EXIT.ok;

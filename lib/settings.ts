@@ -36,7 +36,7 @@ export const SETTINGS: readonly SettingSpec[] = [
   ...tlsSettings('SOURCE_REDIS', 'source'),
   { name: 'SOURCE_REDIS_CLUSTER', group: 'connection', default: 'false', meaning: 'true: the source is a Redis Cluster; every master is found from this node and scanned' },
   { name: 'SOURCE_READ_FROM', group: 'connection', default: 'master', meaning: 'master, replica or replica_preferred: every read of the source (SCAN and values, keyspace events, the replication link, verification) goes to a replica of each source master (found by INFO replication), so the master serves none; replica_preferred reads a master that has no replica online, and says so' },
-  { name: 'SOURCE_READER', group: 'connection', default: 'auto', meaning: 'how a source server is read: replication (as its replica: one snapshot by PSYNC, a fork as BGSAVE costs), scan (key by key: SCAN and DUMP, where PSYNC is refused, as on ElastiCache) or auto (replication for a copy where the source allows it, scan otherwise; the run says which and why)' },
+  { name: 'SOURCE_READER', group: 'connection', default: 'auto', meaning: 'how a source server is read: replication (as its replica: one snapshot by PSYNC, a fork as BGSAVE costs), scan (key by key: SCAN and DUMP, where PSYNC is refused, as on ElastiCache) or auto (replication for a copy or a live run where the source allows it, scan otherwise; the run says which and why). Read as a replica, live mode applies the source\'s replication stream; by scan, it follows keyspace events' },
   { name: 'REPLICATION_SPOOL_MB', group: 'connection', default: '1024', meaning: 'read as a replica, the source\'s snapshot is taken as fast as it comes: what the target has not taken yet waits in memory (8 MB), then in a spool file in the temporary directory (TMPDIR) up to this many MB, so the source never holds our writes in its replica output buffer for long; 0: no spool, the transfer waits for the target' },
   { name: 'SOURCE_RDB_FILE', group: 'connection', default: '', meaning: 'an .rdb backup to copy from (read by this tool, or loaded into a private redis-server: RDB_READER)' },
   { name: 'RDB_READER', group: 'connection', default: 'native', meaning: 'how SOURCE_RDB_FILE is read: native (by this tool, no server; RDB 1 to 13, and 80 of Valkey 9) or server (loaded into a private redis-server, removed after; the RDB versions it reads)' },
@@ -68,8 +68,8 @@ export const SETTINGS: readonly SettingSpec[] = [
   { name: 'VERIFY', group: 'verification', default: 'false', meaning: 'true: after a copy, compare every key it restored or skipped' },
   { name: 'TTL_TOLERANCE', group: 'verification', default: '100', meaning: 'milliseconds two expiries may differ and still count as equal' },
   { name: 'LIVE_IDLE_TIMEOUT', group: 'live replication', default: '0', meaning: 'seconds: live mode ends (drains, verifies, reports) after this long without a change; 0 runs until Ctrl-C or SIGTERM' },
-  { name: 'LIVE_QUEUE_SIZE', group: 'live replication', default: '100000', meaning: 'most changed keys waiting to be copied; past it no change is dropped: the queue stops growing and a repair sweep covers the gap' },
-  { name: 'LIVE_SWEEP_RATE', group: 'live replication', default: '1000', meaning: 'keys per second the background repair sweep compares while live (0: only after a detected gap)' },
+  { name: 'LIVE_QUEUE_SIZE', group: 'live replication', default: '100000', meaning: 'live mode by keyspace events: most changed keys waiting to be copied; past it no change is dropped: the queue stops growing and a repair sweep covers the gap' },
+  { name: 'LIVE_SWEEP_RATE', group: 'live replication', default: '1000', meaning: 'live mode by keyspace events: keys per second the background repair sweep compares while live (0: only after a detected gap)' },
   { name: 'LIVE_NOTIFY_PROBE', group: 'live replication', default: 'true', meaning: 'where CONFIG is refused (ElastiCache): prove keyspace events arrive by writing one short-lived probe key to the source; false trusts the setting' },
   { name: 'PROGRESS', group: 'output', default: 'auto', meaning: 'auto (a line redrawn on a terminal, else a line every 5 s), plain or off; on stderr' },
   { name: 'METRICS_PORT', group: 'output', default: '0', meaning: 'serve Prometheus metrics at /metrics and a health answer at /healthz on this port, on every interface, for the whole run (keys by outcome, bytes, keys scanned and expected, reconnects, live lag and queue, labelled by shard); 0 for none' },
@@ -87,7 +87,7 @@ export const SETTINGS: readonly SettingSpec[] = [
   { name: 'MAX_ERRORED_KEYS_LIMIT', group: 'errors', default: '1000', meaning: 'stop the run once this many keys have failed (0: never stop)' },
   { name: 'RECONNECT_TIMEOUT', group: 'errors', default: '60', meaning: 'seconds to keep reconnecting to a lost server before the run stops (0: stop at once)' },
   { name: 'REPLY_TIMEOUT', group: 'errors', default: '10', meaning: 'seconds without any reply, while commands wait, after which a server counts as lost (0: wait forever)' },
-  { name: 'CHECKPOINT_FILE', group: 'errors', default: '', meaning: 'path: record progress every few seconds; a rerun with the same file resumes where the last one stopped' },
+  { name: 'CHECKPOINT_FILE', group: 'errors', default: '', meaning: 'path: record progress every few seconds; a rerun with the same file resumes where the last one stopped (a copy: each master\'s SCAN cursor; live mode read as a replica: each master\'s replication offset, continued by partial resync)' },
 ];
 
 type CopyMethod = 'auto' | 'dump' | 'type';

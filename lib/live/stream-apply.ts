@@ -13,10 +13,9 @@ import type { ErrorLog } from '../report/error-log.js';
 import { displayKey, type RecordBatch } from '../records.js';
 import type { Settings } from '../settings.js';
 import { matchTest } from '../sources/glob.js';
-import type { ReplicaLink, StreamCommand } from '../sources/replica-link.js';
+import type { ReplicaLink, StreamCommand, StreamPosition } from '../sources/replica-link.js';
 import { leftOutTest } from '../sources/scan.js';
 import { CommandKeys } from './command-keys.js';
-import type { StreamPosition } from './stream-checkpoint.js';
 import type { LagStats } from './lag.js';
 
 /** Stream commands taken and applied at a time. */

@@ -2,16 +2,8 @@
 // target, written atomically every second once its stream is being applied, so a killed run continues each
 // stream by partial resync (PSYNC <replid> <offset+1>) instead of copying everything again.
 import { CheckpointError, LIVE_FORMAT, readCheckpointDocument, writeAtomically, type Fingerprint } from '../copy/checkpoint.js';
+import type { StreamPosition } from '../sources/replica-link.js';
 
-/** Where one master's stream stands: applied to the target up to `offset`. */
-export interface StreamPosition {
-  /** host:port of the server the link reads (a master, or its replica with SOURCE_READ_FROM). */
-  address: string;
-  replicationId: string;
-  offset: number;
-  /** The database the stream had SELECTed at that offset: a partial resync does not send SELECT again. */
-  db: number;
-}
 
 interface LiveCheckpointDocument {
   format: string;

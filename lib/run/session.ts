@@ -10,7 +10,9 @@ import { sameServer, sameServerRefusal, Side } from '../net/side.js';
 import { noBatches, noSelection, type RecordBatch, type SelectionCounts } from '../records.js';
 import type { Interruption } from '../runtime.js';
 import { slotRangesText, type Settings } from '../settings.js';
-import type { Database, StreamSource } from '../sources/source.js';
+import { SourceError, type Database, type StreamSource } from '../sources/source.js';
+import type { StreamPosition } from '../sources/replica-link.js';
+import { readStreamCheckpoint } from '../live/stream-checkpoint.js';
 import { scanMasters, type ScanRecovery } from '../sources/scan.js';
 import type { VerificationSetup } from '../verify/comparison.js';
 import { Progress, type ProgressSnapshot } from '../report/progress.js';
@@ -57,6 +59,20 @@ const isCopying = (settings: Settings): boolean => (settings.mode === 'copy' || 
 export function previousRun(settings: Settings): Previous {
   // Live mode keeps its own (lib/live/stream-checkpoint.ts: replication offsets, read as the source opens).
   return isCopying(settings) && !isLive(settings) && settings.checkpointFile ? readCheckpoint(settings.checkpointFile, fingerprintOf(settings)) : { kind: 'none' };
+}
+
+/**
+ * Live mode read as a replica: the stream positions its CHECKPOINT_FILE records (undefined: none, or not such a
+ * run). A checkpoint of other settings, or of a copy, is refused in one line, before anything connects.
+ */
+export function streamPositions(settings: Settings): StreamPosition[] | undefined {
+  if (settings.mode !== 'live' || !settings.checkpointFile || settings.sourceReader === 'scan') return undefined;
+  try {
+    return readStreamCheckpoint(settings.checkpointFile, fingerprintOf(settings));
+  } catch (err) {
+    if (err instanceof CheckpointError) throw new SourceError('Error in settings', err.message);
+    throw err;
+  }
 }
 
 /** Connects the database's sides and selects its keys: a file's records as they come, or every master's scan. */

@@ -12,15 +12,17 @@ import { keySelection } from './scan.js';
 import { rdbFileVersion, RdbError, startRdbServer, type RdbServer } from './rdb-server.js';
 import { fileLibraries, type Libraries, sourceLibraries } from './libraries.js';
 import { replicationSource } from './replication.js';
+import type { StreamPosition } from './replica-link.js';
 import { moduleAuxEnding, SourceError, type Source, type Voices } from './source.js';
 
-export async function openSource(settings: Settings, stopped: () => boolean, voices: Voices): Promise<Source> {
+/** `positions`: where a live run's CHECKPOINT_FILE says each master's stream stands (it resumes there). */
+export async function openSource(settings: Settings, stopped: () => boolean, voices: Voices, positions?: StreamPosition[]): Promise<Source> {
   if (readsFileItself(settings)) return fileSource(settings, stopped);
   if (settings.rdbFile) return privateServerSource(settings, stopped, voices);
   if (settings.sourceReader === 'scan') return serverSource(settings);
   const why = scanOnlyBecause(settings);
   if (why) return serverSource(settings, `Reading the source by SCAN: ${why}`);
-  const replica = await replicationSource(settings, stopped, voices);
+  const replica = await replicationSource(settings, stopped, voices, positions);
   if (!('refused' in replica)) return replica;
   if (settings.mode === 'live' && settings.checkpointFile) {
     throw new SourceError('Error in settings', `CHECKPOINT_FILE with MIGRATION_MODE=live resumes the source's replication stream, and ${replica.refused}: remove CHECKPOINT_FILE to follow its keyspace events instead`);

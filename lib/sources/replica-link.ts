@@ -180,6 +180,16 @@ export interface LinkOptions {
   spoolBytes: number;
 }
 
+/** Where one master's stream stands: applied to the target up to `offset` (what CHECKPOINT_FILE keeps in live mode). */
+export interface StreamPosition {
+  /** host:port of the server the link reads (a master, or its replica with SOURCE_READ_FROM). */
+  address: string;
+  replicationId: string;
+  offset: number;
+  /** The database the stream had SELECTed at that offset: a partial resync does not send SELECT again. */
+  db: number;
+}
+
 /** One command of the replication stream: its arguments, and when its last byte arrived. */
 export interface StreamCommand {
   args: Buffer[];

@@ -9,9 +9,7 @@ import { RdbFormatError, readRdbInput, type RdbKey } from '../rdb/reader.js';
 import { noBatches, noSelection, type RecordBatch } from '../records.js';
 import type { Endpoint, Settings } from '../settings.js';
 import { sourceLibraries } from './libraries.js';
-import { CheckpointError, fingerprintOf } from '../copy/checkpoint.js';
-import { readStreamCheckpoint, type StreamPosition } from '../live/stream-checkpoint.js';
-import { LinkLost, ReplicaLink, ReplicationRefused } from './replica-link.js';
+import { LinkLost, ReplicaLink, ReplicationRefused, type StreamPosition } from './replica-link.js';
 import { countModuleAux, sectionsOf, type FileFacts } from './rdb-file.js';
 import { keySelection } from './scan.js';
 import { moduleAuxEnding, SourceError, type Source, type SourceEnding, type Voices } from './source.js';
@@ -46,16 +44,16 @@ interface SnapshotFacts {
  * A source server read as its replica, or `refused` when SOURCE_READER=auto and the source will not serve a
  * replica (then the run reads it by SCAN; the line saying so is the caller's). SOURCE_READER=replication fails
  * here in one line, before anything is written. The target is reached first, so a run that cannot write
- * never costs the source a fork.
+ * never costs the source a fork. With `positions` (a live run's CHECKPOINT_FILE), each master's stream is
+ * continued from its offset instead, and no snapshot is copied.
  */
-export async function replicationSource(settings: Settings, stopped: () => boolean, voices: Voices): Promise<Source | { refused: string }> {
+export async function replicationSource(settings: Settings, stopped: () => boolean, voices: Voices, positions?: StreamPosition[]): Promise<Source | { refused: string }> {
   const waiting = new Set<string>();
   const onWaiting = (label: string) => (): void => {
     if (waiting.has(label)) return;
     waiting.add(label);
     voices.progress(`Waiting for ${label} to prepare its snapshot (a fork; a diskless source first waits repl-diskless-sync-delay)`);
   };
-  const positions = recordedPositions(settings);
   const attempt = await replicate(settings, onWaiting, positions);
   if ('refused' in attempt) {
     if (settings.sourceReader === 'replication') throw new SourceError(READING, `${attempt.refused} (SOURCE_READER=scan reads it key by key); nothing was copied`);
@@ -89,17 +87,6 @@ export async function replicationSource(settings: Settings, stopped: () => boole
       await origin.close();
     },
   };
-}
-
-/** CHECKPOINT_FILE's offsets, for a live run that resumes; a checkpoint of other settings or kind is refused in one line. */
-function recordedPositions(settings: Settings): StreamPosition[] | undefined {
-  if (settings.mode !== 'live' || !settings.checkpointFile) return undefined;
-  try {
-    return readStreamCheckpoint(settings.checkpointFile, fingerprintOf(settings));
-  } catch (err) {
-    if (err instanceof CheckpointError) throw new SourceError('Error in settings', err.message);
-    throw err;
-  }
 }
 
 /**
