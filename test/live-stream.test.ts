@@ -242,6 +242,33 @@ describe('a replication link cut during the stream', () => {
   });
 });
 
+describe('who may read the source as its replica, in live mode', () => {
+  it('an ACL user allowed to replicate: the stream applied; one without +psync: auto follows keyspace events instead, and SOURCE_READER=replication refuses in one line', async () => {
+    const source = await server(['--notify-keyspace-events', 'KEA']);
+    const target = await server();
+    await source.cmd('ACL', 'SETUSER', 'mover', 'on', '>mover-secret-1', '~*', '&*', '+@all');
+    await source.cmd('ACL', 'SETUSER', 'reader', 'on', '>reader-secret-2', '~*', '&*', '+@all', '-psync', '-sync');
+    await source.cmd('SET', 'a', '1');
+    const allowed = await startLive(source, target, tempDir(), { SOURCE_REDIS_USERNAME: 'mover', SOURCE_REDIS_PASSWORD: 'mover-secret-1' });
+    await source.cmd('INCR', 'a');
+    await waitUntil(async () => String(await target.cmd('GET', 'a')) === '2', 'the change applied', 20_000, 50);
+    const done = await cutover(allowed);
+    expect(done.code, describeRun(done)).toBe(0);
+    expect(done.stdout).toMatch(/^Live: 1 commands applied from the replication stream/m);
+    expect(done.stdout).not.toContain('mover-secret-1');
+
+    await target.cmd('FLUSHALL');
+    const refused = { ...endpoints(source, target), MIGRATION_MODE: 'live', SLEEP_TIME: 0, PROGRESS: 'off', SOURCE_REDIS_USERNAME: 'reader', SOURCE_REDIS_PASSWORD: 'reader-secret-2', LIVE_IDLE_TIMEOUT: 1, LIVE_SWEEP_RATE: 0 };
+    const byEvents = await runMigrator(refused, tempDir());
+    expect(byEvents.code, describeRun(byEvents)).toBe(0);
+    expect(byEvents.stdout).toMatch(/^Reading the source by SCAN: source 127\.0\.0\.1:\d+ refused PSYNC: .*(NOPERM|no permissions)/mi);
+    expect(byEvents.stdout).toMatch(/^Live: subscribed to the source's keyspace events/m);
+    const insisted = await runMigrator({ ...refused, SOURCE_READER: 'replication' }, tempDir());
+    expect(insisted.code, describeRun(insisted)).toBe(1);
+    expect(insisted.stdout).toMatch(/^Error reading the source as its replica : source 127\.0\.0\.1:\d+ refused PSYNC: /m);
+  });
+});
+
 describe('a slow target under heavy writes', () => {
   it('the link holds with a small replica output-buffer limit on the source: what the target has not taken waits in memory, then in the spool', async () => {
     const source = await server(['--client-output-buffer-limit', 'replica 1mb 512kb 2']);
