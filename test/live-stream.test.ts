@@ -96,6 +96,27 @@ describe('live mode read as a replica: the replication stream applied', () => {
     expect(summary.exit_status).toBe(0);
   });
 
+  it('diskless snapshot copied slowly while written to: the stream that follows its end mark waits, and is applied after it', async () => {
+    // 12 MB of snapshot, not compressed: many times what the reader takes at once.
+    const source = await server(['--rdbcompression', 'no']);
+    const target = await server();
+    await source.cmd('EVAL', "for i = 1, 20000 do redis.call('SET', 'key:' .. i, string.rep('v', 600)) end", '0');
+    const dir = tempDir();
+    // A pause after each batch: the copy takes seconds, long after the transfer ended and the stream began.
+    const run = spawnMigrator({ ...endpoints(source, target), MIGRATION_MODE: 'live', SLEEP_TIME: 0.1, PROGRESS: 'off', LIVE_IDLE_TIMEOUT: 2, SUMMARY_JSON_FILE: join(dir, 'summary.json') }, dir);
+    await waitUntil(async () => Number(await target.cmd('DBSIZE')) > 0 || /^(Error|Stopped)/m.test(run.output()), 'the copy to begin', 30_000, 20);
+    let writes = 0;
+    while (!run.output().includes(APPLYING) && !/^(Error|Stopped)/m.test(run.output())) {
+      await source.client.sendCommand(['INCR', `counter:${writes % 50}`]);
+      writes += 1;
+    }
+    const result = await run.done;
+    expect(result.code, describeRun(result)).toBe(0);
+    expect(result.stdout).not.toMatch(/snapshot was cut|read again/);
+    expect(writes).toBeGreaterThan(0);
+    expect(await digest(target)).toBe(await digest(source));
+  });
+
   it('disk-based snapshot, written to all along: what came during the copy waits and is applied; LIVE_IDLE_TIMEOUT ends the run equal', async () => {
     const source = await server(['--repl-diskless-sync', 'no']);
     const target = await server();
@@ -134,12 +155,14 @@ describe('live mode read as a replica: the replication stream applied', () => {
     // A key re-copied once stays on that path: its later commands are re-copies too, and never applied twice.
     await source.cmd('SADD', 'in:union', 'c');
     await waitUntil(async () => Number(await target.cmd('SCARD', 'in:union')) === 3, 'in:union on the target', 20_000, 50);
-    await source.cmd('FLUSHDB');
+    // A flush inside a transaction (a script's effects come as one): still only the selected keys go.
+    await source.client.multi().set('in:tx', '1').flushDb().exec();
     await source.cmd('SET', 'in:after', 'flush');
     await waitUntil(async () => String(await target.cmd('GET', 'in:after')) === 'flush', 'the write after FLUSHDB', 20_000, 50);
     const result = await cutover(run);
     expect(result.code, describeRun(result)).toBe(0);
     expect(result.stdout).toMatch(/^Re-copied from the source, as their commands could not be applied as they came: 2 fed by keys outside the selection$/m);
+    expect(await target.cmd('DBSIZE')).toBe(2);
     expect((await target.cmd('KEYS', '*') as string[]).sort()).toEqual(['in:after', 'target-own']);
     expect(summaryOf(dir).live.recopied).toBe(2);
   });
@@ -277,6 +300,9 @@ describe('a slow target under heavy writes', () => {
     try {
       const dir = tempDir();
       const run = await startLive(source, target, dir, { DESTINATION_REDIS_PORT: proxy.port, REPLY_TIMEOUT: 0 });
+      // Streaming first: until a diskless master has taken our first ACK after the snapshot, it holds the writes itself.
+      await source.cmd('SET', 'streaming', '1');
+      await waitUntil(async () => Number(await target.cmd('EXISTS', 'streaming')) === 1, 'the stream under way', 20_000, 20);
       // The target stalls while 16 MB are written: sixteen times what the source would buffer for a replica.
       const stalled = proxy.stall(3000);
       const value = 'v'.repeat(100_000);
@@ -307,6 +333,9 @@ describe('CHECKPOINT_FILE in live mode: a killed run resumes each stream by its 
     const recorded = async (): Promise<number> => (JSON.parse(readFileSync(checkpoint, 'utf8')) as { masters: { offset: number }[] }).masters[0]?.offset ?? 0;
     const offset = Number(/^master_repl_offset:(\d+)/m.exec(String(await source.cmd('INFO', 'replication')))?.[1]);
     await waitUntil(async () => (await recorded().catch(() => 0)) >= offset, 'the checkpoint to record the offset', 20_000, 50);
+    // Applied after the checkpoint's last write and before the kill: a resumed run must not apply them twice.
+    for (let i = 0; i < 30; i++) await source.client.sendCommand(['INCR', 'counter']);
+    await waitUntil(async () => Number(await target.cmd('GET', 'counter')) === 30, 'the increments applied', 20_000, 10);
     first.signalAll('SIGKILL');
     await first.done;
     for (let i = 0; i < 100; i++) await source.client.sendCommand(['RPUSH', 'log', `meanwhile-${i}`]);
@@ -323,6 +352,8 @@ describe('CHECKPOINT_FILE in live mode: a killed run resumes each stream by its 
     expect(await stat(source, 'sync_partial_ok')).toBe(partialBefore + 1);
     expect(await fullSyncs(source)).toBe(fullBefore);
     expect(Number(await target.cmd('LLEN', 'log'))).toBe(201);
+    expect(Number(await target.cmd('GET', 'counter'))).toBe(30);
+    expect(result.stdout).toMatch(/written again after the checkpoint's offset/);
     expect(result.stdout).toMatch(/^Checkpoint: .* records each master's offset: a rerun with it continues the streams from there$/m);
   });
 

@@ -1,7 +1,7 @@
 // Where a command's keys are: the source's own command table (COMMAND), read once, so each command of the
 // replication stream can be filtered, renamed and routed by its keys. Commands whose keys move with their
 // arguments (ZUNIONSTORE, SORT … STORE, EVAL as older servers propagate it) are asked of the source (COMMAND GETKEYS).
-import type { Connection } from '../net/connections.js';
+import { isConnectionLoss, type Connection } from '../net/connections.js';
 import { asArray, asText, type Reply } from '../net/reply.js';
 
 interface KeySpec {
@@ -16,10 +16,12 @@ export class CommandKeys {
     private readonly table: ReadonlyMap<string, KeySpec>,
     /** Commands whose entry is a container (XGROUP, FUNCTION): their subcommands are in the table as "xgroup|create". */
     private readonly containers: ReadonlySet<string>,
-    private readonly source: Connection,
+    /** The source master asked now (a failover changes it), and how a lost connection is waited out. */
+    private readonly source: () => Connection,
+    private readonly recover: (label: string, err: unknown) => Promise<void>,
   ) {}
 
-  static async learn(source: Connection): Promise<CommandKeys> {
+  static async learn(source: () => Connection, recover: (label: string, err: unknown) => Promise<void>): Promise<CommandKeys> {
     const table = new Map<string, KeySpec>();
     const containers = new Set<string>();
     const add = (entry: Reply): void => {
@@ -32,8 +34,8 @@ export class CommandKeys {
       if (subcommands.length > 0) containers.add(name);
       for (const sub of subcommands) add(sub);
     };
-    for (const entry of asArray(await source.send(['COMMAND']))) add(entry);
-    return new CommandKeys(table, containers, source);
+    for (const entry of asArray(await source().send(['COMMAND']))) add(entry);
+    return new CommandKeys(table, containers, source, recover);
   }
 
   /** The lower-case name the table knows the command by ("set", or "xgroup|create"). */
@@ -57,19 +59,29 @@ export class CommandKeys {
   /** The key indexes as the source finds them; undefined when it cannot say (then the command's keys are unknown). */
   async ask(args: readonly Buffer[]): Promise<number[] | undefined> {
     let keys: Reply;
-    try {
-      keys = await this.source.send(['COMMAND', 'GETKEYS', ...args]);
-    } catch (err) {
-      // "The command has no key arguments" is an answer; any other refusal leaves the keys unknown.
-      return /no key arguments/i.test(err instanceof Error ? err.message : '') ? [] : undefined;
+    for (;;) {
+      const node = this.source();
+      try {
+        keys = await node.send(['COMMAND', 'GETKEYS', ...args]);
+        break;
+      } catch (err) {
+        // A lost connection is waited out (RECONNECT_TIMEOUT), then asked again.
+        if (isConnectionLoss(err)) {
+          await this.recover(node.label, err);
+          continue;
+        }
+        // "The command has no key arguments" is an answer; any other refusal leaves the keys unknown.
+        return /no key arguments/i.test(err instanceof Error ? err.message : '') ? [] : undefined;
+      }
     }
-    const used = new Set<number>();
+    // Keys come back in the order of their positions: each is looked for after the one before.
     const positions: number[] = [];
+    let from = 1;
     for (const key of asArray(keys) as Buffer[]) {
-      const at = args.findIndex((arg, i) => i > 0 && !used.has(i) && arg.equals(key));
+      const at = args.findIndex((arg, i) => i >= from && arg.equals(key));
       if (at < 0) return undefined;
-      used.add(at);
       positions.push(at);
+      from = at + 1;
     }
     return positions;
   }

@@ -24,14 +24,19 @@ const BATCH_COMMANDS = 2000;
 const WRITER_BYTES = 256 * 1024;
 
 /** Why keys were re-copied rather than their commands applied: said in the summary, with counts. */
-export type RecopyReason = 'outside' | 'slots' | 'refused' | 'lost' | 'moved';
+export type RecopyReason = 'outside' | 'slots' | 'refused' | 'lost' | 'moved' | 'undeclared' | 'resumed';
 const REASONS: Record<RecopyReason, string> = {
   outside: 'fed by keys outside the selection',
   slots: 'keys in several target slots',
   refused: 'refused by the target',
   lost: 'a reply lost with the target\'s connection',
-  moved: 'moved or copied in from another database',
+  moved: 'moved or copied between databases',
+  undeclared: 'written from keys the command does not name (SORT … BY/GET)',
+  resumed: 'written again after the checkpoint\'s offset (a resumed run may have applied them already)',
 };
+
+/** Commands the applier handles itself, never forwarded as they are (nor inside a transaction). */
+const OWN = new Set(['select', 'ping', 'replconf', 'flushall', 'flushdb', 'swapdb', 'function', 'move', 'multi', 'exec']);
 
 /** What the live phase applied, per run (all masters' appliers add up here). */
 export class StreamTally {
@@ -75,8 +80,14 @@ export interface ApplyContext {
   log: ErrorLog;
   lag: LagStats;
   tally: StreamTally;
-  /** Re-copies `keys` from the source as it is now (deleting those gone); resolves once they are written. */
-  recopy: (keys: Buffer[]) => Promise<void>;
+  /** Re-copies `keys` from the source as it is now (deleting those gone); false when the copy stopped first. */
+  recopy: (keys: Buffer[]) => Promise<boolean>;
+  /** Whether a source key is this master's (its slot, for a cluster source): what its FLUSHALL empties. */
+  owns: (key: Buffer) => boolean;
+  /** This master's FUNCTION commands are applied (a cluster's masters each run them: one applies them). */
+  appliesFunctions: boolean;
+  /** A resumed run: commands up to this offset may already be on the target, so their keys are re-copied. */
+  recopyUntil: number;
   /** Waits for a lost target node to answer again (RECONNECT_TIMEOUT), or throws. */
   recover: (label: string, err: unknown) => Promise<void>;
   /** Stop once the stream is applied up to this offset (the cutover); undefined: go on. */
@@ -112,6 +123,8 @@ export class StreamApplier {
   private transaction: StreamCommand[] | undefined;
   private transactionBytes = 0;
   private batches = new Map<Connection, NodeBatch>();
+  /** The command being applied ends at or before ctx.recopyUntil: its keys are re-copied, not written again. */
+  private replaying = false;
   private readonly recopies = new Map<string, Buffer>();
   private readonly selected: (key: Buffer) => boolean;
 
@@ -159,6 +172,7 @@ export class StreamApplier {
     for (let i = 0; i < commands.length; i++) {
       const command = commands[i] as StreamCommand;
       const size = sizes[i] as number;
+      this.replaying = this.link.offset + bytes + (this.transaction ? this.transactionBytes : 0) + size <= this.ctx.recopyUntil;
       if (this.transaction) {
         this.transactionBytes += size;
         if (nameIs(command.args[0], 'exec')) {
@@ -182,7 +196,7 @@ export class StreamApplier {
       this.ctx.tally.commands += 1;
       arrivals.push(command.arrivedAt);
     }
-    await this.send();
+    if (!(await this.send())) throw new StreamStop('the copy behind the live phase stopped (see above), so the stream is not applied past the last command it took');
     this.link.applied(bytes);
     this.appliedDb = this.db;
     this.ctx.lag.add(arrivals);
@@ -190,7 +204,7 @@ export class StreamApplier {
     if (getack) this.link.ack();
   }
 
-  /** One command outside a transaction; what it was, for the offset, the lag and GETACK. */
+  /** One command (outside a transaction, or one of a transaction that cannot go whole); what it was, for the offset, the lag and GETACK. */
   private async applyOne(command: StreamCommand): Promise<'data' | 'control' | 'getack'> {
     const { args } = command;
     const name = (args[0] as Buffer).toString('latin1').toLowerCase();
@@ -203,12 +217,12 @@ export class StreamApplier {
       case 'replconf':
         return nameIs(args[1], 'getack') ? 'getack' : 'control';
       case 'flushall':
-        await this.flushTarget();
+        await this.flushTarget(this.ctx.owns);
         this.ctx.tally.applied += 1;
         return 'data';
       case 'flushdb':
         if (this.db !== this.ourDb) return 'data';
-        await this.flushTarget();
+        await this.flushTarget(this.ctx.owns);
         this.ctx.tally.applied += 1;
         return 'data';
       case 'swapdb':
@@ -219,10 +233,16 @@ export class StreamApplier {
       case 'function':
         await this.applyEverywhere(args);
         return 'data';
-      default:
-        if (this.db !== this.ourDb) await this.intoOurDb(args);
-        else await this.applyKeyed([command]);
+      case 'move':
+        this.acrossDatabases(args[1], this.db === this.ourDb || Number((args[2] ?? Buffer.alloc(0)).toString('latin1')) === this.ourDb);
         return 'data';
+      default: {
+        const intoDb = name === 'copy' ? copyDatabase(args) : undefined;
+        if (intoDb !== undefined) this.acrossDatabases(args[2], intoDb === this.ourDb);
+        else if (this.db === this.ourDb) await this.applyKeyed([command]);
+        else this.ctx.tally.skipped += 1;
+        return 'data';
+      }
     }
   }
 
@@ -230,32 +250,26 @@ export class StreamApplier {
     return this.ctx.settings.source.db;
   }
 
-  /** MOVE or COPY … DB run in another database that lands a key in ours: that key is re-copied. */
-  private async intoOurDb(args: Buffer[]): Promise<void> {
-    const name = nameIs(args[0], 'move') ? 'move' : nameIs(args[0], 'copy') ? 'copy' : undefined;
-    const dbAt = name === 'move' ? 2 : args.findIndex((arg, i) => i > 2 && nameIs(arg, 'db')) + 1;
-    const key = name === 'move' ? args[1] : args[2];
-    if (!name || dbAt <= 0 || !key || Number((args[dbAt] ?? Buffer.alloc(0)).toString('latin1')) !== this.ourDb) {
-      this.ctx.tally.skipped += 1;
-      return;
-    }
-    if (this.selected(key)) this.recopy([key], 'moved');
-    else this.ctx.tally.skipped += 1;
+  /**
+   * MOVE, or COPY … DB: a key leaves or enters our database (the target's database is another number, so the
+   * command cannot go as it is): when `ours`, the key in our database is re-copied (gone: deleted).
+   */
+  private acrossDatabases(key: Buffer | undefined, ours: boolean): void {
+    if (key && ours && this.selected(key)) {
+      this.ctx.tally.touched(key, this.ctx.changedMax);
+      this.recopy([key], 'moved');
+    } else this.ctx.tally.skipped += 1;
   }
 
+  /** A transaction: whole, when all its commands are plain keyed ones; else command by command, in order. */
   private async applyTransaction(commands: StreamCommand[]): Promise<void> {
     this.ctx.tally.commands += commands.length;
-    if (commands.some((c) => nameIs(c.args[0], 'select'))) {
-      // A transaction that changes database midway (a script that SELECTs): its commands one by one, in order.
-      for (const command of commands) {
-        if (nameIs(command.args[0], 'select')) this.db = Number((command.args[1] as Buffer).toString('latin1'));
-        else if (this.db === this.ourDb) await this.applyKeyed([command]);
-        else await this.intoOurDb(command.args);
-      }
-      return;
-    }
-    if (this.db === this.ourDb) await this.applyKeyed(commands);
-    else for (const command of commands) await this.intoOurDb(command.args);
+    const plain = commands.every(({ args }) => {
+      const name = (args[0] as Buffer).toString('latin1').toLowerCase();
+      return !OWN.has(name) && !(name === 'copy' && copyDatabase(args) !== undefined);
+    });
+    if (plain && this.db === this.ourDb) return this.applyKeyed(commands);
+    for (const command of commands) await this.applyOne(command);
   }
 
   /**
@@ -270,8 +284,10 @@ export class StreamApplier {
     for (const { args } of commands) {
       const known = this.keys.positions(args);
       const positions = known === 'ask' ? await this.keys.ask(args) : known;
-      if (positions) keyed.push({ args, positions });
-      else this.notApplied(args);
+      // A command on no key (PUBLISH) is left alone; one whose keys the source would not name, a failure.
+      if (!positions) this.notApplied(args);
+      else if (positions.length > 0) keyed.push({ args, positions });
+      else tally.skipped += 1;
     }
     const keys = keyed.flatMap(({ args, positions }) => positions.map((p) => args[p] as Buffer));
     const selected = keys.filter(this.selected);
@@ -281,6 +297,8 @@ export class StreamApplier {
     }
     for (const key of selected) tally.touched(key, this.ctx.changedMax);
     if (selected.length < keys.length) return this.recopy(selected, 'outside');
+    if (this.replaying) return this.recopy(selected, 'resumed');
+    if (keyed.some(({ args }) => readsUndeclaredKeys(args))) return this.recopy(selected, 'undeclared');
     if (selected.some((key) => tally.dirty.has(key.toString('latin1')))) return this.recopy(selected);
     const targetKeys = selected.map((key) => names.toTarget(key));
     const node = this.nodeFor(targetKeys);
@@ -292,7 +310,7 @@ export class StreamApplier {
     if (transaction) batch.writer.command(['EXEC']);
     batch.planned.push({ keys: selected, replies: transaction ? keyed.length + 2 : 1, transaction, what: transaction ? 'a transaction (MULTI/EXEC)' : (keyed[0]?.args[0] ?? Buffer.alloc(0)).toString('latin1') });
     if (transaction) tally.transactions += 1;
-    if (batch.writer.at >= WRITER_BYTES) await this.send();
+    if (batch.writer.at >= WRITER_BYTES && !(await this.send())) throw new StreamStop('the copy behind the live phase stopped (see above), so the stream is not applied past the last command it took');
   }
 
   /** A command whose keys the source would not name: a failure, logged (nothing is known to re-copy). */
@@ -336,14 +354,14 @@ export class StreamApplier {
    * connection (the command may or may not have run), sends its keys to be re-copied. Then the re-copies,
    * after every command before them, so none overtakes a command on its key.
    */
-  private async send(): Promise<void> {
+  private async send(): Promise<boolean> {
     const batches = [...this.batches.values()];
     this.batches = new Map();
     await Promise.all(batches.map((batch) => this.sendBatch(batch)));
-    if (this.recopies.size === 0) return;
+    if (this.recopies.size === 0) return true;
     const keys = [...this.recopies.values()];
     this.recopies.clear();
-    await this.ctx.recopy(keys);
+    return this.ctx.recopy(keys);
   }
 
   private async sendBatch(batch: NodeBatch): Promise<void> {
@@ -378,7 +396,7 @@ export class StreamApplier {
    * this master's (a cluster source's master starting over from a new snapshot).
    */
   async flushTarget(owned: (key: Buffer) => boolean = () => true): Promise<void> {
-    await this.send();
+    if (!(await this.send())) throw new StreamStop('the copy behind the live phase stopped (see above), so the stream is not applied past the last command it took');
     const { names, matchPattern } = this.ctx.settings;
     const pattern = names.renames ? '*' : matchPattern;
     for (const master of this.ctx.target.masters) {
@@ -390,15 +408,16 @@ export class StreamApplier {
           const source = names.toSource(key);
           return source !== undefined && this.selected(source) && owned(source);
         });
-        if (ours.length > 0) await master.send(['UNLINK', ...ours]);
+        // A cluster target takes a multi-key UNLINK within one slot only.
+        if (ours.length > 0) for (const group of this.ctx.target.cluster ? bySlot(ours) : [ours]) await master.send(['UNLINK', ...group]);
       } while (cursor !== '0');
     }
   }
 
   /** FUNCTION LOAD, DELETE, FLUSH, RESTORE: the libraries follow the source's, on every target master. */
   private async applyEverywhere(args: Buffer[]): Promise<void> {
-    await this.send();
-    if (!this.ctx.settings.copyFunctions) {
+    if (!(await this.send())) throw new StreamStop('the copy behind the live phase stopped (see above), so the stream is not applied past the last command it took');
+    if (!this.ctx.settings.copyFunctions || !this.ctx.appliesFunctions) {
       this.ctx.tally.skipped += 1;
       return;
     }
@@ -424,6 +443,30 @@ function refusalIn(replies: PipeReply[], transaction: boolean): string | undefin
   return undefined;
 }
 
+/** COPY's DB option: the database the copy goes into, or undefined without one. */
+function copyDatabase(args: Buffer[]): number | undefined {
+  const at = args.findIndex((arg, i) => i > 2 && nameIs(arg, 'db'));
+  return at > 0 ? Number((args[at + 1] ?? Buffer.alloc(0)).toString('latin1')) : undefined;
+}
+
+/** SORT … BY or GET reads keys by pattern, which no key list names (nor renames): its result is re-copied. */
+function readsUndeclaredKeys(args: Buffer[]): boolean {
+  if (!nameIs(args[0], 'sort') && !nameIs(args[0], 'sort_ro')) return false;
+  return args.some((arg, i) => i > 1 && (nameIs(arg, 'by') || nameIs(arg, 'get')));
+}
+
+/** Keys grouped by hash slot. */
+function bySlot(keys: Buffer[]): Buffer[][] {
+  const groups = new Map<number, Buffer[]>();
+  for (const key of keys) {
+    const slot = keySlot(key);
+    const group = groups.get(slot);
+    if (group) group.push(key);
+    else groups.set(slot, [key]);
+  }
+  return [...groups.values()];
+}
+
 /** The arguments with the keys at `positions` renamed for the target. */
 function renamed(args: Buffer[], positions: number[], toTarget: (key: Buffer) => Buffer): Buffer[] {
   const out = args.slice();
@@ -447,14 +490,18 @@ export class RecopyFeed {
     this.done = copy;
   }
 
-  recopy(keys: Buffer[], size: number): Promise<void> {
+  /** True once every batch of `keys` is written; false when the copy ended first (stopped: the keys may not be). */
+  recopy(keys: Buffer[], size: number): Promise<boolean> {
     const settled: Promise<void>[] = [];
     for (let i = 0; i < keys.length; i += size) {
       settled.push(new Promise<void>((resolve) => this.waiting.push({ keys: keys.slice(i, i + size), settled: resolve })));
     }
     this.wake?.();
-    return Promise.race([Promise.all(settled).then(() => undefined), this.done.then(() => undefined)]);
+    return Promise.race([Promise.all(settled).then(() => !this.stopped()), this.done.then(() => false)]);
   }
+
+  /** The copy stopped taking batches (the error limit, a lost server): settled batches may not have been written. */
+  stopped: () => boolean = () => false;
 
   close(): void {
     this.closed = true;

@@ -3,6 +3,7 @@
 // offset at that moment, applies the stream up to it exactly, and verifies the keys it changed.
 import { Migration } from '../copy/migration.js';
 import { ConnectionLost } from '../net/recovery.js';
+import { ConnectionError, describeError, isConnectionLoss, isRefusal } from '../net/connections.js';
 import { asText } from '../net/reply.js';
 import { readings } from '../report/metrics.js';
 import { formatDuration, Progress } from '../report/progress.js';
@@ -14,6 +15,7 @@ import { CommandKeys } from './command-keys.js';
 import { keySlot } from '../net/cluster.js';
 import { snapshotRecords } from '../sources/replication.js';
 import { SourceError, type StreamSource } from '../sources/source.js';
+import { StreamError } from '../sources/stream-commands.js';
 import { fingerprintOf } from '../copy/checkpoint.js';
 import { StreamCheckpoint } from './stream-checkpoint.js';
 import { LagStats } from './lag.js';
@@ -24,148 +26,224 @@ import { RecopyFeed, StreamApplier, StreamStop, StreamTally } from './stream-app
 const CHANGED_KEYS_MAX = 200_000;
 
 export async function replicateStream(ctx: LiveContext, stream: StreamSource): Promise<LiveOutcome> {
-  const { settings, source: origin, target, say } = ctx;
+  const { settings, say } = ctx;
   // A resumed run finds its own keys on the target, and copies no snapshot (a master that must start over does, below).
   if (!settings.overwrite && !stream.resuming) await refuseOccupiedTarget(ctx);
   const snapshot = await copySnapshot(ctx);
   if (stream.resuming) say(stream.resuming);
   else for (const line of summaryLines(snapshot, settings.errorLogFile, ctx.excluded(), leavesKeysOut(settings), settings.scanType)) say(`Snapshot: ${line}`);
-  const lag = new LagStats();
-  if (snapshot.interrupted || snapshot.fatal) {
-    return { snapshot, live: emptyResult(), deleted: 0, events: 0, gaps: [], gapCount: 0, uncovered: false, repairs: 0, lag: lag.summary(), ended: 'stopped early', fatal: snapshot.fatal, seconds: 0 };
+  // A snapshot not copied to its end (Ctrl-C, a fatal stop, the error limit) has no stream to follow.
+  if (snapshot.interrupted || snapshot.fatal || snapshot.errorLimitReached) {
+    return { snapshot, live: emptyResult(), deleted: 0, events: 0, gaps: [], gapCount: 0, uncovered: false, repairs: 0, lag: new LagStats().summary(), ended: 'stopped early', fatal: snapshot.fatal, seconds: 0 };
   }
   const links = await stream.links();
-  const waiting = links.reduce((sum, link) => sum + link.behind, 0);
-  say(`Live: applying the replication stream of ${links.length} master(s) (${formatBytes(waiting)} of it came during the copy); Ctrl-C or SIGTERM for the cutover`);
+  say(`Live: applying the replication stream of ${links.length} master(s) (${formatBytes(links.reduce((sum, link) => sum + link.behind, 0))} of it came during the copy); Ctrl-C or SIGTERM for the cutover`);
+  const run = new StreamRun(ctx, stream, links, snapshot);
+  try {
+    await run.applyAll();
+  } finally {
+    await run.close();
+  }
+  return run.outcome();
+}
 
-  const started = Date.now();
-  const tally = new StreamTally();
-  const feed = new RecopyFeed();
-  const migration = new Migration({ source: origin, target, settings: { ...settings, overwrite: true }, stats: { bytesMoved: 0 }, recovery: ctx.recovery, mirrorDeletions: true }, ctx.log, say);
-  const copying = migration.copyAll(feed.batches());
-  feed.servedBy(copying);
-  let ended: LiveOutcome['ended'] = 'signal';
-  let fatal: string | undefined;
-  /** Per master, the offset to apply up to before stopping; set at the cutover. */
-  let cutover: number[] | undefined;
-  let lastActive = Date.now();
-  const stop = (why: LiveOutcome['ended'], reason?: string): void => {
-    if (cutover) return;
-    ended = why;
-    fatal ??= reason;
-    // Stopped early: at once. A cutover: up to where each master stands now.
-    const now = links.map(() => (why === 'stopped early' ? 0 : Infinity));
-    cutover = now;
-    if (why !== 'stopped early') void offsetsNow(ctx, links).then((offsets) => offsets.forEach((offset, i) => now[i] === Infinity && (now[i] = offset)));
-  };
-  ctx.interruption.onRequest(() => stop('signal'));
-  if (ctx.interruption.requested) stop('signal');
-  const idle = settings.live.idleTimeoutMs;
-  const watch = setInterval(() => {
-    if (migration.stopped) stop('stopped early');
-    else if (idle > 0 && Date.now() - lastActive >= idle && links.every((link) => link.behind === 0)) stop('idle');
-  }, 200);
-  // Both sides asked for a PING each second: a connection lost while the stream is quiet is reconnected (re-copies
-  // and the verification read the source), and past RECONNECT_TIMEOUT the run stops.
-  const heartbeat = watchServers(ctx, () => false, (reason) => stop('stopped early', reason));
-  const progress = Progress.ofLine(settings.progress, () => streamLine(tally, lag, links, started));
-  const before = readings.progress?.();
-  readings.progress = () => ({ scanned: before?.scanned ?? 0, total: before?.total ?? 0, bytes: before?.bytes ?? 0, ...addCounts(snapshot.counts, { ...noCounts(), restored: tally.applied }) });
-  readings.live = () => ({ lagSeconds: 0, queued: links.reduce((sum, link) => sum + link.behind, 0) });
+/** The live phase of a run read as a replica: every master's applier, the re-copies, the cutover, the checkpoint. */
+class StreamRun {
+  private readonly started = Date.now();
+  private readonly tally = new StreamTally();
+  private readonly lag = new LagStats();
+  private readonly feed = new RecopyFeed();
+  private readonly migration: Migration;
+  private readonly copying: Promise<MigrationResult>;
+  private readonly appliers: StreamApplier[] = [];
+  private readonly cuts: string[] = [];
+  private readonly resyncs: string[] = [];
+  /** A cluster master's slot: after a failover, its stream is continued on the master that serves it then. */
+  private readonly slots: number[];
+  private ended: LiveOutcome['ended'] = 'signal';
+  private fatal: string | undefined;
+  /** Per master, the offset to apply up to before stopping; set at the cutover (0: stop at once). */
+  private cutover: number[] | undefined;
+  private lastActive = Date.now();
+  private readonly timers: { stop(): void }[] = [];
+  private checkpoint: StreamCheckpoint | undefined;
+  private copied: MigrationResult | undefined;
 
-  const keys = await CommandKeys.learn(origin.masters[0] ?? origin.nodeForSlot(0));
-  const cuts: string[] = [];
-  const resyncs: string[] = [];
+  constructor(private readonly ctx: LiveContext, private readonly stream: StreamSource, private readonly links: ReplicaLink[], private readonly snapshot: MigrationResult) {
+    const { settings, source, target } = ctx;
+    this.migration = new Migration({ source, target, settings: { ...settings, overwrite: true }, stats: { bytesMoved: 0 }, recovery: ctx.recovery, mirrorDeletions: true }, ctx.log, ctx.say);
+    this.copying = this.migration.copyAll(this.feed.batches());
+    this.feed.servedBy(this.copying);
+    this.feed.stopped = () => this.migration.stopped;
+    this.slots = source.mastersBySlot.map((m) => m.slot);
+  }
+
+  /**
+   * Stops the live phase. A cutover (Ctrl-C, SIGTERM, idle) applies each stream up to where its master stands
+   * now; a fatal stop ends at once, even after a cutover began, and its reason is kept.
+   */
+  private stop(why: LiveOutcome['ended'], reason?: string): void {
+    if (why === 'stopped early') {
+      this.ended = why;
+      this.fatal ??= reason;
+      if (this.cutover) this.cutover.fill(0);
+      else this.cutover = this.links.map(() => 0);
+      return;
+    }
+    if (this.cutover) return;
+    this.ended = why;
+    const now = this.links.map(() => Infinity);
+    this.cutover = now;
+    void offsetsNow(this.ctx, this.links).then((offsets) => offsets.forEach((offset, i) => now[i] === Infinity && (now[i] = offset ?? this.links[i]?.offset ?? 0)));
+  }
+
+  async applyAll(): Promise<void> {
+    const { ctx, links } = this;
+    const { settings, source } = ctx;
+    ctx.interruption.onRequest(() => this.stop('signal'));
+    if (ctx.interruption.requested) this.stop('signal');
+    this.watch();
+    // A resumed run cannot know how far the killed one got: up to where each master stands now, keys are re-copied.
+    const recopyUntil = this.stream.resuming ? await offsetsNow(ctx, links) : links.map(() => 0);
+    const unknown = recopyUntil.findIndex((offset) => offset === undefined);
+    if (unknown >= 0) throw new StreamStop(`${links[unknown]?.label ?? 'the source'} did not say its offset (INFO replication), which a resumed run needs to know what it may have applied already`);
+    const keys = await CommandKeys.learn(() => source.masters[0] ?? source.nodeForSlot(0), (label, err) => ctx.recovery.recover(label, err));
+    this.checkpoint = settings.checkpointFile ? new StreamCheckpoint(settings.checkpointFile, fingerprintOf(settings), () => this.appliers.flatMap((applier) => applier.position() ?? [])) : undefined;
+    await Promise.all(links.map((link, i) => this.follow(link, i, keys, recopyUntil[i] ?? 0)));
+  }
+
+  /** Timers: idle and the copy's own stop, a heartbeat on both sides, the progress line, METRICS_PORT. */
+  private watch(): void {
+    const { settings } = this.ctx;
+    const idle = settings.live.idleTimeoutMs;
+    const timer = setInterval(() => {
+      if (this.migration.stopped) this.stop('stopped early');
+      else if (idle > 0 && Date.now() - this.lastActive >= idle && this.links.every((link) => link.behind === 0)) this.stop('idle');
+    }, 200);
+    this.timers.push({ stop: () => clearInterval(timer) });
+    // Both sides asked for a PING each second: a connection lost while the stream is quiet is reconnected (re-copies
+    // and the verification read the source), and past RECONNECT_TIMEOUT the run stops.
+    // Once the cutover began, the run's recovery stands down (it is stopping): the verification reconnects for itself,
+    // and a lost target still stops the appliers with its own reason.
+    this.timers.push(watchServers(this.ctx, () => false, (reason) => !this.cutover && this.stop('stopped early', reason)));
+    this.timers.push(Progress.ofLine(settings.progress, () => streamLine(this.tally, this.lag, this.links, this.started)));
+    const before = readings.progress?.();
+    readings.progress = () => ({ scanned: before?.scanned ?? 0, total: before?.total ?? 0, bytes: before?.bytes ?? 0, ...addCounts(this.snapshot.counts, { ...noCounts(), restored: this.tally.applied }) });
+    readings.live = () => ({ lagSeconds: 0, queued: this.links.reduce((sum, link) => sum + link.behind, 0) });
+  }
+
+  /** One master's stream until the cutover: a cut continued by partial resync, or started over from a new snapshot. */
+  private async follow(first: ReplicaLink, i: number, keys: CommandKeys, recopyUntil: number): Promise<void> {
+    const { ctx } = this;
+    const { settings, source } = ctx;
+    const master = source.masters[i];
+    const applier = new StreamApplier(first, keys, {
+      settings, origin: source, target: ctx.target, log: ctx.log, lag: this.lag, tally: this.tally, changedMax: CHANGED_KEYS_MAX,
+      recopy: (batch) => this.feed.recopy(batch, settings.pipelineBatchSize),
+      recover: (label, err) => ctx.recovery.recover(label, err),
+      stopAt: () => this.cutover?.[i],
+      active: () => (this.lastActive = Date.now()),
+      owns: (key) => !source.cluster || source.nodeForSlot(keySlot(key)) === master,
+      appliesFunctions: i === 0,
+      recopyUntil,
+    }, this.stream.databases?.[i]);
+    this.appliers.push(applier);
+    try {
+      // Resuming where the backlog passed the recorded offset: this master starts over before its stream.
+      if (first.startsOver && !first.streaming) {
+        ctx.say(`${first.startsOver}: starting over from a new snapshot; the target's selected keys from that master are deleted first, as a replica empties itself before it loads one`);
+        await this.startOver(applier, first, i);
+        this.resyncs.push(`${first.label} (resuming)`);
+      }
+      for (;;) {
+        try {
+          await applier.run();
+          return;
+        } catch (err) {
+          if (!(err instanceof LinkLost) || settings.reconnectTimeoutMs <= 0 || this.cutover?.[i] === 0) throw err;
+          await this.continueAfter(err, applier, i);
+        }
+      }
+    } catch (err) {
+      this.stop('stopped early', stopReason(err));
+    }
+  }
+
+  /** A cut link: continued by partial resync where the stream now is served, or started over from a new snapshot. */
+  private async continueAfter(err: LinkLost, applier: StreamApplier, i: number): Promise<void> {
+    const { ctx, links } = this;
+    const link = links[i] as ReplicaLink;
+    ctx.say(`${err.message}: continuing from offset ${link.offset} by partial resync (for up to RECONNECT_TIMEOUT=${ctx.settings.reconnectTimeoutMs / 1000} s)`);
+    link.close();
+    const next = await resumed(link, () => this.where(i), ctx.settings, () => this.cutover?.[i] === 0);
+    links[i] = next;
+    applier.follow(next);
+    const moved = next.label === link.label ? '' : ` on ${next.label} (its slots' master now: a failover)`;
+    if (next.startsOver === undefined) {
+      this.cuts.push(`${link.label} at offset ${link.offset}${moved}`);
+      ctx.say(`${link.label}: the stream continues from offset ${link.offset}${moved} (partial resync)`);
+      return;
+    }
+    ctx.say(`${next.startsOver}: starting over from a new snapshot; the target's selected keys from that master are deleted first, as a replica empties itself before it loads one`);
+    await this.startOver(applier, next, i);
+    this.resyncs.push(`${link.label} at offset ${link.offset}`);
+  }
+
+  /** The server that serves master `i`'s stream now: itself, or for a cluster the master of its slot. */
+  private async where(i: number): Promise<{ endpoint: Endpoint; label: string }> {
+    const { source } = this.ctx;
+    if (source.cluster) await source.refreshSlots().catch(() => undefined);
+    const node = source.cluster ? source.nodeForSlot(this.slots[i] ?? 0) : (source.masters[i] ?? source.nodeForSlot(0));
+    return { endpoint: node.endpoint, label: node.label };
+  }
+
   /**
    * A master that can only give a full resync: its selected keys deleted on the target (all of them, unless the
    * source is a cluster: then those in its slots), its new snapshot copied, and its stream followed from there.
    */
-  const startOver = async (applier: StreamApplier, link: ReplicaLink, i: number): Promise<void> => {
-    const master = origin.masters[i];
-    await applier.flushTarget((key) => !origin.cluster || origin.nodeForSlot(keySlot(key)) === master);
-    const copy = new Migration({ target, settings: { ...settings, overwrite: true }, stats: { bytesMoved: 0 }, recovery: ctx.recovery }, ctx.log, say);
-    const copied = await copy.copyAll(snapshotRecords(link, settings, () => cutover?.[i] === 0));
-    if (copied.fatal) throw new StreamStop(`the new snapshot of ${link.label} could not be copied: ${copied.fatal}`);
+  private async startOver(applier: StreamApplier, link: ReplicaLink, i: number): Promise<void> {
+    const { ctx, tally } = this;
+    const master = ctx.source.masters[i];
+    await applier.flushTarget((key) => !ctx.source.cluster || ctx.source.nodeForSlot(keySlot(key)) === master);
+    const copy = new Migration({ target: ctx.target, settings: { ...ctx.settings, overwrite: true }, stats: { bytesMoved: 0 }, recovery: ctx.recovery }, ctx.log, ctx.say);
+    const copied = await copy.copyAll(snapshotRecords(link, ctx.settings, () => this.cutover?.[i] === 0));
+    if (copied.fatal || copied.errorLimitReached || copied.interrupted) throw new StreamStop(`the new snapshot of ${link.label} could not be copied whole${copied.fatal ? `: ${copied.fatal}` : ''}`);
     tally.resnapshotted += copied.counts.restored;
     tally.failed += copied.counts.failed;
-    say(`${link.label}: ${copied.counts.restored} keys copied from its new snapshot (${copied.counts.failed} failed); the stream continues from offset ${link.offset}`);
-  };
-  const appliers: StreamApplier[] = [];
-  // A cluster master's slot: after a failover, the stream is continued on the master that serves it then.
-  const slots = origin.mastersBySlot.map((m) => m.slot);
-  const where = async (i: number): Promise<{ endpoint: Endpoint; label: string }> => {
-    const slot = slots[i] ?? 0;
-    if (origin.cluster) await origin.refreshSlots().catch(() => undefined);
-    const node = origin.cluster ? origin.nodeForSlot(slot) : (origin.masters[i] ?? origin.nodeForSlot(0));
-    return { endpoint: node.endpoint, label: node.label };
-  };
-  const applying = links.map(async (first, i) => {
-    const applier = new StreamApplier(first, keys, {
-      settings, origin, target, log: ctx.log, lag, tally, changedMax: CHANGED_KEYS_MAX,
-      recopy: (batch) => feed.recopy(batch, settings.pipelineBatchSize),
-      recover: (label, err) => ctx.recovery.recover(label, err),
-      stopAt: () => cutover?.[i],
-      active: () => (lastActive = Date.now()),
-    }, stream.databases?.[i]);
-    appliers.push(applier);
-    // Resuming where the backlog passed the recorded offset: this master starts over before its stream.
-    if (first.startsOver && !first.streaming) {
-      try {
-        say(`${first.startsOver}: starting over from a new snapshot; the target's selected keys from that master are deleted first, as a replica empties itself before it loads one`);
-        await startOver(applier, first, i);
-        resyncs.push(`${first.label} (resuming)`);
-      } catch (err) {
-        return stop('stopped early', stopReason(err));
-      }
-    }
-    for (;;) {
-      try {
-        await applier.run();
-        return;
-      } catch (err) {
-        const link = links[i] as ReplicaLink;
-        if (!(err instanceof LinkLost) || settings.reconnectTimeoutMs <= 0 || cutover?.[i] === 0) return stop('stopped early', stopReason(err));
-        say(`${err.message}: continuing from offset ${link.offset} by partial resync (for up to RECONNECT_TIMEOUT=${settings.reconnectTimeoutMs / 1000} s)`);
-        try {
-          const next = await resumed(link, () => where(i), settings, () => cutover?.[i] === 0);
-          links[i] = next;
-          const moved = next.label === link.label ? '' : ` on ${next.label} (its slots' master now: a failover)`;
-          if (next.startsOver === undefined) {
-            cuts.push(`${link.label} at offset ${link.offset}${moved}`);
-            say(`${link.label}: the stream continues from offset ${link.offset}${moved} (partial resync)`);
-          } else {
-            say(`${next.startsOver}: starting over from a new snapshot; the target's selected keys from that master are deleted first, as a replica empties itself before it loads one`);
-            await startOver(applier, next, i);
-            resyncs.push(`${link.label} at offset ${link.offset}`);
-          }
-        } catch (lost) {
-          return stop('stopped early', stopReason(lost));
-        }
-        link.close();
-        applier.follow(links[i] as ReplicaLink);
-      }
-    }
-  });
-  const checkpoint = settings.checkpointFile ? new StreamCheckpoint(settings.checkpointFile, fingerprintOf(settings), () => appliers.flatMap((applier) => applier.position() ?? [])) : undefined;
-  await Promise.all(applying);
-  await checkpoint?.finish();
-  // The links are this run's now (a cut one replaced by its continuation): closed once the stream is applied.
-  for (const link of links) link.close();
-  heartbeat.stop();
-  clearInterval(watch);
-  progress.stop();
-  feed.close();
-  const copied = await copying;
-  const behind = links.reduce((sum, link, i) => sum + Math.max(0, Math.min(cutover?.[i] ?? 0, link.offset + link.behind) - link.offset), 0);
-  const counts = { ...copied.counts, restored: copied.counts.restored + tally.applied, failed: copied.counts.failed + tally.failed };
-  const live: MigrationResult = { ...copied, counts, fatal: fatal ?? copied.fatal };
-  const outcome: LiveOutcome = {
-    snapshot, live, deleted: migration.deleted, events: tally.commands, gaps: [], gapCount: 0, uncovered: false, repairs: 0, lag: lag.summary(),
-    ended, fatal: live.fatal, seconds: (Date.now() - started) / 1000,
-    stream: { cuts, resyncs, checkpoint: checkpoint && (checkpoint.problem ? `${settings.checkpointFile} could not be written (${checkpoint.problem}): a rerun cannot resume from it` : `${settings.checkpointFile} records each master's offset: a rerun with it continues the streams from there`), masters: links.length, applied: tally.applied, transactions: tally.transactions, skipped: tally.skipped, recopied: tally.recopiedTotal, reasons: tally.reasonsLine(), behind, firstRefusal: tally.firstRefusal },
-  };
-  if (!live.fatal) outcome.verification = await verifyChanged(ctx, [...tally.changed.values()], tally.changedOverflow || settings.verify);
-  return outcome;
+    ctx.say(`${link.label}: ${copied.counts.restored} keys copied from its new snapshot (${copied.counts.failed} failed); the stream continues from offset ${link.offset}`);
+  }
+
+  /** Timers stopped, the checkpoint's last write, the links closed (this run's now), the re-copies drained. */
+  async close(): Promise<void> {
+    for (const timer of this.timers) timer.stop();
+    await this.checkpoint?.finish();
+    for (const link of this.links) link.close();
+    this.feed.close();
+    this.copied = await this.copying;
+  }
+
+  async outcome(): Promise<LiveOutcome> {
+    const { tally, links, ctx } = this;
+    const copied = this.copied ?? (await this.copying);
+    const behind = links.reduce((sum, link, i) => sum + Math.max(0, Math.min(this.cutover?.[i] ?? 0, link.offset + link.behind) - link.offset), 0);
+    const counts = { ...copied.counts, restored: copied.counts.restored + tally.applied, failed: copied.counts.failed + tally.failed };
+    // A stop with no reason of its own is the re-copies' (the error limit, a lost server).
+    const fatal = this.fatal ?? copied.fatal ?? (this.ended === 'stopped early' && !copied.errorLimitReached ? 'the copy behind the live phase stopped' : undefined);
+    const live: MigrationResult = { ...copied, counts, fatal };
+    const checkpoint = this.checkpoint && (this.checkpoint.problem
+      ? `${ctx.settings.checkpointFile} could not be written (${this.checkpoint.problem}): a rerun cannot resume from it`
+      : `${ctx.settings.checkpointFile} records each master's offset: a rerun with it continues the streams from there`);
+    const outcome: LiveOutcome = {
+      snapshot: this.snapshot, live, deleted: this.migration.deleted, events: tally.commands, gaps: [], gapCount: 0, uncovered: false, repairs: 0, lag: this.lag.summary(),
+      ended: this.ended, fatal, seconds: (Date.now() - this.started) / 1000,
+      stream: {
+        cuts: this.cuts, resyncs: this.resyncs, checkpoint, masters: links.length, applied: tally.applied, transactions: tally.transactions, skipped: tally.skipped,
+        recopied: tally.recopiedTotal, reasons: tally.reasonsLine(), behind, firstRefusal: tally.firstRefusal,
+      },
+    };
+    if (!fatal && !copied.errorLimitReached) outcome.verification = await verifyChanged(ctx, [...tally.changed.values()], tally.changedOverflow || ctx.settings.verify);
+    return outcome;
+  }
 }
 
 /** How long the cutover waits for a master to say its offset before applying what has come. */
@@ -195,26 +273,26 @@ async function resumed(cut: ReplicaLink, where: () => Promise<{ endpoint: Endpoi
   }
 }
 
-/** Each link's master's offset now (INFO replication), where the cutover stops. */
-async function offsetsNow(ctx: LiveContext, links: ReplicaLink[]): Promise<number[]> {
+/** Each link's master's offset now (INFO replication, within a few seconds); undefined where it did not say. */
+async function offsetsNow(ctx: LiveContext, links: ReplicaLink[]): Promise<(number | undefined)[]> {
   return Promise.all(links.map(async (link, i) => {
     const node = ctx.source.masters[i];
-    if (!node) return link.offset;
+    if (!node) return undefined;
     try {
       const info = asText(await Promise.race([node.send(['INFO', 'replication']), new Promise<never>((_, reject) => setTimeout(() => reject(new Error('no reply')), OFFSET_WAIT_MS).unref())]));
       const offset = /^master_repl_offset:(\d+)/m.exec(info)?.[1];
-      return offset === undefined ? link.offset : Math.max(Number(offset), link.offset);
+      return offset === undefined ? undefined : Math.max(Number(offset), link.offset);
     } catch {
-      // The source away at the cutover: what has come is applied, and the rest is said as behind.
-      return link.offset + link.behind;
+      return undefined;
     }
   }));
 }
 
 /** Why a master's stream stopped being applied, as the summary's "Stopped early" says it; anything else is a bug. */
 function stopReason(err: unknown): string {
-  if (err instanceof StreamStop || err instanceof ConnectionLost || err instanceof SourceError) return err.message;
-  if (err instanceof LinkLost) return `${err.message}; the replication stream cannot be followed past it (run the migration again for a new snapshot)`;
+  if (err instanceof StreamStop || err instanceof ConnectionLost || err instanceof SourceError || err instanceof ReplicationRefused || err instanceof ConnectionError || err instanceof StreamError) return err.message;
+  if (err instanceof LinkLost) return `${err.message}; the replication stream cannot be followed past it (with CHECKPOINT_FILE a rerun continues it; else run the migration again)`;
+  if (isConnectionLoss(err) || isRefusal(err)) return describeError(err);
   throw err;
 }
 

@@ -20,6 +20,9 @@ const MARKS_MAX = 100_000;
 const STREAM_CHUNK = 1024 * 1024;
 /** Silence on the stream after which the link counts as lost: a replica's repl-timeout. */
 const STREAM_SILENCE_MS = 60_000;
+/** Right after a diskless snapshot, ACKs every EARLY_ACK_MS, EARLY_ACKS times (see finish). */
+const EARLY_ACK_MS = 50;
+const EARLY_ACKS = 20;
 /** How often the offset is acknowledged (REPLCONF ACK), as a replica does each second. */
 const ACK_MS = 1000;
 /** A diskless transfer ends with this many bytes of the mark its header announced. */
@@ -44,6 +47,8 @@ class LinkBytes {
   private readonly queue: ByteQueue;
   /** Bytes received and bytes taken since the link opened. */
   received = 0;
+  /** When the last bytes came. */
+  private lastArrival = Date.now();
   taken = 0;
   /** When bytes arrived: each mark says bytes up to `upTo` had arrived by `at` (ms). Coarse and bounded. */
   private marks: { upTo: number; at: number }[] = [];
@@ -57,6 +62,7 @@ class LinkBytes {
     this.queue = new ByteQueue(MEMORY_BYTES, spoolBytes);
     socket.on('data', (chunk: Buffer) => {
       this.received += chunk.length;
+      this.lastArrival = Date.now();
       this.mark();
       try {
         this.queue.push(chunk);
@@ -74,6 +80,11 @@ class LinkBytes {
 
   get available(): number {
     return this.queue.size;
+  }
+
+  /** Milliseconds since bytes last came. */
+  get quietFor(): number {
+    return Date.now() - this.lastArrival;
   }
 
   end(reason: Error): void {
@@ -297,7 +308,7 @@ export class ReplicaLink {
     if (!accepted) throw new ReplicationRefused(`${this.label} answered PSYNC ${from.replicationId} ${from.offset + 1} with "${reply.slice(0, 200)}"`);
     this.replicationId = accepted[1] ?? from.replicationId;
     this.offset = from.offset;
-    this.streamStart = this.bytes.taken;
+    this.enterStream();
   }
 
   /**
@@ -354,7 +365,7 @@ export class ReplicaLink {
       close: async () => undefined,
       finish: async () => {
         if (position !== size) throw new LinkLost(`${this.label}'s snapshot has ${size - position} bytes after its end`);
-        this.streamStart = this.bytes.taken;
+        this.enterStream();
       },
     };
   }
@@ -362,17 +373,27 @@ export class ReplicaLink {
   /** A diskless transfer: every byte but the last 40 is the RDB's, and those 40 must be the mark. */
   private markedInput(mark: Buffer): RdbInput & { finish: () => Promise<void> } {
     let position = 0;
-    const atMark = (): boolean => this.bytes.available === EOF_MARK_BYTES && this.bytes.peek(EOF_MARK_BYTES).equals(mark);
+    // Followed (live mode: ACKs sent), a master may start the stream right after the mark, before we read it.
+    const streamMayFollow = (): boolean => this.acking !== undefined;
+    const atMark = (): boolean =>
+      (streamMayFollow() ? this.bytes.available >= EOF_MARK_BYTES : this.bytes.available === EOF_MARK_BYTES) && this.bytes.peek(EOF_MARK_BYTES).equals(mark);
     return {
       size: Infinity,
       rereadable: false,
       read: async (buffer, offset, length, at) => {
         expectPosition(at, position);
+        if (atMark()) return { bytesRead: 0 };
         while (this.bytes.available <= EOF_MARK_BYTES) {
           if (atMark()) return { bytesRead: 0 };
           await this.bytes.waitFor(EOF_MARK_BYTES);
         }
-        const count = Math.min(length, this.bytes.available - EOF_MARK_BYTES);
+        let count = Math.min(length, this.bytes.available - EOF_MARK_BYTES);
+        if (streamMayFollow()) {
+          // The RDB ends where the mark begins: a mark starting within these bytes is seen whole in 39 more.
+          const found = this.bytes.peek(count + EOF_MARK_BYTES - 1).indexOf(mark);
+          if (found >= 0 && found < count) count = found;
+          if (count === 0) return { bytesRead: 0 };
+        }
         this.bytes.take(buffer, offset, count);
         position += count;
         return { bytesRead: count };
@@ -382,9 +403,11 @@ export class ReplicaLink {
         await this.bytes.waitFor(EOF_MARK_BYTES - 1);
         if (!this.bytes.peek(EOF_MARK_BYTES).equals(mark)) throw new LinkLost(`${this.label}'s snapshot does not end with the mark its header announced`);
         this.bytes.take(Buffer.allocUnsafe(EOF_MARK_BYTES), 0, EOF_MARK_BYTES);
-        this.streamStart = this.bytes.taken;
-        // A diskless master sends the stream only once the replica says it has loaded the snapshot.
-        if (this.acking) this.ack();
+        this.enterStream();
+        // A diskless master sends the stream only once the replica says it has loaded the snapshot, and an ACK that
+        // comes before it has seen its fork end is not taken for that: ACKs come often for a moment, so the writes
+        // it holds for us meanwhile stay few.
+        if (this.acking) this.ackOftenFor(EARLY_ACKS);
       },
     };
   }
@@ -395,6 +418,11 @@ export class ReplicaLink {
    */
   startAcks(): void {
     this.acking ??= setInterval(() => this.ack(), ACK_MS);
+  }
+
+  private ackOftenFor(count: number): void {
+    this.ack();
+    if (count > 1) setTimeout(() => this.ackOftenFor(count - 1), EARLY_ACK_MS).unref();
   }
 
   ack(): void {
@@ -415,8 +443,6 @@ export class ReplicaLink {
    */
   async commands(max: number): Promise<{ commands: StreamCommand[]; sizes: number[] }> {
     if (this.streamStart === undefined) throw new Error('the replication stream is read after its snapshot');
-    // A quiet master sends a PING only every repl-ping-replica-period (10 s): silence is judged as a replica does.
-    if (this.bytes.silenceMs > 0) this.bytes.silenceMs = Math.max(this.bytes.silenceMs, STREAM_SILENCE_MS);
     for (;;) {
       const parsed = this.parsed(max);
       if (parsed.commands.length > 0) {
@@ -436,8 +462,9 @@ export class ReplicaLink {
     try {
       return parseCommands(this.carry, max);
     } catch (err) {
+      // Not a cut to continue from: the same bytes would come again.
       if (!(err instanceof StreamError)) throw err;
-      throw new LinkLost(`${this.label}: the replication stream is broken (${err.message})`);
+      throw new StreamError(`${this.label}: the replication stream is broken at offset ${this.offset} (${err.message})`);
     }
   }
 
@@ -446,9 +473,17 @@ export class ReplicaLink {
     return this.streamStart !== undefined;
   }
 
-  /** Waits up to `ms` for stream bytes to come. */
-  arrival(ms: number): Promise<void> {
-    return this.bytes.arrival(ms);
+  /** The snapshot is read: what follows is the stream, where a quiet master sends a PING only every repl-ping-replica-period (10 s). */
+  private enterStream(): void {
+    this.streamStart = this.bytes.taken;
+    if (this.bytes.silenceMs > 0) this.bytes.silenceMs = Math.max(this.bytes.silenceMs, STREAM_SILENCE_MS);
+  }
+
+  /** Waits up to `ms` for stream bytes to come; a link silent past its limit (a half-open socket) is lost. */
+  async arrival(ms: number): Promise<void> {
+    await this.bytes.arrival(ms);
+    const { silenceMs, quietFor } = this.bytes;
+    if (silenceMs > 0 && quietFor > silenceMs) throw new LinkLost(`${this.label} sent nothing for ${Math.round(quietFor / 1000)} s (a master PINGs its replicas every repl-ping-replica-period)`);
   }
 
   /** `bytes` more of the stream are applied: the offset the next ACK reports. */
