@@ -9,19 +9,11 @@ import { describeRun, fullSyncs } from './helpers/inspect.js';
 import { startLoad } from './helpers/load.js';
 import { startProxy } from './helpers/proxy.js';
 import { digest, seedEveryType, seedStrings } from './helpers/sample-data.js';
-import { endpoints, runMigrator, spawnMigrator, startRedis, tempDir, waitUntil, type LocalServer, type RunningMigrator, type RunResult } from './helpers/servers.js';
+import { endpoints, runMigrator, spawnMigrator, serversOfFile, tempDir, waitUntil, type LocalServer, type RunningMigrator, type RunResult } from './helpers/servers.js';
 
 const APPLYING = 'Live: applying the replication stream of ';
 
-const servers: LocalServer[] = [];
-async function server(args: string[] = []): Promise<LocalServer> {
-  const started = await startRedis(args);
-  servers.push(started);
-  return started;
-}
-afterAll(async () => {
-  await Promise.all(servers.map((s) => s.stop().catch(() => undefined)));
-});
+const server = serversOfFile();
 
 interface StreamSummary {
   live: { reader: string; commands: number; transactions: number; recopied: number; failed: number; behind_bytes: number; ended: string };

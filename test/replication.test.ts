@@ -7,21 +7,13 @@ import { startCluster, keyspaceOf, type TestCluster } from './helpers/cluster.js
 import { calls, commandStats, fullSyncs, parseSummary } from './helpers/inspect.js';
 import { startProxy } from './helpers/proxy.js';
 import { digest, seedEveryType, seedStrings } from './helpers/sample-data.js';
-import { endpoints, runMigrator, spawnMigrator, startRedis, tempDir, waitUntil, type LocalServer, type RunResult } from './helpers/servers.js';
+import { endpoints, runMigrator, spawnMigrator, serversOfFile, tempDir, waitUntil, type LocalServer, type RunResult } from './helpers/servers.js';
 import { makeCertificates, startTlsRedis } from './helpers/tls.js';
 
 const AS_REPLICA = 'Reading the source as its replica: one snapshot by PSYNC from';
 const BY_SCAN = 'Reading the source by SCAN:';
 
-const servers: LocalServer[] = [];
-async function server(args: string[] = []): Promise<LocalServer> {
-  const started = await startRedis(args);
-  servers.push(started);
-  return started;
-}
-afterAll(async () => {
-  await Promise.all(servers.map((s) => s.stop().catch(() => undefined)));
-});
+const server = serversOfFile();
 
 function run(env: Record<string, string | number>): Promise<RunResult> {
   return runMigrator({ PROGRESS: 'off', ...env }, tempDir(), 60_000);
