@@ -9,7 +9,8 @@ import { describeRun, fullSyncs } from './helpers/inspect.js';
 import { startLoad } from './helpers/load.js';
 import { startProxy } from './helpers/proxy.js';
 import { digest, seedEveryType, seedStrings } from './helpers/sample-data.js';
-import { endpoints, runMigrator, spawnMigrator, serversOfFile, tempDir, waitUntil, type LocalServer, type RunningMigrator, type RunResult } from './helpers/servers.js';
+import { serversOfFile } from './helpers/servers-of-file.js';
+import { endpoints, runMigrator, spawnMigrator, tempDir, waitUntil, type LocalServer, type RunningMigrator, type RunResult } from './helpers/servers.js';
 
 const APPLYING = 'Live: applying the replication stream of ';
 

@@ -7,7 +7,8 @@ import { startCluster, keyspaceOf, type TestCluster } from './helpers/cluster.js
 import { calls, commandStats, fullSyncs, parseSummary } from './helpers/inspect.js';
 import { startProxy } from './helpers/proxy.js';
 import { digest, seedEveryType, seedStrings } from './helpers/sample-data.js';
-import { endpoints, runMigrator, spawnMigrator, serversOfFile, tempDir, waitUntil, type LocalServer, type RunResult } from './helpers/servers.js';
+import { serversOfFile } from './helpers/servers-of-file.js';
+import { endpoints, runMigrator, spawnMigrator, tempDir, waitUntil, type LocalServer, type RunResult } from './helpers/servers.js';
 import { makeCertificates, startTlsRedis } from './helpers/tls.js';
 
 const AS_REPLICA = 'Reading the source as its replica: one snapshot by PSYNC from';

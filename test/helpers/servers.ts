@@ -6,7 +6,6 @@ import { createServer } from 'node:net';
 import { constants, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { createClient, RESP_TYPES } from '@redis/client';
-import { afterAll } from 'vitest';
 
 export const ROOT = resolve(import.meta.dirname, '..', '..');
 export const SCRIPT = join(ROOT, 'redis-keys-migrator.ts');
@@ -63,19 +62,6 @@ function spawnRedis(port: number, dir: string, extraArgs: string[]): ChildProces
       '--enable-debug-command', 'local', ...NO_SNAPSHOT_DELAY, ...extraArgs],
     { stdio: ['ignore', 'pipe', 'pipe'] },
   );
-}
-
-/** For a test file that starts servers as its tests go: `server(args)` starts one, and all are stopped after the file. */
-export function serversOfFile(): (args?: string[]) => Promise<LocalServer> {
-  const started: LocalServer[] = [];
-  afterAll(async () => {
-    await Promise.all(started.map((s) => s.stop().catch(() => undefined)));
-  });
-  return async (args = []) => {
-    const one = await startRedis(args);
-    started.push(one);
-    return one;
-  };
 }
 
 /** Starts redis-server with no persistence, DEBUG allowed from loopback, and any extra arguments. */
