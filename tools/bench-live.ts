@@ -2,6 +2,7 @@
 // keyspace events (MIGRATION_MODE=liveonly, rows (h)) or as the source's replica (MIGRATION_MODE=live, rows (h′));
 // per rate: kept up or not, the lag's percentiles as the tool counts them and as a user sees them (a probe key
 // written on the source, timed until it is on the target), repairs (0 expected), convergence, the servers' CPU.
+// BENCH_LIVE_READERS=replication (or events) runs one kind of row only.
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -128,7 +129,7 @@ async function measureRate(rate: number, reader: LiveReader): Promise<LivePoint>
 
 export async function runLiveRows(say: (line: string) => void): Promise<LivePoint[]> {
   const points: LivePoint[] = [];
-  for (const reader of ['events', 'replication'] as const) {
+  for (const reader of (process.env.BENCH_LIVE_READERS?.split(',') ?? ['events', 'replication']) as LiveReader[]) {
     for (const rate of LIVE_RATES) {
       say(`  (${ROW[reader]}) live by ${reader === 'events' ? 'keyspace events' : 'replication'}, ${rate.toLocaleString('en-US')} writes/s for ${LOAD_SECONDS} s ...`);
       const point = await measureRate(rate, reader);

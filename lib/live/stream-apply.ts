@@ -57,8 +57,11 @@ export class StreamTally {
   firstRefusal: string | undefined;
 
   touched(key: Buffer, max: number): void {
-    if (this.changed.size < max) this.changed.set(key.toString('latin1'), key);
-    else if (!this.changed.has(key.toString('latin1'))) this.changedOverflow = true;
+    const id = key.toString('latin1');
+    if (this.changed.has(id)) return;
+    // A copy: the key is a view of the stream's chunk, which would stay in memory as long as the key is kept.
+    if (this.changed.size < max) this.changed.set(id, Buffer.from(key));
+    else this.changedOverflow = true;
   }
 
   reasonsLine(): string {
