@@ -285,6 +285,19 @@ describe('who may read the source as its replica, in live mode', () => {
   });
 });
 
+describe('a source user that may replicate but not read the command table', () => {
+  it('stops in one line naming the refusal, exit 1, no stack trace', async () => {
+    const source = await server();
+    const target = await server();
+    await source.cmd('ACL', 'SETUSER', 'mover', 'on', '>mover-secret-1', '~*', '&*', '+@all', '-command');
+    await source.cmd('SET', 'a', '1');
+    const result = await runMigrator({ ...endpoints(source, target), MIGRATION_MODE: 'live', SLEEP_TIME: 0, PROGRESS: 'off', SOURCE_REDIS_USERNAME: 'mover', SOURCE_REDIS_PASSWORD: 'mover-secret-1' }, tempDir());
+    expect(result.code, describeRun(result)).toBe(1);
+    expect(result.stdout).toMatch(/^Stopped early: .*NOPERM.*command/im);
+    expect(result.stderr).not.toMatch(/\n\s+at /);
+  });
+});
+
 describe('a slow target under heavy writes', () => {
   it('the link holds with a small replica output-buffer limit on the source: what the target has not taken waits in memory, then in the spool', async () => {
     const source = await server(['--client-output-buffer-limit', 'replica 1mb 512kb 2']);

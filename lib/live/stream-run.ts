@@ -41,6 +41,9 @@ export async function replicateStream(ctx: LiveContext, stream: StreamSource): P
   const run = new StreamRun(ctx, stream, links, snapshot);
   try {
     await run.applyAll();
+  } catch (err) {
+    // Before any master's stream was taken (the source's command table or offsets refused): one line, exit 1.
+    run.fail(err);
   } finally {
     await run.close();
   }
@@ -95,6 +98,11 @@ class StreamRun {
     const now = this.links.map(() => Infinity);
     this.cutover = now;
     void offsetsNow(this.ctx, this.links).then((offsets) => offsets.forEach((offset, i) => now[i] === Infinity && (now[i] = offset ?? this.links[i]?.offset ?? 0)));
+  }
+
+  /** A stop for a reason `stopReason` can say; anything else is a bug, and goes on up. */
+  fail(err: unknown): void {
+    this.stop('stopped early', stopReason(err));
   }
 
   async applyAll(): Promise<void> {
