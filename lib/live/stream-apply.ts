@@ -199,7 +199,7 @@ export class StreamApplier {
       this.ctx.tally.commands += 1;
       arrivals.push(command.arrivedAt);
     }
-    if (!(await this.send())) throw new StreamStop('the copy behind the live phase stopped (see above), so the stream is not applied past the last command it took');
+    await this.sendOrStop();
     this.link.applied(bytes);
     this.appliedDb = this.db;
     this.ctx.lag.add(arrivals);
@@ -313,7 +313,7 @@ export class StreamApplier {
     if (transaction) batch.writer.command(['EXEC']);
     batch.planned.push({ keys: selected, replies: transaction ? keyed.length + 2 : 1, transaction, what: transaction ? 'a transaction (MULTI/EXEC)' : (keyed[0]?.args[0] ?? Buffer.alloc(0)).toString('latin1') });
     if (transaction) tally.transactions += 1;
-    if (batch.writer.at >= WRITER_BYTES && !(await this.send())) throw new StreamStop('the copy behind the live phase stopped (see above), so the stream is not applied past the last command it took');
+    if (batch.writer.at >= WRITER_BYTES) await this.sendOrStop();
   }
 
   /** A command whose keys the source would not name: a failure, logged (nothing is known to re-copy). */
@@ -357,6 +357,11 @@ export class StreamApplier {
    * connection (the command may or may not have run), sends its keys to be re-copied. Then the re-copies,
    * after every command before them, so none overtakes a command on its key.
    */
+  /** `send`, or a stop when the copy behind the re-copies stopped first: the offset must not move past them. */
+  private async sendOrStop(): Promise<void> {
+    if (!(await this.send())) throw new StreamStop('the copy behind the live phase stopped (see above), so the stream is not applied past the last command it took');
+  }
+
   private async send(): Promise<boolean> {
     const batches = [...this.batches.values()];
     this.batches = new Map();
@@ -399,7 +404,7 @@ export class StreamApplier {
    * this master's (a cluster source's master starting over from a new snapshot).
    */
   async flushTarget(owned: (key: Buffer) => boolean = () => true): Promise<void> {
-    if (!(await this.send())) throw new StreamStop('the copy behind the live phase stopped (see above), so the stream is not applied past the last command it took');
+    await this.sendOrStop();
     const { names, matchPattern } = this.ctx.settings;
     const pattern = names.renames ? '*' : matchPattern;
     for (const master of this.ctx.target.masters) {
@@ -419,7 +424,7 @@ export class StreamApplier {
 
   /** FUNCTION LOAD, DELETE, FLUSH, RESTORE: the libraries follow the source's, on every target master. */
   private async applyEverywhere(args: Buffer[]): Promise<void> {
-    if (!(await this.send())) throw new StreamStop('the copy behind the live phase stopped (see above), so the stream is not applied past the last command it took');
+    await this.sendOrStop();
     if (!this.ctx.settings.copyFunctions || !this.ctx.appliesFunctions) {
       this.ctx.tally.skipped += 1;
       return;

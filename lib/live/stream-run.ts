@@ -159,7 +159,7 @@ class StreamRun {
     try {
       // Resuming where the backlog passed the recorded offset: this master starts over before its stream.
       if (first.startsOver && !first.streaming) {
-        ctx.say(`${first.startsOver}: starting over from a new snapshot; the target's selected keys from that master are deleted first, as a replica empties itself before it loads one`);
+        ctx.say(startingOver(first.startsOver));
         await this.startOver(applier, first, i);
         this.resyncs.push(`${first.label} (resuming)`);
       }
@@ -192,7 +192,7 @@ class StreamRun {
       ctx.say(`${link.label}: the stream continues from offset ${link.offset}${moved} (partial resync)`);
       return;
     }
-    ctx.say(`${next.startsOver}: starting over from a new snapshot; the target's selected keys from that master are deleted first, as a replica empties itself before it loads one`);
+    ctx.say(startingOver(next.startsOver));
     await this.startOver(applier, next, i);
     this.resyncs.push(`${link.label} at offset ${link.offset}`);
   }
@@ -253,6 +253,9 @@ class StreamRun {
     return outcome;
   }
 }
+
+/** The line saying a master starts over from a new snapshot, and why. */
+const startingOver = (why: string): string => `${why}: starting over from a new snapshot; the target's selected keys from that master are deleted first, as a replica empties itself before it loads one`;
 
 /** How long the cutover waits for a master to say its offset before applying what has come. */
 const OFFSET_WAIT_MS = 5000;
