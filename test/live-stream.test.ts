@@ -298,6 +298,12 @@ describe('a source user that may replicate but not read the command table', () =
   });
 });
 
+/** The source's output buffer for its one replica (CLIENT LIST's omem): what it holds that the replica has not read. */
+async function replicaOutputBytes(source: LocalServer): Promise<number> {
+  const line = String(await source.cmd('CLIENT', 'LIST', 'TYPE', 'replica'));
+  return Number(/\bomem=(\d+)/.exec(line)?.[1] ?? Number.NaN);
+}
+
 describe('a slow target under heavy writes', () => {
   it('the link holds with a small replica output-buffer limit on the source: what the target has not taken waits in memory, then in the spool', async () => {
     const source = await server(['--client-output-buffer-limit', 'replica 1mb 512kb 2']);
@@ -309,11 +315,20 @@ describe('a slow target under heavy writes', () => {
       // Streaming first: until a diskless master has taken our first ACK after the snapshot, it holds the writes itself.
       await source.cmd('SET', 'streaming', '1');
       await waitUntil(async () => Number(await target.cmd('EXISTS', 'streaming')) === 1, 'the stream under way', 20_000, 20);
-      // The target stalls while 16 MB are written: sixteen times what the source would buffer for a replica.
-      const stalled = proxy.stall(3000);
-      const value = 'v'.repeat(100_000);
-      for (let i = 0; i < 160; i++) await source.client.sendCommand(['SET', `big:${i % 40}`, `${i}-${value}`]);
-      await stalled;
+      // The target takes nothing while 40 MB are written: forty times what the source would buffer for a replica,
+      // and more than our memory (8 MB) and the sockets' buffers hold, so the spool must take the rest. Each write
+      // waits until the source has handed the last one to us (its output buffer for the replica near empty), so the
+      // test waits on what the tool does, never on how fast this machine schedules it.
+      const release = proxy.hold();
+      try {
+        const value = 'v'.repeat(100_000);
+        for (let i = 0; i < 400; i++) {
+          await source.client.sendCommand(['SET', `big:${i % 40}`, `${i}-${value}`]);
+          await waitUntil(async () => (await replicaOutputBytes(source)) < 256 * 1024, 'the source to hand the write to its replica', 20_000, 2);
+        }
+      } finally {
+        release();
+      }
       await waitUntil(sameDigest(source, target), 'the target to equal the source', 30_000, 50);
       const result = await cutover(run);
       expect(result.code, describeRun(result)).toBe(0);

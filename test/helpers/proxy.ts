@@ -13,6 +13,8 @@ export interface FaultProxy {
   cutAll(): void;
   /** Stops forwarding bytes in both directions for `ms` milliseconds (sockets stay open, data is buffered/paused), then resumes. Returns a promise resolved when the stall ends. */
   stall(ms: number): Promise<void>;
+  /** The same stall, until the function it returns is called (for a test that ends it on something observable). */
+  hold(): () => void;
   /** For `ms` milliseconds, every new connection is accepted and destroyed at once (refused); existing ones are cut too when `cutExisting` is true. */
   refuse(ms: number, cutExisting?: boolean): Promise<void>;
   /**
@@ -142,6 +144,14 @@ export async function startProxy(upstreamPort: number, upstreamHost = '127.0.0.1
     held.clear();
   };
 
+  const startStall = (): void => {
+    stalls++;
+    for (const pair of pairs) {
+      pair.client.pause();
+      pair.upstream.pause();
+    }
+  };
+
   const endStall = (): void => {
     stalls--;
     if (stalls > 0 || closed) return;
@@ -177,12 +187,16 @@ export async function startProxy(upstreamPort: number, upstreamHost = '127.0.0.1
     },
     cutAll,
     stall: (ms) => {
-      stalls++;
-      for (const pair of pairs) {
-        pair.client.pause();
-        pair.upstream.pause();
-      }
+      startStall();
       return after(ms, endStall);
+    },
+    hold: () => {
+      startStall();
+      let held = true;
+      return () => {
+        if (held) endStall();
+        held = false;
+      };
     },
     refuse: (ms, cutExisting = false) => {
       refusals++;
