@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseSummary } from './helpers/inspect.js';
 import { STACK_FRAME } from './helpers/parity-helpers.js';
 import { digest, seedEveryType } from './helpers/sample-data.js';
-import { endpoints, runMigrator, startRedis, tempDir, type RedisServer, type RunResult } from './helpers/servers.js';
+import { endpoints, runMigrator, spawnMigrator, startRedis, tempDir, waitUntil, type RedisServer, type RunResult } from './helpers/servers.js';
 import { makeCertificates, startTlsRedis, type Certificates } from './helpers/tls.js';
 
 const CONNECTED = 'Connected to Redis instances successfully';
@@ -342,6 +342,32 @@ describe('a TLS source', () => {
       await expectCopied(r, tlsSource, plainTarget);
     },
     TEST_TIMEOUT_MS,
+  );
+
+  it(
+    'live mode reads it as its replica over TLS: the snapshot, then writes made meanwhile, converge; the cutover exits 0',
+    async () => {
+      await plainTarget.cmd('FLUSHALL');
+      const cwd = tempDir();
+      runDirs.push(cwd);
+      const env = { ...endpoints(tlsSource, plainTarget), SOURCE_REDIS_TLS: 'true', SOURCE_REDIS_TLS_CA_FILE: certs.ca, MIGRATION_MODE: 'live', SLEEP_TIME: 0, PROGRESS: 'off' };
+      const live = spawnMigrator(env, cwd);
+      const applying = 'Live: applying the replication stream of ';
+      await waitUntil(async () => live.output().includes(applying) || /^(Error|Cannot|Stopped)/m.test(live.output()), 'the live phase', TEST_TIMEOUT_MS, 50);
+      expect(live.output()).toContain(applying);
+      await tlsSource.cmd('RPUSH', 'tls:live:list', 'a', 'b');
+      await tlsSource.cmd('SET', 'tls:live:string', 'written while live');
+      await waitUntil(async () => (await digest(plainTarget)) === (await digest(tlsSource)), 'the target to equal the source', TEST_TIMEOUT_MS, 50);
+      live.signalScript('SIGTERM');
+      const r = await live.done;
+      await tlsSource.cmd('DEL', 'tls:live:list', 'tls:live:string');
+      expectNoStackTrace(r);
+      expect(r.code, shown(r)).toBe(0);
+      expect(r.stdout, shown(r)).toMatch(/^Reading the source as its replica: one snapshot by PSYNC from source 127\.0\.0\.1:\d+ \(TLS\)$/m);
+      expect(r.stdout, shown(r)).toMatch(/^Live: 2 commands applied from the replication stream .*, 0 failed,/m);
+      expect(await plainTarget.cmd('DBSIZE')).toBe(sampleKeys + 2);
+    },
+    TEST_TIMEOUT_MS * 2,
   );
 
   it(
