@@ -237,8 +237,7 @@ async function restorePlain(target: Connection, batch: DumpBatch, overwrite: boo
 /** `RESTORE key <at> $<length>`: the caller writes the payload's `length` bytes at `writer.at`, then calls restoreEnd. */
 function restoreStart(writer: RespWriter, key: Buffer, expireAt: number, length: number, overwrite: boolean): void {
   writer.begin(overwrite ? 6 : 5);
-  writer.reserve(RESTORE_ARG.length);
-  writer.at += RESTORE_ARG.copy(writer.buf, writer.at);
+  writer.raw(RESTORE_ARG);
   writer.bulk(key);
   writer.integer(Math.max(expireAt, 0));
   writer.bulkStart(length);
@@ -247,9 +246,7 @@ function restoreStart(writer: RespWriter, key: Buffer, expireAt: number, length:
 /** The payload's end, then `[REPLACE] ABSTTL`. */
 function restoreEnd(writer: RespWriter, overwrite: boolean): void {
   writer.bulkEnd();
-  const tail = overwrite ? REPLACE_TAIL : TAIL;
-  writer.reserve(tail.length);
-  writer.at += tail.copy(writer.buf, writer.at);
+  writer.raw(overwrite ? REPLACE_TAIL : TAIL);
 }
 
 /** A RESTORE's reply: OK, BUSYKEY (the key exists: skipped), or the error for this key alone. */

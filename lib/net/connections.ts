@@ -96,6 +96,10 @@ interface Capabilities {
   rdbVersion: number | undefined;
 }
 
+/** Writer buffers kept for reuse per connection, and the largest kept: a few MB at most. */
+const SPARE_BUFFERS = 4;
+const SPARE_BUFFER_MAX_BYTES = 1024 * 1024;
+
 export class Connection {
   capabilities: Capabilities = { version: [0], expireTime: false, scriptFlags: false, clusterNode: false, runId: '', replica: false, fieldExpiry: false, rdbVersion: undefined };
   /** Turned off for the rest of the run when this server refuses EVAL (ACL or a managed service). */
@@ -109,6 +113,8 @@ export class Connection {
   private closed = false;
   /** The socket for self-encoded batches (sendPipelined), opened on first use and again after a loss. */
   private pipeline: Promise<Pipeline> | undefined;
+  /** Buffers of writers whose batches were answered, written into again by the next writers (spareBuffer). */
+  private readonly spares: Buffer[] = [];
 
   private constructor(
     readonly endpoint: Endpoint,
@@ -224,7 +230,21 @@ export class Connection {
 
   /** A writer for sendPipelined, sized for `bytes`; on an ASKING view, each command goes with ASKING. */
   writer(bytes: number): RespWriter {
-    return new RespWriter(bytes, this.askingOf !== undefined);
+    return new RespWriter(bytes, this.askingOf !== undefined, this.spareBuffer(bytes));
+  }
+
+  /**
+   * A buffer an answered batch is done with, of at least `bytes`: a batch is a new buffer of a hundred kB or so,
+   * and allocating one per batch cost the collector and the kernel more than the copy itself.
+   */
+  private spareBuffer(bytes: number): Buffer | undefined {
+    const index = this.spares.findIndex((buf) => buf.length >= bytes);
+    return index < 0 ? undefined : this.spares.splice(index, 1)[0];
+  }
+
+  /** Every reply to the writer's batch has come, so the server has read all of it: its buffer may be written again. */
+  private keepSpare(writer: RespWriter): void {
+    if (this.spares.length < SPARE_BUFFERS && writer.buf.length <= SPARE_BUFFER_MAX_BYTES) this.spares.push(writer.buf);
   }
 
   /**
@@ -242,6 +262,7 @@ export class Connection {
     this.waiting += 1;
     try {
       const replies = await (await this.openPipeline()).send(writer);
+      this.keepSpare(writer);
       // As send does: this server cannot serve us now, and the run reconnects.
       const loss = replies.find((r): r is ErrorReply => r instanceof ErrorReply && LOSS_REPLIES.test(r.message));
       if (loss) this.drop(loss.message);

@@ -6,7 +6,6 @@ import type { Arg, Reply } from './reply.js';
 /** One command's reply; an error reply is a value here, not a rejection, so each command answers for itself. */
 export type PipeReply = Reply | ErrorReply;
 
-const CRLF = 0x0a0d; // "\r\n" as a little-endian 16-bit write
 const ASKING = Buffer.from('*1\r\n$6\r\nASKING\r\n', 'latin1');
 
 /** Commands encoded end to end. Callers write whole commands; `commands` counts them for the replies. */
@@ -20,8 +19,10 @@ export class RespWriter {
     capacity = 64 * 1024,
     /** Each command goes with ASKING before it (a slot being imported): every other reply is ASKING's. */
     readonly asking = false,
+    /** A buffer to write into, at least `capacity` long: one an earlier writer is done with. */
+    buf?: Buffer,
   ) {
-    this.buf = Buffer.allocUnsafe(capacity);
+    this.buf = buf && buf.length >= capacity ? buf : Buffer.allocUnsafe(capacity);
   }
 
   /** Room for `bytes` more; grows by doubling (callers size the writer up front, so this is rare). */
@@ -44,8 +45,7 @@ export class RespWriter {
   /** The start of a command of `count` arguments, which the caller then writes as bulks. */
   begin(count: number): void {
     if (this.asking) {
-      this.reserve(ASKING.length);
-      this.at += ASKING.copy(this.buf, this.at);
+      this.raw(ASKING);
       this.commands += 1;
     }
     this.reserve(24);
@@ -84,8 +84,16 @@ export class RespWriter {
   }
 
   bulkEnd(): void {
-    this.buf.writeUInt16LE(CRLF, this.at);
+    this.buf[this.at] = 0x0d;
+    this.buf[this.at + 1] = 0x0a;
     this.at += 2;
+  }
+
+  /** Bytes encoded once (a command's name, a fixed tail of arguments), copied as they are. */
+  raw(bytes: Uint8Array): void {
+    this.reserve(bytes.length);
+    this.buf.set(bytes, this.at);
+    this.at += bytes.length;
   }
 
   /** The encoded bytes (a view, valid until the writer is written to again). */
@@ -96,8 +104,7 @@ export class RespWriter {
   /** A length or count and its CRLF (Buffer.write of a String costs ~1 µs; this a few ns). */
   private number(value: number): void {
     this.digits(value, digitCount(value));
-    this.buf.writeUInt16LE(CRLF, this.at);
-    this.at += 2;
+    this.bulkEnd();
   }
 
   private digits(value: number, count: number): void {
@@ -149,54 +156,57 @@ export class RespParser {
     let at = 0;
     while (at < buf.length) {
       this.needed = 0;
-      const end = this.parse(buf, at);
-      if (end === PARTIAL) {
+      const reply = this.parse(buf, at);
+      if (reply === PARTIAL) {
         // Copied: the socket may reuse its chunk.
         this.pending = Buffer.from(buf.subarray(at));
         return;
       }
-      at = end.at;
-      this.onReply(end.reply);
+      at = this.next;
+      this.onReply(reply);
     }
   }
 
-  /** The reply starting at `at` and the offset after it, or PARTIAL. */
-  private parse(buf: Buffer, at: number): { reply: PipeReply; at: number } | typeof PARTIAL {
+  /** Where the reply parse() returned last ends: kept here rather than in an object per reply. */
+  private next = 0;
+
+  /** The reply starting at `at` (its end in `next`), or PARTIAL. */
+  private parse(buf: Buffer, at: number): PipeReply | typeof PARTIAL {
     const line = buf.indexOf(0x0d, at + 1);
     if (line === -1 || line + 1 >= buf.length) return PARTIAL;
     const type = buf[at];
+    this.next = line + 2;
     switch (type) {
       case 0x2b: // '+'
         // +OK, the reply to nearly every pipelined write: one shared string, not a new one each.
-        if (line === at + 3 && buf[at + 1] === 0x4f && buf[at + 2] === 0x4b) return { reply: 'OK', at: line + 2 };
-        return { reply: buf.toString('latin1', at + 1, line), at: line + 2 };
+        if (line === at + 3 && buf[at + 1] === 0x4f && buf[at + 2] === 0x4b) return 'OK';
+        return buf.toString('latin1', at + 1, line);
       case 0x2d: // '-'
-        return { reply: new ErrorReply(buf.toString('utf8', at + 1, line)), at: line + 2 };
+        return new ErrorReply(buf.toString('utf8', at + 1, line));
       case 0x3a: // ':'
-        return { reply: this.integer(buf, at + 1, line), at: line + 2 };
+        return this.integer(buf, at + 1, line);
       case 0x24: { // '$'
         const length = this.integer(buf, at + 1, line);
-        if (length < 0) return { reply: null, at: line + 2 };
+        if (length < 0) return null;
         const end = line + 2 + length;
         if (end + 2 > buf.length) {
           this.needed = end + 2 - at;
           return PARTIAL;
         }
-        return { reply: Buffer.from(buf.subarray(line + 2, end)), at: end + 2 };
+        this.next = end + 2;
+        return Buffer.from(buf.subarray(line + 2, end));
       }
       case 0x2a: { // '*'
         const count = this.integer(buf, at + 1, line);
-        if (count < 0) return { reply: null, at: line + 2 };
+        if (count < 0) return null;
         const items: PipeReply[] = [];
-        let next = line + 2;
         for (let i = 0; i < count; i++) {
-          const item = this.parse(buf, next);
+          const item = this.parse(buf, this.next);
           if (item === PARTIAL) return PARTIAL;
           // An error inside an array (EXEC) stays a value, as node-redis gives it.
-          items.push(item.reply as Reply);
-          next = item.at;
+          items.push(item as Reply);
         }
-        return { reply: items as Reply[], at: next };
+        return items as Reply[];
       }
       default:
         throw new ProtocolError(`unexpected reply byte 0x${(type ?? 0).toString(16)} at ${buf.toString('latin1', at, Math.min(at + 20, buf.length))}`);

@@ -1,7 +1,7 @@
 // The part of an RDB file the reader is looking at: one reused buffer filled by fixed-size chunk reads, in
 // file order, never the whole file. Every byte passes through the running CRC-64 exactly once, as it leaves
 // (unless the CRC is not wanted: the run checked the whole file first).
-import { ByteCursor, type ShortHandler } from './cursor.js';
+import { ByteCursor, copyRange, type ShortHandler } from './cursor.js';
 import { Crc64 } from './crc64.js';
 
 /**
@@ -80,7 +80,7 @@ export class FileWindow {
 
   /** Copies [from, to) out of the window into `target` at `targetStart`; the range must be held. */
   copyOut(from: number, to: number, target: Buffer, targetStart: number): void {
-    this.buf.copy(target, targetStart, from - this.start, to - this.start);
+    copyRange(this.buf, from - this.start, to - this.start, target, targetStart);
   }
 
   /**

@@ -1,6 +1,7 @@
 // DUMP payloads from RDB value bytes: the type byte and value as saved, then the RDB version (2 bytes,
 // little-endian) and the CRC-64 of everything before it (8 bytes, little-endian), as RESTORE checks them.
 import { Crc64 } from './crc64.js';
+import { copyRange } from './cursor.js';
 import { RdbFormatError } from './errors.js';
 
 export const FOOTER_BYTES = 10;
@@ -14,7 +15,7 @@ export function dumpPayload(valueBytes: Buffer, rdbVersion: number): Buffer {
 
 /** The same payload written into `target` at `at` (a batch's encoded commands), with no buffer of its own. */
 export function writeDumpPayload(valueBytes: Buffer, rdbVersion: number, target: Buffer, at: number): void {
-  target.set(valueBytes, at);
+  copyRange(valueBytes, 0, valueBytes.length, target, at);
   const versionAt = at + valueBytes.length;
   target.writeUInt16LE(rdbVersion, versionAt);
   new Crc64().update(target, at, versionAt + 2).writeDigest(target, versionAt + 2);
