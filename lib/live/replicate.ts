@@ -17,7 +17,8 @@ import { LagStats } from './lag.js';
 import type { Side } from '../net/side.js';
 import { leftOutTest } from '../sources/scan.js';
 import { matchTest } from '../sources/glob.js';
-import { asArray, asText } from '../net/reply.js';
+import { asText } from '../net/reply.js';
+import { scanPages } from '../net/scan-pages.js';
 import { addCounts, displayKey, type MigrationResult, type RecordBatch, noCounts, noCrossings } from '../records.js';
 import { Migration } from '../copy/migration.js';
 
@@ -115,12 +116,10 @@ class StreamWatch {
   async find(source: Side, settings: Settings): Promise<void> {
     const leftOut = leftOutTest(settings);
     for (const master of source.masters) {
-      let cursor = '0';
-      do {
-        const [next, keys] = asArray(await master.send(['SCAN', cursor, 'MATCH', settings.matchPattern, 'COUNT', '1000', 'TYPE', 'stream']));
-        cursor = asText(next);
-        for (const key of asArray(keys ?? []) as Buffer[]) if (!leftOut(key)) this.add(key);
-      } while (cursor !== '0' && !this.overflow);
+      for await (const keys of scanPages(master, { match: settings.matchPattern, count: 1000, type: 'stream' })) {
+        for (const key of keys) if (!leftOut(key)) this.add(key);
+        if (this.overflow) break;
+      }
     }
   }
 
@@ -348,18 +347,15 @@ export async function refuseOccupiedTarget(ctx: LiveContext): Promise<void> {
     return source !== undefined && !leftOut(source) && (!matches || matches(source));
   };
   for (const master of ctx.target.masters) {
-    let cursor = '0';
-    do {
-      const [next, keys] = asArray(await master.send(['SCAN', cursor, 'MATCH', names.renames ? '*' : settings.matchPattern, 'COUNT', '1000']));
-      cursor = asText(next);
-      const found = (asArray(keys ?? []) as Buffer[]).find(ours);
+    for await (const keys of scanPages(master, { match: names.renames ? '*' : settings.matchPattern, count: 1000 })) {
+      const found = keys.find(ours);
       if (found) {
         throw new LiveRefusal(
           `MIGRATION_MODE=${settings.mode} replaces and deletes target keys as the source changes them, and ${master.label} already holds |${displayKey(found)}|, ` +
           'which SCAN_MATCH_PATTERN selects: empty the target first, or set OVERWRITE_EXISTING_KEYS=true to let live mode replace such keys',
         );
       }
-    } while (cursor !== '0');
+    }
   }
 }
 

@@ -6,7 +6,8 @@
 import { ErrorReply } from '@redis/client';
 import { keySlot } from '../net/cluster.js';
 import { isConnectionLoss, type Connection } from '../net/connections.js';
-import { asArray, asText, type Arg } from '../net/reply.js';
+import type { Arg } from '../net/reply.js';
+import { scanPages } from '../net/scan-pages.js';
 import type { RespWriter, PipeReply } from '../net/resp.js';
 import type { Side } from '../net/side.js';
 import type { ErrorLog } from '../report/error-log.js';
@@ -408,17 +409,14 @@ export class StreamApplier {
     const { names, matchPattern } = this.ctx.settings;
     const pattern = names.renames ? '*' : matchPattern;
     for (const master of this.ctx.target.masters) {
-      let cursor = '0';
-      do {
-        const [next, found] = asArray(await master.send(['SCAN', cursor, 'MATCH', pattern, 'COUNT', '1000']));
-        cursor = asText(next ?? null);
-        const ours = (asArray(found ?? []) as Buffer[]).filter((key) => {
+      for await (const found of scanPages(master, { match: pattern, count: 1000 })) {
+        const ours = found.filter((key) => {
           const source = names.toSource(key);
           return source !== undefined && this.selected(source) && owned(source);
         });
         // A cluster target takes a multi-key UNLINK within one slot only.
         if (ours.length > 0) for (const group of this.ctx.target.cluster ? bySlot(ours) : [ours]) await master.send(['UNLINK', ...group]);
-      } while (cursor !== '0');
+      }
     }
   }
 

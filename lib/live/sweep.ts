@@ -8,7 +8,7 @@ import type { ChangeQueue } from './queue.js';
 import { PROBE_PREFIX } from './events.js';
 import { BUILDING_PREFIX } from '../copy/by-type.js';
 import type { Side } from '../net/side.js';
-import { asArray, asText } from '../net/reply.js';
+import { scanPage } from '../net/scan-pages.js';
 import { displayKey, type KeyNames } from '../records.js';
 import { matchTest } from '../sources/glob.js';
 import type { ErrorLog } from '../report/error-log.js';
@@ -49,14 +49,14 @@ class Walk {
   async page(count: number): Promise<{ keys: Buffer[]; wrapped: boolean }> {
     const masters = this.side.masters;
     const master = masters[this.index % masters.length] as Connection;
-    const [next, keys] = asArray(await master.send(['SCAN', this.cursor, 'MATCH', this.match, 'COUNT', String(count)]));
-    this.cursor = asText(next);
+    const { next, keys } = await scanPage(master, this.cursor, { match: this.match, count });
+    this.cursor = next;
     let wrapped = false;
     if (this.cursor === '0') {
       this.index += 1;
       wrapped = this.index % masters.length === 0;
     }
-    return { keys: asArray(keys ?? []) as Buffer[], wrapped };
+    return { keys, wrapped };
   }
 }
 

@@ -6,6 +6,7 @@ import { DONE, noSelection, type KeyNames, type RecordBatch, type SelectionCount
 import type { Settings } from '../settings.js';
 import type { Side } from '../net/side.js';
 import { globTest } from './glob.js';
+import { scanCommand } from '../net/scan-pages.js';
 import { slotSetOf, type SlotSet } from '../net/cluster.js';
 
 export interface KeySelection {
@@ -76,8 +77,7 @@ export async function* selectedKeys(
 ): AsyncGenerator<RecordBatch> {
   const excluded = globTest(selection.exclude);
   const { slots, names } = selection;
-  const scan = ['SCAN', unit.startCursor, 'MATCH', selection.match, 'COUNT', String(selection.scanCount)];
-  if (selection.type) scan.push('TYPE', selection.type);
+  const scan = scanCommand(unit.startCursor, { match: selection.match, count: selection.scanCount, type: selection.type });
   let node = unit.node();
   let runId = node.capabilities.runId;
   let batch: Buffer[] = [];
