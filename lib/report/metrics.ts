@@ -1,7 +1,7 @@
 // METRICS_PORT: Prometheus text at /metrics (prom-client) and a health answer at /healthz, for the whole run.
 // The figures are read when scraped, from whatever the run is doing then (copy, compare, live).
 import { createServer, type Server } from 'node:http';
-import { Counter, Gauge, Registry } from 'prom-client';
+import type { Registry } from 'prom-client';
 import type { ProgressSnapshot } from './progress.js';
 
 const OUTCOMES = ['restored', 'skipped', 'failed', 'vanished'] as const;
@@ -46,12 +46,14 @@ export function reportToParent(): void {
   timer.unref();
 }
 
+type PromClient = typeof import('prom-client');
+
 /** The metrics of one run, labelled by shard, in a registry of their own. */
-export function metricsRegistry(shard: string): Registry {
-  const registry = new Registry();
+function metricsRegistry(prom: PromClient, shard: string): Registry {
+  const registry = new prom.Registry();
   registry.setDefaultLabels({ shard });
   const progress = (): ProgressSnapshot | undefined => readings.progress?.();
-  new Counter({
+  new prom.Counter({
     name: 'redis_keys_migrator_keys_total',
     help: 'Keys by outcome: restored, skipped (already on the target), failed, vanished (gone from the source meanwhile).',
     labelNames: ['outcome'],
@@ -62,22 +64,22 @@ export function metricsRegistry(shard: string): Registry {
       for (const outcome of OUTCOMES) this.inc({ outcome }, now?.[outcome] ?? 0);
     },
   });
-  mirror(registry, Counter, 'redis_keys_migrator_bytes_total', 'Value bytes sent to the target.', () => progress()?.bytes ?? 0);
-  mirror(registry, Counter, 'redis_keys_migrator_reconnects_total', 'Reconnections after a lost connection.', () => readings.reconnects?.() ?? 0);
-  mirror(registry, Gauge, 'redis_keys_migrator_keys_scanned', 'Keys selected from the source so far.', () => progress()?.scanned ?? 0);
-  mirror(registry, Gauge, 'redis_keys_migrator_keys_estimated', 'Keys the source is expected to yield (its DBSIZE, in proportion to the run\'s slots).', () => progress()?.total ?? 0);
-  mirror(registry, Gauge, 'redis_keys_migrator_live_lag_seconds', 'Live mode: age of the oldest change not yet applied.', () => readings.live?.().lagSeconds ?? 0);
-  mirror(registry, Gauge, 'redis_keys_migrator_live_queue_depth', 'Live mode: changed keys waiting to be copied.', () => readings.live?.().queued ?? 0);
+  mirror(prom, registry, 'counter', 'redis_keys_migrator_bytes_total', 'Value bytes sent to the target.', () => progress()?.bytes ?? 0);
+  mirror(prom, registry, 'counter', 'redis_keys_migrator_reconnects_total', 'Reconnections after a lost connection.', () => readings.reconnects?.() ?? 0);
+  mirror(prom, registry, 'gauge', 'redis_keys_migrator_keys_scanned', 'Keys selected from the source so far.', () => progress()?.scanned ?? 0);
+  mirror(prom, registry, 'gauge', 'redis_keys_migrator_keys_estimated', 'Keys the source is expected to yield (its DBSIZE, in proportion to the run\'s slots).', () => progress()?.total ?? 0);
+  mirror(prom, registry, 'gauge', 'redis_keys_migrator_live_lag_seconds', 'Live mode: age of the oldest change not yet applied.', () => readings.live?.().lagSeconds ?? 0);
+  mirror(prom, registry, 'gauge', 'redis_keys_migrator_live_queue_depth', 'Live mode: changed keys waiting to be copied.', () => readings.live?.().queued ?? 0);
   return registry;
 }
 
 /** A metric whose value is read from the run at each scrape. */
-function mirror(registry: Registry, kind: typeof Counter | typeof Gauge, name: string, help: string, read: () => number): void {
-  if (kind === Gauge) {
-    new Gauge({ name, help, registers: [registry], collect() { this.set(read()); } });
+function mirror(prom: PromClient, registry: Registry, kind: 'counter' | 'gauge', name: string, help: string, read: () => number): void {
+  if (kind === 'gauge') {
+    new prom.Gauge({ name, help, registers: [registry], collect() { this.set(read()); } });
     return;
   }
-  new Counter({ name, help, registers: [registry], collect() {
+  new prom.Counter({ name, help, registers: [registry], collect() {
     this.reset();
     this.inc(read());
   } });
@@ -88,7 +90,8 @@ function mirror(registry: Registry, kind: typeof Counter | typeof Gauge, name: s
  * listening; rejects with one line when the port cannot be had. The server does not keep the run alive.
  */
 export async function serveMetrics(port: number, shard: string): Promise<Server> {
-  const registry = metricsRegistry(shard);
+  // Loaded only here: every run without METRICS_PORT would spend some 50 ms of its start-up loading it.
+  const registry = metricsRegistry(await import('prom-client'), shard);
   const server = createServer((request, response) => {
     const path = (request.url ?? '').split('?')[0];
     if (path === '/healthz') {
