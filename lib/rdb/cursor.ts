@@ -4,7 +4,7 @@
 /** Called with the absolute offset that would have to be available; must throw. */
 export type ShortHandler = (neededEnd: number) => never;
 
-/** Below this many bytes, a loop copies faster than Buffer.copy, which makes a view of its source for a partial range. */
+/** Ranges up to this many bytes are copied by a loop: Buffer.copy makes a view of its source for a partial range, an allocation per key. */
 const LOOP_COPY_BYTES = 128;
 
 /** Copies `source[from, to)` into `target` at `at`: the same as Buffer.copy, without a view per call for short ranges. */
