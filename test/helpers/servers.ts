@@ -114,13 +114,15 @@ export async function startRedis(extraArgs: string[] = []): Promise<LocalServer>
   }
 }
 
-function decode(reply: unknown): unknown {
+/** A reply with its Buffers as text, for assertions. */
+export function decode(reply: unknown): unknown {
   if (Buffer.isBuffer(reply)) return reply.toString();
   if (Array.isArray(reply)) return reply.map(decode);
   return reply;
 }
 
-function waitForReady(child: ChildProcess): Promise<{ ok: boolean; output: string }> {
+/** Resolves once a redis-server child says it accepts connections, or with its output once it exits or cannot start. */
+export function waitForReady(child: ChildProcess): Promise<{ ok: boolean; output: string }> {
   return new Promise((done) => {
     let output = '';
     const onData = (data: Buffer): void => {
@@ -135,7 +137,7 @@ function waitForReady(child: ChildProcess): Promise<{ ok: boolean; output: strin
   });
 }
 
-function stopProcess(child: ChildProcess): Promise<void> {
+export function stopProcess(child: ChildProcess): Promise<void> {
   return new Promise((done) => {
     if (child.exitCode !== null || child.signalCode !== null) return done();
     child.once('exit', () => done());

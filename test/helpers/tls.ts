@@ -1,11 +1,11 @@
 // Throwaway TLS material and TLS-only redis-server processes for the TLS tests. The certificates are made
 // with the real `openssl` command; the servers are the real redis-server with its TLS port only. Nothing is mocked.
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createClient, RESP_TYPES } from '@redis/client';
-import { freePort, NO_SNAPSHOT_DELAY, type RedisServer } from './servers.js';
+import { decode, freePort, NO_SNAPSHOT_DELAY, stopProcess, waitForReady, type RedisServer } from './servers.js';
 
 /** Paths of PEM files in one temporary directory. */
 export interface Certificates {
@@ -171,31 +171,4 @@ export async function startTlsRedis(certs: Certificates, options: TlsServerOptio
       },
     };
   }
-}
-
-function decode(reply: unknown): unknown {
-  if (Buffer.isBuffer(reply)) return reply.toString();
-  if (Array.isArray(reply)) return reply.map(decode);
-  return reply;
-}
-
-function waitForReady(child: ChildProcess): Promise<{ ok: boolean; output: string }> {
-  return new Promise((done) => {
-    let output = '';
-    const onData = (data: Buffer): void => {
-      output += data.toString();
-      if (output.includes('Ready to accept connections')) done({ ok: true, output });
-    };
-    child.stdout?.on('data', onData);
-    child.stderr?.on('data', onData);
-    child.on('exit', () => done({ ok: false, output }));
-  });
-}
-
-function stopProcess(child: ChildProcess): Promise<void> {
-  return new Promise((done) => {
-    if (child.exitCode !== null || child.signalCode !== null) return done();
-    child.once('exit', () => done());
-    child.kill('SIGKILL');
-  });
 }
