@@ -468,6 +468,9 @@ describe('a cluster source master failed over while its stream is followed', () 
     await write(0, 300, 'after');
     const same = async (): Promise<boolean> => JSON.stringify([...(await keyspaceOf(await source.servingMasters()))].sort()) === JSON.stringify([...(await keyspaceOf(target.masters))].sort());
     await waitUntil(same, 'the target cluster to equal the source', 40_000, 100);
+    // A flush on the promoted master: its slots' keys go from the target too (they are that master's now).
+    await promoted.cmd('FLUSHALL');
+    await waitUntil(same, 'the flush on the promoted master applied on the target', 40_000, 100);
     const result = await cutover(run);
     expect(result.code, describeRun(result)).toBe(0);
     expect(result.stdout).toMatch(new RegExp(`^source 127\\.0\\.0\\.1:${old.port}: the stream continues from offset \\d+ on source 127\\.0\\.0\\.1:${promoted.port} \\(its slots' master now: a failover\\) \\(partial resync\\)$`, 'm'));

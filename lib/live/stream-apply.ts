@@ -221,12 +221,12 @@ export class StreamApplier {
       case 'replconf':
         return nameIs(args[1], 'getack') ? 'getack' : 'control';
       case 'flushall':
-        await this.flushTarget(this.ctx.owns);
+        await this.flushTarget();
         this.ctx.tally.applied += 1;
         return 'data';
       case 'flushdb':
         if (this.db !== this.ourDb) return 'data';
-        await this.flushTarget(this.ctx.owns);
+        await this.flushTarget();
         this.ctx.tally.applied += 1;
         return 'data';
       case 'swapdb':
@@ -400,11 +400,11 @@ export class StreamApplier {
   }
 
   /**
-   * FLUSHALL, or FLUSHDB on our database: what is pipelined goes first, then every selected key on the target
-   * is deleted (only those: the target may hold other keys of its own); with `owned`, only keys it says are
-   * this master's (a cluster source's master starting over from a new snapshot).
+   * FLUSHALL, FLUSHDB on our database, or this master starting over from a new snapshot: what is pipelined goes
+   * first, then every selected key on the target this master holds (`owns`: on a cluster source, its slots') is
+   * deleted, and only those: the target may hold other keys of its own.
    */
-  async flushTarget(owned: (key: Buffer) => boolean = () => true): Promise<void> {
+  async flushTarget(): Promise<void> {
     await this.sendOrStop();
     const { names, matchPattern } = this.ctx.settings;
     const pattern = names.renames ? '*' : matchPattern;
@@ -412,7 +412,7 @@ export class StreamApplier {
       for await (const found of scanPages(master, { match: pattern, count: 1000 })) {
         const ours = found.filter((key) => {
           const source = names.toSource(key);
-          return source !== undefined && this.selected(source) && owned(source);
+          return source !== undefined && this.selected(source) && this.ctx.owns(source);
         });
         // A cluster target takes a multi-key UNLINK within one slot only.
         if (ours.length > 0) for (const group of this.ctx.target.cluster ? bySlot(ours) : [ours]) await master.send(['UNLINK', ...group]);

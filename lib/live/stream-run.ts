@@ -12,7 +12,6 @@ import { addCounts, noCounts, type MigrationResult } from '../records.js';
 import { leavesKeysOut, type Endpoint, type Settings } from '../settings.js';
 import { LinkLost, ReplicaLink, ReplicationRefused } from '../sources/replica-link.js';
 import { CommandKeys } from './command-keys.js';
-import { keySlot } from '../net/cluster.js';
 import { snapshotRecords } from '../sources/replication.js';
 import { SourceError, type StreamSource } from '../sources/source.js';
 import { StreamError } from '../sources/stream-commands.js';
@@ -144,14 +143,13 @@ class StreamRun {
   private async follow(first: ReplicaLink, i: number, keys: CommandKeys, recopyUntil: number): Promise<void> {
     const { ctx } = this;
     const { settings, source } = ctx;
-    const master = source.masters[i];
     const applier = new StreamApplier(first, keys, {
       settings, origin: source, target: ctx.target, log: ctx.log, lag: this.lag, tally: this.tally, changedMax: CHANGED_KEYS_MAX,
       recopy: (batch) => this.feed.recopy(batch, settings.pipelineBatchSize),
       recover: (label, err) => ctx.recovery.recover(label, err),
       stopAt: () => this.cutover?.[i],
       active: () => (this.lastActive = Date.now()),
-      owns: (key) => !source.cluster || source.nodeForSlot(keySlot(key)) === master,
+      owns: (key) => this.owns(i, key),
       appliesFunctions: i === 0,
       recopyUntil,
     }, this.stream.databases?.[i]);
@@ -197,6 +195,15 @@ class StreamRun {
     this.resyncs.push(`${link.label} at offset ${link.offset}`);
   }
 
+  /**
+   * Whether a source key is master `i`'s: on a cluster, served by the node that serves master `i`'s slots now (after a
+   * failover, the promoted replica), not by the node that served them when the run began.
+   */
+  private owns(i: number, key: Buffer): boolean {
+    const { source } = this.ctx;
+    return !source.cluster || source.nodeFor(key) === source.nodeForSlot(this.slots[i] ?? 0);
+  }
+
   /** The server that serves master `i`'s stream now: itself, or for a cluster the master of its slot. */
   private async where(i: number): Promise<{ endpoint: Endpoint; label: string }> {
     const { source } = this.ctx;
@@ -211,8 +218,7 @@ class StreamRun {
    */
   private async startOver(applier: StreamApplier, link: ReplicaLink, i: number): Promise<void> {
     const { ctx, tally } = this;
-    const master = ctx.source.masters[i];
-    await applier.flushTarget((key) => !ctx.source.cluster || ctx.source.nodeForSlot(keySlot(key)) === master);
+    await applier.flushTarget();
     const copy = new Migration({ target: ctx.target, settings: { ...ctx.settings, overwrite: true }, stats: { bytesMoved: 0 }, recovery: ctx.recovery }, ctx.log, ctx.say);
     const copied = await copy.copyAll(snapshotRecords(link, ctx.settings, () => this.cutover?.[i] === 0));
     if (copied.fatal || copied.errorLimitReached || copied.interrupted) throw new StreamStop(`the new snapshot of ${link.label} could not be copied whole${copied.fatal ? `: ${copied.fatal}` : ''}`);
