@@ -16,8 +16,9 @@ export class CommandKeys {
     private readonly table: ReadonlyMap<string, KeySpec>,
     /** Commands whose entry is a container (XGROUP, FUNCTION): their subcommands are in the table as "xgroup|create". */
     private readonly containers: ReadonlySet<string>,
-    /** The source master asked now (a failover changes it), and how a lost connection is waited out. */
+    /** The source master asked now (a failover changes it). */
     private readonly source: () => Connection,
+    /** Waits out a lost connection to it (RECONNECT_TIMEOUT). */
     private readonly recover: (label: string, err: unknown) => Promise<void>,
   ) {}
 

@@ -36,8 +36,8 @@ const REASONS: Record<RecopyReason, string> = {
   resumed: 'written again after the checkpoint\'s offset (a resumed run may have applied them already)',
 };
 
-/** Commands the applier handles itself, never forwarded as they are (nor inside a transaction). */
-const OWN = new Set(['select', 'ping', 'replconf', 'flushall', 'flushdb', 'swapdb', 'function', 'move', 'multi', 'exec']);
+/** Commands the applier handles itself, never forwarded as they are (nor inside a transaction); COPY … DB too (handledApart). */
+const OWN = new Set(['select', 'ping', 'replconf', 'flushall', 'flushdb', 'swapdb', 'function', 'move']);
 
 /** What the live phase applied, per run (all masters' appliers add up here). */
 export class StreamTally {
@@ -268,10 +268,7 @@ export class StreamApplier {
   /** A transaction: whole, when all its commands are plain keyed ones; else command by command, in order. */
   private async applyTransaction(commands: StreamCommand[]): Promise<void> {
     this.ctx.tally.commands += commands.length;
-    const plain = commands.every(({ args }) => {
-      const name = (args[0] as Buffer).toString('latin1').toLowerCase();
-      return !OWN.has(name) && !(name === 'copy' && copyDatabase(args) !== undefined);
-    });
+    const plain = commands.every(({ args }) => !handledApart(args));
     if (plain && this.db === this.ourDb) return this.applyKeyed(commands);
     for (const command of commands) await this.applyOne(command);
   }
@@ -353,16 +350,16 @@ export class StreamApplier {
     if (reason) tally.recopied.set(reason, (tally.recopied.get(reason) ?? 0) + keys.length);
   }
 
-  /**
-   * Sends what is pipelined, node by node, and checks every reply: a refusal, or a reply lost with its
-   * connection (the command may or may not have run), sends its keys to be re-copied. Then the re-copies,
-   * after every command before them, so none overtakes a command on its key.
-   */
   /** `send`, or a stop when the copy behind the re-copies stopped first: the offset must not move past them. */
   private async sendOrStop(): Promise<void> {
     if (!(await this.send())) throw new StreamStop('the copy behind the live phase stopped (see above), so the stream is not applied past the last command it took');
   }
 
+  /**
+   * Sends what is pipelined, node by node, and checks every reply: a refusal, or a reply lost with its
+   * connection (the command may or may not have run), sends its keys to be re-copied. Then the re-copies,
+   * after every command before them, so none overtakes a command on its key.
+   */
   private async send(): Promise<boolean> {
     const batches = [...this.batches.values()];
     this.batches = new Map();
@@ -450,6 +447,12 @@ function refusalIn(replies: PipeReply[], transaction: boolean): string | undefin
 }
 
 /** COPY's DB option: the database the copy goes into, or undefined without one. */
+/** A command applyOne handles itself (OWN, or COPY … DB): never forwarded as it is, nor as part of a transaction. */
+function handledApart(args: Buffer[]): boolean {
+  const name = (args[0] as Buffer).toString('latin1').toLowerCase();
+  return OWN.has(name) || (name === 'copy' && copyDatabase(args) !== undefined);
+}
+
 function copyDatabase(args: Buffer[]): number | undefined {
   const at = args.findIndex((arg, i) => i > 2 && nameIs(arg, 'db'));
   return at > 0 ? Number((args[at + 1] ?? Buffer.alloc(0)).toString('latin1')) : undefined;

@@ -69,7 +69,6 @@ class StreamRun {
   private lastActive = Date.now();
   private readonly timers: { stop(): void }[] = [];
   private checkpoint: StreamCheckpoint | undefined;
-  private copied: MigrationResult | undefined;
 
   constructor(private readonly ctx: LiveContext, private readonly stream: StreamSource, private readonly links: ReplicaLink[], private readonly snapshot: MigrationResult) {
     const { settings, source, target } = ctx;
@@ -96,7 +95,7 @@ class StreamRun {
     this.ended = why;
     const now = this.links.map(() => Infinity);
     this.cutover = now;
-    void offsetsNow(this.ctx, this.links).then((offsets) => offsets.forEach((offset, i) => now[i] === Infinity && (now[i] = offset ?? this.links[i]?.offset ?? 0)));
+    void offsetsNow(this.ctx, this.links).then((offsets) => offsets.forEach((offset, i) => now[i] === Infinity && (now[i] = offset ?? (this.links[i] as ReplicaLink).offset)));
   }
 
   /** A stop for a reason `stopReason` can say; anything else is a bug, and goes on up. */
@@ -171,7 +170,7 @@ class StreamRun {
         }
       }
     } catch (err) {
-      this.stop('stopped early', stopReason(err));
+      this.fail(err);
     }
   }
 
@@ -233,12 +232,12 @@ class StreamRun {
     await this.checkpoint?.finish();
     for (const link of this.links) link.close();
     this.feed.close();
-    this.copied = await this.copying;
+    await this.copying;
   }
 
   async outcome(): Promise<LiveOutcome> {
     const { tally, links, ctx } = this;
-    const copied = this.copied ?? (await this.copying);
+    const copied = await this.copying;
     const behind = links.reduce((sum, link, i) => sum + Math.max(0, Math.min(this.cutover?.[i] ?? 0, link.offset + link.behind) - link.offset), 0);
     const counts = { ...copied.counts, restored: copied.counts.restored + tally.applied, failed: copied.counts.failed + tally.failed };
     // A stop with no reason of its own is the re-copies' (the error limit, a lost server).
@@ -263,7 +262,7 @@ class StreamRun {
 /** The line saying a master starts over from a new snapshot, and why. */
 const startingOver = (why: string): string => `${why}: starting over from a new snapshot; the target's selected keys from that master are deleted first, as a replica empties itself before it loads one`;
 
-/** How long the cutover waits for a master to say its offset before applying what has come. */
+/** How long a master is asked for its offset (INFO replication), at the cutover or on a resume; no answer: the stream stops where it is applied by then. */
 const OFFSET_WAIT_MS = 5000;
 /** Between tries to continue a cut link. */
 const RETRY_MS = 500;

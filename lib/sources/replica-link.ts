@@ -47,9 +47,9 @@ class LinkBytes {
   private readonly queue: ByteQueue;
   /** Bytes received and bytes taken since the link opened. */
   received = 0;
+  taken = 0;
   /** When the last bytes came. */
   private lastArrival = Date.now();
-  taken = 0;
   /** When bytes arrived: each mark says bytes up to `upTo` had arrived by `at` (ms). Coarse and bounded. */
   private marks: { upTo: number; at: number }[] = [];
   /** Marks before this one are spent (dropped in bulk, not one shift at a time). */
@@ -382,7 +382,6 @@ export class ReplicaLink {
       rereadable: false,
       read: async (buffer, offset, length, at) => {
         expectPosition(at, position);
-        if (atMark()) return { bytesRead: 0 };
         while (this.bytes.available <= EOF_MARK_BYTES) {
           if (atMark()) return { bytesRead: 0 };
           await this.bytes.waitFor(EOF_MARK_BYTES);
