@@ -47,9 +47,11 @@ export class Interruption {
     });
   }
 
-  /** Also call `listener` on Ctrl-C, for work that must be told rather than asked. */
+  /** Also call `listener` on Ctrl-C, for work that must be told rather than asked: at once if Ctrl-C came already. */
   onRequest(listener: () => void): void {
     this.listeners.push(listener);
+    // A signal during the connection or the snapshot's fork comes before the copy is there to be told.
+    if (this.requested) listener();
   }
 }
 
