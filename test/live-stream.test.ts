@@ -334,6 +334,10 @@ describe('a slow target under heavy writes', () => {
       expect(result.code, describeRun(result)).toBe(0);
       expect(result.stdout).not.toMatch(/continuing from offset|partial resync|new snapshot/);
       expect(String(await source.cmd('INFO', 'stats'))).toMatch(/^sync_full:1\r?$/m);
+      // The summary says what the spool took: the 40 MB written while the target took nothing, less what memory held.
+      const spooled = /^Replication spool: up to ([\d.]+) MB on disk at once \(REPLICATION_SPOOL_MB=\d+\), ([\d.]+) MB through it in all/m.exec(result.stdout);
+      expect(spooled, describeRun(result)).not.toBeNull();
+      expect(Number(spooled?.[1])).toBeGreaterThan(0);
     } finally {
       await proxy.close();
     }

@@ -43,6 +43,8 @@ describe('SOURCE_READER=auto reads a self-hosted source as its replica', () => {
     expect(await fullSyncs(source)).toBe(syncsBefore + 1);
     const stats = await commandStats(source);
     for (const read of ['scan', 'dump', 'eval', 'evalsha']) expect(calls(stats, read), read).toBe(0);
+    // A target that keeps up leaves nothing to spool, and the summary has nothing to say of it.
+    expect(r.stdout).not.toMatch(/Replication spool|stopped reading/);
   });
 
   it('disk-based transfer (repl-diskless-sync no): the same copy', async () => {
@@ -296,6 +298,12 @@ describe('a slow target while the source is written to, with a small replica out
     expect(parseSummary(r.stdout).restored).toBe(KEYS);
     expect(r.stdout).not.toContain('A snapshot was cut');
     expect(syncs).toBe(1);
+    // The summary says how much waited on disk: the snapshot is about 30 MB, and memory holds 8.
+    const spool = /^Replication spool: up to ([\d.]+) MB on disk at once \(REPLICATION_SPOOL_MB=1024\), ([\d.]+) MB through it in all/m.exec(r.stdout);
+    expect(spool, shown(r)).not.toBeNull();
+    expect(Number(spool?.[1])).toBeGreaterThan(0);
+    expect(Number(spool?.[2])).toBeGreaterThanOrEqual(Number(spool?.[1]));
+    expect(r.stdout).not.toContain('stopped reading');
   });
 
   it('REPLICATION_SPOOL_MB=0: the source drops the link it had to buffer for, and a new snapshot is read', async () => {
@@ -304,5 +312,8 @@ describe('a slow target while the source is written to, with a small replica out
     expect(r.code, shown(r)).toBe(0);
     expect(r.stdout).toMatch(/^A snapshot was cut \(source 127\.0\.0\.1:\d+: the replication link (closed|failed: .*)\) and read again from the start/m);
     expect(syncs).toBeGreaterThanOrEqual(2);
+    // And says why: reading stopped with memory full, which left the source holding the rest.
+    expect(r.stdout).toMatch(/^The replication link stopped reading for \d+\.\d s in all, its memory \(8\.0 MB\) full and no spool \(REPLICATION_SPOOL_MB=0\): the source held/m);
+    expect(r.stdout).not.toContain('Replication spool:');
   });
 });

@@ -278,7 +278,7 @@ async function resumed(cut: ReplicaLink, where: () => Promise<{ endpoint: Endpoi
   for (;;) {
     try {
       const { endpoint, label } = await where();
-      const link = await ReplicaLink.resume(endpoint, label, { onWaiting: () => undefined, spoolBytes: settings.spoolBytes }, cut.replicationId, cut.offset);
+      const link = await ReplicaLink.resume(endpoint, label, { onWaiting: () => undefined, spoolBytes: settings.spoolBytes, spoolUse: cut.spoolUse }, cut.replicationId, cut.offset);
       link.startAcks();
       return link;
     } catch (err) {

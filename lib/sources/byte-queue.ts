@@ -6,6 +6,16 @@ import { closeSync, ftruncateSync, mkdtempSync, openSync, readSync, rmSync, writ
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
+/** What a run's links did with their spools and their caps, added up over every link: the summary says it. */
+export class SpoolUse {
+  /** The most bytes one link's spool held at once. */
+  peakBytes = 0;
+  /** Bytes written to spools, in all. */
+  spooledBytes = 0;
+  /** How long links stopped reading with memory and spool full: the source held what it had to send meanwhile. */
+  fullMs = 0;
+}
+
 interface Spool {
   fd: number;
   /** File offsets: bytes [readAt, writeAt) wait to be read. */
@@ -26,6 +36,8 @@ export class ByteQueue {
     private readonly memoryCap: number,
     /** Bytes the spool may hold (0: none; the producer waits once memory is full). */
     private readonly spoolCap: number,
+    /** Where this queue's spooling is added up with the run's other links'. */
+    private readonly use = new SpoolUse(),
   ) {}
 
   get size(): number {
@@ -114,6 +126,8 @@ export class ByteQueue {
       for (let done = 0; done < chunk.length; ) done += writeSync(this.spool.fd, chunk, done, chunk.length - done, this.spool.writeAt + done);
       this.spool.writeAt += chunk.length;
       this.spoolPeak = Math.max(this.spoolPeak, this.onDisk);
+      this.use.peakBytes = Math.max(this.use.peakBytes, this.onDisk);
+      this.use.spooledBytes += chunk.length;
       return true;
     } catch (err) {
       this.spoolProblem = err instanceof Error ? err.message : String(err);

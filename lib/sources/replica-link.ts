@@ -4,7 +4,7 @@
 // spool's cap the socket pauses.
 import type { Socket } from 'node:net';
 import { connectSocket } from '../net/pipeline.js';
-import { ByteQueue } from './byte-queue.js';
+import { ByteQueue, SpoolUse } from './byte-queue.js';
 import { RespWriter } from '../net/resp.js';
 import type { RdbInput } from '../rdb/file-window.js';
 import type { Endpoint } from '../settings.js';
@@ -12,7 +12,7 @@ import { parseCommands, StreamError, type ParsedCommands } from './stream-comman
 
 const CONNECT_TIMEOUT_MS = 5000;
 /** Bytes received and not yet read that are kept in memory; past them, the spool (byte-queue.ts). */
-const MEMORY_BYTES = 8 * 1024 * 1024;
+export const LINK_MEMORY_BYTES = 8 * 1024 * 1024;
 /** Arrival marks at most this often, and at most this many (an hour behind at 50 ms apart, a few MB). */
 const MARK_MS = 5;
 const MARKS_MAX = 100_000;
@@ -57,9 +57,11 @@ class LinkBytes {
   private ended: Error | undefined;
   private wake: (() => void) | undefined;
   private stallTimer: NodeJS.Timeout | undefined;
+  /** Since when the socket has been paused with the queue full (0: it is not). */
+  private fullSince = 0;
 
-  constructor(private readonly socket: Socket, private readonly label: string, public silenceMs: number, spoolBytes: number) {
-    this.queue = new ByteQueue(MEMORY_BYTES, spoolBytes);
+  constructor(private readonly socket: Socket, private readonly label: string, public silenceMs: number, spoolBytes: number, private readonly use: SpoolUse) {
+    this.queue = new ByteQueue(LINK_MEMORY_BYTES, spoolBytes, use);
     socket.on('data', (chunk: Buffer) => {
       this.received += chunk.length;
       this.lastArrival = Date.now();
@@ -71,7 +73,7 @@ class LinkBytes {
         socket.destroy();
         return;
       }
-      if (!this.queue.hasRoom) socket.pause();
+      if (!this.queue.hasRoom) this.pause();
       this.notify();
     });
     socket.on('error', (err: Error) => this.end(new LinkLost(`${label}: the replication link failed: ${err.message}`)));
@@ -88,19 +90,38 @@ class LinkBytes {
   }
 
   end(reason: Error): void {
+    this.countFull();
     this.ended ??= reason;
     this.notify();
   }
 
   close(): void {
+    this.countFull();
     this.queue.close();
+  }
+
+  /** Memory and spool full: the source keeps what it has to send until we read again. */
+  private pause(): void {
+    this.socket.pause();
+    if (this.fullSince === 0) this.fullSince = Date.now();
+  }
+
+  private resume(): void {
+    this.socket.resume();
+    this.countFull();
+  }
+
+  private countFull(): void {
+    if (this.fullSince === 0) return;
+    this.use.fullMs += Date.now() - this.fullSince;
+    this.fullSince = 0;
   }
 
   /** Waits until more than `bytes` are queued; rejects when the link ended or stayed silent too long. */
   async waitFor(bytes: number): Promise<void> {
     while (this.queue.size <= bytes) {
       if (this.ended) throw this.ended;
-      this.socket.resume();
+      this.resume();
       await new Promise<void>((resolve) => {
         this.wake = resolve;
         if (this.silenceMs > 0) {
@@ -114,7 +135,7 @@ class LinkBytes {
   take(target: Buffer, offset: number, count: number): void {
     this.queue.take(target, offset, count);
     this.taken += count;
-    if (this.queue.drained) this.socket.resume();
+    if (this.queue.drained) this.resume();
   }
 
   /**
@@ -151,7 +172,7 @@ class LinkBytes {
   async arrival(ms: number): Promise<void> {
     if (this.queue.size > 0) return;
     if (this.ended) throw this.ended;
-    this.socket.resume();
+    this.resume();
     await new Promise<void>((resolve) => {
       const timer = setTimeout(resolve, ms);
       this.wake = () => {
@@ -189,6 +210,8 @@ export interface LinkOptions {
   onWaiting: () => void;
   /** Bytes the link may spool to disk when the run reads slower than the source sends (0: none). */
   spoolBytes: number;
+  /** The run's spooling, added up over its links. */
+  spoolUse: SpoolUse;
 }
 
 /** Where one master's stream stands: applied to the target up to `offset` (what CHECKPOINT_FILE keeps in live mode). */
@@ -228,7 +251,7 @@ export class ReplicaLink {
     silenceMs: number,
     private readonly options: LinkOptions,
   ) {
-    this.bytes = new LinkBytes(socket, label, silenceMs, options.spoolBytes);
+    this.bytes = new LinkBytes(socket, label, silenceMs, options.spoolBytes, options.spoolUse);
   }
 
   /**
@@ -465,6 +488,11 @@ export class ReplicaLink {
       if (!(err instanceof StreamError)) throw err;
       throw new StreamError(`${this.label}: the replication stream is broken at offset ${this.offset} (${err.message})`);
     }
+  }
+
+  /** The run's spooling, which a link continuing this one's stream adds to as well. */
+  get spoolUse(): SpoolUse {
+    return this.options.spoolUse;
   }
 
   /** Its snapshot is read (or none was sent): what comes now is the stream. */

@@ -9,7 +9,8 @@ import { RdbFormatError, readRdbInput, type RdbKey } from '../rdb/reader.js';
 import { noBatches, noSelection, type RecordBatch } from '../records.js';
 import type { Endpoint, Settings } from '../settings.js';
 import { sourceLibraries } from './libraries.js';
-import { LinkLost, ReplicaLink, ReplicationRefused, type StreamPosition } from './replica-link.js';
+import { SpoolUse } from './byte-queue.js';
+import { LINK_MEMORY_BYTES, LinkLost, ReplicaLink, ReplicationRefused, type StreamPosition } from './replica-link.js';
 import { countModuleAux, sectionsOf, type FileFacts } from './rdb-file.js';
 import { keySelection } from './scan.js';
 import { moduleAuxEnding, SourceError, type Source, type SourceEnding, type Voices } from './source.js';
@@ -54,7 +55,8 @@ export async function replicationSource(settings: Settings, stopped: () => boole
     waiting.add(label);
     voices.progress(`Waiting for ${label} to prepare its snapshot (a fork; a diskless source first waits repl-diskless-sync-delay)`);
   };
-  const attempt = await replicate(settings, onWaiting, positions);
+  const spoolUse = new SpoolUse();
+  const attempt = await replicate(settings, onWaiting, spoolUse, positions);
   if ('refused' in attempt) {
     if (settings.sourceReader === 'replication') throw new SourceError(READING, `${attempt.refused} (SOURCE_READER=scan reads it key by key); nothing was copied`);
     return attempt;
@@ -62,9 +64,9 @@ export async function replicationSource(settings: Settings, stopped: () => boole
   const { masters, origin } = attempt;
   const from = masters.length === 1 ? (masters[0]?.label ?? '') : `each of its ${masters.length} masters`;
   const reading = positions ? `Reading the source as its replica: each stream continued from CHECKPOINT_FILE by PSYNC, from ${from}` : `Reading the source as its replica: one snapshot by PSYNC from ${from}`;
-  if (positions) return resumedSource(settings, masters, origin, reading, positions);
+  if (positions) return resumedSource(settings, masters, origin, reading, positions, spoolUse);
   const facts: SnapshotFacts = { moduleAux: new Map(), restarts: [] };
-  const again = { db: settings.source.db, timeoutMs: settings.reconnectTimeoutMs, spoolBytes: settings.spoolBytes, stopped, onWaiting, say: voices.progress };
+  const again = { db: settings.source.db, timeoutMs: settings.reconnectTimeoutMs, spoolBytes: settings.spoolBytes, spoolUse, stopped, onWaiting, say: voices.progress };
   // MIGRATION_MODE=live follows each master's stream after its snapshot, on the same link.
   const follow = settings.mode === 'live';
   const links = masters.map((master) => new Promise<ReplicaLink>((resolve) => (master.followed = follow ? resolve : undefined)));
@@ -81,7 +83,7 @@ export async function replicationSource(settings: Settings, stopped: () => boole
       if (!found && !stopped()) yield { settings, origin, reading, file: { batches: noBatches(), counts: noSelection() }, stream: follow ? { links: () => Promise.all(links) } : undefined };
     },
     libraries: () => sourceLibraries(origin),
-    ending: () => snapshotEnding(facts, settings.overwrite),
+    ending: () => withSpooling(snapshotEnding(facts, settings.overwrite), spoolUse, settings.spoolBytes),
     close: async () => {
       for (const { link } of masters) link.close();
       await origin.close();
@@ -93,7 +95,7 @@ export async function replicationSource(settings: Settings, stopped: () => boole
  * A live run resuming CHECKPOINT_FILE: no snapshot to copy, each master's link continuing its stream (or, where
  * the backlog passed the offset, starting over from the full resync it gave: lib/live/stream-run.ts).
  */
-function resumedSource(settings: Settings, masters: Master[], origin: Side, reading: string, positions: StreamPosition[]): Source {
+function resumedSource(settings: Settings, masters: Master[], origin: Side, reading: string, positions: StreamPosition[], spoolUse: SpoolUse): Source {
   // A master that starts over gets a new snapshot and its stream SELECTs again; one that continues does not.
   const databases = masters.map(({ link }) => (link.startsOver ? -1 : (positions.find((p) => p.address === link.address)?.db ?? -1)));
   const each = masters.map(({ link }) => (link.startsOver ? `${link.label}: a new snapshot (${link.startsOver.replace(`${link.label} `, '')})` : `${link.label} from offset ${link.offset}`));
@@ -103,7 +105,7 @@ function resumedSource(settings: Settings, masters: Master[], origin: Side, read
       yield { settings, origin, reading, file: { batches: noBatches(), counts: noSelection() }, stream: { links: async () => masters.map((m) => m.link), resuming, databases } };
     },
     libraries: () => sourceLibraries(origin),
-    ending: () => ({ lines: [], failed: 0 }),
+    ending: () => withSpooling({ lines: [], failed: 0 }, spoolUse, settings.spoolBytes),
     close: async () => {
       for (const { link } of masters) link.close();
       await origin.close();
@@ -122,10 +124,27 @@ function snapshotEnding(facts: SnapshotFacts, overwrite: boolean): SourceEnding 
 }
 
 /**
+ * What the links kept waiting, when they had to: the spool's most and total (an operator sizes TMPDIR and
+ * REPLICATION_SPOOL_MB by it), and how long reading stopped with memory and spool full, which leaves the
+ * source holding the rest in its replica output buffer.
+ */
+function withSpooling(ending: SourceEnding, use: SpoolUse, capBytes: number): SourceEnding {
+  const mb = (bytes: number): string => (bytes / 2 ** 20).toFixed(1);
+  if (use.spooledBytes > 0) {
+    ending.lines.push(`Replication spool: up to ${mb(use.peakBytes)} MB on disk at once (REPLICATION_SPOOL_MB=${capBytes / 2 ** 20}), ${mb(use.spooledBytes)} MB through it in all: the target took the source's data more slowly than the source sent it`);
+  }
+  if (use.fullMs > 0) {
+    const full = capBytes > 0 ? `its memory (${mb(LINK_MEMORY_BYTES)} MB) and spool full` : `its memory (${mb(LINK_MEMORY_BYTES)} MB) full and no spool (REPLICATION_SPOOL_MB=0)`;
+    ending.lines.push(`The replication link stopped reading for ${(use.fullMs / 1000).toFixed(1)} s in all, ${full}: the source held what it had to send in its replica output buffer meanwhile, and drops a replica past its client-output-buffer-limit replica (a larger REPLICATION_SPOOL_MB avoids it)`);
+  }
+  return ending;
+}
+
+/**
  * Connects to the source and to the target (a run that cannot write stops here, before any fork), then asks
  * each source master for a full resync; all must accept, or none is used.
  */
-async function replicate(settings: Settings, onWaiting: (label: string) => () => void, positions?: StreamPosition[]): Promise<Attempt> {
+async function replicate(settings: Settings, onWaiting: (label: string) => () => void, spoolUse: SpoolUse, positions?: StreamPosition[]): Promise<Attempt> {
   const { spoolBytes } = settings;
   const origin = await connecting(() => Side.open(settings.source, slotSetOf(settings.sharding)));
   try {
@@ -141,7 +160,7 @@ async function replicate(settings: Settings, onWaiting: (label: string) => () =>
     // Resuming: each master's stream from its recorded offset; one with none recorded starts over.
     const address = `${master.endpoint.host}:${master.endpoint.port}`;
     const recorded = positions?.find((p) => p.address === address);
-    const link = await ReplicaLink.open(master.endpoint, master.label, { onWaiting: onWaiting(master.label), spoolBytes }, recorded);
+    const link = await ReplicaLink.open(master.endpoint, master.label, { onWaiting: onWaiting(master.label), spoolBytes, spoolUse }, recorded);
     if (positions && !recorded) link.startsOver = `${master.label} has no offset in CHECKPOINT_FILE (a master new since it was written)`;
     // Followed after its snapshot: acknowledged from the start, or the master would drop a silent replica.
     if (settings.mode === 'live') link.startAcks();
@@ -172,6 +191,7 @@ interface Again {
   db: number;
   timeoutMs: number;
   spoolBytes: number;
+  spoolUse: SpoolUse;
   stopped: () => boolean;
   onWaiting: (label: string) => () => void;
   say: (line: string) => void;
@@ -207,7 +227,7 @@ async function reopen(master: Master, lost: LinkLost, again: Again): Promise<Rep
   for (;;) {
     await new Promise((resolve) => setTimeout(resolve, RETRY_MS));
     try {
-      return await ReplicaLink.open(master.endpoint, master.label, { onWaiting: again.onWaiting(master.label), spoolBytes: again.spoolBytes });
+      return await ReplicaLink.open(master.endpoint, master.label, { onWaiting: again.onWaiting(master.label), spoolBytes: again.spoolBytes, spoolUse: again.spoolUse });
     } catch (err) {
       // A master restarting answers LOADING, a replica whose own master is away NOMASTERLINK: both pass.
       if (!(err instanceof LinkLost) && !(err instanceof ReplicationRefused && err.passing)) throw err;
