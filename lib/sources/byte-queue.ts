@@ -6,7 +6,7 @@ import { closeSync, ftruncateSync, mkdtempSync, openSync, readSync, rmSync, writ
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-/** What a run's links did with their spools and their caps, added up over every link: the summary says it. */
+/** What a run's replication links did with their spools, added up over every link: the summary says it. */
 export class SpoolUse {
   /** The most bytes one link's spool held at once. */
   peakBytes = 0;
