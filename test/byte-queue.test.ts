@@ -1,7 +1,7 @@
 // The replication link's queue of unread bytes (lib/sources/byte-queue.ts): one order across memory and the
 // spool file, whatever the chunk sizes, and room reported as the caps say. Small caps, real files.
 import { describe, expect, it } from 'vitest';
-import { ByteQueue } from '../lib/sources/byte-queue.js';
+import { ByteQueue, SpoolUse } from '../lib/sources/byte-queue.js';
 
 /** Pushes `text` in chunks of `size` bytes. */
 function pushAll(queue: ByteQueue, text: string, size: number): void {
@@ -18,10 +18,11 @@ const ALPHABET = 'abcdefghijklmnopqrstuvwxyz0123456789';
 
 describe('ByteQueue', () => {
   it('keeps the order when bytes spill to the spool and are read back across the boundary', () => {
-    const queue = new ByteQueue(10, 1000);
+    const use = new SpoolUse();
+    const queue = new ByteQueue(10, 1000, use);
     pushAll(queue, ALPHABET, 4);
     expect(queue.size).toBe(ALPHABET.length);
-    expect(queue.spoolPeak).toBeGreaterThan(0);
+    expect(use.peakBytes).toBeGreaterThan(0);
     expect(queue.peek(14).toString()).toBe(ALPHABET.slice(0, 14));
     expect(takeText(queue, 7)).toBe(ALPHABET.slice(0, 7));
     expect(takeText(queue, 20)).toBe(ALPHABET.slice(7, 27));
@@ -54,9 +55,10 @@ describe('ByteQueue', () => {
   });
 
   it('without a spool (0): everything stays in memory, and memory over its cap means no room', () => {
-    const queue = new ByteQueue(4, 0);
+    const use = new SpoolUse();
+    const queue = new ByteQueue(4, 0, use);
     pushAll(queue, ALPHABET.slice(0, 12), 3);
-    expect(queue.spoolPeak).toBe(0);
+    expect(use.peakBytes).toBe(0);
     expect(queue.hasRoom).toBe(false);
     expect(takeText(queue, 12)).toBe(ALPHABET.slice(0, 12));
     expect(queue.drained).toBe(true);

@@ -446,13 +446,13 @@ function refusalIn(replies: PipeReply[], transaction: boolean): string | undefin
   return undefined;
 }
 
-/** COPY's DB option: the database the copy goes into, or undefined without one. */
 /** A command applyOne handles itself (OWN, or COPY … DB): never forwarded as it is, nor as part of a transaction. */
 function handledApart(args: Buffer[]): boolean {
   const name = (args[0] as Buffer).toString('latin1').toLowerCase();
   return OWN.has(name) || (name === 'copy' && copyDatabase(args) !== undefined);
 }
 
+/** COPY's DB option: the database the copy goes into, or undefined without one. */
 function copyDatabase(args: Buffer[]): number | undefined {
   const at = args.findIndex((arg, i) => i > 2 && nameIs(arg, 'db'));
   return at > 0 ? Number((args[at + 1] ?? Buffer.alloc(0)).toString('latin1')) : undefined;

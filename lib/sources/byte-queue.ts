@@ -29,8 +29,6 @@ export class ByteQueue {
   private spool: Spool | undefined;
   /** Set when the spool could not be written (the disk full): from then on the queue holds what memory holds. */
   private spoolProblem: string | undefined;
-  /** The most bytes the spool held at once. */
-  spoolPeak = 0;
 
   constructor(
     private readonly memoryCap: number,
@@ -125,7 +123,6 @@ export class ByteQueue {
       this.spool ??= openSpool();
       for (let done = 0; done < chunk.length; ) done += writeSync(this.spool.fd, chunk, done, chunk.length - done, this.spool.writeAt + done);
       this.spool.writeAt += chunk.length;
-      this.spoolPeak = Math.max(this.spoolPeak, this.onDisk);
       this.use.peakBytes = Math.max(this.use.peakBytes, this.onDisk);
       this.use.spooledBytes += chunk.length;
       return true;
