@@ -60,13 +60,16 @@ export interface ScanPosition {
 }
 
 /**
- * A batch of records: the keys, and their values where the source holds them already (an .rdb file), one per
- * key; a server's keys are read from it as they are written. Bookkeeping travels beside the records.
+ * A batch of records: the keys, and their values in one of two forms: held already, one per key (an .rdb file, a
+ * snapshot), or read by the source server as the copy takes them (DUMP payloads or values by type, a read budget
+ * at a time). Bookkeeping travels beside the records.
  */
 export interface RecordBatch {
   keys: Buffer[];
-  /** Set by a source that holds the values already (an .rdb file), one per key: nothing is read from a server. */
+  /** Set by a source that holds the values already (an .rdb file, a snapshot), one per key. */
   stored?: StoredValue[];
+  /** Set by a source server: its values of these keys, read where they live as the copy asks for them. */
+  server?: ServerValues;
   /** Where the scan stands after this batch; none for a batch no checkpoint follows (live changes, a file). */
   position?: ScanPosition;
   /** Called once the batch is done with (copied, failed or abandoned): live mode's queue frees its keys. */
@@ -156,4 +159,117 @@ export function displayKey(key: Buffer): string {
     else out += `\\x${byte.toString(16).padStart(2, '0')}`;
   }
   return out;
+}
+
+/** DUMP payloads of the first keys of a batch, in the layout DUMP_WRITE takes (lib/net/scripts.ts). */
+export interface DumpBatch {
+  keys: Buffer[];
+  /** Per key "expire-at,length;": -2 gone, -3 an error (the payload is its text), length 0 for a key too big to DUMP. */
+  header: string;
+  payloads: Buffer;
+  /** The newest RDB version the source reads, which its payloads carry at most; undefined where unknown. */
+  rdbVersion?: number | undefined;
+}
+
+/** Values by type of the first keys of a batch, in the layout TYPE_WRITE takes (lib/net/scripts.ts). */
+export interface TypedBatch {
+  keys: readonly Buffer[];
+  header: string;
+  lengths: string;
+  values: Buffer;
+}
+
+/** A stream's state beyond its entries, as a source holds it: what XINFO and XPENDING say, or what a file saved. */
+export interface StreamState {
+  lastId: string;
+  /** Redis 7+: how many entries were ever added, and the newest deleted ID. */
+  entriesAdded?: string;
+  maxDeletedId?: string;
+  groups: GroupState[];
+  /** Pending IDs whose entries were deleted: written as placeholders so XCLAIM can take them, then removed. */
+  dangling: readonly string[];
+}
+
+export interface GroupState {
+  name: Buffer;
+  lastDeliveredId: string;
+  /** Redis 7+: entries the group has read; absent or null where unknown. */
+  entriesRead?: string | null;
+  consumers: Buffer[];
+  /** Pending entries, a bounded page at a time. */
+  pending: AsyncIterable<PendingClaim[]>;
+}
+
+/** A pending entry to claim for its consumer, with its delivery count and either its idle time or its delivery time. */
+export interface PendingClaim {
+  id: Buffer | string;
+  consumer: Buffer;
+  deliveries: number;
+  idleMs?: number;
+  deliveryTime?: number;
+}
+
+/** A big key's content for a chunked build: its chunks, and what they cannot carry, read as the build needs them. */
+export interface ChunkedContent {
+  kind: string;
+  expireAt: number;
+  /** The values in write order, a bounded chunk at a time; a stream's first chunk may be empty. */
+  chunks: AsyncIterable<Buffer[]>;
+  /** Whether the key is still at its source once every chunk is written (a key deleted meanwhile is not created). */
+  stillThere: () => Promise<boolean>;
+  /** A hash's field expiries for a chunk's fields (absolute ms, -1 for none), read as that chunk is written. */
+  fieldExpiries?: (fields: Buffer[]) => Promise<number[]>;
+  /** A stream's groups and last ID, read once its entries are written. */
+  streamState?: () => Promise<StreamState>;
+}
+
+/** A big key at its source: found (its type and expiry known), its content read only once the target needs it. */
+export interface ChunkedKey {
+  kind: string;
+  expireAt: number;
+  content(): Promise<ChunkedContent>;
+}
+
+/** A source whose big keys are read in chunks: a server, or a value decoded from a file. */
+export interface ChunkReader {
+  /** The key as it is now; undefined when it is gone. */
+  open(key: Buffer): Promise<ChunkedKey | undefined>;
+  /** Whether a read that failed with `reason` failed because the key went away meanwhile. */
+  goneMeanwhile(key: Buffer, reason: string): Promise<boolean>;
+}
+
+/** A stream entry standing in, while a stream is built, for a pending entry whose own entry was deleted. */
+export const PLACEHOLDER = Buffer.from('redis-keys-migrator-placeholder');
+
+/** Orders stream IDs ("ms-seq") numerically. */
+export function compareStreamIds(a: string, b: string): number {
+  const [am = 0n, as = 0n] = a.split('-').map(BigInt);
+  const [bm = 0n, bs = 0n] = b.split('-').map(BigInt);
+  return am !== bm ? (am < bm ? -1 : 1) : as === bs ? 0 : as < bs ? -1 : 1;
+}
+
+/** A server's DUMP payloads of some keys, read from one node: `from` reads the big ones (length 0) in chunks. */
+export interface DumpRead {
+  from: ChunkReader;
+  batch: DumpBatch;
+}
+
+/** A server's values by type of some keys, read from one node; `chunked` keys (the node refuses scripts) are read from `from` alone. */
+export type TypedRead = { from: ChunkReader; batch: TypedBatch } | { from: ChunkReader; chunked: Buffer[] };
+
+/** A server connection as far as the records tell of it: its name, and why it was lost, when it was. */
+export interface NodeState {
+  readonly label: string;
+  readonly lostBecause?: string | undefined;
+}
+
+/**
+ * A source server's values, read where each key lives, a read budget at a time (lib/sources/server-values.ts).
+ * `relocate`: each key's node is asked for again first (its cluster slot moved or is moving).
+ */
+export interface ServerValues {
+  dumps(keys: readonly Buffer[], relocate?: boolean): AsyncIterable<DumpRead>;
+  typed(keys: readonly Buffer[], relocate?: boolean): AsyncIterable<TypedRead>;
+  /** A node read from whose connection was lost, if one was. */
+  readonly lost: NodeState | undefined;
 }

@@ -6,7 +6,7 @@ import { Connection } from '../lib/net/connections.js';
 import { writeDumps, type DumpAnswer } from '../lib/copy/restore.js';
 import { parseSettings } from '../lib/settings.js';
 import { typeReadableBy } from '../lib/rdb/types.js';
-import type { DumpBatch } from '../lib/sources/server.js';
+import type { DumpBatch } from '../lib/records.js';
 import { differenceFromManifest, manifestKeys, readManifest, type ManifestEntry } from './helpers/manifest.js';
 import { startRedis, type LocalServer } from './helpers/servers.js';
 

@@ -5,10 +5,9 @@ import { randomBytes } from 'node:crypto';
 import { ErrorReply } from '@redis/client';
 import { keySlot, slotTag } from '../net/cluster.js';
 import { type Arg, asArray } from '../net/reply.js';
-import type { Connection } from '../net/connections.js';
+import { exists, type Connection } from '../net/connections.js';
 import { flagsFor, MOVE_INTO_PLACE, TYPE_WRITE, withFlags, WRITE_FLAGS } from '../net/scripts.js';
-import { KeyProblem, type KeyOutcome } from '../records.js';
-import { exists, type ChunkedContent, type ChunkReader, type StreamState, type TypedBatch } from '../sources/server.js';
+import { KeyProblem, type ChunkedContent, type ChunkReader, type KeyOutcome, type StreamState, type TypedBatch } from '../records.js';
 import { answerOf, failed, type WriteAnswer, type WriteContext } from './context.js';
 
 /** A key as read for writing: values already in write order. */

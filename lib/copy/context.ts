@@ -5,7 +5,6 @@ import { mapLimited } from '../concurrency.js';
 import { describeError, type Connection } from '../net/connections.js';
 import { asText, type Reply } from '../net/reply.js';
 import { KeyProblem, type KeyNames, type KeyOutcome } from '../records.js';
-import type { ServerReader } from '../sources/server.js';
 import type { Settings } from '../settings.js';
 
 /** What a writer works with: one target node, and the run's settings and shared tallies. It never reads the source. */
@@ -21,11 +20,6 @@ export interface WriteContext {
   abandoned?: Buffer[];
   /** Waits, between a big key's chunks, while the bytes limit (MAX_BYTES_PER_SECOND) is spent. */
   throttle?: () => Promise<void>;
-}
-
-/** A copy between one source node (read through `reader`) and one target node: the only ones, unless a side is a cluster. */
-export interface CopyContext extends WriteContext {
-  reader: ServerReader;
 }
 
 export interface CopyStats {

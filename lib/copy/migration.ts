@@ -4,25 +4,23 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { describeError, isConnectionLoss, isLossReason, isRefusal, type Connection } from '../net/connections.js';
 import type { Checkpoint, Ticket } from './checkpoint.js';
 import { ConnectionLost, type Recovery } from '../net/recovery.js';
-import { compareBatch } from '../verify/compare-key.js';
 import { isRestoreRefused, restoreStored } from './restore.js';
-import { copyAuto, copyByDump, copyByType, RestoreRefused } from './methods.js';
-import { ServerReader } from '../sources/server.js';
-import type { OutcomeRecorder } from '../verify/comparison.js';
+import { copyAuto, copyByDump, copyByType, RestoreRefused, type Reads } from './methods.js';
+import { compareInto, type OutcomeRecorder } from '../verify/comparison.js';
 import type { Settings } from '../settings.js';
 import { InFlight, mapLimited } from '../concurrency.js';
-import { CHUNKED_KEYS_AT_ONCE, underTargetNames, type CopyContext, type CopyStats } from './context.js';
-import { byNode, forEachPair, type NodePair } from '../net/routing.js';
+import { CHUNKED_KEYS_AT_ONCE, underTargetNames, type CopyStats, type WriteContext } from './context.js';
+import { byNode } from '../net/routing.js';
 import type { Side } from '../net/side.js';
 import { isClusterDown, isRedirect } from '../net/cluster.js';
-import { type Counts, type CrossingCounts, type FailedOutcome, type KeyNames, type KeyOutcome, type MigrationResult, type RecordBatch, type StoredValue } from '../records.js';
+import { type Counts, type CrossingCounts, type FailedOutcome, type KeyNames, type KeyOutcome, type MigrationResult, type NodeState, type RecordBatch, type ServerValues, type StoredValue } from '../records.js';
 import type { ErrorLog } from '../report/error-log.js';
 import { OutcomeTally } from './tally.js';
 import { piecesOf, RateLimiter } from './rate-limit.js';
 
 /** Both sides of a run: each a server, or a cluster whose keys are routed by slot. */
 interface RunContext {
-  /** None when the values come with the batches (an .rdb file read by our reader). */
+  /** The source server, whose batches carry its values' reads: retried keys are compared with it. None for a file or a snapshot. */
   source?: Side;
   target: Side;
   settings: Settings;
@@ -57,6 +55,15 @@ async function settleRetriedStored(target: Connection, outcomes: KeyOutcome[], s
     }),
   );
 }
+
+/** A server batch's values; a batch with neither form is a bug of its source. */
+function valuesOf(batch: Pick<RecordBatch, 'server'>): ServerValues {
+  if (!batch.server) throw new Error('a batch without values');
+  return batch.server;
+}
+
+/** The same reads, each key's node asked for again first (its slot moved or is moving). */
+const relocating = (values: ServerValues): Reads => ({ dumps: (keys) => values.dumps(keys, true), typed: (keys) => values.typed(keys, true) });
 
 /** Batches in flight at full speed: enough to keep both servers busy at once, small enough to bound memory. */
 const BATCHES_IN_FLIGHT = 4;
@@ -113,7 +120,7 @@ export class Migration {
         break;
       }
       if (batch.position && !ticket) ticket = this.run.checkpoint?.started(batch.position);
-      const copying = piece.stored ? this.copyStored(piece.keys, piece.stored) : this.copyBatch(piece.keys);
+      const copying = piece.stored ? this.copyStored(piece.keys, piece.stored) : this.copyBatch(valuesOf(piece), piece.keys);
       const recorded = copying.then(
         (outcomes) => {
           this.record(outcomes);
@@ -188,16 +195,17 @@ export class Migration {
   }
 
   /**
-   * A batch, split by the nodes that hold its keys (one pair unless a side is a cluster). A pair whose
-   * connection is lost is copied again once both sides answer (`lostSince` set); one that fails otherwise as a whole
-   * stops the run, and the outcomes of the pairs that finished are still counted.
+   * A server's batch, split by the target nodes its keys go to (one unless the target is a cluster), each share's
+   * values read from the source nodes that hold them. A share whose connection is lost is copied again once both
+   * sides answer (`lostSince` set); one that fails otherwise as a whole stops the run, and the outcomes of the
+   * shares that finished are still counted.
    */
-  private async copyBatch(keys: readonly Buffer[], lostSince?: number): Promise<KeyOutcome[]> {
-    const { source, target } = this.run;
-    if (!source) throw new Error('a batch without values needs a source server');
+  private async copyBatch(values: ServerValues, keys: readonly Buffer[], lostSince?: number): Promise<KeyOutcome[]> {
+    const { target } = this.run;
     const { names } = this.run.settings;
-    const outcomes = await forEachPair(source, target, keys, (pair) => this.orStop(this.copyPair(pair, lostSince)), (key) => names.toTarget(key));
-    return source.cluster || target.cluster ? this.followRedirects(outcomes, (o) => this.copyWhereItLivesOrRetry(o)) : outcomes;
+    const shares = target.cluster ? byNode(target, keys, keys, (key) => names.toTarget(key)) : [{ node: target.nodeForSlot(0), keys: [...keys] }];
+    const outcomes = (await Promise.all(shares.map((share) => this.orStop(this.copyShare(values, share.node, share.keys, lostSince))))).flat();
+    return this.run.source?.cluster || target.cluster ? this.followRedirects(outcomes, (o) => this.copyWhereItLivesOrRetry(values, o)) : outcomes;
   }
 
   /** A batch whose values came with it (an .rdb file): RESTOREd on the node each key belongs to. */
@@ -266,17 +274,17 @@ export class Migration {
     throw new Error(demoted.reason);
   }
 
-  /** `lostSince`: set when this is a retry, to when the keys' first attempt was lost. */
-  private async copyPair(pair: NodePair, lostSince: number | undefined): Promise<KeyOutcome[]> {
+  /** One target node's share of a batch. `lostSince`: set when this is a retry, to when the keys' first attempt was lost. */
+  private async copyShare(values: ServerValues, node: Connection, keys: Buffer[], lostSince: number | undefined): Promise<KeyOutcome[]> {
     try {
-      const outcomes = await this.copyOn(this.contextFor(pair.source, pair.target), pair.keys);
-      this.dropIfDemoted(pair.target, outcomes);
-      if (this.run.mirrorDeletions) await this.deleteVanished(pair.target, outcomes);
+      const outcomes = await this.copyOn(values, node, keys);
+      this.dropIfDemoted(node, outcomes);
+      if (this.run.mirrorDeletions) await this.deleteVanished(node, outcomes);
       this.run.recovery?.progressed();
-      return lostSince !== undefined ? await this.settleRetried(pair, outcomes) : outcomes;
+      return lostSince !== undefined ? await this.settleRetried(outcomes) : outcomes;
     } catch (err) {
-      const lost = [pair.source, pair.target].find((node) => node.lostBecause !== undefined);
-      return this.retryAfterLoss(err, lost, lostSince, (since) => this.copyBatch(pair.keys, since));
+      const lost = values.lost ?? (node.lostBecause !== undefined ? node : undefined);
+      return this.retryAfterLoss(err, lost, lostSince, (since) => this.copyBatch(values, keys, since));
     }
   }
 
@@ -284,13 +292,14 @@ export class Migration {
    * A retried batch finds its own earlier writes, whose replies were lost, as existing keys: a key that now
    * equals the source's counts as restored, once. Only a key that differs is a real skip.
    */
-  private async settleRetried(pair: NodePair, outcomes: KeyOutcome[]): Promise<KeyOutcome[]> {
+  private async settleRetried(outcomes: KeyOutcome[]): Promise<KeyOutcome[]> {
     const skipped = outcomes.filter((o) => o.status === 'skipped').map((o) => o.key);
-    if (skipped.length === 0) return outcomes;
-    const { ttlToleranceMs, chunkSize, dumpMaxBytes } = this.run.settings;
-    let verdicts: Awaited<ReturnType<typeof compareBatch>>;
+    const { source, target, settings } = this.run;
+    if (skipped.length === 0 || !source) return outcomes;
+    const { ttlToleranceMs, chunkSize, dumpMaxBytes, names } = settings;
+    let verdicts: Awaited<ReturnType<ReturnType<typeof compareInto>>>;
     try {
-      verdicts = await compareBatch(pair.source, pair.target, skipped, { ttlToleranceMs, chunkSize, dumpMaxBytes, names: this.run.settings.names });
+      verdicts = await compareInto(source, target, { ttlToleranceMs, chunkSize, dumpMaxBytes, names })(skipped);
     } catch (err) {
       // A user that may write but not read the target (or a slot that moved): the keys stay counted as skipped.
       if (isRefusal(err)) return outcomes;
@@ -305,7 +314,7 @@ export class Migration {
    * the work is done `again`, knowing since when it has been lost (RECONNECT_TIMEOUT counts from there).
    * Anything else (a refusal, a bug, or the run giving up) is rethrown.
    */
-  private async retryAfterLoss(err: unknown, lost: Connection | undefined, lostSince: number | undefined, again: (since: number) => Promise<KeyOutcome[]>): Promise<KeyOutcome[]> {
+  private async retryAfterLoss(err: unknown, lost: NodeState | undefined, lostSince: number | undefined, again: (since: number) => Promise<KeyOutcome[]>): Promise<KeyOutcome[]> {
     const { recovery } = this.run;
     if (!recovery || err instanceof ConnectionLost || !(isConnectionLoss(err) || lost)) throw err;
     const since = lostSince ?? Date.now();
@@ -359,19 +368,18 @@ export class Migration {
   }
 
   /** A redirected key whose copy lost its connection goes the way of any lost batch: reconnect, then again. */
-  private async copyWhereItLivesOrRetry(outcome: KeyOutcome): Promise<KeyOutcome[]> {
+  private async copyWhereItLivesOrRetry(values: ServerValues, outcome: KeyOutcome): Promise<KeyOutcome[]> {
     try {
-      return await this.copyWhereItLives(outcome);
+      return await this.copyWhereItLives(values, outcome);
     } catch (err) {
-      const { source, target } = this.run;
-      return this.retryAfterLoss(err, source?.lost ?? target.lost, undefined, (since) => this.copyBatch([outcome.key], since));
+      return this.retryAfterLoss(err, values.lost ?? this.run.target.lost, undefined, (since) => this.copyBatch(values, [outcome.key], since));
     }
   }
 
-  /** One redirected key, copied where it lives now (a big key's abandoned build expires by itself). */
-  private async copyWhereItLives({ key }: KeyOutcome): Promise<KeyOutcome[]> {
-    const [source, target] = await Promise.all([(this.run.source as Side).locate(key), this.run.target.locate(this.run.settings.names.toTarget(key))]);
-    const outcomes = await this.copyOn(this.contextFor(source, target), [key]);
+  /** One redirected key, copied where it lives now on both sides (a big key's abandoned build expires by itself). */
+  private async copyWhereItLives(values: ServerValues, { key }: KeyOutcome): Promise<KeyOutcome[]> {
+    const target = await this.run.target.locate(this.run.settings.names.toTarget(key));
+    const outcomes = await this.copyOn(relocating(values), target, [key]);
     if (this.run.mirrorDeletions) await this.deleteVanished(target, outcomes);
     return outcomes;
   }
@@ -381,7 +389,7 @@ export class Migration {
    * them decoded and written by type instead, from its first refusal on (as a server's keys are read by type).
    */
   private async restoreOrByType(node: Connection, keys: readonly Buffer[], stored: readonly StoredValue[]): Promise<KeyOutcome[]> {
-    const ctx = { target: node, settings: this.run.settings, stats: this.run.stats, abandoned: this.abandoned, throttle: this.holdChunkToRate };
+    const ctx = this.writeContext(node);
     const { names } = this.run.settings;
     const outcomes = await underTargetNames(names, keys, (named) => restoreStored(ctx, named, stored, this.method === 'type'));
     // A batch sent before another one's refusal switched the run meets the refusal too: it goes by type as well.
@@ -403,18 +411,19 @@ export class Migration {
     this.say(`The target refused RESTORE (${reason}); copying by type from now on`);
   }
 
-  private contextFor(source: Connection, target: Connection): CopyContext {
+  /** What a writer needs to write on `target`. */
+  private writeContext(target: Connection): WriteContext {
     const { settings, stats } = this.run;
-    return { reader: new ServerReader(source, settings), target, settings, stats, abandoned: this.abandoned, throttle: this.holdChunkToRate };
+    return { target, settings, stats, abandoned: this.abandoned, throttle: this.holdChunkToRate };
   }
 
-  private async copyOn(ctx: CopyContext, keys: Buffer[]): Promise<KeyOutcome[]> {
-    if (this.method === 'type') return copyByType(ctx, keys);
-    if (this.method === 'auto') {
-      return copyAuto(ctx, keys, (reason) => this.fallBackToType(reason));
-    }
+  /** A server's keys onto one target node, the way the run copies now, their values read as `values` gives them. */
+  private async copyOn(values: Reads, target: Connection, keys: Buffer[]): Promise<KeyOutcome[]> {
+    const ctx = this.writeContext(target);
+    if (this.method === 'type') return copyByType(ctx, values, keys);
+    if (this.method === 'auto') return copyAuto(ctx, values, keys, (reason) => this.fallBackToType(reason));
     try {
-      return await copyByDump(ctx, keys);
+      return await copyByDump(ctx, values, keys);
     } catch (err) {
       if (!(err instanceof RestoreRefused)) throw err;
       return [...err.settled, ...err.unsettled.map((key): KeyOutcome => ({ key, status: 'failed', reason: err.reason }))];

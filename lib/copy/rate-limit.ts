@@ -1,6 +1,6 @@
 // MAX_KEYS_PER_SECOND and MAX_BYTES_PER_SECOND: a steady rate, with batches cut into pieces small enough that
 // no second carries more than its share, and no credit saved up for a burst after a pause.
-import type { RecordBatch, StoredValue } from '../records.js';
+import type { RecordBatch } from '../records.js';
 import type { RateLimits } from '../settings.js';
 
 /** Pieces per second of the limit: the most one second can carry beyond its share is about this fraction. */
@@ -94,11 +94,12 @@ export class RateLimiter {
 }
 
 /** A batch's keys (and their values, if it has them) in pieces of at most `most()` keys, asked before each piece. */
-export function* piecesOf(batch: RecordBatch, most: () => number): Generator<{ keys: Buffer[]; stored?: StoredValue[] }> {
+export function* piecesOf(batch: RecordBatch, most: () => number): Generator<Pick<RecordBatch, 'keys' | 'stored' | 'server'>> {
   let start = 0;
   do {
     const end = Math.min(batch.keys.length, start + Math.max(1, most()));
-    yield batch.stored ? { keys: batch.keys.slice(start, end), stored: batch.stored.slice(start, end) } : { keys: batch.keys.slice(start, end) };
+    const keys = batch.keys.slice(start, end);
+    yield batch.stored ? { keys, stored: batch.stored.slice(start, end) } : { keys, server: batch.server };
     start = end;
   } while (start < batch.keys.length);
 }

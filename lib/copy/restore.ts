@@ -10,8 +10,7 @@ import { writeDecoded } from './decoded.js';
 import { asArray } from '../net/reply.js';
 import { DUMP_WRITE, type DumpRecord, flagsFor, parseDumpHeader, withFlags, WRITE_FLAGS } from '../net/scripts.js';
 import { type Connection, isScriptingRefused } from '../net/connections.js';
-import type { Crossing, KeyOutcome, StoredValue } from '../records.js';
-import type { DumpBatch } from '../sources/server.js';
+import type { Crossing, DumpBatch, KeyOutcome, StoredValue } from '../records.js';
 import { answerOf, type CopyStats, failed, type WriteAnswer, type WriteContext } from './context.js';
 import { RDB_TYPE, stampFor, typeReadableBy } from '../rdb/types.js';
 

@@ -1,5 +1,6 @@
 // Live replication: subscribe, copy everything (live) or nothing (liveonly), then keep copying each changed
 // key through the same pipeline until cutover; gaps start repair sweeps, and the changed keys are verified at the end.
+import { withValues } from '../sources/server-values.js';
 import { isConnectionLoss } from '../net/connections.js';
 import { ConnectionLost, type Recovery } from '../net/recovery.js';
 import type { ErrorLog } from '../report/error-log.js';
@@ -225,12 +226,13 @@ export async function replicate(ctx: LiveContext): Promise<LiveOutcome> {
     const progress = Progress.ofLine(settings.progress, () => liveLine(migration, queue, lag, gapCount, sweep.repairs, liveStart));
     watchLive(snapshot, migration, queue);
     const sweeping = sweep.run(() => stopping);
-    const live = await migration.copyAll(liveBatches(queue, settings.pipelineBatchSize, () => stopping, lag, async () => {
+    const changes = liveBatches(queue, settings.pipelineBatchSize, () => stopping, lag, async () => {
       // The feed stops first, so the queue can only shrink; then what is queued is drained, every stream with it.
       await feed.stop();
       clearInterval(resync);
       await streams.requeue(source, queue);
-    }));
+    });
+    const live = await migration.copyAll(withValues(changes, source, settings));
     // The copy can end by itself (a server lost past RECONNECT_TIMEOUT): the sweep and the feed stop with it.
     stop('stopped early');
     heartbeat.stop();
@@ -241,7 +243,7 @@ export async function replicate(ctx: LiveContext): Promise<LiveOutcome> {
     await sweep.finish();
     // Keys the last sweep queued are copied too, before anyone looks.
     // The same Migration again: its counts go on adding up.
-    const leftover = live.fatal ? live : await migration.copyAll(liveBatches(queue, settings.pipelineBatchSize, () => true, lag, async () => undefined));
+    const leftover = live.fatal ? live : await migration.copyAll(withValues(liveBatches(queue, settings.pipelineBatchSize, () => true, lag, async () => undefined), source, settings));
     const result = { ...leftover, fatal: live.fatal ?? leftover.fatal ?? feed.fatal ?? lostFor };
     const seconds = (Date.now() - started) / 1000;
     const outcome: LiveOutcome = {

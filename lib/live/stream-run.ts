@@ -1,6 +1,7 @@
 // MIGRATION_MODE=live on a source read as its replica: the snapshot copied as any, then every master's stream
 // applied (stream-apply.ts) until the cutover: Ctrl-C or SIGTERM (or LIVE_IDLE_TIMEOUT) takes each master's
 // offset at that moment, applies the stream up to it exactly, and verifies the keys it changed.
+import { withValues } from '../sources/server-values.js';
 import { Migration } from '../copy/migration.js';
 import { ConnectionLost } from '../net/recovery.js';
 import { ConnectionError, describeError, isConnectionLoss, isRefusal } from '../net/connections.js';
@@ -73,7 +74,7 @@ class StreamRun {
   constructor(private readonly ctx: LiveContext, private readonly stream: StreamSource, private readonly links: ReplicaLink[], private readonly snapshot: MigrationResult) {
     const { settings, source, target } = ctx;
     this.migration = new Migration({ source, target, settings: { ...settings, overwrite: true }, stats: { bytesMoved: 0 }, recovery: ctx.recovery, mirrorDeletions: true }, ctx.log, ctx.say);
-    this.copying = this.migration.copyAll(this.feed.batches());
+    this.copying = this.migration.copyAll(withValues(this.feed.batches(), source, settings));
     this.feed.servedBy(this.copying);
     this.feed.stopped = () => this.migration.stopped;
     this.slots = source.mastersBySlot.map((m) => m.slot);

@@ -10,7 +10,7 @@ import { packKeys } from './scripts.js';
 import { tlsOptions } from './tls.js';
 import type { Endpoint } from '../settings.js';
 
-import type { Arg, Reply } from './reply.js';
+import { asNumber, type Arg, type Reply } from './reply.js';
 import { rdbVersionReadBy } from '../rdb/types.js';
 
 
@@ -471,4 +471,8 @@ export function describeError(err: unknown): string {
   if (err instanceof AggregateError && err.errors.length > 0) return describeError(err.errors[0]);
   if (err instanceof Error) return err.message || err.name;
   return String(err);
+}
+
+export async function exists(connection: Connection, key: Buffer): Promise<boolean> {
+  return asNumber(await connection.send(['EXISTS', key])) === 1;
 }

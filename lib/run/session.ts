@@ -14,6 +14,7 @@ import { SourceError, type Database, type StreamSource } from '../sources/source
 import type { StreamPosition } from '../sources/replica-link.js';
 import { readStreamCheckpoint } from '../live/stream-checkpoint.js';
 import { scanMasters, type ScanRecovery } from '../sources/scan.js';
+import { withValues } from '../sources/server-values.js';
 import type { VerificationSetup } from '../verify/comparison.js';
 import { Progress, type ProgressSnapshot } from '../report/progress.js';
 import { writeJsonSummary, type JsonSummary } from '../report/summary.js';
@@ -106,7 +107,7 @@ function selectKeys(session: Session, source: Side): AsyncIterable<RecordBatch> 
   session.units = units;
   // Only a copy gets past lost connections; compare and dry run stop with one line, as before.
   const hooks = isCopying(settings) ? scanRecovery(session) : undefined;
-  return scanMasters(settings, source, session.selection, units.map((u) => u.cursor), hooks);
+  return withValues(scanMasters(settings, source, session.selection, units.map((u) => u.cursor), hooks), source, settings);
 }
 
 /**

@@ -2,88 +2,12 @@
 // (one script call each, packed as the write scripts take them), and a big key's content in bounded chunks with
 // what chunks cannot carry (a hash's field expiries, a stream's groups and pending entries) as data.
 import { ErrorReply } from '@redis/client';
-import { describeError, isScriptingRefused, type Connection } from '../net/connections.js';
+import { describeError, exists, isScriptingRefused, type Connection } from '../net/connections.js';
 import { asArray, asMap, asNumber, asText, type Reply } from '../net/reply.js';
 import { DUMP_READ, flagsFor, NOT_BY_TYPE_HINT, READ_FLAGS, TYPE_READ, withFlags } from '../net/scripts.js';
 import { mapLimited } from '../concurrency.js';
-import { KeyProblem, READ_BUDGET_BYTES, STRING_CHUNK_BYTES } from '../records.js';
+import { compareStreamIds, KeyProblem, PLACEHOLDER, READ_BUDGET_BYTES, STRING_CHUNK_BYTES, type ChunkedKey, type ChunkReader, type DumpBatch, type GroupState, type PendingClaim, type StreamState, type TypedBatch } from '../records.js';
 
-/** DUMP payloads of the first keys of a batch, in the layout DUMP_WRITE takes (lib/net/scripts.ts). */
-export interface DumpBatch {
-  keys: Buffer[];
-  /** Per key "expire-at,length;": -2 gone, -3 an error (the payload is its text), length 0 for a key too big to DUMP. */
-  header: string;
-  payloads: Buffer;
-  /** The newest RDB version the source reads, which its payloads carry at most; undefined where unknown. */
-  rdbVersion?: number | undefined;
-}
-
-/** Values by type of the first keys of a batch, in the layout TYPE_WRITE takes (lib/net/scripts.ts). */
-export interface TypedBatch {
-  keys: readonly Buffer[];
-  header: string;
-  lengths: string;
-  values: Buffer;
-}
-
-/** A stream's state beyond its entries, as a source holds it: what XINFO and XPENDING say, or what a file saved. */
-export interface StreamState {
-  lastId: string;
-  /** Redis 7+: how many entries were ever added, and the newest deleted ID. */
-  entriesAdded?: string;
-  maxDeletedId?: string;
-  groups: GroupState[];
-  /** Pending IDs whose entries were deleted: written as placeholders so XCLAIM can take them, then removed. */
-  dangling: readonly string[];
-}
-
-export interface GroupState {
-  name: Buffer;
-  lastDeliveredId: string;
-  /** Redis 7+: entries the group has read; absent or null where unknown. */
-  entriesRead?: string | null;
-  consumers: Buffer[];
-  /** Pending entries, a bounded page at a time. */
-  pending: AsyncIterable<PendingClaim[]>;
-}
-
-/** A pending entry to claim for its consumer, with its delivery count and either its idle time or its delivery time. */
-export interface PendingClaim {
-  id: Buffer | string;
-  consumer: Buffer;
-  deliveries: number;
-  idleMs?: number;
-  deliveryTime?: number;
-}
-
-/** A big key's content for a chunked build: its chunks, and what they cannot carry, read as the build needs them. */
-export interface ChunkedContent {
-  kind: string;
-  expireAt: number;
-  /** The values in write order, a bounded chunk at a time; a stream's first chunk may be empty. */
-  chunks: AsyncIterable<Buffer[]>;
-  /** Whether the key is still at its source once every chunk is written (a key deleted meanwhile is not created). */
-  stillThere: () => Promise<boolean>;
-  /** A hash's field expiries for a chunk's fields (absolute ms, -1 for none), read as that chunk is written. */
-  fieldExpiries?: (fields: Buffer[]) => Promise<number[]>;
-  /** A stream's groups and last ID, read once its entries are written. */
-  streamState?: () => Promise<StreamState>;
-}
-
-/** A big key at its source: found (its type and expiry known), its content read only once the target needs it. */
-export interface ChunkedKey {
-  kind: string;
-  expireAt: number;
-  content(): Promise<ChunkedContent>;
-}
-
-/** A source whose big keys are read in chunks: a server, or a value decoded from a file. */
-export interface ChunkReader {
-  /** The key as it is now; undefined when it is gone. */
-  open(key: Buffer): Promise<ChunkedKey | undefined>;
-  /** Whether a read that failed with `reason` failed because the key went away meanwhile. */
-  goneMeanwhile(key: Buffer, reason: string): Promise<boolean>;
-}
 
 /** One source node's reads, with the run's limits: a batch's DUMP payloads, its values by type, a big key in chunks. */
 export class ServerReader implements ChunkReader {
@@ -194,10 +118,6 @@ export function recordCount(header: string): number {
   return n;
 }
 
-export async function exists(connection: Connection, key: Buffer): Promise<boolean> {
-  return asNumber(await connection.send(['EXISTS', key])) === 1;
-}
-
 export async function readExpireAt(source: Connection, key: Buffer): Promise<number> {
   if (source.capabilities.expireTime) return asNumber(await source.send(['PEXPIRETIME', key]));
   const ttl = asNumber(await source.send(['PTTL', key]));
@@ -256,14 +176,6 @@ async function* scanChunks(source: Connection, key: Buffer, command: 'SSCAN' | '
   } while (cursor !== '0');
 }
 
-export const PLACEHOLDER = Buffer.from('redis-keys-migrator-placeholder');
-
-/** Orders stream IDs ("ms-seq") numerically. */
-export function compareStreamIds(a: string, b: string): number {
-  const [am = 0n, as = 0n] = a.split('-').map(BigInt);
-  const [bm = 0n, bs = 0n] = b.split('-').map(BigInt);
-  return am !== bm ? (am < bm ? -1 : 1) : as === bs ? 0 : as < bs ? -1 : 1;
-}
 
 /**
  * Entries as id, field count, fields and values, a page of `size` entries at a time. The first page is
