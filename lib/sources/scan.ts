@@ -6,6 +6,7 @@ import { DONE, noSelection, type KeyNames, type RecordBatch, type SelectionCount
 import type { Settings } from '../settings.js';
 import type { Side } from '../net/side.js';
 import { globTest } from './glob.js';
+import { mergeStreams } from '../concurrency.js';
 import { scanCommand } from '../net/scan-pages.js';
 import { slotSetOf, type SlotSet } from '../net/cluster.js';
 
@@ -48,7 +49,7 @@ export function scanMasters(settings: Settings, source: Side, selection: Selecti
     const unit: ScanUnit = { index, node: () => source.nodeForSlot(slot), startCursor: startCursors[index] ?? '0' };
     return selectedKeys(unit, filters, settings.pipelineBatchSize, selection, recovery);
   });
-  return mergeBatches(scans);
+  return mergeStreams(scans);
 }
 
 /** One master's scan: it follows that master's slots to a new node after a failover. */
@@ -135,23 +136,3 @@ export async function* selectedKeys(
 }
 
 const resumeAt = (cursor: string | undefined): string => (cursor === '0' || cursor === undefined ? DONE : cursor);
-
-/** Batches from several scans, as each arrives: every master is scanned at once, one batch ahead at most. */
-export async function* mergeBatches<T>(scans: AsyncIterator<T>[]): AsyncGenerator<T> {
-  const next = (i: number): Promise<[number, IteratorResult<T>]> => {
-    const pulled = (scans[i] as AsyncIterator<T>).next().then((r): [number, IteratorResult<T>] => [i, r]);
-    // A prefetch still pending when the run stops (Ctrl-C, a lost server) may fail unobserved; that is no crash.
-    pulled.catch(() => undefined);
-    return pulled;
-  };
-  const pending = new Map<number, Promise<[number, IteratorResult<T>]>>(scans.map((_, i) => [i, next(i)]));
-  while (pending.size > 0) {
-    const [i, result] = await Promise.race(pending.values());
-    if (result.done) {
-      pending.delete(i);
-      continue;
-    }
-    pending.set(i, next(i));
-    yield result.value;
-  }
-}
