@@ -43,9 +43,6 @@ export class KeyNames {
 // Without a prefix, no view of the key is made: this runs for every key a file or a scan yields.
 const startsWith = (key: Uint8Array, prefix: Buffer): boolean => prefix.length === 0 || (key.length >= prefix.length && prefix.equals(key.subarray(0, prefix.length)));
 
-/** No renaming. */
-export const SAME_NAMES = new KeyNames(Buffer.alloc(0), Buffer.alloc(0));
-
 /** The cursor of a scan that has nothing left to read. */
 export const DONE = 'done';
 

@@ -68,9 +68,6 @@ export function layoutOf(rdbType: number, version = 0): readonly Step[] | undefi
   return LAYOUTS.get(rdbType);
 }
 
-/** Valkey 9's SLOT_IMPORT opcode's body: a job name, then slot ranges. */
-export const SLOT_IMPORT_BODY: readonly Step[] = ['str', { each: ['len', 'len'] }];
-
 /** The body of a MODULE_AUX record after its header: module opcodes up to EOF. */
 export const MODULE_AUX_BODY: readonly Step[] = ['module'];
 

@@ -51,8 +51,10 @@ class DryRun {
   withTtl = 0;
   vanished = 0;
 
-  /** `source` undefined: the keys come from an .rdb file, each batch with its values. */
-  /** `names`: KEY_PREFIX_STRIP and KEY_PREFIX_ADD, for what the target holds already. */
+  /**
+   * `source` undefined: the keys come from an .rdb file, each batch with its values. `names`: KEY_PREFIX_STRIP and
+   * KEY_PREFIX_ADD, for what the target holds already.
+   */
   constructor(private readonly source: Side | undefined, private readonly target: Side, private readonly names: KeyNames) {}
 
   private onTarget(keys: readonly Buffer[]): Buffer[] {

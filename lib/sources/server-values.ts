@@ -14,7 +14,7 @@ interface ReadLimits {
 }
 
 /** The values of a source side's keys, read where each lives (a cluster's keys from their slot's node, or its replica). */
-export class SourceValues implements ServerValues {
+class SourceValues implements ServerValues {
   /** Every node read from: the one lost, when a read fails, is among them. */
   private readonly used = new Set<Connection>();
 

@@ -118,7 +118,7 @@ export function recordCount(header: string): number {
   return n;
 }
 
-export async function readExpireAt(source: Connection, key: Buffer): Promise<number> {
+async function readExpireAt(source: Connection, key: Buffer): Promise<number> {
   if (source.capabilities.expireTime) return asNumber(await source.send(['PEXPIRETIME', key]));
   const ttl = asNumber(await source.send(['PTTL', key]));
   return ttl >= 0 ? Date.now() + ttl : ttl;
