@@ -40,8 +40,9 @@ export class Interruption {
   requested = false;
   private readonly listeners: (() => void)[] = [];
 
-  constructor() {
-    onInterrupt(() => {
+  /** `subscribe`: how the first Ctrl-C reaches it (the process's signals; a test's own call). */
+  constructor(subscribe: (stop: () => void) => void = onInterrupt) {
+    subscribe(() => {
       this.requested = true;
       for (const listener of this.listeners) listener();
     });
