@@ -260,13 +260,17 @@ export interface NodeState {
   readonly lostBecause?: string | undefined;
 }
 
-/**
- * A source server's values, read where each key lives, a read budget at a time (lib/sources/server-values.ts).
- * `relocate`: each key's node is asked for again first (its cluster slot moved or is moving).
- */
+/** One source node's reads of keys it holds, in order, a read budget at a time (lib/sources/server.ts). */
+export interface NodeReads {
+  /** The node read from. */
+  readonly node: NodeState;
+  dumps(keys: readonly Buffer[]): AsyncIterable<DumpRead>;
+  typed(keys: readonly Buffer[]): AsyncIterable<TypedRead>;
+}
+
+/** A source server's values (lib/sources/server-values.ts): a batch's keys by the node that holds them, each share read there. */
 export interface ServerValues {
-  dumps(keys: readonly Buffer[], relocate?: boolean): AsyncIterable<DumpRead>;
-  typed(keys: readonly Buffer[], relocate?: boolean): AsyncIterable<TypedRead>;
-  /** A node read from whose connection was lost, if one was. */
-  readonly lost: NodeState | undefined;
+  onNodes(keys: readonly Buffer[]): { reads: NodeReads; keys: Buffer[] }[];
+  /** The reads of the node that holds `key` now, asked of the cluster: its slot moved or is moving. */
+  locate(key: Buffer): Promise<NodeReads>;
 }

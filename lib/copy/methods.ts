@@ -1,9 +1,9 @@
-// The copy methods for keys of a source server: each takes the source's reads as they come (lib/sources/
-// server-values.ts) and has a writer write them (restore.ts, by-type.ts); big keys go alone in chunks, read
-// from where their read came from; keys the target cannot RESTORE go by type. COPY_METHOD picks: dump, type,
-// or auto (dump until refused).
+// The copy methods for keys of one source node: each takes the node's reads as they come (lib/sources/server.ts,
+// as a batch carries them) and has a writer write them (restore.ts, by-type.ts); big keys go alone in chunks, read
+// from the same node; keys the target cannot RESTORE go by type. COPY_METHOD picks: dump, type, or auto (dump
+// until refused).
 import { mapLimited } from '../concurrency.js';
-import type { KeyOutcome, ServerValues } from '../records.js';
+import type { KeyOutcome, NodeReads } from '../records.js';
 import { CHUNKED_KEYS_AT_ONCE, settleChunked, underTargetNames, type WriteAnswer, type WriteContext } from './context.js';
 import { writeInChunks, writeTypedBatch } from './by-type.js';
 import { crossed, isRestoreRefused, nameModuleRefusals, writeDumps } from './restore.js';
@@ -15,13 +15,12 @@ export class RestoreRefused extends Error {
   }
 }
 
-/** A source server's reads, as the methods take them (lib/sources/server-values.ts). */
-export type Reads = Pick<ServerValues, 'dumps' | 'typed'>;
-
 /** By DUMP and RESTORE, a read budget's worth of keys at a time; throws RestoreRefused if the target cannot RESTORE. */
-export async function copyByDump(ctx: WriteContext, values: Reads, keys: readonly Buffer[]): Promise<KeyOutcome[]> {
+export async function copyByDump(ctx: WriteContext, values: NodeReads, keys: readonly Buffer[]): Promise<KeyOutcome[]> {
   const outcomes: KeyOutcome[] = [];
+  let rest = keys;
   for await (const { batch, from } of values.dumps(keys)) {
+    rest = rest.slice(batch.keys.length);
     const answers = await underTargetNames(ctx.settings.names, batch.keys, (keys) => writeDumps(ctx, { ...batch, keys }));
     const byType = answers.flatMap((a, i) => (a.status === 'byType' ? [i] : []));
     const copied = byType.length > 0 ? await copyByType(ctx, values, byType.map((i) => batch.keys[i] as Buffer)) : [];
@@ -31,22 +30,15 @@ export async function copyByDump(ctx: WriteContext, values: Reads, keys: readonl
     const refused = settled.filter((o) => o.status === 'failed' && isRestoreRefused(o.reason));
     if (refused.length > 0) {
       const reason = refused[0]?.status === 'failed' ? refused[0].reason : '';
-      const done = [...outcomes, ...settled.filter((o) => !refused.includes(o))];
-      throw new RestoreRefused(reason, done, [...refused.map((o) => o.key), ...notAmong(keys, [...done, ...refused])]);
+      throw new RestoreRefused(reason, [...outcomes, ...settled.filter((o) => !refused.includes(o))], [...refused.map((o) => o.key), ...rest]);
     }
     outcomes.push(...settled);
   }
   return outcomes;
 }
 
-/** The keys no outcome is for yet, in order. */
-function notAmong(keys: readonly Buffer[], outcomes: readonly KeyOutcome[]): Buffer[] {
-  const settled = new Set(outcomes.map((o) => o.key.toString('latin1')));
-  return keys.filter((key) => !settled.has(key.toString('latin1')));
-}
-
 /** By type: small keys a read budget at a time, big keys and streams alone in chunks; all in chunks where the source refuses scripts. */
-export async function copyByType(ctx: WriteContext, values: Reads, keys: readonly Buffer[]): Promise<KeyOutcome[]> {
+export async function copyByType(ctx: WriteContext, values: NodeReads, keys: readonly Buffer[]): Promise<KeyOutcome[]> {
   const outcomes: KeyOutcome[] = [];
   for await (const read of values.typed(keys)) {
     if ('chunked' in read) {
@@ -63,7 +55,7 @@ export async function copyByType(ctx: WriteContext, values: Reads, keys: readonl
 }
 
 /** `auto`: dump until the target refuses RESTORE, then type for the refused keys and the rest of the run. */
-export async function copyAuto(ctx: WriteContext, values: Reads, keys: readonly Buffer[], onFallback: (reason: string) => void): Promise<KeyOutcome[]> {
+export async function copyAuto(ctx: WriteContext, values: NodeReads, keys: readonly Buffer[], onFallback: (reason: string) => void): Promise<KeyOutcome[]> {
   try {
     return await copyByDump(ctx, values, keys);
   } catch (err) {

@@ -5,15 +5,16 @@ import { describeError, isConnectionLoss, isLossReason, isRefusal, type Connecti
 import type { Checkpoint, Ticket } from './checkpoint.js';
 import { ConnectionLost, type Recovery } from '../net/recovery.js';
 import { isRestoreRefused, restoreStored } from './restore.js';
-import { copyAuto, copyByDump, copyByType, RestoreRefused, type Reads } from './methods.js';
+import { copyAuto, copyByDump, copyByType, RestoreRefused } from './methods.js';
 import { compareInto, type OutcomeRecorder } from '../verify/comparison.js';
+import type { KeyVerdict } from '../verify/compare-key.js';
 import type { Settings } from '../settings.js';
 import { InFlight, mapLimited } from '../concurrency.js';
 import { CHUNKED_KEYS_AT_ONCE, underTargetNames, type CopyStats, type WriteContext } from './context.js';
 import { byNode } from '../net/routing.js';
 import type { Side } from '../net/side.js';
 import { isClusterDown, isRedirect } from '../net/cluster.js';
-import { type Counts, type CrossingCounts, type FailedOutcome, type KeyNames, type KeyOutcome, type MigrationResult, type NodeState, type RecordBatch, type ServerValues, type StoredValue } from '../records.js';
+import { type Counts, type CrossingCounts, type FailedOutcome, type KeyNames, type KeyOutcome, type MigrationResult, type NodeReads, type NodeState, type RecordBatch, type ServerValues, type StoredValue } from '../records.js';
 import type { ErrorLog } from '../report/error-log.js';
 import { OutcomeTally } from './tally.js';
 import { piecesOf, RateLimiter } from './rate-limit.js';
@@ -62,8 +63,12 @@ function valuesOf(batch: Pick<RecordBatch, 'server'>): ServerValues {
   return batch.server;
 }
 
-/** The same reads, each key's node asked for again first (its slot moved or is moving). */
-const relocating = (values: ServerValues): Reads => ({ dumps: (keys) => values.dumps(keys, true), typed: (keys) => values.typed(keys, true) });
+/** A batch's keys that one source node holds and one target node takes, with the source node's reads. */
+interface CopyPair {
+  reads: NodeReads;
+  target: Connection;
+  keys: Buffer[];
+}
 
 /** Batches in flight at full speed: enough to keep both servers busy at once, small enough to bound memory. */
 const BATCHES_IN_FLIGHT = 4;
@@ -195,17 +200,17 @@ export class Migration {
   }
 
   /**
-   * A server's batch, split by the target nodes its keys go to (one unless the target is a cluster), each share's
-   * values read from the source nodes that hold them. A share whose connection is lost is copied again once both
-   * sides answer (`lostSince` set); one that fails otherwise as a whole stops the run, and the outcomes of the
-   * shares that finished are still counted.
+   * A server's batch, split by the pair of nodes that hold its keys (one pair unless a side is a cluster), each
+   * pair's values read on its source node. A pair whose connection is lost is copied again once both sides answer
+   * (`lostSince` set); one that fails otherwise as a whole stops the run, and the outcomes of the pairs that
+   * finished are still counted.
    */
   private async copyBatch(values: ServerValues, keys: readonly Buffer[], lostSince?: number): Promise<KeyOutcome[]> {
-    const { target } = this.run;
+    const { source, target } = this.run;
     const { names } = this.run.settings;
-    const shares = target.cluster ? byNode(target, keys, keys, (key) => names.toTarget(key)) : [{ node: target.nodeForSlot(0), keys: [...keys] }];
-    const outcomes = (await Promise.all(shares.map((share) => this.orStop(this.copyShare(values, share.node, share.keys, lostSince))))).flat();
-    return this.run.source?.cluster || target.cluster ? this.followRedirects(outcomes, (o) => this.copyWhereItLivesOrRetry(values, o)) : outcomes;
+    const pairs = values.onNodes(keys).flatMap(({ reads, keys: share }) => byNode(target, share, share, (key) => names.toTarget(key)).map((to): CopyPair => ({ reads, target: to.node, keys: to.keys })));
+    const outcomes = (await Promise.all(pairs.map((pair) => this.orStop(this.copyPair(values, pair, lostSince))))).flat();
+    return source?.cluster || target.cluster ? this.followRedirects(outcomes, (o) => this.copyWhereItLivesOrRetry(values, o)) : outcomes;
   }
 
   /** A batch whose values came with it (an .rdb file): RESTOREd on the node each key belongs to. */
@@ -274,17 +279,17 @@ export class Migration {
     throw new Error(demoted.reason);
   }
 
-  /** One target node's share of a batch. `lostSince`: set when this is a retry, to when the keys' first attempt was lost. */
-  private async copyShare(values: ServerValues, node: Connection, keys: Buffer[], lostSince: number | undefined): Promise<KeyOutcome[]> {
+  /** `lostSince`: set when this is a retry, to when the keys' first attempt was lost. */
+  private async copyPair(values: ServerValues, pair: CopyPair, lostSince: number | undefined): Promise<KeyOutcome[]> {
     try {
-      const outcomes = await this.copyOn(values, node, keys);
-      this.dropIfDemoted(node, outcomes);
-      if (this.run.mirrorDeletions) await this.deleteVanished(node, outcomes);
+      const outcomes = await this.copyOn(pair.reads, pair.target, pair.keys);
+      this.dropIfDemoted(pair.target, outcomes);
+      if (this.run.mirrorDeletions) await this.deleteVanished(pair.target, outcomes);
       this.run.recovery?.progressed();
       return lostSince !== undefined ? await this.settleRetried(outcomes) : outcomes;
     } catch (err) {
-      const lost = values.lost ?? (node.lostBecause !== undefined ? node : undefined);
-      return this.retryAfterLoss(err, lost, lostSince, (since) => this.copyBatch(values, keys, since));
+      const lost = [pair.reads.node, pair.target].find((node) => node.lostBecause !== undefined);
+      return this.retryAfterLoss(err, lost, lostSince, (since) => this.copyBatch(values, pair.keys, since));
     }
   }
 
@@ -297,7 +302,7 @@ export class Migration {
     const { source, target, settings } = this.run;
     if (skipped.length === 0 || !source) return outcomes;
     const { ttlToleranceMs, chunkSize, dumpMaxBytes, names } = settings;
-    let verdicts: Awaited<ReturnType<ReturnType<typeof compareInto>>>;
+    let verdicts: KeyVerdict[];
     try {
       verdicts = await compareInto(source, target, { ttlToleranceMs, chunkSize, dumpMaxBytes, names })(skipped);
     } catch (err) {
@@ -372,14 +377,15 @@ export class Migration {
     try {
       return await this.copyWhereItLives(values, outcome);
     } catch (err) {
-      return this.retryAfterLoss(err, values.lost ?? this.run.target.lost, undefined, (since) => this.copyBatch(values, [outcome.key], since));
+      const { source, target } = this.run;
+      return this.retryAfterLoss(err, source?.lost ?? target.lost, undefined, (since) => this.copyBatch(values, [outcome.key], since));
     }
   }
 
   /** One redirected key, copied where it lives now on both sides (a big key's abandoned build expires by itself). */
   private async copyWhereItLives(values: ServerValues, { key }: KeyOutcome): Promise<KeyOutcome[]> {
-    const target = await this.run.target.locate(this.run.settings.names.toTarget(key));
-    const outcomes = await this.copyOn(relocating(values), target, [key]);
+    const [reads, target] = await Promise.all([values.locate(key), this.run.target.locate(this.run.settings.names.toTarget(key))]);
+    const outcomes = await this.copyOn(reads, target, [key]);
     if (this.run.mirrorDeletions) await this.deleteVanished(target, outcomes);
     return outcomes;
   }
@@ -417,8 +423,8 @@ export class Migration {
     return { target, settings, stats, abandoned: this.abandoned, throttle: this.holdChunkToRate };
   }
 
-  /** A server's keys onto one target node, the way the run copies now, their values read as `values` gives them. */
-  private async copyOn(values: Reads, target: Connection, keys: Buffer[]): Promise<KeyOutcome[]> {
+  /** A source node's keys onto one target node, the way the run copies now, their values read as `values` gives them. */
+  private async copyOn(values: NodeReads, target: Connection, keys: Buffer[]): Promise<KeyOutcome[]> {
     const ctx = this.writeContext(target);
     if (this.method === 'type') return copyByType(ctx, values, keys);
     if (this.method === 'auto') return copyAuto(ctx, values, keys, (reason) => this.fallBackToType(reason));

@@ -35,6 +35,8 @@ function routeKeys(source: Side, target: Side, keys: readonly Buffer[], targetNa
  * (under `name`, for a target that renames).
  */
 export function byNode<T>(side: Side, keys: readonly Buffer[], values: readonly T[], name: TargetName = sameName): { node: Connection; keys: Buffer[]; values: T[] }[] {
+  // One server holds them all: no slot is worked out per key.
+  if (!side.cluster) return keys.length === 0 ? [] : [{ node: side.nodeFor(name(keys[0] as Buffer)), keys: [...keys], values: [...values] }];
   const groups = new Map<Connection, { node: Connection; keys: Buffer[]; values: T[] }>();
   keys.forEach((key, i) => {
     const node = side.nodeFor(name(key));

@@ -6,15 +6,36 @@ import { describeError, exists, isScriptingRefused, type Connection } from '../n
 import { asArray, asMap, asNumber, asText, type Reply } from '../net/reply.js';
 import { DUMP_READ, flagsFor, NOT_BY_TYPE_HINT, READ_FLAGS, TYPE_READ, withFlags } from '../net/scripts.js';
 import { mapLimited } from '../concurrency.js';
-import { compareStreamIds, KeyProblem, PLACEHOLDER, READ_BUDGET_BYTES, STRING_CHUNK_BYTES, type ChunkedKey, type ChunkReader, type DumpBatch, type GroupState, type PendingClaim, type StreamState, type TypedBatch } from '../records.js';
+import { compareStreamIds, KeyProblem, PLACEHOLDER, READ_BUDGET_BYTES, STRING_CHUNK_BYTES, type ChunkedKey, type ChunkReader, type DumpBatch, type DumpRead, type GroupState, type NodeReads, type PendingClaim, type StreamState, type TypedBatch, type TypedRead } from '../records.js';
 
-
-/** One source node's reads, with the run's limits: a batch's DUMP payloads, its values by type, a big key in chunks. */
-export class ServerReader implements ChunkReader {
+/** One source node's reads, with the run's limits: keys' DUMP payloads or values by type, a big key in chunks. */
+export class ServerReader implements ChunkReader, NodeReads {
   constructor(readonly node: Connection, private readonly limits: { dumpMaxBytes: number; chunkSize: number }) {}
 
+  /** DUMP payloads of `keys`, a read budget at a time. */
+  async *dumps(keys: readonly Buffer[]): AsyncGenerator<DumpRead> {
+    for (let rest = keys; rest.length > 0; ) {
+      const batch = await this.readDumps(rest);
+      rest = rest.slice(batch.keys.length);
+      yield { from: this, batch };
+    }
+  }
+
+  /** Values by type of `keys`, a read budget at a time; all the rest to read in chunks where the node refuses scripts. */
+  async *typed(keys: readonly Buffer[]): AsyncGenerator<TypedRead> {
+    for (let rest = keys; rest.length > 0; ) {
+      const batch = await this.readTyped(rest);
+      if (!batch) {
+        yield { from: this, chunked: [...rest] };
+        return;
+      }
+      rest = rest.slice(batch.keys.length);
+      yield { from: this, batch };
+    }
+  }
+
   /** DUMP payloads of the first keys, up to the read budget; by plain commands (100 keys) where scripts are refused. */
-  async dumps(keys: readonly Buffer[]): Promise<DumpBatch> {
+  private async readDumps(keys: readonly Buffer[]): Promise<DumpBatch> {
     const rdbVersion = this.node.capabilities.rdbVersion;
     if (this.node.scriptsAllowed) {
       try {
@@ -58,7 +79,7 @@ export class ServerReader implements ChunkReader {
   }
 
   /** Values by type of the first keys, up to the read budget; undefined where the source refuses scripts. */
-  async typed(keys: readonly Buffer[]): Promise<TypedBatch | undefined> {
+  private async readTyped(keys: readonly Buffer[]): Promise<TypedBatch | undefined> {
     const source = this.node;
     if (!source.scriptsAllowed) return undefined;
     const script = withFlags(TYPE_READ, flagsFor(source, READ_FLAGS));
@@ -175,7 +196,6 @@ async function* scanChunks(source: Connection, key: Buffer, command: 'SSCAN' | '
     for (let i = 0; i < values.length; i += width) yield values.slice(i, i + width);
   } while (cursor !== '0');
 }
-
 
 /**
  * Entries as id, field count, fields and values, a page of `size` entries at a time. The first page is
