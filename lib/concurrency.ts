@@ -58,8 +58,8 @@ export class InFlight {
 }
 
 /**
- * Several streams as one, each item as it comes (several masters' snapshots): every stream is read at once, each at
- * most one item ahead of the consumer, and streams that are all ready take turns.
+ * Several streams as one, each item as it comes (several masters' scans or snapshots): every stream is read at
+ * once, each at most one item ahead of the consumer, and streams that are all ready take turns.
  */
 export async function* mergeStreams<T>(streams: AsyncIterable<T>[]): AsyncGenerator<T> {
   const iterators = streams.map((s) => s[Symbol.asyncIterator]());
