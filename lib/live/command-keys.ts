@@ -11,6 +11,8 @@ interface KeySpec {
   movable: boolean;
 }
 
+type Recover = (label: string, err: unknown, lostSince: number) => Promise<void>;
+
 export class CommandKeys {
   private constructor(
     private readonly table: ReadonlyMap<string, KeySpec>,
@@ -18,11 +20,11 @@ export class CommandKeys {
     private readonly containers: ReadonlySet<string>,
     /** The source master asked now (a failover changes it). */
     private readonly source: () => Connection,
-    /** Waits out a lost connection to it (RECONNECT_TIMEOUT). */
-    private readonly recover: (label: string, err: unknown) => Promise<void>,
+    /** Waits out a lost connection to it: RECONNECT_TIMEOUT, counted from `lostSince`, the first loss of the same ask. */
+    private readonly recover: Recover,
   ) {}
 
-  static async learn(source: () => Connection, recover: (label: string, err: unknown) => Promise<void>): Promise<CommandKeys> {
+  static async learn(source: () => Connection, recover: Recover): Promise<CommandKeys> {
     const table = new Map<string, KeySpec>();
     const containers = new Set<string>();
     const add = (entry: Reply): void => {
@@ -60,15 +62,18 @@ export class CommandKeys {
   /** The key indexes as the source finds them; undefined when it cannot say (then the command's keys are unknown). */
   async ask(args: readonly Buffer[]): Promise<number[] | undefined> {
     let keys: Reply;
+    let lostSince: number | undefined;
     for (;;) {
       const node = this.source();
       try {
         keys = await node.send(['COMMAND', 'GETKEYS', ...args]);
         break;
       } catch (err) {
-        // A lost connection is waited out (RECONNECT_TIMEOUT), then asked again.
+        // A lost connection is waited out, then asked again; RECONNECT_TIMEOUT counts from the first loss, so a
+        // server that answers PING but never this does not hold the stream for ever.
         if (isConnectionLoss(err)) {
-          await this.recover(node.label, err);
+          lostSince ??= Date.now();
+          await this.recover(node.label, err, lostSince);
           continue;
         }
         // "The command has no key arguments" is an answer; any other refusal leaves the keys unknown.

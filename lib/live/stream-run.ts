@@ -114,7 +114,7 @@ class StreamRun {
     const recopyUntil = this.stream.resuming ? await offsetsNow(ctx, links) : links.map(() => 0);
     const unknown = recopyUntil.findIndex((offset) => offset === undefined);
     if (unknown >= 0) throw new StreamStop(`${links[unknown]?.label ?? 'the source'} did not say its offset (INFO replication), which a resumed run needs to know what it may have applied already`);
-    const keys = await CommandKeys.learn(() => source.masters[0] ?? source.nodeForSlot(0), (label, err) => ctx.recovery.recover(label, err));
+    const keys = await CommandKeys.learn(() => source.masters[0] ?? source.nodeForSlot(0), (label, err, lostSince) => ctx.recovery.recover(label, err, lostSince));
     this.checkpoint = settings.checkpointFile ? new StreamCheckpoint(settings.checkpointFile, fingerprintOf(settings), () => this.appliers.flatMap((applier) => applier.position() ?? [])) : undefined;
     await Promise.all(links.map((link, i) => this.follow(link, i, keys, recopyUntil[i] ?? 0)));
   }
