@@ -207,9 +207,7 @@ export class Migration {
    */
   private async copyBatch(values: ServerValues, keys: readonly Buffer[], lostSince?: number): Promise<KeyOutcome[]> {
     const { source, target } = this.run;
-    const { names } = this.run.settings;
-    const pairs = values.onNodes(keys).flatMap(({ reads, keys: share }) => byNode(target, share, share, (key) => names.toTarget(key)).map((to): CopyPair => ({ reads, target: to.node, keys: to.keys })));
-    const outcomes = (await Promise.all(pairs.map((pair) => this.orStop(this.copyPair(values, pair, lostSince))))).flat();
+    const outcomes = (await Promise.all(this.pairsOf(values, keys).map((pair) => this.orStop(this.copyPair(values, pair, lostSince))))).flat();
     return source?.cluster || target.cluster ? this.followRedirects(outcomes, (o) => this.copyWhereItLivesOrRetry(values, o)) : outcomes;
   }
 
@@ -277,6 +275,12 @@ export class Migration {
     if (!demoted) return;
     target.drop(demoted.reason);
     throw new Error(demoted.reason);
+  }
+
+  /** The keys by the source node that holds them (with its reads), then by the target node that takes them. */
+  private pairsOf(values: ServerValues, keys: readonly Buffer[]): CopyPair[] {
+    const { names } = this.run.settings;
+    return values.onNodes(keys).flatMap(({ reads, keys: share }) => byNode(this.run.target, share, share, (key) => names.toTarget(key)).map((to) => ({ reads, target: to.node, keys: to.keys })));
   }
 
   /** `lostSince`: set when this is a retry, to when the keys' first attempt was lost. */

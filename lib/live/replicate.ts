@@ -1,6 +1,5 @@
 // Live replication: subscribe, copy everything (live) or nothing (liveonly), then keep copying each changed
 // key through the same pipeline until cutover; gaps start repair sweeps, and the changed keys are verified at the end.
-import { withValues } from '../sources/server-values.js';
 import { isConnectionLoss } from '../net/connections.js';
 import { ConnectionLost, type Recovery } from '../net/recovery.js';
 import type { ErrorLog } from '../report/error-log.js';
@@ -22,6 +21,7 @@ import { asText } from '../net/reply.js';
 import { scanPages } from '../net/scan-pages.js';
 import { addCounts, displayKey, type MigrationResult, type RecordBatch, noCounts, noCrossings } from '../records.js';
 import { Migration } from '../copy/migration.js';
+import { withValues } from '../sources/server-values.js';
 
 export { LiveRefusal } from './events.js';
 

@@ -1,8 +1,8 @@
 // MIGRATION_MODE=live on a source read as its replica: the snapshot copied as any, then every master's stream
 // applied (stream-apply.ts) until the cutover: Ctrl-C or SIGTERM (or LIVE_IDLE_TIMEOUT) takes each master's
 // offset at that moment, applies the stream up to it exactly, and verifies the keys it changed.
-import { withValues } from '../sources/server-values.js';
 import { Migration } from '../copy/migration.js';
+import { withValues } from '../sources/server-values.js';
 import { ConnectionLost } from '../net/recovery.js';
 import { ConnectionError, describeError, isConnectionLoss, isRefusal } from '../net/connections.js';
 import { asText } from '../net/reply.js';

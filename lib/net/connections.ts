@@ -473,6 +473,7 @@ export function describeError(err: unknown): string {
   return String(err);
 }
 
+/** Whether `key` is on `connection`'s server now. */
 export async function exists(connection: Connection, key: Buffer): Promise<boolean> {
   return asNumber(await connection.send(['EXISTS', key])) === 1;
 }

@@ -13,21 +13,9 @@ export interface NodePair {
 type TargetName = (key: Buffer) => Buffer;
 const sameName: TargetName = (key) => key;
 
+/** The keys by the source node that holds them, then by the target node that takes them (under `targetName`). */
 function routeKeys(source: Side, target: Side, keys: readonly Buffer[], targetName: TargetName): NodePair[] {
-  if (!source.cluster && !target.cluster) {
-    return keys.length === 0 ? [] : [{ source: source.nodeFor(keys[0] as Buffer), target: target.nodeFor(keys[0] as Buffer), keys: [...keys] }];
-  }
-  const pairs = new Map<Connection, Map<Connection, NodePair>>();
-  for (const key of keys) {
-    const from = source.nodeFor(key);
-    const to = target.nodeFor(targetName(key));
-    const byTarget = pairs.get(from) ?? new Map<Connection, NodePair>();
-    pairs.set(from, byTarget);
-    const pair = byTarget.get(to) ?? { source: from, target: to, keys: [] };
-    byTarget.set(to, pair);
-    pair.keys.push(key);
-  }
-  return [...pairs.values()].flatMap((byTarget) => [...byTarget.values()]);
+  return byNode(source, keys, keys).flatMap(({ node: from, keys: share }) => byNode(target, share, share, targetName).map(({ node: to, keys: pair }) => ({ source: from, target: to, keys: pair })));
 }
 
 /**
