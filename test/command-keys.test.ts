@@ -1,10 +1,10 @@
 // CommandKeys (lib/live/command-keys.ts), which finds a replicated command's keys, against a real redis-server: keys by
-// the command table, movable ones asked of the source (COMMAND GETKEYS), and a source that keeps failing the ask
-// with a loss reply waited out from its first loss, so RECONNECT_TIMEOUT bounds it.
-import { ErrorReply } from '@redis/client';
+// the command table, movable ones asked of the source (COMMAND GETKEYS), and an ask whose connection is cut (a fault
+// proxy) waited out from its first loss, so RECONNECT_TIMEOUT bounds it.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Connection } from '../lib/net/connections.js';
 import { CommandKeys } from '../lib/live/command-keys.js';
+import { startProxy } from './helpers/proxy.js';
 import { startRedis, type LocalServer } from './helpers/servers.js';
 
 let server: LocalServer;
@@ -20,10 +20,12 @@ afterAll(async () => {
   await server?.stop();
 });
 
-const args = (...words: string[]): Buffer[] => words.map((word) => Buffer.from(word));
+/** Waits, a turn of the event loop at a time, until the clock reads past `at`. */
+async function untilClockPasses(at: number): Promise<void> {
+  while (Date.now() <= at) await new Promise<void>((resolve) => setImmediate(resolve));
+}
 
-/** A source node that answers every command with a loss reply, as one still loading its data does. */
-const loading = { label: 'a loading source', send: async (): Promise<never> => Promise.reject(new ErrorReply('LOADING Redis is loading the dataset in memory')) } as unknown as Connection;
+const args = (...words: string[]): Buffer[] => words.map((word) => Buffer.from(word));
 
 describe('CommandKeys', () => {
   it("finds a command's keys by the table, and asks the source where they move", async () => {
@@ -34,19 +36,26 @@ describe('CommandKeys', () => {
     expect(await keys.ask(zunion)).toEqual([1, 3, 4]);
   });
 
-  it('waits out a source that keeps losing the ask from its first loss, then gives up with the loss', async () => {
-    const asked: number[] = [];
-    let source = connection;
-    const keys = await CommandKeys.learn(() => source, async (_label, _err, lostSince) => {
-      asked.push(lostSince);
-      // As Recovery does once RECONNECT_TIMEOUT has passed since lostSince: the third loss is past it.
-      if (asked.length === 3) throw new Error('still failing (RECONNECT_TIMEOUT)');
-    });
-    source = loading;
-    const started = Date.now();
-    await expect(keys.ask(args('ZUNIONSTORE', 'out', '2', 'a', 'b'))).rejects.toThrow('RECONNECT_TIMEOUT');
-    expect(asked).toHaveLength(3);
-    expect(new Set(asked).size).toBe(1);
-    expect(asked[0]).toBeGreaterThanOrEqual(started);
+  it('waits out an ask whose connection is cut from its first loss, then gives up with the loss', async () => {
+    const proxy = await startProxy(server.port);
+    const cut = await Connection.open({ side: 'source', host: '127.0.0.1', port: proxy.port, db: 0 });
+    try {
+      const asked: number[] = [];
+      const keys = await CommandKeys.learn(() => cut, async (_label, _err, lostSince) => {
+        asked.push(lostSince);
+        // As Recovery does once RECONNECT_TIMEOUT has passed since lostSince: the third loss is past it.
+        if (asked.length === 3) throw new Error('still failing (RECONNECT_TIMEOUT)');
+        // The clock moves on before the next try, so each loss has a time of its own to tell apart.
+        await untilClockPasses(Date.now() + 2);
+      });
+      const started = Date.now();
+      await proxy.close();
+      await expect(keys.ask(args('ZUNIONSTORE', 'out', '2', 'a', 'b'))).rejects.toThrow('RECONNECT_TIMEOUT');
+      expect(asked).toHaveLength(3);
+      expect(new Set(asked).size).toBe(1);
+      expect(asked[0]).toBeGreaterThanOrEqual(started);
+    } finally {
+      await cut.close();
+    }
   });
 });
