@@ -63,6 +63,7 @@ async function main(): Promise<number> {
     }
     const ending = source.ending();
     for (const line of ending.lines) say(line);
+    for (const { key, reason } of ending.failedKeys ?? []) log.keyFailed(key, reason);
     if (ending.failed > 0) status = worse(status, EXIT.keysFailed);
     // Live mode's Ctrl-C is its cutover, which ends with its own status.
     return stopped() && !isLive(settings) ? EXIT.interrupted : status;

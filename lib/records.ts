@@ -69,8 +69,11 @@ export interface RecordBatch {
   server?: ServerValues;
   /** Where the scan stands after this batch; none for a batch no checkpoint follows (live changes, a file). */
   position?: ScanPosition;
-  /** Called once the batch is done with (copied, failed or abandoned): live mode's queue frees its keys. */
-  settled?: () => void;
+  /**
+   * Called once the batch is done with (copied, failed or abandoned), with its outcomes when it was copied whole:
+   * live mode's queue frees its keys, a file's watch for repeated keys takes the skipped ones.
+   */
+  settled?: (outcomes: readonly KeyOutcome[] | undefined) => void;
 }
 
 /**

@@ -176,6 +176,62 @@ describe('our reader (the default RDB_READER) into Redis 7.0', () => {
     expect(run.stdout).toMatch(/^Not copied: the file holds auxiliary data of module fixturemo \(1 record: .*\), which .*: no command can copy it to another server\. .*$/m);
   });
 
+  describe('a key the file holds more than once (redis-server refuses such a file)', () => {
+    const str = (key: string, value: string): Buffer => Buffer.concat([Buffer.from([0]), rdbString(key), rdbString(value)]);
+    const expiredAt = (ms: number): Buffer => {
+      const at = Buffer.alloc(9);
+      at[0] = 0xfc;
+      at.writeBigInt64LE(BigInt(ms), 1);
+      return at;
+    };
+    const twice = (): Buffer => rdbFile(10, Buffer.from([0xfe, 0]), str('twice', 'first'), str('once', 'v'), str('thrice', 'a'), str('twice', 'second'), str('thrice', 'b'), str('thrice', 'c'));
+
+    it.each([
+      ['false', 'first', 'a', /the first value of each was copied and the later ones skipped as existing/, { restored: 3, skipped: 3, failed: 0, vanished: 0 }],
+      ['true', 'second', 'c', /the last value of each was written over the ones before it/, { restored: 6, skipped: 0, failed: 0, vanished: 0 }],
+    ])('OVERWRITE_EXISTING_KEYS=%s: each such key named in one line and in the error log, the %s value kept; exit 2', async (overwrite, kept, keptThrice, says, summary) => {
+      await target.cmd('FLUSHALL');
+      const dir = runDir();
+      writeFileSync(join(dir, 'twice.rdb'), twice());
+      const run = await runMigrator({ ...settings(join(dir, 'twice.rdb')), OVERWRITE_EXISTING_KEYS: overwrite }, dir);
+      expect(run.code, run.stdout + run.stderr).toBe(2);
+      expect(parseSummary(run.stdout)).toEqual(summary);
+      expect([await target.cmd('GET', 'twice'), await target.cmd('GET', 'thrice'), await target.cmd('GET', 'once')]).toEqual([kept, keptThrice, 'v']);
+      const line = run.stdout.split('\n').filter((l) => l.startsWith('Not as redis-server loads it'));
+      expect(line).toHaveLength(1);
+      expect(line[0]).toMatch(/: 2 keys appear more than once in the file, which redis-server refuses \("Duplicated key found in RDB file"\): \|twice\| \(database 0, 2 times\), \|thrice\| \(database 0, 3 times\); /);
+      expect(line[0]).toMatch(says);
+      const log = readFileSync(join(dir, 'redis-keys-migrator-error.log'), 'utf8');
+      expect(log).toMatch(/Failed to migrate key \|twice\|: the file holds this key 2 times, which redis-server refuses/);
+      expect(log).toMatch(/Failed to migrate key \|thrice\|: the file holds this key 3 times/);
+    });
+
+    it('the premise: redis-server 7.0 refuses to load that file', async () => {
+      const dir = runDir();
+      writeFileSync(join(dir, 'twice.rdb'), twice());
+      await expect(startRedis(['--dir', dir, '--dbfilename', 'twice.rdb'])).rejects.toThrow(/Duplicated key found in RDB file/);
+    });
+
+    it('loaded by redis-server as it is (an expired first copy, the same name in two databases), a key on the target before: no such line, exit 0', async () => {
+      await target.cmd('FLUSHALL');
+      await target.cmd('SET', 'there', 'before');
+      const dir = runDir();
+      const file = rdbFile(10, Buffer.from([0xfe, 0]), expiredAt(1000), str('k', 'old'), str('k', 'new'), str('there', 'file'), Buffer.from([0xfe, 1]), str('k', 'other db'));
+      writeFileSync(join(dir, 'loads.rdb'), file);
+      const run = await runMigrator(settings(join(dir, 'loads.rdb')), dir);
+      expect(run.code, run.stdout + run.stderr).toBe(0);
+      expect(run.stdout).not.toMatch(/more than once/);
+      expect(parseSummary(run.stdout)).toEqual({ restored: 1, skipped: 1, failed: 0, vanished: 1 });
+      expect([await target.cmd('GET', 'k'), await target.cmd('GET', 'there')]).toEqual(['new', 'before']);
+      const loaded = await startRedis(['--dir', dir, '--dbfilename', 'loads.rdb']);
+      try {
+        expect(await loaded.cmd('GET', 'k')).toBe('new');
+      } finally {
+        await loaded.stop();
+      }
+    });
+  });
+
   // DUMP_MAX_BYTES=1 sends every other value by type: a module's value still goes by RESTORE, its only way.
   it.each(['67108864', '1'])('a module value the target has no module for fails by itself, naming the module; the keys around it are copied (DUMP_MAX_BYTES=%s)', async (dumpMaxBytes) => {
     await target.cmd('FLUSHALL');

@@ -136,14 +136,16 @@ export class Migration {
       copies.push(recorded);
       inFlight.add(recorded.then(() => undefined));
     }
+    let settledWith: KeyOutcome[] | undefined;
     const done = Promise.all(copies)
       .then((parts) => {
         const outcomes = parts.every((p) => p !== undefined) ? parts.flat() : undefined;
+        if (whole) settledWith = outcomes;
         if (ticket && whole && outcomes && this.fatal === undefined) this.run.checkpoint?.confirm(ticket, outcomes);
       })
       .finally(() => {
         wholes.delete(done);
-        batch.settled?.();
+        batch.settled?.(settledWith);
       });
     wholes.add(done);
     return whole;

@@ -503,7 +503,7 @@ export class RecopyFeed {
   recopy(keys: Buffer[], size: number): Promise<boolean> {
     const settled: Promise<void>[] = [];
     for (let i = 0; i < keys.length; i += size) {
-      settled.push(new Promise<void>((resolve) => this.waiting.push({ keys: keys.slice(i, i + size), settled: resolve })));
+      settled.push(new Promise<void>((resolve) => this.waiting.push({ keys: keys.slice(i, i + size), settled: () => resolve() })));
     }
     this.wake?.();
     return Promise.race([Promise.all(settled).then(() => !this.stopped()), this.done.then(() => false)]);

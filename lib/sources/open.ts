@@ -13,7 +13,8 @@ import { rdbFileVersion, RdbError, startRdbServer, type RdbServer } from './rdb-
 import { fileLibraries, type Libraries, sourceLibraries } from './libraries.js';
 import { replicationSource } from './replication.js';
 import type { StreamPosition } from './replica-link.js';
-import { moduleAuxEnding, SourceError, type Source, type Voices } from './source.js';
+import { countRepeats, type RepeatedKey, repeatsEnding, RepeatWatch } from './repeated-keys.js';
+import { joinEndings, moduleAuxEnding, SourceError, type Source, type Voices } from './source.js';
 
 /** `positions`: where a live run's CHECKPOINT_FILE says each master's stream stands (it resumes there). */
 export async function openSource(settings: Settings, stopped: () => boolean, voices: Voices, positions?: StreamPosition[]): Promise<Source> {
@@ -44,14 +45,16 @@ function serverSource(settings: Settings, reading?: string): Source {
 
 /**
  * RDB_READER=native: the file checked whole first, then read in one pass, each database in turn copied into
- * the same number on the target (or only SOURCE_REDIS_DB_INDEX's, into DESTINATION_REDIS_DB_INDEX).
+ * the same number on the target (or only SOURCE_REDIS_DB_INDEX's, into DESTINATION_REDIS_DB_INDEX). A copy
+ * watches for keys the file holds more than once, and reads the file's keys again at the end if it may have met one.
  */
 async function fileSource(settings: Settings, stopped: () => boolean): Promise<Source> {
   const reading = 'Error reading SOURCE_RDB_FILE';
   await asSourceError(reading, () => checkFileFirst(settings, stopped));
   const onlyDb = settings.sourceDbChosen ? settings.source.db : undefined;
   const filters = { ...keySelection(settings), onlyDb };
-  const facts: FileFacts = { moduleAux: new Map() };
+  const facts: FileFacts = { moduleAux: new Map(), repeats: settings.mode === 'copy' && !settings.dryRun ? new RepeatWatch(settings.overwrite) : undefined };
+  let repeated: RepeatedKey[] = [];
   return {
     databases: async function* () {
       let sections = 0;
@@ -67,9 +70,10 @@ async function fileSource(settings: Settings, stopped: () => boolean): Promise<S
       }
       // A file with no key still meets the target once: the run connects and reports nothing copied.
       if (sections === 0 && !stopped()) yield { settings, file: { batches: noBatches(), counts: noSelection() } };
+      if (facts.repeats?.hasCandidates && !stopped()) repeated = (await countRepeats(settings.rdbFile, facts.repeats, stopped)) ?? [];
     },
     libraries: () => asSourceError(reading, () => fileLibraries(settings.rdbFile)),
-    ending: () => moduleAuxEnding(facts.moduleAux, 'the file'),
+    ending: () => joinEndings(moduleAuxEnding(facts.moduleAux, 'the file'), repeatsEnding(repeated, settings.overwrite, facts.repeats?.overflowed ?? false)),
     close: async () => undefined,
   };
 }

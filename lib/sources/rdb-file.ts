@@ -5,6 +5,7 @@ import { readRdb, readRdbBatches, type RdbKey } from '../rdb/reader.js';
 import { isEmptyCollection } from '../rdb/empty.js';
 import { logicalType } from '../rdb/types.js';
 import { globTest, matchTest } from './glob.js';
+import type { RepeatWatch } from './repeated-keys.js';
 import { noSelection, READ_BUDGET_BYTES, type RecordBatch, type SelectionCounts, type StoredValue } from '../records.js';
 import type { KeySelection } from './scan.js';
 
@@ -24,6 +25,8 @@ interface FileSelection extends KeySelection {
 export interface FileFacts {
   /** Module auxiliary data records by module name: a module's global state, which no command can write. */
   moduleAux: Map<string, number>;
+  /** Every key taken for the copy passes through it, to find those the file holds more than once. */
+  repeats?: RepeatWatch;
 }
 
 /**
@@ -39,14 +42,14 @@ export function databaseSections(path: string, selection: FileSelection, size: n
     // The run checked the whole file's CRC before the first key (verifyFileChecksum): once is enough.
     checksum: !checksumVerified(path),
   };
-  return sectionsOf(readRdbBatches(path, options), selection, size, stopped);
+  return sectionsOf(readRdbBatches(path, options), selection, size, stopped, facts.repeats);
 }
 
 /** The reader's onModuleAux, counting each module's records in `facts`. */
 export const countModuleAux = (facts: FileFacts) => (module: string): void => void facts.moduleAux.set(module, (facts.moduleAux.get(module) ?? 0) + 1);
 
 /** databaseSections over any stream of the reader's batches (a file's, or a replica's snapshots). */
-export async function* sectionsOf(batches: AsyncIterable<RdbKey[]>, selection: FileSelection, size: number, stopped: () => boolean): AsyncGenerator<DatabaseSection> {
+export async function* sectionsOf(batches: AsyncIterable<RdbKey[]>, selection: FileSelection, size: number, stopped: () => boolean, repeats?: RepeatWatch): AsyncGenerator<DatabaseSection> {
   const records = new Records(batches[Symbol.asyncIterator]());
   try {
     let record = await records.peek();
@@ -58,7 +61,7 @@ export async function* sectionsOf(batches: AsyncIterable<RdbKey[]>, selection: F
         continue;
       }
       const counts = noSelection();
-      yield { db, batches: sectionBatches(records, db, selection, size, counts), counts };
+      yield { db, batches: sectionBatches(records, db, selection, size, counts, repeats), counts };
       if (selection.onlyDb !== undefined || stopped()) return;
       // Whatever the consumer left of this database is passed over.
       for (record = await records.peek(); record?.db === db; record = await records.peek()) records.skip();
@@ -100,7 +103,7 @@ class Records {
   }
 }
 
-async function* sectionBatches(records: Records, db: number, selection: FileSelection, size: number, counts: SelectionCounts): AsyncGenerator<RecordBatch> {
+async function* sectionBatches(records: Records, db: number, selection: FileSelection, size: number, counts: SelectionCounts, repeats?: RepeatWatch): AsyncGenerator<RecordBatch> {
   const match = matchTest(selection.match);
   const exclude = globTest(selection.exclude);
   const { slots, names } = selection;
@@ -110,6 +113,7 @@ async function* sectionBatches(records: Records, db: number, selection: FileSele
   let bytes = 0;
   const full = (): RecordBatch => {
     const out: RecordBatch = { keys: batch, stored };
+    repeats?.watch(db, out);
     [batch, stored, bytes] = [[], [], 0];
     return out;
   };

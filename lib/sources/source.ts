@@ -49,8 +49,19 @@ export interface Source {
 
 export interface SourceEnding {
   lines: string[];
-  /** Things left out that are not keys (a module's auxiliary data): the run fails (exit 2). */
+  /** Things left out or kept otherwise than redis-server would (a module's auxiliary data, a key held twice): the run fails (exit 2). */
   failed: number;
+  /** Keys among them, each written to the error log. */
+  failedKeys?: { key: Buffer; reason: string }[];
+}
+
+/** Several endings said as one: their lines in turn, their failures added. */
+export function joinEndings(...endings: SourceEnding[]): SourceEnding {
+  return {
+    lines: endings.flatMap((e) => e.lines),
+    failed: endings.reduce((sum, e) => sum + e.failed, 0),
+    failedKeys: endings.flatMap((e) => e.failedKeys ?? []),
+  };
 }
 
 /** How opening a source talks: `say` for the run's lines, `progress` for a private server's loading. */
