@@ -2,6 +2,7 @@
 // Owns the targets the tool is held to and the pass/fail verdict on each.
 import type { ChartBar } from './bench-chart.js';
 import { formatCount } from './bench-chart.js';
+import type { ClientFloor } from './bench-floor.js';
 import { ROW_LABELS, isToolRow, type RowId, type RowResult } from './bench-rows.js';
 import { SLOW_CALL_MS, type ScriptCalls } from './bench-scripts.js';
 
@@ -32,6 +33,8 @@ export interface RunInfo {
   fileFloor?: RowResult;
   /** (f) once more on a file of four times the keys, for how flat its peak RSS stays. */
   fileFourTimes?: RowResult;
+  /** For scale beside (f)'s CPU per key: the least a Node.js client spends here on the same file (bench-floor.ts). */
+  clientFloor?: ClientFloor;
 }
 
 export interface ScalingPoint {
@@ -101,6 +104,12 @@ function filePastStartUp(rows: RowResult[], repeats: RowResult[], floor: RowResu
   return { cpuMicrosPerKey: cpu, wallVsTargetCpu: wall };
 }
 
+/** Not a goal: the floor under (f)'s CPU per key, in its three parts (bench-floor.ts). */
+function clientFloorLine(floor: ClientFloor | undefined): string {
+  const parts = floor ? `our reader ${fixed(floor.readerMicros, 2)} + encoding ${fixed(floor.encodeMicros, 2)} + the socket alone ${fixed(floor.socketMicros, 2)} = ${fixed(floor.readerMicros + floor.encodeMicros + floor.socketMicros, 2)} µs` : '—';
+  return `| (f) for scale, not a goal: the least a Node.js client spends here per key on that file (tools/bench-floor.ts: the reader warm, each record encoded as RESTORE, the commands sent and their replies counted, nothing else) | ${parts} | ${floor ? 'for scale' : 'not measured'} |`;
+}
+
 function fileLines(rows: RowResult[], repeats: RowResult[], info: RunInfo): string[] {
   const { cpuMicrosPerKey, wallVsTargetCpu } = filePastStartUp(rows, repeats, info.fileFloor);
   const rss = rows.find((r) => r.id === 'rdb-native')?.peakRssMb;
@@ -109,6 +118,7 @@ function fileLines(rows: RowResult[], repeats: RowResult[], info: RunInfo): stri
   const fourNote = four && four.problems.length > 0 ? ` (${four.problems.join('; ')})` : '';
   return [
     `| (f) tool CPU per key past start-up (the native reader on an empty file subtracted), median of ${runsOf('rdb-native', rows, repeats).length} runs ≤ ${TARGETS.fileCpuMicrosPerKey.toFixed(1)} µs | ${fixed(cpuMicrosPerKey, 2)} µs | ${verdict(atMost(cpuMicrosPerKey, TARGETS.fileCpuMicrosPerKey))} |`,
+    clientFloorLine(info.clientFloor),
     `| (f) wall time past start-up ≤ ${TARGETS.fileWallVsTargetCpu.toFixed(2)}× the target's CPU s for its RESTOREs, median | ${times(wallVsTargetCpu)} | ${verdict(atMost(wallVsTargetCpu, TARGETS.fileWallVsTargetCpu))} |`,
     `| peak RSS of (f) ≤ ${TARGETS.filePeakRssMb} MB | ${fixed(rss, 1)} MB | ${verdict(atMost(rss, TARGETS.filePeakRssMb))} |`,
     `| peak RSS of (f) on a file of ${four ? formatCount(four.keys) : 'four times the'} keys ≤ ${TARGETS.fileRssFourTimesRatio.toFixed(2)}× (f)'s${fourNote} | ${fixed(four?.peakRssMb, 1)} MB, ${times(flat)} | ${verdict(atMost(flat, TARGETS.fileRssFourTimesRatio))} |`,

@@ -3,6 +3,7 @@
 import { spawn } from 'node:child_process';
 import { rmSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
+import type { ClientFloor } from './bench-floor.js';
 import type { ScriptCalls } from './bench-scripts.js';
 import { ROOT, SCRIPT, tempDir, type RedisServer } from '../test/helpers/servers.js';
 
@@ -151,6 +152,23 @@ export async function measureRdbLoad(file: string, keys: number): Promise<RowRes
     rmSync(dir, { recursive: true, force: true });
   }
   return result;
+}
+
+/**
+ * For scale beside (f): the least a Node.js client spends here per key on that file (tools/bench-floor.ts, a process
+ * of its own, into the emptied target). Undefined, said, when it did not run.
+ */
+export async function measureClientFloor(file: string, target: RedisServer): Promise<ClientFloor | undefined> {
+  const cwd = tempDir();
+  try {
+    const run = await runTimed(TSX, [join(ROOT, 'tools', 'bench-floor.ts'), file, String(target.port)], { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '' }, cwd);
+    const line = run.stdout.trim().split('\n').at(-1) ?? '';
+    if (run.code === 0 && line.startsWith('{')) return JSON.parse(line) as ClientFloor;
+    process.stderr.write(`the client floor did not run (exit ${run.code}): ${lastLines(run.stdout + run.stderr, 3)}\n`);
+    return undefined;
+  } finally {
+    rmSync(cwd, { recursive: true, force: true });
+  }
 }
 
 /** The tool copying an empty database into another of the same server: its wall time and RSS before any key. */

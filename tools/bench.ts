@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { drawChart, formatCount } from './bench-chart.js';
 import { chartBars, keysPerSecond, renderReport, type RunInfo, type ScalingPoint } from './bench-report.js';
 import {
-  configSnapshot, digest, infoValue, isToolRow, killRunningTools, measureClusterTool, measureMigrate, measureRdbLoad, measureRdbTool, measureReplication, measureTool, measureToolFloor,
+  configSnapshot, digest, infoValue, isToolRow, killRunningTools, measureClientFloor, measureClusterTool, measureMigrate, measureRdbLoad, measureRdbTool, measureReplication, measureTool, measureToolFloor,
   resetTarget, runToolTimed, serverCpuSeconds, sideSettings, ROW_LABELS, type RowId, type RowResult,
 } from './bench-rows.js';
 import { logSlowCalls, watchScriptCalls } from './bench-scripts.js';
@@ -207,6 +207,9 @@ async function runMainRows(source: RedisServer, target: RedisServer, keys: numbe
     rows.push(await runRow(id, source, target, keys, sourceDigest));
   }
   const repeats = await runPairedRepeats(source, target, keys, sourceDigest, baseline);
+  say('  the least a Node.js client spends on (f)\'s file, for scale ...');
+  await resetTarget(target, baseline);
+  info.clientFloor = await measureClientFloor(await savedFile(source), target);
   info.fileFourTimes = await runFileAtFourTimes(keys);
   // The first run of each cluster row goes in the table; the others are its repeats.
   const clusterRuns = await runClusterRows(source, keys, sourceDigest);
