@@ -1,7 +1,8 @@
 // RepeatWatch, the fixed-size filter that finds the keys a file holds more than once (the copy end to end:
 // rdb-file.test.ts): never misses a repeat, and rarely suspects a key seen once, so the second read is rare.
 import { describe, expect, it } from 'vitest';
-import { RepeatWatch } from '../lib/sources/repeated-keys.js';
+import type { KeyOutcome, RecordBatch } from '../lib/records.js';
+import { RepeatWatch, repeatsEnding } from '../lib/sources/repeated-keys.js';
 
 const key = (prefix: string, n: number): Buffer => Buffer.from(`${prefix}:${n}`);
 
@@ -27,16 +28,28 @@ describe('RepeatWatch', () => {
       return bytes;
     });
     watch.addAll(3, binary);
-    expect(watch.hasCandidates).toBe(false);
+    expect(watch.candidateTotal).toBe(0);
   });
 
   it('the empty key and keys that differ in one byte are told apart', () => {
     const watch = new RepeatWatch(true);
     const bytes = Array.from({ length: 256 }, (_, b) => b);
     watch.addAll(0, [Buffer.alloc(0), ...bytes.map((b) => Buffer.from([b])), ...bytes.map((b) => Buffer.from([0, b]))]);
-    expect(watch.hasCandidates).toBe(false);
+    expect(watch.candidateTotal).toBe(0);
     watch.addAll(0, [Buffer.from('other'), Buffer.alloc(0)]);
     expect(watch.isCandidate(0, Buffer.from('other'))).toBe(false);
     expect(watch.isCandidate(0, Buffer.alloc(0))).toBe(true);
+  });
+
+  it('without overwriting, the keys the target answered as existing are the suspects, up to 10,000; the rest are said to be unchecked', () => {
+    const watch = new RepeatWatch(false);
+    const keys = Array.from({ length: 10_002 }, (_, n) => key('k', n));
+    const batch: RecordBatch = { keys, stored: [] };
+    watch.watch(5, batch);
+    const outcomes = keys.map((k, n): KeyOutcome => ({ key: k, status: n === 0 ? 'restored' : 'skipped' }));
+    batch.settled?.(outcomes);
+    expect([watch.candidateTotal, watch.unchecked]).toEqual([10_000, 1]);
+    expect([watch.isCandidate(5, key('k', 0)), watch.isCandidate(5, key('k', 1)), watch.isCandidate(0, key('k', 1))]).toEqual([false, true, false]);
+    expect(repeatsEnding([], false, watch.unchecked)).toEqual({ lines: ['Not checked for keys the file holds more than once: 1 keys the target answered as existing, past the first 10,000 (those were counted)'], failed: 0 });
   });
 });

@@ -18,7 +18,7 @@ import { joinEndings, moduleAuxEnding, SourceError, type Source, type Voices } f
 
 /** `positions`: where a live run's CHECKPOINT_FILE says each master's stream stands (it resumes there). */
 export async function openSource(settings: Settings, stopped: () => boolean, voices: Voices, positions?: StreamPosition[]): Promise<Source> {
-  if (readsFileItself(settings)) return fileSource(settings, stopped);
+  if (readsFileItself(settings)) return fileSource(settings, stopped, voices);
   if (settings.rdbFile) return privateServerSource(settings, stopped, voices);
   if (settings.sourceReader === 'scan') return serverSource(settings);
   const why = scanOnlyBecause(settings);
@@ -48,7 +48,7 @@ function serverSource(settings: Settings, reading?: string): Source {
  * the same number on the target (or only SOURCE_REDIS_DB_INDEX's, into DESTINATION_REDIS_DB_INDEX). A copy
  * watches for keys the file holds more than once, and reads the file's keys again at the end if it may have met one.
  */
-async function fileSource(settings: Settings, stopped: () => boolean): Promise<Source> {
+async function fileSource(settings: Settings, stopped: () => boolean, voices: Voices): Promise<Source> {
   const reading = 'Error reading SOURCE_RDB_FILE';
   await asSourceError(reading, () => checkFileFirst(settings, stopped));
   const onlyDb = settings.sourceDbChosen ? settings.source.db : undefined;
@@ -70,10 +70,14 @@ async function fileSource(settings: Settings, stopped: () => boolean): Promise<S
       }
       // A file with no key still meets the target once: the run connects and reports nothing copied.
       if (sections === 0 && !stopped()) yield { settings, file: { batches: noBatches(), counts: noSelection() } };
-      if (facts.repeats?.hasCandidates && !stopped()) repeated = (await countRepeats(settings.rdbFile, facts.repeats, stopped)) ?? [];
+      const suspects = facts.repeats?.candidateTotal ?? 0;
+      if (facts.repeats && suspects > 0 && !stopped()) {
+        voices.say(`Reading the file's keys again, to count ${suspects} ${suspects === 1 ? 'key' : 'keys'} it may hold more than once`);
+        repeated = (await countRepeats(settings.rdbFile, facts.repeats, stopped)) ?? [];
+      }
     },
     libraries: () => asSourceError(reading, () => fileLibraries(settings.rdbFile)),
-    ending: () => joinEndings(moduleAuxEnding(facts.moduleAux, 'the file'), repeatsEnding(repeated, settings.overwrite, facts.repeats?.overflowed ?? false)),
+    ending: () => joinEndings(moduleAuxEnding(facts.moduleAux, 'the file'), repeatsEnding(repeated, settings.overwrite, facts.repeats?.unchecked ?? 0)),
     close: async () => undefined,
   };
 }

@@ -35,8 +35,8 @@ export class RepeatWatch {
   /** Candidates by database, by key (latin1: one char a byte). */
   private readonly candidates = new Map<number, Set<string>>();
   private candidateCount = 0;
-  /** More candidates than MAX_CANDIDATES came: only the first were counted. */
-  overflowed = false;
+  /** Candidates past MAX_CANDIDATES, not counted. */
+  unchecked = 0;
 
   constructor(private readonly overwrite: boolean) {}
 
@@ -64,8 +64,8 @@ export class RepeatWatch {
   /** Scratch for addAll: per key, its block's first word and three hashes. */
   private hashes = new Uint32Array(0);
 
-  get hasCandidates(): boolean {
-    return this.candidateCount > 0;
+  get candidateTotal(): number {
+    return this.candidateCount;
   }
 
   /** Whether `key` of `db` is a candidate (for the second read). */
@@ -90,14 +90,14 @@ export class RepeatWatch {
   }
 
   private addCandidate(db: number, key: Buffer): void {
-    if (this.candidateCount >= MAX_CANDIDATES) {
-      this.overflowed = true;
-      return;
-    }
     let keys = this.candidates.get(db);
     if (!keys) this.candidates.set(db, (keys = new Set()));
     const name = key.toString('latin1');
     if (keys.has(name)) return;
+    if (this.candidateCount >= MAX_CANDIDATES) {
+      this.unchecked += 1;
+      return;
+    }
     keys.add(name);
     this.candidateCount += 1;
   }
@@ -155,17 +155,19 @@ export async function countRepeats(path: string, watch: RepeatWatch, stopped: ()
 
 /**
  * What the run says of repeated keys: one line naming a few, each in the error log, and each a failure (exit 2),
- * as redis-server fails the whole file. Which value the target kept depends on OVERWRITE_EXISTING_KEYS.
+ * as redis-server fails the whole file. Which value the target kept depends on OVERWRITE_EXISTING_KEYS. Suspects
+ * past MAX_CANDIDATES (a target that held many of the file's keys already) are said to be unchecked.
  */
-export function repeatsEnding(repeats: readonly RepeatedKey[], overwrite: boolean, overflowed: boolean): SourceEnding {
-  if (repeats.length === 0) return { lines: [], failed: 0 };
+export function repeatsEnding(repeats: readonly RepeatedKey[], overwrite: boolean, unchecked: number): SourceEnding {
+  const lines = unchecked > 0 ? [`Not checked for keys the file holds more than once: ${unchecked} keys the target answered as existing, past the first ${MAX_CANDIDATES.toLocaleString('en-US')} (those were counted)`] : [];
+  if (repeats.length === 0) return { lines, failed: 0 };
   const named = repeats.slice(0, KEYS_NAMED).map(({ db, key, times }) => `|${displayKey(key)}| (database ${db}, ${times} times)`);
   const more = repeats.length > KEYS_NAMED ? ` and ${repeats.length - KEYS_NAMED} more` : '';
   const kept = overwrite ? 'the last value of each was written over the ones before it' : 'the first value of each was copied and the later ones skipped as existing';
-  const count = `${overflowed ? 'at least ' : ''}${repeats.length} ${repeats.length === 1 ? 'key appears' : 'keys appear'}`;
+  const count = `${repeats.length} ${repeats.length === 1 ? 'key appears' : 'keys appear'}`;
   const reason = (times: number): string => `the file holds this key ${times} times, which redis-server refuses when it loads a file ("Duplicated key found in RDB file"): ${overwrite ? 'the last value was kept' : 'the first value was kept'}`;
   return {
-    lines: [`Not as redis-server loads it: ${count} more than once in the file, which redis-server refuses ("Duplicated key found in RDB file"): ${named.join(', ')}${more}; ${kept}. Each is in the error log`],
+    lines: [`Not as redis-server loads it: ${count} more than once in the file, which redis-server refuses ("Duplicated key found in RDB file"): ${named.join(', ')}${more}; ${kept}. Each is in the error log`, ...lines],
     failed: repeats.length,
     failedKeys: repeats.map(({ key, times }) => ({ key, reason: reason(times) })),
   };
