@@ -102,7 +102,10 @@ async function measureRate(rate: number, reader: LiveReader): Promise<LivePoint>
     const stats = await load.done;
     const probes = await probe.stop();
     const stoppedAt = Date.now();
-    const result = await Promise.race([run.done, new Promise<undefined>((resolve) => setTimeout(resolve, 120_000))]);
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const result = await Promise.race([run.done, new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), 120_000)))]);
+    // Not left pending: it would hold the benchmark's exit for two minutes after its last row.
+    clearTimeout(timer);
     if (!result) {
       run.signalAll('SIGKILL');
       problems.push('the tool had not caught up 120 s after the load stopped');
