@@ -7,6 +7,7 @@ import { exists, type Connection } from '../net/connections.js';
 import { mapLimited } from '../concurrency.js';
 import { compareStreamIds, KeyProblem, PLACEHOLDER, STRING_CHUNK_BYTES, type KeyOutcome, type PendingClaim, type StoredValue, type StreamState } from '../records.js';
 import { CHUNKED_KEYS_AT_ONCE, failed, type WriteContext } from './context.js';
+import { concatAll } from '../concurrency.js';
 
 /** A key and its value as the file holds it. */
 interface DecodedWrite {
@@ -98,7 +99,7 @@ function valuesInWriteOrder(value: Exclude<RdbValue, { type: 'stream' | 'module'
     case 'zset':
       return value.value.flatMap(([member, score]) => [Buffer.from(scoreText(score)), member]);
     case 'hash':
-      return value.value.flat();
+      return concatAll(value.value);
   }
 }
 

@@ -9,7 +9,7 @@ import { copyAuto, copyByDump, copyByType, RestoreRefused } from './methods.js';
 import { compareInto, type OutcomeRecorder } from '../verify/comparison.js';
 import type { KeyVerdict } from '../verify/compare-key.js';
 import type { Settings } from '../settings.js';
-import { InFlight, mapLimited } from '../concurrency.js';
+import { concatAll, InFlight, mapLimited } from '../concurrency.js';
 import { CHUNKED_KEYS_AT_ONCE, underTargetNames, type CopyStats, type WriteContext } from './context.js';
 import { byNode } from '../net/routing.js';
 import type { Side } from '../net/side.js';
@@ -139,7 +139,7 @@ export class Migration {
     let settledWith: KeyOutcome[] | undefined;
     const done = Promise.all(copies)
       .then((parts) => {
-        const outcomes = parts.every((p) => p !== undefined) ? parts.flat() : undefined;
+        const outcomes = parts.every((p): p is KeyOutcome[] => p !== undefined) ? concatAll(parts) : undefined;
         if (whole) settledWith = outcomes;
         if (ticket && whole && outcomes && this.fatal === undefined) this.run.checkpoint?.confirm(ticket, outcomes);
       })
@@ -209,7 +209,7 @@ export class Migration {
    */
   private async copyBatch(values: ServerValues, keys: readonly Buffer[], lostSince?: number): Promise<KeyOutcome[]> {
     const { source, target } = this.run;
-    const outcomes = (await Promise.all(this.pairsOf(values, keys).map((pair) => this.orStop(this.copyPair(values, pair, lostSince))))).flat();
+    const outcomes = concatAll(await Promise.all(this.pairsOf(values, keys).map((pair) => this.orStop(this.copyPair(values, pair, lostSince)))));
     return source?.cluster || target.cluster ? this.followRedirects(outcomes, (o) => this.copyWhereItLivesOrRetry(values, o)) : outcomes;
   }
 
@@ -219,7 +219,7 @@ export class Migration {
     if (!target.cluster) return this.orStop(this.restoreOn(target.nodeForSlot(0), keys, stored, lostSince));
     const { names } = this.run.settings;
     const parts = await Promise.all(byNode(target, keys, stored, (key) => names.toTarget(key)).map((group) => this.orStop(this.restoreOn(group.node, group.keys, group.values, lostSince))));
-    const outcomes = parts.flat();
+    const outcomes = concatAll(parts);
     const byKey = new Map(keys.map((key, i) => [key.toString('latin1'), stored[i] as StoredValue]));
     return this.followRedirects(outcomes, async ({ key }) => {
       const value = byKey.get(key.toString('latin1')) as StoredValue;

@@ -1,6 +1,7 @@
 // A batch's keys split by the nodes that hold them: the pair of source and target nodes, or the target's node alone.
 import type { Connection } from './connections.js';
 import type { Side } from './side.js';
+import { concatAll } from '../concurrency.js';
 
 /** Keys of a batch grouped by the pair of nodes that hold them, in first-seen order. */
 export interface NodePair {
@@ -45,5 +46,5 @@ export async function forEachPair<R>(
   targetName: TargetName = sameName,
 ): Promise<R[]> {
   const results = await Promise.all(routeKeys(source, target, keys, targetName).map(work));
-  return results.flat();
+  return concatAll(results);
 }

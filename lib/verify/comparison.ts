@@ -9,6 +9,7 @@ import { byNode, forEachPair } from '../net/routing.js';
 import type { Side } from '../net/side.js';
 import { InFlight } from '../concurrency.js';
 import { displayKey, type KeyOutcome, type RecordBatch, type StoredValue } from '../records.js';
+import { concatAll } from '../concurrency.js';
 
 /** Checks running at once, beyond which the copy waits: memory stays bounded by the batches in hand. */
 const CHECKS_IN_FLIGHT = 4;
@@ -101,7 +102,7 @@ export function compareInto(source: Side, target: Side, options: CompareOptions)
 function compareStoredInto(target: Side, options: CompareOptions) {
   return async (keys: readonly Buffer[], stored: readonly StoredValue[]): Promise<KeyVerdict[]> => {
     const groups = byNode(target, keys, stored, (key) => options.names?.toTarget(key) ?? key);
-    return (await Promise.all(groups.map((g) => compareStoredBatch(g.node, g.keys, g.values, options)))).flat();
+    return concatAll(await Promise.all(groups.map((g) => compareStoredBatch(g.node, g.keys, g.values, options))));
   };
 }
 

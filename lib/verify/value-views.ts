@@ -4,6 +4,7 @@ import type { RdbValue, StreamValue } from '../rdb/decode.js';
 import { parseScore } from '../rdb/encodings.js';
 import { asArray, asMap, asNumber, asText, type Reply } from '../net/reply.js';
 import type { Connection } from '../net/connections.js';
+import { concatAll } from '../concurrency.js';
 
 interface ScoredMember {
   member: Buffer;
@@ -130,7 +131,7 @@ export function storedView(decoded: RdbValue): ValueView {
     zsetRange: async (from, size) =>
       (type === 'zset' ? value.slice(from, from + size) : []).map(([member, score]) => ({ member, score, shown: showScore(score) })),
     pages: async function* (kind, size) {
-      const flat = kind === 'set' ? lists() : pairs().flat();
+      const flat = kind === 'set' ? lists() : concatAll(pairs());
       const step = kind === 'set' ? size : 2 * size;
       for (let from = 0; from < flat.length; from += step) yield flat.slice(from, from + step);
     },
