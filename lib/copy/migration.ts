@@ -220,8 +220,10 @@ export class Migration {
     const { names } = this.run.settings;
     const parts = await Promise.all(byNode(target, keys, stored, (key) => names.toTarget(key)).map((group) => this.orStop(this.restoreOn(group.node, group.keys, group.values, lostSince))));
     const outcomes = concatAll(parts);
-    const byKey = new Map(keys.map((key, i) => [key.toString('latin1'), stored[i] as StoredValue]));
+    // Built at the first redirect only: a key's name as text costs every key of every batch otherwise.
+    let byKey: Map<string, StoredValue> | undefined;
     return this.followRedirects(outcomes, async ({ key }) => {
+      byKey ??= new Map(keys.map((name, i) => [name.toString('latin1'), stored[i] as StoredValue]));
       const value = byKey.get(key.toString('latin1')) as StoredValue;
       try {
         return await this.restoreOn(await target.locate(names.toTarget(key)), [key], [value], lostSince);

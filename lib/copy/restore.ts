@@ -142,38 +142,32 @@ export async function restoreStored(ctx: WriteContext, keys: readonly Buffer[], 
   const { target } = ctx;
   const targetVersion = target.capabilities.rdbVersion ?? VERSION_WHEN_UNTOLD;
   const outcomes = new Array<KeyOutcome>(keys.length);
-  const sent: FileRestore[] = [];
+  // Indexes, not an object per key: this is the path of every key of a file.
+  const sent: number[] = [];
   const decoded: { index: number; key: Buffer; stored: StoredValue }[] = [];
-  keys.forEach((key, index) => {
+  for (let index = 0; index < keys.length; index++) {
     const value = stored[index] as StoredValue;
     // Past DUMP_MAX_BYTES a value goes by type in chunks, as a server's big key does: no RESTORE that size. A
     // module's value has no other way than RESTORE.
     const big = value.value.length > ctx.settings.dumpMaxBytes && value.type !== RDB_TYPE.MODULE_2;
-    if (allByType || big || !typeReadableBy(value.type, targetVersion, value.rdbVersion)) {
-      decoded.push({ index, key, stored: value });
-      return;
-    }
-    sent.push({ index, key, value, version: stampFor(value.rdbVersion, targetVersion) });
-  });
-  const [answers, written] = await Promise.all([
-    sent.length > 0 ? restorePipelined(target, ctx.settings.overwrite, sent, ctx.stats) : [],
+    if (allByType || big || !typeReadableBy(value.type, targetVersion, value.rdbVersion)) decoded.push({ index, key: keys[index] as Buffer, stored: value });
+    else sent.push(index);
+  }
+  const batch: FileBatch = { keys, stored, sent, targetVersion };
+  const [, written] = await Promise.all([
+    sent.length > 0 ? restorePipelined(target, ctx.settings.overwrite, batch, ctx.stats, outcomes) : undefined,
     decoded.length > 0 ? writeDecoded(ctx, decoded) : [],
   ]);
-  answers.forEach((answer, j) => {
-    const { index, key, value, version } = sent[j] as FileRestore;
-    if (answer.status === 'failed' && value.type === RDB_TYPE.MODULE_2) outcomes[index] = { key, status: 'failed', reason: moduleRefusal(value.value, answer.reason, target) };
-    else outcomes[index] = value.rdbVersion !== version ? crossed(answer, 'restamped') : answer;
-  });
   written.forEach((outcome, j) => (outcomes[(decoded[j] as (typeof decoded)[number]).index] = outcome));
   return outcomes;
 }
 
-/** A file value to RESTORE: where its outcome goes, and the RDB version its payload is stamped with. */
-interface FileRestore {
-  index: number;
-  key: Buffer;
-  value: StoredValue;
-  version: number;
+/** A file batch's keys to RESTORE: their indexes in it, and the target's RDB version, which sets each payload's stamp. */
+interface FileBatch {
+  keys: readonly Buffer[];
+  stored: readonly StoredValue[];
+  sent: readonly number[];
+  targetVersion: number;
 }
 
 const RESTORE_ARG = Buffer.from('$7\r\nRESTORE\r\n');
@@ -182,28 +176,44 @@ const REPLACE_TAIL = Buffer.from('$7\r\nREPLACE\r\n$6\r\nABSTTL\r\n');
 /** Per command, beyond key and payload: the fixed arguments, lengths, the expiry and the footer. */
 const COMMAND_OVERHEAD = 100;
 
+/** An expiry that has passed by our clock (0 and -1: none). */
+const expiredBy = (expireAt: number, now: number): boolean => expireAt > 0 && expireAt <= now;
+
 /**
  * Plain pipelined `RESTORE key <at> payload [REPLACE] ABSTTL`, encoded by hand into one buffer with each
  * payload built in place: atomic per key (BUSYKEY without REPLACE is a skip), no script for the target to run
- * (half its CPU), and no client CPU per command. A key already expired by our clock is not sent (vanished).
+ * (half its CPU), and no client CPU per command. A key already expired by our clock is not sent (vanished). Each
+ * key's outcome goes into `outcomes` at its index: a restamped payload's says so, a refused module value names its module.
  */
-async function restorePipelined(target: Connection, overwrite: boolean, sent: readonly FileRestore[], stats: CopyStats): Promise<KeyOutcome[]> {
+async function restorePipelined(target: Connection, overwrite: boolean, batch: FileBatch, stats: CopyStats, outcomes: KeyOutcome[]): Promise<void> {
+  const { keys, stored, sent, targetVersion } = batch;
   const now = Date.now();
-  const live = sent.filter(({ value: { expireAt: at } }) => !(at > 0 && at <= now));
   let bytes = 0;
-  for (const { key, value } of live) bytes += key.length + value.value.length + COMMAND_OVERHEAD;
+  for (const index of sent) bytes += (keys[index] as Buffer).length + (stored[index] as StoredValue).value.length + COMMAND_OVERHEAD;
   const writer = target.writer(bytes);
-  for (const { key, value, version } of live) {
+  for (const index of sent) {
+    const value = stored[index] as StoredValue;
+    if (expiredBy(value.expireAt, now)) continue;
     const length = value.value.length + FOOTER_BYTES;
-    restoreStart(writer, key, value.expireAt, length, overwrite);
-    writeDumpPayload(value.value, version, writer.buf, writer.at);
+    restoreStart(writer, keys[index] as Buffer, value.expireAt, length, overwrite);
+    writeDumpPayload(value.value, stampFor(value.rdbVersion, targetVersion), writer.buf, writer.at);
     writer.at += length;
     restoreEnd(writer, overwrite);
     stats.bytesMoved += length;
   }
   const replies = await target.sendPipelined(writer);
   let next = 0;
-  return sent.map(({ key, value: { expireAt: at } }): KeyOutcome => (at > 0 && at <= now ? { key, status: 'vanished' } : restoreAnswer(key, replies[next++])));
+  for (const index of sent) {
+    const key = keys[index] as Buffer;
+    const value = stored[index] as StoredValue;
+    if (expiredBy(value.expireAt, now)) {
+      outcomes[index] = { key, status: 'vanished' };
+      continue;
+    }
+    const answer = restoreAnswer(key, replies[next++]);
+    if (answer.status === 'failed' && value.type === RDB_TYPE.MODULE_2) outcomes[index] = { key, status: 'failed', reason: moduleRefusal(value.value, answer.reason, target) };
+    else outcomes[index] = stampFor(value.rdbVersion, targetVersion) !== value.rdbVersion ? crossed(answer, 'restamped') : answer;
+  }
 }
 
 /** DUMP_WRITE's decisions, made here, for targets that refuse EVAL: the RESTOREs pipelined as for a file. */
@@ -215,7 +225,7 @@ async function restorePlain(target: Connection, batch: DumpBatch, overwrite: boo
   batch.keys.forEach((key, i) => {
     const { expireAt: at, payload } = records[i] as DumpRecord;
     if (at === -3) answers[i] = { key, status: 'failed', reason: payload.toString() };
-    else if (at === -2 || (at > 0 && at <= now)) answers[i] = { key, status: 'vanished' };
+    else if (at === -2 || expiredBy(at, now)) answers[i] = { key, status: 'vanished' };
     else if (payload.length === 0) answers[i] = { key, status: 'chunked' };
     else bytes += key.length + COMMAND_OVERHEAD;
   });
