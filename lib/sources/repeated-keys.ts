@@ -12,7 +12,7 @@ import type { SourceEnding } from './source.js';
 const FILTER_BLOCKS = 1 << 18;
 /** One block is one 64-byte cache line (16 words): the bits of a key are all in it, one memory miss a key. */
 const BLOCK_WORDS = 16;
-/** Candidates kept to count in the second read: beyond it, the file is said to hold at least that many. */
+/** Candidates kept to count in the second read: any beyond it are said to be unchecked. */
 const MAX_CANDIDATES = 10_000;
 /** Keys named on the console; the error log names each. */
 const KEYS_NAMED = 3;
