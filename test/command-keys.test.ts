@@ -1,24 +1,13 @@
 // CommandKeys (lib/live/command-keys.ts), which finds a replicated command's keys, against a real redis-server: keys by
 // the command table, movable ones asked of the source (COMMAND GETKEYS), and an ask whose connection is cut (a fault
 // proxy) waited out from its first loss, so RECONNECT_TIMEOUT bounds it.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { Connection } from '../lib/net/connections.js';
 import { CommandKeys } from '../lib/live/command-keys.js';
+import { serverWithConnection } from './helpers/fixtures.js';
 import { startProxy } from './helpers/proxy.js';
-import { startRedis, type LocalServer } from './helpers/servers.js';
 
-let server: LocalServer;
-let connection: Connection;
-
-beforeAll(async () => {
-  server = await startRedis();
-  connection = await Connection.open({ side: 'source', host: '127.0.0.1', port: server.port, db: 0 });
-});
-
-afterAll(async () => {
-  await connection?.close();
-  await server?.stop();
-});
+const open = serverWithConnection('source');
 
 /** Waits, a turn of the event loop at a time, until the clock reads past `at`. */
 async function untilClockPasses(at: number): Promise<void> {
@@ -29,7 +18,7 @@ const args = (...words: string[]): Buffer[] => words.map((word) => Buffer.from(w
 
 describe('CommandKeys', () => {
   it("finds a command's keys by the table, and asks the source where they move", async () => {
-    const keys = await CommandKeys.learn(() => connection, () => Promise.reject(new Error('no loss expected')));
+    const keys = await CommandKeys.learn(() => open.connection, () => Promise.reject(new Error('no loss expected')));
     expect(keys.positions(args('SET', 'k', 'v'))).toEqual([1]);
     const zunion = args('ZUNIONSTORE', 'out', '2', 'a', 'b');
     expect(keys.positions(zunion)).toBe('ask');
@@ -37,7 +26,7 @@ describe('CommandKeys', () => {
   });
 
   it('waits out an ask whose connection is cut from its first loss, then gives up with the loss', async () => {
-    const proxy = await startProxy(server.port);
+    const proxy = await startProxy(open.server.port);
     const cut = await Connection.open({ side: 'source', host: '127.0.0.1', port: proxy.port, db: 0 });
     try {
       const asked: number[] = [];

@@ -1,37 +1,25 @@
 // DUMP payloads newer than the target reads, written once each (lib/copy/restore.ts writeDumps): the payloads a
 // real Redis 7.4 server dumped (the redis-7.4 fixture's manifest, RDB 12) into a real redis-server 7.0 (RDB 10).
 // The target's version comes from its INFO once; nothing is sent twice.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Connection } from '../lib/net/connections.js';
+import { describe, expect, it } from 'vitest';
 import { writeDumps, type DumpAnswer } from '../lib/copy/restore.js';
 import { parseSettings } from '../lib/settings.js';
 import { typeReadableBy } from '../lib/rdb/types.js';
 import type { DumpBatch } from '../lib/records.js';
 import { differenceFromManifest, manifestKeys, readManifest, type ManifestEntry } from './helpers/manifest.js';
-import { startRedis, type LocalServer } from './helpers/servers.js';
+import { serverWithConnection } from './helpers/fixtures.js';
 
-let target: LocalServer;
-let connection: Connection;
-
-beforeAll(async () => {
-  target = await startRedis();
-  connection = await Connection.open({ side: 'destination', host: '127.0.0.1', port: target.port, db: 0 });
-});
-
-afterAll(async () => {
-  await connection?.close();
-  await target?.stop();
-});
+const open = serverWithConnection('destination');
 
 /** How many RESTOREs the target has run, inside scripts included (INFO commandstats). */
 async function restoreCalls(): Promise<number> {
-  const stats = String(await target.client.sendCommand(['INFO', 'commandstats']));
+  const stats = String(await open.server.client.sendCommand(['INFO', 'commandstats']));
   return Number(/cmdstat_restore:calls=(\d+)/.exec(stats)?.[1] ?? 0);
 }
 
 describe('payloads of a newer server (Redis 7.4, RDB 12) into redis-server 7.0 (RDB 10)', () => {
   it("learns the target's version from INFO, restamps what 7.0 reads, holds back the rest for a copy by type, and RESTOREs each key once", async () => {
-    expect(connection.capabilities.rdbVersion).toBe(10);
+    expect(open.connection.capabilities.rdbVersion).toBe(10);
     const entries = manifestKeys(readManifest('redis-7.4')).filter(([, entry]) => entry.expire_at_ms !== 'relative');
     const payloads = entries.map(([, entry]) => Buffer.from(entry.dump as string, 'base64'));
     const batch: DumpBatch = {
@@ -43,14 +31,14 @@ describe('payloads of a newer server (Redis 7.4, RDB 12) into redis-server 7.0 (
     const readable = (i: number): boolean => typeReadableBy((payloads[i] as Buffer)[0] as number, 10);
     const before = await restoreCalls();
 
-    const answers: DumpAnswer[] = await writeDumps({ target: connection, settings: parseSettings({}), stats: { bytesMoved: 0 } }, batch);
+    const answers: DumpAnswer[] = await writeDumps({ target: open.connection, settings: parseSettings({}), stats: { bytesMoved: 0 } }, batch);
 
     expect(await restoreCalls()).toBe(before + entries.filter((_, i) => readable(i)).length);
     const expected = entries.map((_, i) => (readable(i) ? 'restored/restamped' : 'byType/'));
     expect(answers.map((a) => `${a.status}/${'via' in a ? (a.via ?? '') : ''}`)).toEqual(expected);
     expect(expected).toContain('byType/'); // the fixture has types 7.0 cannot read (set listpacks, hash field expiries)
     for (const [i, [key, entry]] of entries.entries()) {
-      if (readable(i)) expect(await differenceFromManifest(target, key, entry as ManifestEntry), key.toString('latin1')).toBeNull();
+      if (readable(i)) expect(await differenceFromManifest(open.server, key, entry as ManifestEntry), key.toString('latin1')).toBeNull();
     }
   });
 });

@@ -4,14 +4,14 @@
 // counting the replies, with no bookkeeping of any kind. Run by the bench as a process of its own:
 // `tsx tools/bench-floor.ts <file> <target port>`; prints one JSON line of µs per key for each part.
 import { connect, type Socket } from 'node:net';
+import { writeStoredRestore } from '../lib/copy/restore.js';
 import { RespWriter } from '../lib/net/resp.js';
-import { FOOTER_BYTES, writeDumpPayload } from '../lib/rdb/payload.js';
 import { readRdbBatches, type RdbKey } from '../lib/rdb/reader.js';
 
 /** Keys sent and not yet answered, at most: as the tool's batches in flight. */
 const UNANSWERED_KEYS = 4096;
-const RESTORE = Buffer.from('$7\r\nRESTORE\r\n');
-const ABSTTL = Buffer.from('$6\r\nABSTTL\r\n');
+/** Room per command beyond its key and value, as the tool sizes its writer: fixed arguments, lengths, the footer. */
+const COMMAND_OVERHEAD = 100;
 
 export interface ClientFloor {
   keys: number;
@@ -47,22 +47,12 @@ async function encodeAll(file: string): Promise<{ buffers: Buffer[]; counts: num
   return { buffers, counts };
 }
 
+/** The batch's records as the tool encodes them (writeStoredRestore), each payload stamped with the file's version. */
 function encode(batch: readonly RdbKey[]): Buffer {
   let bytes = 0;
-  for (const record of batch) bytes += record.key.length + record.value.length + 100;
+  for (const record of batch) bytes += record.key.length + record.value.length + COMMAND_OVERHEAD;
   const writer = new RespWriter(bytes);
-  for (const record of batch) {
-    writer.begin(5);
-    writer.raw(RESTORE);
-    writer.bulk(record.key);
-    writer.integer(Math.max(record.expireAt, 0));
-    const length = record.value.length + FOOTER_BYTES;
-    writer.bulkStart(length);
-    writeDumpPayload(record.value, record.rdbVersion, writer.buf, writer.at);
-    writer.at += length;
-    writer.bulkEnd();
-    writer.raw(ABSTTL);
-  }
+  for (const record of batch) writeStoredRestore(writer, record.key, record, record.rdbVersion, false);
   return writer.buf.subarray(0, writer.at);
 }
 

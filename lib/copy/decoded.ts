@@ -4,10 +4,9 @@ import { decodeValue, type RdbValue, type StreamValue } from '../rdb/decode.js';
 import { RdbFormatError } from '../rdb/errors.js';
 import { buildInChunks, fieldExpiriesDropped, writeTyped, type TypedRecord } from './by-type.js';
 import { exists, type Connection } from '../net/connections.js';
-import { mapLimited } from '../concurrency.js';
+import { concatAll, mapLimited } from '../concurrency.js';
 import { compareStreamIds, KeyProblem, PLACEHOLDER, STRING_CHUNK_BYTES, type KeyOutcome, type PendingClaim, type StoredValue, type StreamState } from '../records.js';
 import { CHUNKED_KEYS_AT_ONCE, failed, type WriteContext } from './context.js';
-import { concatAll } from '../concurrency.js';
 
 /** A key and its value as the file holds it. */
 interface DecodedWrite {

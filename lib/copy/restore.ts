@@ -193,13 +193,7 @@ async function restorePipelined(target: Connection, overwrite: boolean, batch: F
   const writer = target.writer(bytes);
   for (const index of sent) {
     const value = stored[index] as StoredValue;
-    if (expiredBy(value.expireAt, now)) continue;
-    const length = value.value.length + FOOTER_BYTES;
-    restoreStart(writer, keys[index] as Buffer, value.expireAt, length, overwrite);
-    writeDumpPayload(value.value, stampFor(value.rdbVersion, targetVersion), writer.buf, writer.at);
-    writer.at += length;
-    restoreEnd(writer, overwrite);
-    stats.bytesMoved += length;
+    if (!expiredBy(value.expireAt, now)) stats.bytesMoved += writeStoredRestore(writer, keys[index] as Buffer, value, stampFor(value.rdbVersion, targetVersion), overwrite);
   }
   const replies = await target.sendPipelined(writer);
   let next = 0;
@@ -214,6 +208,19 @@ async function restorePipelined(target: Connection, overwrite: boolean, batch: F
     if (answer.status === 'failed' && value.type === RDB_TYPE.MODULE_2) outcomes[index] = { key, status: 'failed', reason: moduleRefusal(value.value, answer.reason, target) };
     else outcomes[index] = stampFor(value.rdbVersion, targetVersion) !== value.rdbVersion ? crossed(answer, 'restamped') : answer;
   }
+}
+
+/**
+ * One `RESTORE key <at> payload [REPLACE] ABSTTL` for a value that came with its key, the payload built in place
+ * in the writer (stamped `version`, its CRC computed as it is written); returns the payload's length.
+ */
+export function writeStoredRestore(writer: RespWriter, key: Buffer, value: StoredValue, version: number, overwrite: boolean): number {
+  const length = value.value.length + FOOTER_BYTES;
+  restoreStart(writer, key, value.expireAt, length, overwrite);
+  writeDumpPayload(value.value, version, writer.buf, writer.at);
+  writer.at += length;
+  restoreEnd(writer, overwrite);
+  return length;
 }
 
 /** DUMP_WRITE's decisions, made here, for targets that refuse EVAL: the RESTOREs pipelined as for a file. */

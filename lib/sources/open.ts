@@ -70,10 +70,11 @@ async function fileSource(settings: Settings, stopped: () => boolean, voices: Vo
       }
       // A file with no key still meets the target once: the run connects and reports nothing copied.
       if (sections === 0 && !stopped()) yield { settings, file: { batches: noBatches(), counts: noSelection() } };
-      const suspects = facts.repeats?.candidateTotal ?? 0;
-      if (facts.repeats && suspects > 0 && !stopped()) {
+      const watch = facts.repeats;
+      if (watch && watch.candidateTotal > 0 && !stopped()) {
+        const suspects = watch.candidateTotal;
         voices.say(`Reading the file's keys again, to count ${suspects} ${suspects === 1 ? 'key' : 'keys'} it may hold more than once`);
-        repeated = (await countRepeats(settings.rdbFile, facts.repeats, stopped)) ?? [];
+        repeated = (await countRepeats(settings.rdbFile, watch, stopped)) ?? [];
       }
     },
     libraries: () => asSourceError(reading, () => fileLibraries(settings.rdbFile)),

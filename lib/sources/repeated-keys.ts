@@ -40,7 +40,7 @@ export class RepeatWatch {
 
   constructor(private readonly overwrite: boolean) {}
 
-  /** Watches a batch of `db` the copy is about to take. */
+  /** Watches a batch of `db` the copy is about to take (a file's batches have no `settled` of their own to keep). */
   watch(db: number, batch: RecordBatch): void {
     if (this.overwrite) this.addAll(db, batch.keys);
     else batch.settled = (outcomes) => outcomes && this.addSkipped(db, outcomes);

@@ -7,9 +7,8 @@ import { join } from 'node:path';
 import { CATEGORIES, compareBatch, compareStoredBatch, type CompareOptions, type DiffCategory, type KeyVerdict } from './compare-key.js';
 import { byNode, forEachPair } from '../net/routing.js';
 import type { Side } from '../net/side.js';
-import { InFlight } from '../concurrency.js';
+import { concatAll, InFlight } from '../concurrency.js';
 import { displayKey, type KeyOutcome, type RecordBatch, type StoredValue } from '../records.js';
-import { concatAll } from '../concurrency.js';
 
 /** Checks running at once, beyond which the copy waits: memory stays bounded by the batches in hand. */
 const CHECKS_IN_FLIGHT = 4;
