@@ -4,14 +4,12 @@
 // counting the replies, with no bookkeeping of any kind. Run by the bench as a process of its own:
 // `tsx tools/bench-floor.ts <file> <target port>`; prints one JSON line of µs per key for each part.
 import { connect, type Socket } from 'node:net';
-import { writeStoredRestore } from '../lib/copy/restore.js';
+import { COMMAND_OVERHEAD, writeStoredRestore } from '../lib/copy/restore.js';
 import { RespWriter } from '../lib/net/resp.js';
 import { readRdbBatches, type RdbKey } from '../lib/rdb/reader.js';
 
 /** Keys sent and not yet answered, at most: as the tool's batches in flight. */
 const UNANSWERED_KEYS = 4096;
-/** Room per command beyond its key and value, as the tool sizes its writer: fixed arguments, lengths, the footer. */
-const COMMAND_OVERHEAD = 100;
 
 export interface ClientFloor {
   keys: number;

@@ -174,7 +174,7 @@ const RESTORE_ARG = Buffer.from('$7\r\nRESTORE\r\n');
 const TAIL = Buffer.from('$6\r\nABSTTL\r\n');
 const REPLACE_TAIL = Buffer.from('$7\r\nREPLACE\r\n$6\r\nABSTTL\r\n');
 /** Per command, beyond key and payload: the fixed arguments, lengths, the expiry and the footer. */
-const COMMAND_OVERHEAD = 100;
+export const COMMAND_OVERHEAD = 100;
 
 /** An expiry that has passed by our clock (0 and -1: none). */
 const expiredBy = (expireAt: number, now: number): boolean => expireAt > 0 && expireAt <= now;
